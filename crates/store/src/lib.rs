@@ -1,0 +1,158 @@
+//! Embedded durable storage for weir, on SQLite in WAL mode with `synchronous=FULL`.
+//!
+//! # Layout
+//! - [`Store`]: one database file. Writes go through a single writer thread that commits in
+//!   groups ([`writer`]); a caller's future resolves only after the commit that holds its write
+//!   is on disk. Reads use a separate connection.
+//! - [`schema`]: the tables.
+//! - [`model`]: rows as Rust types.
+//! - [`ops`]: the SQL for each operation, as plain functions over a connection.
+
+pub mod model;
+pub mod ops;
+pub mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+
+use parking_lot::Mutex;
+use rusqlite::{Connection, OpenFlags};
+
+pub use writer::WriterStats;
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The group commit holding this write failed; nothing of it is stored.
+    #[error("commit failed: {0}")]
+    Commit(String),
+    /// The writer thread is gone (shutting down).
+    #[error("the storage writer has stopped")]
+    WriterGone,
+    /// A row the operation needs does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A row the operation would create exists already.
+    #[error("{0}")]
+    Conflict(String),
+    /// Filesystem trouble opening the store.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Result alias for storage operations.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Tuning of the group-commit writer.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Most write jobs folded into one transaction.
+    pub max_batch: usize,
+    /// `synchronous=FULL` (fsync every commit) when true; NORMAL otherwise (benchmarks only).
+    pub fsync: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_batch: 512,
+            fsync: true,
+        }
+    }
+}
+
+/// Handle to the database. Cheap to share behind an `Arc`.
+pub struct Store {
+    path: PathBuf,
+    writer: writer::Writer,
+    reader: Mutex<Connection>,
+}
+
+fn configure(conn: &Connection, fsync: bool) -> Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(())
+}
+
+impl Store {
+    /// Open (creating if needed) `dir/weir.db`.
+    pub fn open(dir: &Path, opts: StoreOptions) -> Result<Store> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("weir.db");
+        let conn = Connection::open(&path)?;
+        configure(&conn, opts.fsync)?;
+        schema::migrate(&conn)?;
+        let reader = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        configure(&reader, opts.fsync)?;
+        let writer = writer::Writer::start(conn, opts.max_batch)?;
+        Ok(Store {
+            path,
+            writer,
+            reader: Mutex::new(reader),
+        })
+    }
+
+    /// Open an existing database read-only (for inspection while a server runs).
+    pub fn open_read_only(dir: &Path) -> Result<Connection> {
+        let path = dir.join("weir.db");
+        if !path.exists() {
+            return Err(StoreError::NotFound(format!(
+                "no weir database at {}",
+                path.display()
+            )));
+        }
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        Ok(conn)
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Run `f` in the writer's next group commit; resolves after that commit is durable.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.writer.submit(f).await
+    }
+
+    /// Queue `f` for the next commit without waiting for it (for records whose loss in a crash
+    /// is acceptable, such as reject counters).
+    pub fn write_detached<F>(&self, f: F)
+    where
+        F: FnOnce(&Connection) -> Result<()> + Send + 'static,
+    {
+        self.writer.submit_detached(f);
+    }
+
+    /// Run a read on the reader connection.
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.reader.lock();
+        f(&conn)
+    }
+
+    /// Counters of the group-commit writer.
+    pub fn writer_stats(&self) -> WriterStats {
+        self.writer.stats()
+    }
+
+    /// Stop the writer after it has committed everything queued.
+    pub fn shutdown(&self) {
+        self.writer.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,200 @@
+//! Rows as Rust types.
+
+/// An account and its long-term credentials.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Account {
+    /// Row id.
+    pub id: i64,
+    /// Operator-chosen unique name.
+    pub name: String,
+    /// `AKIA…` access key id (also the SMTP username).
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret: String,
+    /// Creation time, Unix milliseconds.
+    pub created_ms: i64,
+}
+
+/// Sending settings of one (account, region).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionSettings {
+    /// `Max24HourSend`, -1 for unlimited.
+    pub max_24h: i64,
+    /// `MaxSendRate` per second, -1 for unlimited.
+    pub max_rate: f64,
+    /// Burst capacity in seconds of rate.
+    pub burst_seconds: f64,
+    /// Out of the sandbox.
+    pub production: bool,
+    /// UpdateAccountSendingEnabled / PutAccountSendingAttributes.
+    pub sending_enabled: bool,
+    /// Reasons that add addresses to the suppression list automatically.
+    pub suppressed_reasons: Vec<String>,
+}
+
+impl RegionSettings {
+    /// The SES sandbox defaults.
+    pub fn sandbox() -> Self {
+        RegionSettings {
+            max_24h: 200,
+            max_rate: 1.0,
+            burst_seconds: 1.0,
+            production: false,
+            sending_enabled: true,
+            suppressed_reasons: vec!["BOUNCE".into(), "COMPLAINT".into()],
+        }
+    }
+}
+
+/// Kind of identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IdentityKind {
+    /// A single address.
+    EmailAddress,
+    /// A whole domain.
+    Domain,
+}
+
+impl IdentityKind {
+    /// The v1 `IdentityType` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityKind::EmailAddress => "EmailAddress",
+            IdentityKind::Domain => "Domain",
+        }
+    }
+
+    /// Parse the stored value.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "EmailAddress" => Some(IdentityKind::EmailAddress),
+            "Domain" => Some(IdentityKind::Domain),
+            _ => None,
+        }
+    }
+}
+
+/// Verification status (v1 spelling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VerificationStatus {
+    /// Created through the API; waits for verification.
+    Pending,
+    /// Verified (by the operator).
+    Success,
+    /// Verification failed.
+    Failed,
+}
+
+impl VerificationStatus {
+    /// The v1 value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerificationStatus::Pending => "Pending",
+            VerificationStatus::Success => "Success",
+            VerificationStatus::Failed => "Failed",
+        }
+    }
+
+    /// Parse the stored value.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "Pending" => Some(VerificationStatus::Pending),
+            "Success" => Some(VerificationStatus::Success),
+            "Failed" => Some(VerificationStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// A sending identity of one (account, region).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    /// The address or domain, lower-cased.
+    pub identity: String,
+    /// Address or domain.
+    pub kind: IdentityKind,
+    /// Verification status.
+    pub status: VerificationStatus,
+    /// Domain verification token.
+    pub token: String,
+    /// Creation time, Unix milliseconds.
+    pub created_ms: i64,
+}
+
+/// An address on an account's suppression list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suppressed {
+    /// The address, lower-cased.
+    pub address: String,
+    /// `BOUNCE` or `COMPLAINT`.
+    pub reason: String,
+    /// Last update, Unix milliseconds.
+    pub updated_ms: i64,
+    /// Message that caused it, if any.
+    pub message_id: Option<String>,
+}
+
+/// Initial state of a spooled recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecipientState {
+    /// Waiting for delivery.
+    Queued,
+    /// On the suppression list: accepted, never delivered.
+    Suppressed,
+}
+
+impl RecipientState {
+    /// Stored value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecipientState::Queued => "queued",
+            RecipientState::Suppressed => "suppressed",
+        }
+    }
+}
+
+/// An accepted message on its way into the spool, with the quota charge stored beside it.
+#[derive(Debug, Clone)]
+pub struct SpoolEntry {
+    /// MessageId returned to the client.
+    pub id: String,
+    /// Owning account.
+    pub account_id: i64,
+    /// SES region.
+    pub region: String,
+    /// Acceptance time, Unix milliseconds.
+    pub created_ms: i64,
+    /// Envelope sender.
+    pub mail_from: String,
+    /// Configuration set named by the request, if any.
+    pub configuration_set: Option<String>,
+    /// Message tags as a JSON array of {Name, Value}.
+    pub tags_json: String,
+    /// Which front door accepted it (`api-v1`, `api-v2`, `smtp`).
+    pub source: String,
+    /// The MIME message.
+    pub body: Vec<u8>,
+    /// Recipients and their initial state.
+    pub recipients: Vec<(String, RecipientState)>,
+    /// The one-second bucket charged and how many recipients.
+    pub quota_second: u64,
+    /// Recipients charged.
+    pub quota_count: u32,
+    /// Rate bucket state after the charge.
+    pub quota_tat: u64,
+}
+
+/// One 15-minute GetSendStatistics data point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SendDataPoint {
+    /// Bucket start, Unix seconds.
+    pub bucket: i64,
+    /// Recipients accepted for delivery.
+    pub delivery_attempts: i64,
+    /// Hard bounces.
+    pub bounces: i64,
+    /// Complaints.
+    pub complaints: i64,
+    /// Send requests rejected (unverified identities, sandbox).
+    pub rejects: i64,
+}

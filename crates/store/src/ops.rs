@@ -1,0 +1,406 @@
+//! The SQL of each operation, as plain functions over a connection. Writers call them inside
+//! [`crate::Store::write`]; readers inside [`crate::Store::read`].
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::model::*;
+use crate::{Result, StoreError};
+
+/// Width of a GetSendStatistics bucket.
+pub const STATS_BUCKET_SECS: i64 = 900;
+/// How long statistics are kept (two weeks).
+pub const STATS_RETENTION_SECS: i64 = 14 * 86_400;
+
+/// Insert a new account. Fails with `Conflict` if the name is taken.
+pub fn insert_account(
+    c: &Connection,
+    name: &str,
+    access_key_id: &str,
+    secret: &str,
+    now_ms: i64,
+) -> Result<Account> {
+    let exists: Option<i64> = c
+        .query_row("SELECT id FROM accounts WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if exists.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "account '{name}' already exists"
+        )));
+    }
+    c.execute(
+        "INSERT INTO accounts (name, access_key_id, secret, created_ms) VALUES (?1, ?2, ?3, ?4)",
+        params![name, access_key_id, secret, now_ms],
+    )?;
+    Ok(Account {
+        id: c.last_insert_rowid(),
+        name: name.to_string(),
+        access_key_id: access_key_id.to_string(),
+        secret: secret.to_string(),
+        created_ms: now_ms,
+    })
+}
+
+/// Every account.
+pub fn list_accounts(c: &Connection) -> Result<Vec<Account>> {
+    let mut st =
+        c.prepare("SELECT id, name, access_key_id, secret, created_ms FROM accounts ORDER BY id")?;
+    let rows = st.query_map([], |r| {
+        Ok(Account {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            access_key_id: r.get(2)?,
+            secret: r.get(3)?,
+            created_ms: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Store the settings of one (account, region).
+pub fn upsert_region(
+    c: &Connection,
+    account_id: i64,
+    region: &str,
+    s: &RegionSettings,
+) -> Result<()> {
+    c.execute(
+        "INSERT INTO account_regions (account_id, region, max_24h, max_rate, burst_seconds, production, sending_enabled, suppressed_reasons)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (account_id, region) DO UPDATE SET max_24h = excluded.max_24h, max_rate = excluded.max_rate,
+           burst_seconds = excluded.burst_seconds, production = excluded.production,
+           sending_enabled = excluded.sending_enabled, suppressed_reasons = excluded.suppressed_reasons",
+        params![
+            account_id,
+            region,
+            s.max_24h,
+            s.max_rate,
+            s.burst_seconds,
+            s.production,
+            s.sending_enabled,
+            s.suppressed_reasons.join(",")
+        ],
+    )?;
+    Ok(())
+}
+
+/// Every stored (account, region) settings row.
+pub fn list_regions(c: &Connection) -> Result<Vec<(i64, String, RegionSettings)>> {
+    let mut st = c.prepare(
+        "SELECT account_id, region, max_24h, max_rate, burst_seconds, production, sending_enabled, suppressed_reasons FROM account_regions",
+    )?;
+    let rows = st.query_map([], |r| {
+        let reasons: String = r.get(7)?;
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            RegionSettings {
+                max_24h: r.get(2)?,
+                max_rate: r.get(3)?,
+                burst_seconds: r.get(4)?,
+                production: r.get(5)?,
+                sending_enabled: r.get(6)?,
+                suppressed_reasons: reasons
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            },
+        ))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Create or replace an identity.
+pub fn upsert_identity(c: &Connection, account_id: i64, region: &str, i: &Identity) -> Result<()> {
+    c.execute(
+        "INSERT INTO identities (account_id, region, identity, kind, status, token, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (account_id, region, identity) DO UPDATE SET kind = excluded.kind, status = excluded.status, token = excluded.token",
+        params![account_id, region, i.identity, i.kind.as_str(), i.status.as_str(), i.token, i.created_ms],
+    )?;
+    Ok(())
+}
+
+/// Delete an identity; true if it existed.
+pub fn delete_identity(
+    c: &Connection,
+    account_id: i64,
+    region: &str,
+    identity: &str,
+) -> Result<bool> {
+    let n = c.execute(
+        "DELETE FROM identities WHERE account_id = ?1 AND region = ?2 AND identity = ?3",
+        params![account_id, region, identity],
+    )?;
+    Ok(n > 0)
+}
+
+/// Every identity of every account.
+pub fn list_identities(c: &Connection) -> Result<Vec<(i64, String, Identity)>> {
+    let mut st =
+        c.prepare("SELECT account_id, region, identity, kind, status, token, created_ms FROM identities ORDER BY created_ms, identity")?;
+    let rows = st.query_map([], |r| {
+        let kind: String = r.get(3)?;
+        let status: String = r.get(4)?;
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            Identity {
+                identity: r.get(2)?,
+                kind: IdentityKind::parse(&kind).unwrap_or(IdentityKind::EmailAddress),
+                status: VerificationStatus::parse(&status).unwrap_or(VerificationStatus::Pending),
+                token: r.get(5)?,
+                created_ms: r.get(6)?,
+            },
+        ))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Add or update an address on the suppression list.
+pub fn put_suppressed(c: &Connection, account_id: i64, region: &str, s: &Suppressed) -> Result<()> {
+    c.execute(
+        "INSERT INTO suppression (account_id, region, address, reason, updated_ms, message_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (account_id, region, address) DO UPDATE SET reason = excluded.reason, updated_ms = excluded.updated_ms,
+           message_id = excluded.message_id",
+        params![account_id, region, s.address, s.reason, s.updated_ms, s.message_id],
+    )?;
+    Ok(())
+}
+
+/// Remove an address from the suppression list; true if it was there.
+pub fn delete_suppressed(
+    c: &Connection,
+    account_id: i64,
+    region: &str,
+    address: &str,
+) -> Result<bool> {
+    let n = c.execute(
+        "DELETE FROM suppression WHERE account_id = ?1 AND region = ?2 AND address = ?3",
+        params![account_id, region, address],
+    )?;
+    Ok(n > 0)
+}
+
+/// Every suppressed address of every account.
+pub fn list_suppressed(c: &Connection) -> Result<Vec<(i64, String, Suppressed)>> {
+    let mut st = c.prepare(
+        "SELECT account_id, region, address, reason, updated_ms, message_id FROM suppression",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            Suppressed {
+                address: r.get(2)?,
+                reason: r.get(3)?,
+                updated_ms: r.get(4)?,
+                message_id: r.get(5)?,
+            },
+        ))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+fn stats_bucket(ms: i64) -> i64 {
+    ms.div_euclid(1000) / STATS_BUCKET_SECS * STATS_BUCKET_SECS
+}
+
+/// Spool a message with its recipients, its quota charge and its statistics, atomically.
+pub fn enqueue(c: &Connection, e: &SpoolEntry) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO messages (id, account_id, region, created_ms, mail_from, configuration_set, tags, source, size, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        e.id,
+        e.account_id,
+        e.region,
+        e.created_ms,
+        e.mail_from,
+        e.configuration_set,
+        e.tags_json,
+        e.source,
+        e.body.len() as i64,
+        e.body
+    ])?;
+    let mut rcpt = c.prepare_cached(
+        "INSERT INTO recipients (message_id, idx, address, state, next_attempt_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (i, (addr, state)) in e.recipients.iter().enumerate() {
+        rcpt.execute(params![e.id, i as i64, addr, state.as_str(), e.created_ms])?;
+    }
+    c.prepare_cached(
+        "INSERT INTO quota_seconds (account_id, region, second, count) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (account_id, region, second) DO UPDATE SET count = count + excluded.count",
+    )?
+    .execute(params![
+        e.account_id,
+        e.region,
+        e.quota_second as i64,
+        e.quota_count
+    ])?;
+    c.prepare_cached(
+        "INSERT INTO quota_bucket (account_id, region, tat) VALUES (?1, ?2, ?3)
+         ON CONFLICT (account_id, region) DO UPDATE SET tat = max(tat, excluded.tat)",
+    )?
+    .execute(params![e.account_id, e.region, e.quota_tat as i64])?;
+    c.prepare_cached(
+        "INSERT INTO send_stats (account_id, region, bucket, delivery_attempts) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (account_id, region, bucket) DO UPDATE SET delivery_attempts = delivery_attempts + excluded.delivery_attempts",
+    )?
+    .execute(params![e.account_id, e.region, stats_bucket(e.created_ms), e.recipients.len() as i64])?;
+    Ok(())
+}
+
+/// Count one rejected send request in the statistics.
+pub fn record_reject(c: &Connection, account_id: i64, region: &str, now_ms: i64) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO send_stats (account_id, region, bucket, rejects) VALUES (?1, ?2, ?3, 1)
+         ON CONFLICT (account_id, region, bucket) DO UPDATE SET rejects = rejects + 1",
+    )?
+    .execute(params![account_id, region, stats_bucket(now_ms)])?;
+    Ok(())
+}
+
+/// Persisted quota counters of one (account, region).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QuotaRecord {
+    /// (second, recipients) inside the window.
+    pub seconds: Vec<(u64, u64)>,
+    /// Rate bucket state.
+    pub tat: u64,
+}
+
+/// Load every (account, region)'s quota counters for the window ending at `now_s`.
+pub fn load_quotas(c: &Connection, now_s: u64) -> Result<Vec<((i64, String), QuotaRecord)>> {
+    let mut map: std::collections::BTreeMap<(i64, String), QuotaRecord> = Default::default();
+    let since = now_s.saturating_sub(86_400) as i64;
+    let mut st =
+        c.prepare("SELECT account_id, region, second, count FROM quota_seconds WHERE second > ?1")?;
+    let rows = st.query_map([since], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })?;
+    for row in rows {
+        let (a, reg, s, n) = row?;
+        map.entry((a, reg))
+            .or_default()
+            .seconds
+            .push((s as u64, n as u64));
+    }
+    let mut st = c.prepare("SELECT account_id, region, tat FROM quota_bucket")?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (a, reg, tat) = row?;
+        map.entry((a, reg)).or_default().tat = tat as u64;
+    }
+    Ok(map.into_iter().collect())
+}
+
+/// Drop quota seconds older than the window and statistics older than two weeks.
+pub fn prune(c: &Connection, now_s: i64) -> Result<()> {
+    c.execute(
+        "DELETE FROM quota_seconds WHERE second <= ?1",
+        [now_s - 86_400],
+    )?;
+    c.execute(
+        "DELETE FROM send_stats WHERE bucket < ?1",
+        [now_s - STATS_RETENTION_SECS],
+    )?;
+    Ok(())
+}
+
+/// GetSendStatistics data points of the last two weeks (non-empty buckets only).
+pub fn send_statistics(
+    c: &Connection,
+    account_id: i64,
+    region: &str,
+    now_s: i64,
+) -> Result<Vec<SendDataPoint>> {
+    let mut st = c.prepare_cached(
+        "SELECT bucket, delivery_attempts, bounces, complaints, rejects FROM send_stats
+         WHERE account_id = ?1 AND region = ?2 AND bucket >= ?3 ORDER BY bucket",
+    )?;
+    let rows = st.query_map(
+        params![account_id, region, now_s - STATS_RETENTION_SECS],
+        |r| {
+            Ok(SendDataPoint {
+                bucket: r.get(0)?,
+                delivery_attempts: r.get(1)?,
+                bounces: r.get(2)?,
+                complaints: r.get(3)?,
+                rejects: r.get(4)?,
+            })
+        },
+    )?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// A spooled message as listed by `weir spool list`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpoolSummary {
+    /// MessageId.
+    pub id: String,
+    /// Account name.
+    pub account: String,
+    /// Region.
+    pub region: String,
+    /// Acceptance time, Unix milliseconds.
+    pub created_ms: i64,
+    /// Envelope sender.
+    pub mail_from: String,
+    /// Recipients with their state.
+    pub recipients: Vec<(String, String)>,
+    /// MIME size.
+    pub size: i64,
+}
+
+/// Every spooled message, oldest first.
+pub fn spool_list(c: &Connection) -> Result<Vec<SpoolSummary>> {
+    let mut st = c.prepare(
+        "SELECT m.id, a.name, m.region, m.created_ms, m.mail_from, m.size FROM messages m JOIN accounts a ON a.id = m.account_id
+         ORDER BY m.created_ms, m.id",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(SpoolSummary {
+            id: r.get(0)?,
+            account: r.get(1)?,
+            region: r.get(2)?,
+            created_ms: r.get(3)?,
+            mail_from: r.get(4)?,
+            recipients: vec![],
+            size: r.get(5)?,
+        })
+    })?;
+    let mut out: Vec<SpoolSummary> = rows.collect::<rusqlite::Result<_>>()?;
+    let mut st = c.prepare_cached(
+        "SELECT address, state FROM recipients WHERE message_id = ?1 ORDER BY idx",
+    )?;
+    for m in &mut out {
+        let rows = st.query_map([&m.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        m.recipients = rows.collect::<rusqlite::Result<_>>()?;
+    }
+    Ok(out)
+}
+
+/// The MIME body of a spooled message.
+pub fn spool_body(c: &Connection, id: &str) -> Result<Option<Vec<u8>>> {
+    Ok(
+        c.query_row("SELECT body FROM messages WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()?,
+    )
+}

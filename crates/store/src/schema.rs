@@ -1,0 +1,102 @@
+//! Tables. `user_version` records the schema version for later migrations.
+
+use rusqlite::Connection;
+
+use crate::Result;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS accounts (
+    id            INTEGER PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,
+    access_key_id TEXT NOT NULL UNIQUE,
+    secret        TEXT NOT NULL,
+    created_ms    INTEGER NOT NULL
+);
+-- Per (account, region) settings; a region without a row uses the sandbox defaults.
+CREATE TABLE IF NOT EXISTS account_regions (
+    account_id         INTEGER NOT NULL REFERENCES accounts(id),
+    region             TEXT NOT NULL,
+    max_24h            INTEGER NOT NULL,
+    max_rate           REAL NOT NULL,
+    burst_seconds      REAL NOT NULL,
+    production         INTEGER NOT NULL,
+    sending_enabled    INTEGER NOT NULL,
+    suppressed_reasons TEXT NOT NULL,
+    PRIMARY KEY (account_id, region)
+);
+CREATE TABLE IF NOT EXISTS identities (
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    region     TEXT NOT NULL,
+    identity   TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    token      TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (account_id, region, identity)
+);
+CREATE TABLE IF NOT EXISTS suppression (
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    region     TEXT NOT NULL,
+    address    TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    message_id TEXT,
+    PRIMARY KEY (account_id, region, address)
+);
+-- The spool: one row per accepted message, one per recipient.
+CREATE TABLE IF NOT EXISTS messages (
+    id                TEXT PRIMARY KEY,
+    account_id        INTEGER NOT NULL,
+    region            TEXT NOT NULL,
+    created_ms        INTEGER NOT NULL,
+    mail_from         TEXT NOT NULL,
+    configuration_set TEXT,
+    tags              TEXT NOT NULL,
+    source            TEXT NOT NULL,
+    size              INTEGER NOT NULL,
+    body              BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS recipients (
+    message_id      TEXT NOT NULL,
+    idx             INTEGER NOT NULL,
+    address         TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    next_attempt_ms INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    last_reply      TEXT,
+    PRIMARY KEY (message_id, idx)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS recipients_due ON recipients (state, next_attempt_ms);
+-- Quota ledger: recipients accepted per second (rolling 24 h) and the rate bucket state.
+CREATE TABLE IF NOT EXISTS quota_seconds (
+    account_id INTEGER NOT NULL,
+    region     TEXT NOT NULL,
+    second     INTEGER NOT NULL,
+    count      INTEGER NOT NULL,
+    PRIMARY KEY (account_id, region, second)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS quota_bucket (
+    account_id INTEGER NOT NULL,
+    region     TEXT NOT NULL,
+    tat        INTEGER NOT NULL,
+    PRIMARY KEY (account_id, region)
+) WITHOUT ROWID;
+-- GetSendStatistics: 15-minute buckets.
+CREATE TABLE IF NOT EXISTS send_stats (
+    account_id        INTEGER NOT NULL,
+    region            TEXT NOT NULL,
+    bucket            INTEGER NOT NULL,
+    delivery_attempts INTEGER NOT NULL DEFAULT 0,
+    bounces           INTEGER NOT NULL DEFAULT 0,
+    complaints        INTEGER NOT NULL DEFAULT 0,
+    rejects           INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (account_id, region, bucket)
+) WITHOUT ROWID;
+"#;
+
+/// Create missing tables.
+pub fn migrate(conn: &Connection) -> Result<()> {
+    conn.execute_batch(SCHEMA)?;
+    conn.pragma_update(None, "user_version", 1)?;
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! The group-commit writer: one thread owns the write connection, folds every job waiting in
+//! its queue into one transaction, commits (one fsync), and only then answers each job.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use parking_lot::Mutex;
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use crate::{Result, StoreError};
+
+/// Called after the commit with `None` on success or the commit error.
+type Complete = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+/// Runs inside the transaction and returns how to answer once the commit is known.
+type Job = Box<dyn FnOnce(&Connection) -> Complete + Send>;
+
+/// Counters of the writer, for metrics and benchmarks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriterStats {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Jobs committed.
+    pub jobs: u64,
+}
+
+pub(crate) struct Writer {
+    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    commits: Arc<AtomicU64>,
+    jobs: Arc<AtomicU64>,
+}
+
+impl Writer {
+    pub(crate) fn start(conn: Connection, max_batch: usize) -> Result<Writer> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let commits = Arc::new(AtomicU64::new(0));
+        let jobs = Arc::new(AtomicU64::new(0));
+        let (c2, j2) = (commits.clone(), jobs.clone());
+        let thread = std::thread::Builder::new()
+            .name("weir-store-writer".into())
+            .spawn(move || run(conn, rx, max_batch.max(1), &c2, &j2))?;
+        Ok(Writer {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+            commits,
+            jobs,
+        })
+    }
+
+    fn send(&self, job: Job) -> std::result::Result<(), Job> {
+        match self.tx.lock().as_ref() {
+            Some(tx) => tx.send(job).map_err(|e| e.0),
+            None => Err(job),
+        }
+    }
+
+    pub(crate) async fn submit<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (done, wait) = oneshot::channel::<Result<T>>();
+        let job: Job = Box::new(move |conn| {
+            let outcome = in_savepoint(conn, f);
+            Box::new(move |commit_err: Option<&StoreError>| {
+                let answer = match (commit_err, outcome) {
+                    (Some(e), _) => Err(StoreError::Commit(e.to_string())),
+                    (None, r) => r,
+                };
+                let _ = done.send(answer);
+            })
+        });
+        if self.send(job).is_err() {
+            return Err(StoreError::WriterGone);
+        }
+        wait.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    pub(crate) fn submit_detached<F>(&self, f: F)
+    where
+        F: FnOnce(&Connection) -> Result<()> + Send + 'static,
+    {
+        let job: Job = Box::new(move |conn| {
+            if let Err(e) = in_savepoint(conn, f) {
+                tracing::warn!(error = %e, "detached write failed");
+            }
+            Box::new(|_| {})
+        });
+        if self.send(job).is_err() {
+            tracing::warn!("detached write dropped: writer stopped");
+        }
+    }
+
+    pub(crate) fn stats(&self) -> WriterStats {
+        WriterStats {
+            commits: self.commits.load(Ordering::Relaxed),
+            jobs: self.jobs.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn shutdown(&self) {
+        self.tx.lock().take();
+        if let Some(t) = self.thread.lock().take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Run one job inside a savepoint so that its failure does not undo the rest of the group.
+fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    conn.execute_batch("SAVEPOINT job")?;
+    match f(conn) {
+        Ok(v) => {
+            conn.execute_batch("RELEASE job")?;
+            Ok(v)
+        }
+        Err(e) => {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            Err(e)
+        }
+    }
+}
+
+fn run(
+    conn: Connection,
+    rx: mpsc::Receiver<Job>,
+    max_batch: usize,
+    commits: &AtomicU64,
+    jobs: &AtomicU64,
+) {
+    let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let n = batch.len() as u64;
+        let mut completes: Vec<Complete> = Vec::with_capacity(batch.len());
+        let begin = conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(StoreError::from);
+        if let Err(e) = begin {
+            tracing::error!(error = %e, "cannot begin a transaction");
+            // Dropping the jobs unanswered makes each caller see `WriterGone`-style failure.
+            batch.clear();
+            continue;
+        }
+        for job in batch.drain(..) {
+            completes.push(job(&conn));
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
+        if let Err(e) = &commit {
+            tracing::error!(error = %e, "group commit failed");
+            let _ = conn.execute_batch("ROLLBACK");
+        } else {
+            commits.fetch_add(1, Ordering::Relaxed);
+            jobs.fetch_add(n, Ordering::Relaxed);
+        }
+        let err = commit.err();
+        for c in completes {
+            c(err.as_ref());
+        }
+    }
+}
