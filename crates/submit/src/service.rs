@@ -1,0 +1,674 @@
+//! [`Service`]: admin, identity, suppression and send operations over the catalog, the quota
+//! engine and the store.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use parking_lot::{Mutex, RwLock};
+use rand::Rng;
+use weir_mail::address::{Mailbox, normalize};
+use weir_quota::{Limits, QuotaState, Refusal};
+use weir_store::model::*;
+use weir_store::{Store, StoreError, ops};
+
+use crate::catalog::{Catalog, RegionKey};
+use crate::region_upper;
+
+/// Most recipients in one message (To + Cc + Bcc, or RCPT TO).
+pub const MAX_RECIPIENTS: usize = 50;
+
+/// A clock returning Unix nanoseconds; injected so tests can move time.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+    })
+}
+
+/// Why a send was refused. Each front door renders these in its own wire format.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// A parameter is invalid (`InvalidParameterValue`).
+    #[error("{0}")]
+    InvalidParameter(String),
+    /// Identity or sandbox rules (`MessageRejected`).
+    #[error("{0}")]
+    MessageRejected(String),
+    /// Sending is paused for the account in this region.
+    #[error("Sending is paused for this account.")]
+    SendingPaused,
+    /// Over the daily quota.
+    #[error("Daily message quota exceeded.")]
+    DailyQuotaExceeded {
+        /// When a retry could pass, if ever.
+        retry_after: Option<Duration>,
+    },
+    /// Over the send rate.
+    #[error("Maximum sending rate exceeded.")]
+    MaxSendRateExceeded {
+        /// When a retry could pass.
+        retry_after: Duration,
+    },
+    /// The message could not be stored; nothing was accepted or charged.
+    #[error("Temporary service failure")]
+    Storage(#[source] StoreError),
+}
+
+/// Admin and API failures outside sending.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// No such account, identity or address.
+    #[error("{0}")]
+    NotFound(String),
+    /// Already exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// Bad input.
+    #[error("{0}")]
+    Invalid(String),
+    /// Storage trouble.
+    #[error("{0}")]
+    Storage(#[from] StoreError),
+}
+
+impl AdminError {
+    fn from_store(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(m) => AdminError::NotFound(m),
+            StoreError::Conflict(m) => AdminError::Conflict(m),
+            other => AdminError::Storage(other),
+        }
+    }
+}
+
+/// A message ready to be admitted: addresses validated, MIME built.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// Region the request is for.
+    pub region: String,
+    /// The MessageId already written into the MIME.
+    pub message_id: String,
+    /// Envelope sender (Source / MAIL FROM), as given.
+    pub source: Mailbox,
+    /// From-header mailbox when it differs from the source (raw messages).
+    pub from_header: Option<Mailbox>,
+    /// Recipients (validated), in order, possibly with duplicates.
+    pub recipients: Vec<String>,
+    /// The MIME message.
+    pub mime: Vec<u8>,
+    /// Configuration set, if any.
+    pub configuration_set: Option<String>,
+    /// Message tags.
+    pub tags: Vec<(String, String)>,
+    /// Front door (`api-v1`, `api-v2`, `smtp`).
+    pub origin: &'static str,
+}
+
+/// Settings of the service not stored per account.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Settings of a region no operator has touched.
+    pub default_region: RegionSettings,
+    /// Domain for Message-ID headers.
+    pub id_domain: String,
+}
+
+/// `GetSendQuota` figures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuotaView {
+    /// -1 for unlimited.
+    pub max_24h: f64,
+    /// -1 for unlimited.
+    pub max_rate: f64,
+    /// Recipients accepted in the last 24 hours.
+    pub sent_last_24h: f64,
+}
+
+/// The service shared by every front door.
+pub struct Service {
+    store: Arc<Store>,
+    catalog: RwLock<Catalog>,
+    quotas: Mutex<HashMap<RegionKey, Arc<Mutex<QuotaState>>>>,
+    config: ServiceConfig,
+    clock: Clock,
+}
+
+fn limits_of(s: &RegionSettings) -> Limits {
+    Limits {
+        max_24h: u64::try_from(s.max_24h).ok(),
+        max_rate: (s.max_rate > 0.0).then_some(s.max_rate),
+        burst_seconds: s.burst_seconds,
+        sending_enabled: s.sending_enabled,
+    }
+}
+
+fn random_string(alphabet: &[u8], len: usize) -> String {
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
+        .collect()
+}
+
+/// Whether `addr` belongs to the SES mailbox simulator (always allowed in the sandbox).
+pub fn is_simulator(addr: &str) -> bool {
+    addr.to_ascii_lowercase()
+        .ends_with("@simulator.amazonses.com")
+}
+
+impl Service {
+    /// Load the catalog and quota counters from `store`.
+    pub fn open(
+        store: Arc<Store>,
+        config: ServiceConfig,
+        clock: Clock,
+    ) -> Result<Service, StoreError> {
+        let now_s = clock() / 1_000_000_000;
+        let mut catalog = Catalog::default();
+        for a in store.read(ops::list_accounts)? {
+            catalog.insert_account(a);
+        }
+        for (id, region, s) in store.read(ops::list_regions)? {
+            catalog.regions.insert((id, region), s);
+        }
+        for (id, region, i) in store.read(ops::list_identities)? {
+            catalog
+                .identities
+                .entry((id, region))
+                .or_default()
+                .insert(i.identity.clone(), i);
+        }
+        for (id, region, s) in store.read(ops::list_suppressed)? {
+            catalog
+                .suppression
+                .entry((id, region))
+                .or_default()
+                .insert(s.address.clone(), s);
+        }
+        let mut quotas = HashMap::new();
+        for (key, rec) in store.read(|c| ops::load_quotas(c, now_s))? {
+            quotas.insert(
+                key,
+                Arc::new(Mutex::new(QuotaState::restore(rec.seconds, rec.tat))),
+            );
+        }
+        store.write_detached(move |c| ops::prune(c, now_s as i64));
+        Ok(Service {
+            store,
+            catalog: RwLock::new(catalog),
+            quotas: Mutex::new(quotas),
+            config,
+            clock,
+        })
+    }
+
+    /// Current time, Unix nanoseconds.
+    pub fn now_ns(&self) -> u64 {
+        (self.clock)()
+    }
+
+    /// Current time, Unix milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        (self.now_ns() / 1_000_000) as i64
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Domain used in Message-ID headers.
+    pub fn id_domain(&self) -> &str {
+        &self.config.id_domain
+    }
+
+    /// The account owning an access key.
+    pub fn account_by_key(&self, access_key_id: &str) -> Option<Arc<Account>> {
+        self.catalog.read().by_key.get(access_key_id).cloned()
+    }
+
+    /// An account by name.
+    pub fn account_by_name(&self, name: &str) -> Result<Arc<Account>, AdminError> {
+        self.catalog
+            .read()
+            .by_name
+            .get(name)
+            .cloned()
+            .ok_or_else(|| AdminError::NotFound(format!("no account named '{name}'")))
+    }
+
+    /// Every account.
+    pub fn accounts(&self) -> Vec<Arc<Account>> {
+        let mut v: Vec<_> = self.catalog.read().by_name.values().cloned().collect();
+        v.sort_by_key(|a| a.id);
+        v
+    }
+
+    /// Settings of (account, region), defaults if never set.
+    pub fn region_settings(&self, account_id: i64, region: &str) -> RegionSettings {
+        self.catalog
+            .read()
+            .regions
+            .get(&(account_id, region.to_string()))
+            .cloned()
+            .unwrap_or_else(|| self.config.default_region.clone())
+    }
+
+    fn quota_state(&self, key: &RegionKey) -> Arc<Mutex<QuotaState>> {
+        self.quotas.lock().entry(key.clone()).or_default().clone()
+    }
+
+    /// GetSendQuota for (account, region).
+    pub fn quota_view(&self, account_id: i64, region: &str) -> QuotaView {
+        let s = self.region_settings(account_id, region);
+        let sent = self
+            .quota_state(&(account_id, region.to_string()))
+            .lock()
+            .sent_last_24h(self.now_ns());
+        QuotaView {
+            max_24h: if s.max_24h < 0 {
+                -1.0
+            } else {
+                s.max_24h as f64
+            },
+            max_rate: if s.max_rate <= 0.0 { -1.0 } else { s.max_rate },
+            sent_last_24h: sent as f64,
+        }
+    }
+
+    // ---------------------------------------------------------------- admin
+
+    /// Create an account with fresh credentials.
+    pub async fn create_account(&self, name: &str) -> Result<Arc<Account>, AdminError> {
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(AdminError::Invalid(format!(
+                "invalid account name '{name}': use 1-64 letters, digits, '-', '_' or '.'"
+            )));
+        }
+        let akid = format!(
+            "AKIA{}",
+            random_string(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)
+        );
+        let secret = random_string(
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+            40,
+        );
+        let (n, now) = (name.to_string(), self.now_ms());
+        let a = self
+            .store
+            .write(move |c| ops::insert_account(c, &n, &akid, &secret, now))
+            .await
+            .map_err(AdminError::from_store)?;
+        self.catalog.write().insert_account(a.clone());
+        tracing::info!(account = %a.name, access_key_id = %a.access_key_id, "account created");
+        self.account_by_name(name)
+    }
+
+    /// Replace the settings of (account, region).
+    pub async fn set_region_settings(
+        &self,
+        account_id: i64,
+        region: &str,
+        s: RegionSettings,
+    ) -> Result<(), AdminError> {
+        let (r, s2) = (region.to_string(), s.clone());
+        self.store
+            .write(move |c| ops::upsert_region(c, account_id, &r, &s2))
+            .await?;
+        self.catalog
+            .write()
+            .regions
+            .insert((account_id, region.to_string()), s);
+        Ok(())
+    }
+
+    /// Change settings of (account, region) with `f`.
+    pub async fn update_region_settings(
+        &self,
+        account_id: i64,
+        region: &str,
+        f: impl FnOnce(&mut RegionSettings),
+    ) -> Result<RegionSettings, AdminError> {
+        let mut s = self.region_settings(account_id, region);
+        f(&mut s);
+        self.set_region_settings(account_id, region, s.clone())
+            .await?;
+        Ok(s)
+    }
+
+    // ---------------------------------------------------------------- identities
+
+    /// Create (or re-create) an identity. `verified` is the operator's word; API calls pass false.
+    /// An existing verified identity stays verified.
+    pub async fn put_identity(
+        &self,
+        account_id: i64,
+        region: &str,
+        identity: &str,
+        kind: IdentityKind,
+        verified: bool,
+    ) -> Result<Identity, AdminError> {
+        let name = normalize(identity);
+        let key = (account_id, region.to_string());
+        let existing = self
+            .catalog
+            .read()
+            .identities
+            .get(&key)
+            .and_then(|m| m.get(&name).cloned());
+        let status = match (&existing, verified) {
+            (_, true) => VerificationStatus::Success,
+            (Some(e), false) => e.status,
+            (None, false) => VerificationStatus::Pending,
+        };
+        let token = existing
+            .as_ref()
+            .map(|e| e.token.clone())
+            .unwrap_or_else(|| {
+                base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
+            });
+        let id = Identity {
+            identity: name.clone(),
+            kind,
+            status,
+            token,
+            created_ms: existing.as_ref().map_or(self.now_ms(), |e| e.created_ms),
+        };
+        let (r, i2) = (region.to_string(), id.clone());
+        self.store
+            .write(move |c| ops::upsert_identity(c, account_id, &r, &i2))
+            .await?;
+        self.catalog
+            .write()
+            .identities
+            .entry(key)
+            .or_default()
+            .insert(name, id.clone());
+        Ok(id)
+    }
+
+    /// Delete an identity; `NotFound` if absent.
+    pub async fn delete_identity(
+        &self,
+        account_id: i64,
+        region: &str,
+        identity: &str,
+    ) -> Result<(), AdminError> {
+        let name = normalize(identity);
+        let (r, n) = (region.to_string(), name.clone());
+        let existed = self
+            .store
+            .write(move |c| ops::delete_identity(c, account_id, &r, &n))
+            .await?;
+        if let Some(m) = self
+            .catalog
+            .write()
+            .identities
+            .get_mut(&(account_id, region.to_string()))
+        {
+            m.remove(&name);
+        }
+        if existed {
+            Ok(())
+        } else {
+            Err(AdminError::NotFound(format!(
+                "Identity {identity} does not exist."
+            )))
+        }
+    }
+
+    /// Every identity of (account, region), oldest first.
+    pub fn identities(&self, account_id: i64, region: &str) -> Vec<Identity> {
+        let mut v: Vec<Identity> = self
+            .catalog
+            .read()
+            .identities
+            .get(&(account_id, region.to_string()))
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        v.sort_by(|a, b| {
+            a.created_ms
+                .cmp(&b.created_ms)
+                .then_with(|| a.identity.cmp(&b.identity))
+        });
+        v
+    }
+
+    /// One identity.
+    pub fn identity(&self, account_id: i64, region: &str, identity: &str) -> Option<Identity> {
+        self.catalog
+            .read()
+            .identities
+            .get(&(account_id, region.to_string()))
+            .and_then(|m| m.get(&normalize(identity)).cloned())
+    }
+
+    // ---------------------------------------------------------------- suppression
+
+    /// Add an address to the suppression list.
+    pub async fn put_suppressed(
+        &self,
+        account_id: i64,
+        region: &str,
+        address: &str,
+        reason: &str,
+        message_id: Option<String>,
+    ) -> Result<Suppressed, AdminError> {
+        let s = Suppressed {
+            address: normalize(address),
+            reason: reason.to_string(),
+            updated_ms: self.now_ms(),
+            message_id,
+        };
+        let (r, s2) = (region.to_string(), s.clone());
+        self.store
+            .write(move |c| ops::put_suppressed(c, account_id, &r, &s2))
+            .await?;
+        self.catalog
+            .write()
+            .suppression
+            .entry((account_id, region.to_string()))
+            .or_default()
+            .insert(s.address.clone(), s.clone());
+        Ok(s)
+    }
+
+    /// One suppressed address.
+    pub fn suppressed(&self, account_id: i64, region: &str, address: &str) -> Option<Suppressed> {
+        self.catalog
+            .read()
+            .suppression
+            .get(&(account_id, region.to_string()))
+            .and_then(|m| m.get(&normalize(address)).cloned())
+    }
+
+    /// The whole suppression list of (account, region), by address.
+    pub fn suppression_list(&self, account_id: i64, region: &str) -> Vec<Suppressed> {
+        self.catalog
+            .read()
+            .suppression
+            .get(&(account_id, region.to_string()))
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Remove an address from the suppression list; `NotFound` if absent.
+    pub async fn delete_suppressed(
+        &self,
+        account_id: i64,
+        region: &str,
+        address: &str,
+    ) -> Result<(), AdminError> {
+        let a = normalize(address);
+        let (r, a2) = (region.to_string(), a.clone());
+        let existed = self
+            .store
+            .write(move |c| ops::delete_suppressed(c, account_id, &r, &a2))
+            .await?;
+        if let Some(m) = self
+            .catalog
+            .write()
+            .suppression
+            .get_mut(&(account_id, region.to_string()))
+        {
+            m.remove(&a);
+        }
+        if existed {
+            Ok(())
+        } else {
+            Err(AdminError::NotFound(format!(
+                "Email address {address} does not exist on your suppression list."
+            )))
+        }
+    }
+
+    // ---------------------------------------------------------------- statistics
+
+    /// GetSendStatistics data points.
+    pub fn send_statistics(
+        &self,
+        account_id: i64,
+        region: &str,
+    ) -> Result<Vec<SendDataPoint>, StoreError> {
+        let now_s = (self.now_ns() / 1_000_000_000) as i64;
+        self.store
+            .read(|c| ops::send_statistics(c, account_id, region, now_s))
+    }
+
+    // ---------------------------------------------------------------- sending
+
+    /// Admit and spool one message. Returns the MessageId once the message, its recipients and
+    /// its quota charge are durable.
+    pub async fn submit(&self, account: &Account, sub: Submission) -> Result<String, SubmitError> {
+        if sub.recipients.is_empty() {
+            return Err(SubmitError::InvalidParameter(
+                "Missing required header 'To'.".into(),
+            ));
+        }
+        if sub.recipients.len() > MAX_RECIPIENTS {
+            return Err(SubmitError::InvalidParameter(
+                "Recipient count exceeds 50.".into(),
+            ));
+        }
+        let key: RegionKey = (account.id, sub.region.clone());
+        let settings = self.region_settings(account.id, &sub.region);
+        if !settings.sending_enabled {
+            return Err(SubmitError::SendingPaused);
+        }
+        // Distinct recipients are the unit of the quota.
+        let mut distinct: Vec<String> = Vec::with_capacity(sub.recipients.len());
+        for r in &sub.recipients {
+            if !distinct.iter().any(|d| d.eq_ignore_ascii_case(r)) {
+                distinct.push(r.clone());
+            }
+        }
+        let states: Vec<(String, RecipientState)> = {
+            let cat = self.catalog.read();
+            let mut failed: Vec<String> = Vec::new();
+            if !cat.is_verified(&key, &sub.source.addr) {
+                failed.push(display(&sub.source));
+            }
+            if let Some(f) = &sub.from_header
+                && !f.addr.eq_ignore_ascii_case(&sub.source.addr)
+                && !cat.is_verified(&key, &f.addr)
+            {
+                failed.push(display(f));
+            }
+            if !settings.production {
+                for r in &distinct {
+                    if !is_simulator(r) && !cat.is_verified(&key, r) {
+                        failed.push(r.clone());
+                    }
+                }
+            }
+            if !failed.is_empty() {
+                drop(cat);
+                let (id, region, now) = (account.id, sub.region.clone(), self.now_ms());
+                self.store
+                    .write_detached(move |c| ops::record_reject(c, id, &region, now));
+                return Err(SubmitError::MessageRejected(format!(
+                    "Email address is not verified. The following identities failed the check in region {}: {}",
+                    region_upper(&sub.region),
+                    failed.join(", ")
+                )));
+            }
+            distinct
+                .iter()
+                .map(|r| {
+                    let st = if cat.is_suppressed(&key, r) {
+                        RecipientState::Suppressed
+                    } else {
+                        RecipientState::Queued
+                    };
+                    (r.clone(), st)
+                })
+                .collect()
+        };
+
+        let now = self.now_ns();
+        let quota = self.quota_state(&key);
+        let charge = quota
+            .lock()
+            .admit(&limits_of(&settings), now, distinct.len() as u32)
+            .map_err(|r| match r {
+                Refusal::SendingPaused => SubmitError::SendingPaused,
+                Refusal::DailyQuotaExceeded { retry_after } => {
+                    SubmitError::DailyQuotaExceeded { retry_after }
+                }
+                Refusal::MaxSendRateExceeded { retry_after } => {
+                    SubmitError::MaxSendRateExceeded { retry_after }
+                }
+            })?;
+        let tags_json = serde_json::Value::Array(
+            sub.tags
+                .iter()
+                .map(|(n, v)| serde_json::json!({"Name": n, "Value": v}))
+                .collect(),
+        )
+        .to_string();
+        let entry = SpoolEntry {
+            id: sub.message_id.clone(),
+            account_id: account.id,
+            region: sub.region.clone(),
+            created_ms: (now / 1_000_000) as i64,
+            mail_from: sub.source.addr.clone(),
+            configuration_set: sub.configuration_set,
+            tags_json,
+            source: sub.origin.to_string(),
+            body: sub.mime,
+            recipients: states,
+            quota_second: charge.second,
+            quota_count: charge.count,
+            quota_tat: charge.tat_after,
+        };
+        match self.store.write(move |c| ops::enqueue(c, &entry)).await {
+            Ok(()) => Ok(sub.message_id),
+            Err(e) => {
+                quota.lock().refund(&charge);
+                tracing::error!(error = %e, "spool write failed; refunded the quota charge");
+                Err(SubmitError::Storage(e))
+            }
+        }
+    }
+}
+
+fn display(m: &Mailbox) -> String {
+    match &m.name {
+        Some(n) => format!("{n} <{}>", m.addr),
+        None => m.addr.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
