@@ -1,0 +1,248 @@
+//! The operator API (`/admin/v1/…`, JSON, `Authorization: Bearer <token>`), used by the
+//! `weir account` and `weir identity` commands while the server runs.
+//!
+//! Handlers here return a finished error [`Response`] as their `Err`: this is a cold path, so the
+//! size of that type does not matter.
+#![allow(clippy::result_large_err)]
+
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use percent_encoding::percent_decode_str;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use weir_store::model::{IdentityKind, RegionSettings};
+use weir_submit::AdminError;
+
+use crate::auth::is_region;
+use crate::{AppState, RawRequest};
+
+fn reply(status: StatusCode, v: Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+fn fail(status: StatusCode, msg: impl Into<String>) -> Response {
+    reply(status, json!({ "error": msg.into() }))
+}
+
+fn admin_error(e: AdminError) -> Response {
+    match e {
+        AdminError::NotFound(m) => fail(StatusCode::NOT_FOUND, m),
+        AdminError::Conflict(m) => fail(StatusCode::CONFLICT, m),
+        AdminError::Invalid(m) => fail(StatusCode::BAD_REQUEST, m),
+        AdminError::Storage(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Response> {
+    serde_json::from_slice(if body.is_empty() { b"{}" } else { body })
+        .map_err(|e| fail(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
+/// Settings and usage of one (account, region), as the CLI prints them.
+fn region_json(st: &AppState, account_id: i64, region: &str) -> Value {
+    let s = st.svc.region_settings(account_id, region);
+    let q = st.svc.quota_view(account_id, region);
+    json!({
+        "region": region,
+        "max_24h": s.max_24h,
+        "max_rate": s.max_rate,
+        "burst_seconds": s.burst_seconds,
+        "production": s.production,
+        "sandbox": !s.production,
+        "sending_enabled": s.sending_enabled,
+        "suppressed_reasons": s.suppressed_reasons,
+        "sent_last_24h": q.sent_last_24h,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegionPatch {
+    max_24h: Option<i64>,
+    max_rate: Option<f64>,
+    burst_seconds: Option<f64>,
+    production: Option<bool>,
+    sending_enabled: Option<bool>,
+}
+
+impl RegionPatch {
+    fn validate(&self) -> Result<(), String> {
+        if let Some(m) = self.max_24h
+            && m < -1
+        {
+            return Err(format!(
+                "max_24h must be -1 (unlimited) or at least 0, not {m}"
+            ));
+        }
+        if let Some(r) = self.max_rate
+            && !(r == -1.0 || (r.is_finite() && r > 0.0))
+        {
+            return Err(format!(
+                "max_rate must be -1 (unlimited) or a positive number, not {r}"
+            ));
+        }
+        if let Some(b) = self.burst_seconds
+            && !(b.is_finite() && b >= 0.0)
+        {
+            return Err(format!(
+                "burst_seconds must be a non-negative number, not {b}"
+            ));
+        }
+        Ok(())
+    }
+
+    fn apply(self, s: &mut RegionSettings) {
+        if let Some(v) = self.production {
+            if v && !s.production {
+                // Leaving the sandbox lifts the recipient rule; quotas stay what the operator sets.
+                s.production = true;
+            } else if !v {
+                *s = RegionSettings {
+                    sending_enabled: s.sending_enabled,
+                    ..RegionSettings::sandbox()
+                };
+            }
+        }
+        if let Some(v) = self.max_24h {
+            s.max_24h = v;
+        }
+        if let Some(v) = self.max_rate {
+            s.max_rate = v;
+        }
+        if let Some(v) = self.burst_seconds {
+            s.burst_seconds = v;
+        }
+        if let Some(v) = self.sending_enabled {
+            s.sending_enabled = v;
+        }
+    }
+}
+
+/// Handle one admin request.
+pub async fn handle(st: &AppState, raw: RawRequest) -> Response {
+    let token = raw
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !weir_sigv4::constant_time_eq(token.as_bytes(), st.cfg.admin_token.as_bytes()) {
+        return fail(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong admin token (see <data-dir>/admin-token)",
+        );
+    }
+    match route(st, &raw).await {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+async fn route(st: &AppState, raw: &RawRequest) -> Result<Response, Response> {
+    let rest = raw.path.strip_prefix("/admin/v1/").unwrap_or("");
+    let segs: Vec<String> = rest
+        .split('/')
+        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect();
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let svc = &st.svc;
+    match (&raw.method, segs.as_slice()) {
+        (&Method::POST, ["accounts"]) => {
+            #[derive(Deserialize)]
+            struct In {
+                name: String,
+            }
+            let i: In = parse(&raw.body)?;
+            let a = svc.create_account(&i.name).await.map_err(admin_error)?;
+            Ok(reply(
+                StatusCode::CREATED,
+                json!({"name": a.name, "access_key_id": a.access_key_id, "secret_access_key": a.secret, "created_ms": a.created_ms}),
+            ))
+        }
+        (&Method::GET, ["accounts"]) => {
+            let list: Vec<Value> = svc
+                .accounts()
+                .iter()
+                .map(|a| json!({"name": a.name, "access_key_id": a.access_key_id, "created_ms": a.created_ms}))
+                .collect();
+            Ok(reply(StatusCode::OK, json!(list)))
+        }
+        (&Method::GET, ["accounts", name, "credentials"]) => {
+            let a = svc.account_by_name(name).map_err(admin_error)?;
+            Ok(reply(
+                StatusCode::OK,
+                json!({"name": a.name, "access_key_id": a.access_key_id, "secret_access_key": a.secret}),
+            ))
+        }
+        (m, ["accounts", name, "regions", region, rest @ ..]) => {
+            if !is_region(region) {
+                return Err(fail(
+                    StatusCode::BAD_REQUEST,
+                    format!("'{region}' is not a region name such as us-east-1"),
+                ));
+            }
+            let a = svc.account_by_name(name).map_err(admin_error)?;
+            match (m, rest) {
+                (&Method::GET, []) => Ok(reply(StatusCode::OK, region_json(st, a.id, region))),
+                (&Method::PUT, []) => {
+                    let patch: RegionPatch = parse(&raw.body)?;
+                    patch
+                        .validate()
+                        .map_err(|m| fail(StatusCode::BAD_REQUEST, m))?;
+                    svc.update_region_settings(a.id, region, |s| patch.apply(s))
+                        .await
+                        .map_err(admin_error)?;
+                    Ok(reply(StatusCode::OK, region_json(st, a.id, region)))
+                }
+                (&Method::POST, ["identities"]) => {
+                    #[derive(Deserialize)]
+                    struct In {
+                        identity: String,
+                        #[serde(default)]
+                        verified: bool,
+                    }
+                    let i: In = parse(&raw.body)?;
+                    let (kind, check) = if i.identity.contains('@') {
+                        (IdentityKind::EmailAddress, i.identity.clone())
+                    } else {
+                        (IdentityKind::Domain, format!("x@{}", i.identity))
+                    };
+                    weir_mail::address::validate_addr(&check).map_err(|e| {
+                        fail(
+                            StatusCode::BAD_REQUEST,
+                            format!("invalid identity '{}': {}", i.identity, e.0),
+                        )
+                    })?;
+                    let id = svc
+                        .put_identity(a.id, region, &i.identity, kind, i.verified)
+                        .await
+                        .map_err(admin_error)?;
+                    Ok(reply(
+                        StatusCode::OK,
+                        json!({"identity": id.identity, "kind": id.kind.as_str(), "status": id.status.as_str()}),
+                    ))
+                }
+                (&Method::GET, ["identities"]) => {
+                    let list: Vec<Value> = svc
+                        .identities(a.id, region)
+                        .iter()
+                        .map(|i| json!({"identity": i.identity, "kind": i.kind.as_str(), "status": i.status.as_str()}))
+                        .collect();
+                    Ok(reply(StatusCode::OK, json!(list)))
+                }
+                _ => Err(fail(
+                    StatusCode::NOT_FOUND,
+                    format!("no admin operation at {} {}", raw.method, raw.path),
+                )),
+            }
+        }
+        _ => Err(fail(
+            StatusCode::NOT_FOUND,
+            format!("no admin operation at {} {}", raw.method, raw.path),
+        )),
+    }
+}

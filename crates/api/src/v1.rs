@@ -1,0 +1,356 @@
+//! SES v1: the AWS Query protocol (`POST /`, `Action=…`, XML responses).
+
+use axum::response::Response;
+use base64::Engine as _;
+use weir_mail::address::validate_addr;
+use weir_store::model::{IdentityKind, VerificationStatus};
+
+use crate::auth::Caller;
+use crate::error::{ApiError, Flavor};
+use crate::query::Params;
+use crate::send::{self, RawInput, SimpleInput, V1_MAX_MESSAGE};
+use crate::xml::{self, el, members};
+use crate::{AppState, RawRequest};
+
+const VERSION: &str = "2010-12-01";
+
+/// Handle one authenticated Query request.
+pub async fn handle(st: &AppState, caller: &Caller, raw: &RawRequest) -> Response {
+    let p = Params::parse(&raw.body);
+    let action = p.get("Action").unwrap_or("").to_string();
+    match run(st, caller, &p, &action, &raw.request_id).await {
+        Ok(r) => r,
+        Err(e) => e.render(Flavor::V1, &raw.request_id),
+    }
+}
+
+fn num(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v}")
+    }
+}
+
+fn required<'a>(p: &'a Params, key: &str, member: &str) -> Result<&'a str, ApiError> {
+    p.get(key).ok_or_else(|| ApiError::missing(&[member]))
+}
+
+fn tags(p: &Params) -> Vec<(String, String)> {
+    p.struct_list("Tags", &["Name", "Value"])
+        .into_iter()
+        .map(|mut r| {
+            (
+                r[0].take().unwrap_or_default(),
+                r[1].take().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+fn check_domain(domain: &str) -> Result<(), ApiError> {
+    validate_addr(&format!("x@{domain}"))
+        .map_err(|e| ApiError::invalid(format!("Invalid domain name {domain}: {}", e.0)))
+}
+
+async fn run(
+    st: &AppState,
+    caller: &Caller,
+    p: &Params,
+    action: &str,
+    rid: &str,
+) -> Result<Response, ApiError> {
+    let svc = &st.svc;
+    let (acct, region) = (caller.account.id, caller.region.as_str());
+    if action.is_empty() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "MissingAction",
+            "Missing Action",
+        ));
+    }
+    let version = p.get("Version").unwrap_or(VERSION);
+    if version != VERSION {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "InvalidAction",
+            format!("Could not find operation {action} for version {version}"),
+        ));
+    }
+    match action {
+        "SendEmail" => {
+            let mut missing = Vec::new();
+            if p.get("Source").is_none() {
+                missing.push("source");
+            }
+            if !p.has("Destination") {
+                missing.push("destination");
+            }
+            if !p.has("Message") {
+                missing.push("message");
+            } else {
+                if p.get("Message.Subject.Data").is_none() {
+                    missing.push("message.subject");
+                }
+                if !p.has("Message.Body") {
+                    missing.push("message.body");
+                }
+            }
+            if !missing.is_empty() {
+                return Err(ApiError::missing(&missing));
+            }
+            let input = SimpleInput {
+                source: p.get("Source").unwrap_or_default().to_string(),
+                to: p.list("Destination.ToAddresses"),
+                cc: p.list("Destination.CcAddresses"),
+                bcc: p.list("Destination.BccAddresses"),
+                reply_to: p.list("ReplyToAddresses"),
+                subject: p
+                    .get("Message.Subject.Data")
+                    .unwrap_or_default()
+                    .to_string(),
+                text: p.get("Message.Body.Text.Data").map(str::to_string),
+                html: p.get("Message.Body.Html.Data").map(str::to_string),
+                headers: vec![],
+                tags: tags(p),
+                configuration_set: p.get("ConfigurationSetName").map(str::to_string),
+            };
+            let sub = send::simple(svc, region, input, V1_MAX_MESSAGE, "api-v1")?;
+            let id = svc
+                .submit(&caller.account, sub)
+                .await
+                .map_err(|e| ApiError::from_submit(e, Flavor::V1, ""))?;
+            Ok(xml::ok(action, Some(&el("MessageId", &id)), rid))
+        }
+        "SendRawEmail" => {
+            let data = required(p, "RawMessage.Data", "rawMessage.data")?;
+            let input = RawInput {
+                data: send::decode_blob(data, "RawMessage.Data")?,
+                source: p.get("Source").map(str::to_string),
+                destinations: p.list("Destinations"),
+                tags: tags(p),
+                configuration_set: p.get("ConfigurationSetName").map(str::to_string),
+            };
+            let sub = send::raw(svc, region, input, V1_MAX_MESSAGE, "api-v1")?;
+            let id = svc
+                .submit(&caller.account, sub)
+                .await
+                .map_err(|e| ApiError::from_submit(e, Flavor::V1, ""))?;
+            Ok(xml::ok(action, Some(&el("MessageId", &id)), rid))
+        }
+        "GetSendQuota" => {
+            let q = svc.quota_view(acct, region);
+            let inner = format!(
+                "<Max24HourSend>{}</Max24HourSend><MaxSendRate>{}</MaxSendRate><SentLast24Hours>{}</SentLast24Hours>",
+                num(q.max_24h),
+                num(q.max_rate),
+                num(q.sent_last_24h)
+            );
+            Ok(xml::ok(action, Some(&inner), rid))
+        }
+        "GetSendStatistics" => {
+            let points = svc.send_statistics(acct, region).map_err(|e| {
+                ApiError::from_admin(weir_submit::AdminError::Storage(e), Flavor::V1)
+            })?;
+            let inner: String = points
+                .iter()
+                .map(|d| {
+                    let ts = chrono::DateTime::from_timestamp(d.bucket, 0).unwrap_or_default();
+                    format!(
+                        "<member><Timestamp>{}</Timestamp><DeliveryAttempts>{}</DeliveryAttempts><Bounces>{}</Bounces><Complaints>{}</Complaints><Rejects>{}</Rejects></member>",
+                        ts.format("%Y-%m-%dT%H:%M:%SZ"),
+                        d.delivery_attempts,
+                        d.bounces,
+                        d.complaints,
+                        d.rejects
+                    )
+                })
+                .collect();
+            let list = if inner.is_empty() {
+                "<SendDataPoints/>".to_string()
+            } else {
+                format!("<SendDataPoints>{inner}</SendDataPoints>")
+            };
+            Ok(xml::ok(action, Some(&list), rid))
+        }
+        "GetAccountSendingEnabled" => {
+            let s = svc.region_settings(acct, region);
+            Ok(xml::ok(
+                action,
+                Some(&el(
+                    "Enabled",
+                    if s.sending_enabled { "true" } else { "false" },
+                )),
+                rid,
+            ))
+        }
+        "UpdateAccountSendingEnabled" => {
+            let enabled = match p.get("Enabled") {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(other) => {
+                    return Err(ApiError::invalid(format!(
+                        "Invalid value for Enabled: '{other}' (use true or false)."
+                    )));
+                }
+            };
+            svc.update_region_settings(acct, region, |s| s.sending_enabled = enabled)
+                .await
+                .map_err(|e| ApiError::from_admin(e, Flavor::V1))?;
+            Ok(xml::ok(action, None, rid))
+        }
+        "VerifyEmailIdentity" | "VerifyEmailAddress" => {
+            let addr = required(p, "EmailAddress", "emailAddress")?;
+            validate_addr(addr).map_err(|e| ApiError::invalid(e.0))?;
+            svc.put_identity(acct, region, addr, IdentityKind::EmailAddress, false)
+                .await
+                .map_err(|e| ApiError::from_admin(e, Flavor::V1))?;
+            Ok(xml::ok(
+                action,
+                (action == "VerifyEmailIdentity").then_some(""),
+                rid,
+            ))
+        }
+        "VerifyDomainIdentity" => {
+            let domain = required(p, "Domain", "domain")?;
+            check_domain(domain)?;
+            let id = svc
+                .put_identity(acct, region, domain, IdentityKind::Domain, false)
+                .await
+                .map_err(|e| ApiError::from_admin(e, Flavor::V1))?;
+            Ok(xml::ok(
+                action,
+                Some(&el("VerificationToken", &id.token)),
+                rid,
+            ))
+        }
+        "ListIdentities" => {
+            let kind = match p.get("IdentityType") {
+                None | Some("") => None,
+                Some(t) => Some(IdentityKind::parse(t).ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "Invalid IdentityType '{t}': must be EmailAddress or Domain."
+                    ))
+                })?),
+            };
+            let max: usize = match p.get("MaxItems") {
+                None => 1000,
+                Some(m) => m
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::invalid(format!(
+                            "Invalid MaxItems '{m}': must be between 1 and 1000."
+                        ))
+                    })?,
+            };
+            let start = decode_token(p.get("NextToken"))?;
+            let all: Vec<String> = svc
+                .identities(acct, region)
+                .into_iter()
+                .filter(|i| kind.is_none_or(|k| i.kind == k))
+                .map(|i| i.identity)
+                .collect();
+            let page: Vec<&str> = all
+                .iter()
+                .skip(start)
+                .take(max)
+                .map(String::as_str)
+                .collect();
+            let mut inner = members("Identities", page.iter().copied());
+            if start + page.len() < all.len() {
+                inner.push_str(&el("NextToken", &encode_token(start + page.len())));
+            }
+            Ok(xml::ok(action, Some(&inner), rid))
+        }
+        "ListVerifiedEmailAddresses" => {
+            let ids = svc.identities(acct, region);
+            let verified = ids
+                .iter()
+                .filter(|i| {
+                    i.kind == IdentityKind::EmailAddress && i.status == VerificationStatus::Success
+                })
+                .map(|i| i.identity.as_str());
+            Ok(xml::ok(
+                action,
+                Some(&members("VerifiedEmailAddresses", verified)),
+                rid,
+            ))
+        }
+        "GetIdentityVerificationAttributes" => {
+            let wanted = p.list("Identities");
+            if !p.has("Identities") {
+                return Err(ApiError::missing(&["identities"]));
+            }
+            let mut inner = String::new();
+            for w in &wanted {
+                if let Some(i) = svc.identity(acct, region, w) {
+                    let token = if i.kind == IdentityKind::Domain {
+                        el("VerificationToken", &i.token)
+                    } else {
+                        String::new()
+                    };
+                    inner.push_str(&format!(
+                        "<entry><key>{}</key><value><VerificationStatus>{}</VerificationStatus>{token}</value></entry>",
+                        xml::escape(w),
+                        i.status.as_str()
+                    ));
+                }
+            }
+            let attrs = if inner.is_empty() {
+                "<VerificationAttributes/>".to_string()
+            } else {
+                format!("<VerificationAttributes>{inner}</VerificationAttributes>")
+            };
+            Ok(xml::ok(action, Some(&attrs), rid))
+        }
+        "DeleteIdentity" | "DeleteVerifiedEmailAddress" => {
+            let (key, member) = if action == "DeleteIdentity" {
+                ("Identity", "identity")
+            } else {
+                ("EmailAddress", "emailAddress")
+            };
+            let ident = required(p, key, member)?;
+            // SES answers success whether or not the identity existed.
+            match svc.delete_identity(acct, region, ident).await {
+                Ok(()) | Err(weir_submit::AdminError::NotFound(_)) => {}
+                Err(e) => return Err(ApiError::from_admin(e, Flavor::V1)),
+            }
+            Ok(xml::ok(
+                action,
+                (action == "DeleteIdentity").then_some(""),
+                rid,
+            ))
+        }
+        other => Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "InvalidAction",
+            format!("Could not find operation {other} for version {version}"),
+        )),
+    }
+}
+
+/// Pagination tokens are opaque to clients; here they encode an offset.
+pub fn encode_token(offset: usize) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("weir:{offset}"))
+}
+
+/// Decode a pagination token (0 when absent).
+pub fn decode_token(token: Option<&str>) -> Result<usize, ApiError> {
+    let Some(t) = token.filter(|t| !t.is_empty()) else {
+        return Ok(0);
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(t)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix("weir:").and_then(|n| n.parse().ok()))
+        .ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "InvalidNextToken",
+                format!("The NextToken '{t}' is not valid."),
+            )
+        })
+}

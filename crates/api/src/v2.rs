@@ -1,0 +1,560 @@
+//! SES v2: REST-JSON under `/v2/email/`.
+
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use percent_encoding::percent_decode_str;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use weir_mail::address::validate_addr;
+use weir_store::model::{Identity, IdentityKind, VerificationStatus};
+
+use crate::auth::Caller;
+use crate::error::{ApiError, Flavor};
+use crate::send::{self, RawInput, SimpleInput, V2_MAX_MESSAGE};
+use crate::v1::{decode_token, encode_token};
+use crate::{AppState, RawRequest};
+
+fn ok(body: Value, rid: &str) -> Response {
+    let mut r = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(rid) {
+        r.headers_mut().insert("x-amzn-RequestId", v);
+    }
+    r
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "BadRequestException", msg)
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+    let body = if body.is_empty() {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body)
+        .map_err(|e| bad(format!("Could not parse the request body as JSON: {e}")))
+}
+
+fn query_pairs(q: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct Destination {
+    #[serde(default)]
+    to_addresses: Vec<String>,
+    #[serde(default)]
+    cc_addresses: Vec<String>,
+    #[serde(default)]
+    bcc_addresses: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Text {
+    data: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Body {
+    text: Option<Text>,
+    html: Option<Text>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct NameValue {
+    name: String,
+    value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SimpleContent {
+    subject: Option<Text>,
+    body: Option<Body>,
+    #[serde(default)]
+    headers: Vec<NameValue>,
+    #[serde(default)]
+    attachments: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawContent {
+    data: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Content {
+    simple: Option<SimpleContent>,
+    raw: Option<RawContent>,
+    template: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SendEmailRequest {
+    from_email_address: Option<String>,
+    destination: Option<Destination>,
+    #[serde(default)]
+    reply_to_addresses: Vec<String>,
+    content: Option<Content>,
+    #[serde(default)]
+    email_tags: Vec<NameValue>,
+    configuration_set_name: Option<String>,
+}
+
+/// Handle one authenticated v2 request.
+pub async fn handle(st: &AppState, caller: &Caller, raw: &RawRequest) -> Response {
+    match route(st, caller, raw).await {
+        Ok(r) => r,
+        Err(e) => e.for_v2().render(Flavor::V2, &raw.request_id),
+    }
+}
+
+fn label(s: &str) -> String {
+    percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+async fn route(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<Response, ApiError> {
+    let rest = raw.path.strip_prefix("/v2/email/").unwrap_or("");
+    let segs: Vec<&str> = rest.split('/').collect();
+    let m = &raw.method;
+    let rid = raw.request_id.as_str();
+    match (m, segs.as_slice()) {
+        (&Method::POST, ["outbound-emails"]) => send_email(st, caller, raw).await,
+        (&Method::GET, ["account"]) => Ok(ok(get_account(st, caller), rid)),
+        (&Method::PUT, ["account", "sending"]) => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                sending_enabled: Option<bool>,
+            }
+            let i: In = parse(&raw.body)?;
+            let enabled = i.sending_enabled.unwrap_or(false);
+            st.svc
+                .update_region_settings(caller.account.id, &caller.region, |s| {
+                    s.sending_enabled = enabled
+                })
+                .await
+                .map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
+            Ok(ok(json!({}), rid))
+        }
+        (&Method::PUT, ["account", "suppression"]) => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                suppressed_reasons: Option<Vec<String>>,
+            }
+            let i: In = parse(&raw.body)?;
+            let reasons = i
+                .suppressed_reasons
+                .ok_or_else(|| ApiError::missing(&["suppressedReasons"]))?;
+            for r in &reasons {
+                check_reason(r)?;
+            }
+            st.svc
+                .update_region_settings(caller.account.id, &caller.region, |s| {
+                    s.suppressed_reasons = reasons
+                })
+                .await
+                .map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
+            Ok(ok(json!({}), rid))
+        }
+        (&Method::POST, ["identities"]) => create_identity(st, caller, raw).await,
+        (&Method::GET, ["identities"]) => list_identities(st, caller, raw),
+        (&Method::GET, ["identities", id]) => {
+            let id = label(id);
+            let i = st
+                .svc
+                .identity(caller.account.id, &caller.region, &id)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "NotFoundException",
+                        format!("Email identity {id} does not exist."),
+                    )
+                })?;
+            let mut v = identity_json(&i);
+            v["FeedbackForwardingStatus"] = json!(true);
+            v["VerificationStatus"] = json!(status_v2(i.status));
+            v["Policies"] = json!({});
+            v["Tags"] = json!([]);
+            Ok(ok(v, rid))
+        }
+        (&Method::DELETE, ["identities", id]) => {
+            let id = label(id);
+            st.svc
+                .delete_identity(caller.account.id, &caller.region, &id)
+                .await
+                .map_err(|e| match e {
+                    weir_submit::AdminError::NotFound(_) => ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "NotFoundException",
+                        format!("Email identity {id} does not exist."),
+                    ),
+                    e => ApiError::from_admin(e, Flavor::V2),
+                })?;
+            Ok(ok(json!({}), rid))
+        }
+        (&Method::PUT, ["suppression", "addresses"]) => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                email_address: Option<String>,
+                reason: Option<String>,
+            }
+            let i: In = parse(&raw.body)?;
+            let mut missing = vec![];
+            if i.email_address.is_none() {
+                missing.push("emailAddress");
+            }
+            if i.reason.is_none() {
+                missing.push("reason");
+            }
+            if !missing.is_empty() {
+                return Err(ApiError::missing(&missing));
+            }
+            let (addr, reason) = (
+                i.email_address.unwrap_or_default(),
+                i.reason.unwrap_or_default(),
+            );
+            validate_addr(&addr)
+                .map_err(|e| bad(format!("Invalid email address {addr}: {}", e.0)))?;
+            check_reason(&reason)?;
+            st.svc
+                .put_suppressed(caller.account.id, &caller.region, &addr, &reason, None)
+                .await
+                .map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
+            Ok(ok(json!({}), rid))
+        }
+        (&Method::GET, ["suppression", "addresses"]) => list_suppressed(st, caller, raw),
+        (&Method::GET, ["suppression", "addresses", addr]) => {
+            let addr = label(addr);
+            let s = st
+                .svc
+                .suppressed(caller.account.id, &caller.region, &addr)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "NotFoundException",
+                        format!("Email address {addr} does not exist on your suppression list."),
+                    )
+                })?;
+            let mut attrs = json!({});
+            if let Some(m) = &s.message_id {
+                attrs["MessageId"] = json!(m);
+            }
+            Ok(ok(
+                json!({"SuppressedDestination": {
+                    "EmailAddress": s.address, "Reason": s.reason,
+                    "LastUpdateTime": s.updated_ms as f64 / 1000.0, "Attributes": attrs}}),
+                rid,
+            ))
+        }
+        (&Method::DELETE, ["suppression", "addresses", addr]) => {
+            let addr = label(addr);
+            st.svc
+                .delete_suppressed(caller.account.id, &caller.region, &addr)
+                .await
+                .map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
+            Ok(ok(json!({}), rid))
+        }
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "UnknownOperationException",
+            format!("weir does not implement {} {}", raw.method, raw.path),
+        )),
+    }
+}
+
+fn check_reason(r: &str) -> Result<(), ApiError> {
+    if r == "BOUNCE" || r == "COMPLAINT" {
+        Ok(())
+    } else {
+        Err(bad(format!(
+            "Invalid suppression reason '{r}': must be BOUNCE or COMPLAINT."
+        )))
+    }
+}
+
+fn status_v2(s: VerificationStatus) -> &'static str {
+    match s {
+        VerificationStatus::Pending => "PENDING",
+        VerificationStatus::Success => "SUCCESS",
+        VerificationStatus::Failed => "FAILED",
+    }
+}
+
+fn kind_v2(k: IdentityKind) -> &'static str {
+    match k {
+        IdentityKind::EmailAddress => "EMAIL_ADDRESS",
+        IdentityKind::Domain => "DOMAIN",
+    }
+}
+
+fn identity_json(i: &Identity) -> Value {
+    json!({
+        "IdentityType": kind_v2(i.kind),
+        "VerifiedForSendingStatus": i.status == VerificationStatus::Success,
+        "DkimAttributes": {"SigningEnabled": false, "Status": "NOT_STARTED", "SigningAttributesOrigin": "AWS_SES"},
+    })
+}
+
+fn get_account(st: &AppState, caller: &Caller) -> Value {
+    let s = st.svc.region_settings(caller.account.id, &caller.region);
+    let q = st.svc.quota_view(caller.account.id, &caller.region);
+    json!({
+        "DedicatedIpAutoWarmupEnabled": false,
+        "EnforcementStatus": "HEALTHY",
+        "ProductionAccessEnabled": s.production,
+        "SendQuota": {"Max24HourSend": q.max_24h, "MaxSendRate": q.max_rate, "SentLast24Hours": q.sent_last_24h},
+        "SendingEnabled": s.sending_enabled,
+        "SuppressionAttributes": {"SuppressedReasons": s.suppressed_reasons},
+    })
+}
+
+async fn create_identity(
+    st: &AppState,
+    caller: &Caller,
+    raw: &RawRequest,
+) -> Result<Response, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct In {
+        email_identity: Option<String>,
+    }
+    let i: In = parse(&raw.body)?;
+    let ident = i
+        .email_identity
+        .ok_or_else(|| ApiError::missing(&["emailIdentity"]))?;
+    let kind = if ident.contains('@') {
+        validate_addr(&ident)
+            .map_err(|e| bad(format!("Invalid email address {ident}: {}", e.0)))?;
+        IdentityKind::EmailAddress
+    } else {
+        validate_addr(&format!("x@{ident}"))
+            .map_err(|e| bad(format!("Invalid domain name {ident}: {}", e.0)))?;
+        IdentityKind::Domain
+    };
+    if st
+        .svc
+        .identity(caller.account.id, &caller.region, &ident)
+        .is_some()
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "AlreadyExistsException",
+            format!("Email identity {ident} already exists."),
+        ));
+    }
+    let id = st
+        .svc
+        .put_identity(caller.account.id, &caller.region, &ident, kind, false)
+        .await
+        .map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
+    Ok(ok(identity_json(&id), &raw.request_id))
+}
+
+fn page_size(q: &[(String, String)], max: usize) -> Result<usize, ApiError> {
+    match q.iter().find(|(k, _)| k == "PageSize") {
+        None => Ok(max),
+        Some((_, v)) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                bad(format!(
+                    "Invalid PageSize '{v}': must be between 1 and {max}."
+                ))
+            }),
+    }
+}
+
+fn next_token(q: &[(String, String)]) -> Result<usize, ApiError> {
+    decode_token(
+        q.iter()
+            .find(|(k, _)| k == "NextToken")
+            .map(|(_, v)| v.as_str()),
+    )
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidNextTokenException",
+            e.message,
+        )
+    })
+}
+
+fn list_identities(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<Response, ApiError> {
+    let q = query_pairs(&raw.query);
+    let size = page_size(&q, 1000)?;
+    let start = next_token(&q)?;
+    let all = st.svc.identities(caller.account.id, &caller.region);
+    let page: Vec<Value> = all
+        .iter()
+        .skip(start)
+        .take(size)
+        .map(|i| {
+            json!({"IdentityType": kind_v2(i.kind), "IdentityName": i.identity, "SendingEnabled": true,
+                   "VerificationStatus": status_v2(i.status)})
+        })
+        .collect();
+    let mut out = json!({ "EmailIdentities": page });
+    if start + size < all.len() {
+        out["NextToken"] = json!(encode_token(start + size));
+    }
+    Ok(ok(out, &raw.request_id))
+}
+
+fn parse_time(v: &str) -> Result<i64, ApiError> {
+    if let Ok(secs) = v.parse::<f64>() {
+        return Ok((secs * 1000.0) as i64);
+    }
+    chrono::DateTime::parse_from_rfc3339(v)
+        .map(|d| d.timestamp_millis())
+        .map_err(|_| {
+            bad(format!(
+                "Invalid timestamp '{v}': use ISO-8601 (2024-01-01T00:00:00Z) or epoch seconds."
+            ))
+        })
+}
+
+fn list_suppressed(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<Response, ApiError> {
+    let q = query_pairs(&raw.query);
+    let reasons: Vec<&str> = q
+        .iter()
+        .filter(|(k, _)| k == "Reason")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    for r in &reasons {
+        check_reason(r)?;
+    }
+    let start_ms = q
+        .iter()
+        .find(|(k, _)| k == "StartDate")
+        .map(|(_, v)| parse_time(v))
+        .transpose()?;
+    let end_ms = q
+        .iter()
+        .find(|(k, _)| k == "EndDate")
+        .map(|(_, v)| parse_time(v))
+        .transpose()?;
+    let size = page_size(&q, 1000)?;
+    let start = next_token(&q)?;
+    let all: Vec<_> = st
+        .svc
+        .suppression_list(caller.account.id, &caller.region)
+        .into_iter()
+        .filter(|s| reasons.is_empty() || reasons.contains(&s.reason.as_str()))
+        .filter(|s| {
+            start_ms.is_none_or(|t| s.updated_ms >= t) && end_ms.is_none_or(|t| s.updated_ms <= t)
+        })
+        .collect();
+    let page: Vec<Value> = all
+        .iter()
+        .skip(start)
+        .take(size)
+        .map(|s| json!({"EmailAddress": s.address, "Reason": s.reason, "LastUpdateTime": s.updated_ms as f64 / 1000.0}))
+        .collect();
+    let mut out = json!({ "SuppressedDestinationSummaries": page });
+    if start + size < all.len() {
+        out["NextToken"] = json!(encode_token(start + size));
+    }
+    Ok(ok(out, &raw.request_id))
+}
+
+async fn send_email(
+    st: &AppState,
+    caller: &Caller,
+    raw: &RawRequest,
+) -> Result<Response, ApiError> {
+    let req: SendEmailRequest = parse(&raw.body)?;
+    let content = req.content.ok_or_else(|| ApiError::missing(&["content"]))?;
+    let tags: Vec<(String, String)> = req
+        .email_tags
+        .into_iter()
+        .map(|t| (t.name, t.value))
+        .collect();
+    let dest = req.destination.unwrap_or_default();
+    let sub = match (content.simple, content.raw, content.template) {
+        (Some(s), None, None) => {
+            let source = req
+                .from_email_address
+                .ok_or_else(|| ApiError::missing(&["fromEmailAddress"]))?;
+            if !s.attachments.is_empty() {
+                return Err(bad(
+                    "Attachments in Simple content are not supported by weir yet; send them as Raw content.",
+                ));
+            }
+            let subject = s
+                .subject
+                .and_then(|t| t.data)
+                .ok_or_else(|| ApiError::missing(&["content.simple.subject"]))?;
+            let body = s
+                .body
+                .ok_or_else(|| ApiError::missing(&["content.simple.body"]))?;
+            let input = SimpleInput {
+                source,
+                to: dest.to_addresses,
+                cc: dest.cc_addresses,
+                bcc: dest.bcc_addresses,
+                reply_to: req.reply_to_addresses,
+                subject,
+                text: body.text.and_then(|t| t.data),
+                html: body.html.and_then(|t| t.data),
+                headers: s.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+                tags,
+                configuration_set: req.configuration_set_name,
+            };
+            send::simple(&st.svc, &caller.region, input, V2_MAX_MESSAGE, "api-v2")?
+        }
+        (None, Some(r), None) => {
+            let data = r
+                .data
+                .ok_or_else(|| ApiError::missing(&["content.raw.data"]))?;
+            let mut destinations = dest.to_addresses;
+            destinations.extend(dest.cc_addresses);
+            destinations.extend(dest.bcc_addresses);
+            let input = RawInput {
+                data: send::decode_blob(&data, "Content.Raw.Data")?,
+                source: req.from_email_address,
+                destinations,
+                tags,
+                configuration_set: req.configuration_set_name,
+            };
+            send::raw(&st.svc, &caller.region, input, V2_MAX_MESSAGE, "api-v2")?
+        }
+        (None, None, Some(_)) => {
+            return Err(bad(
+                "Template content is not supported by weir yet; use Simple or Raw content.",
+            ));
+        }
+        (None, None, None) => {
+            return Err(bad(
+                "Content must contain exactly one of Simple, Raw or Template; it contains none.",
+            ));
+        }
+        _ => {
+            return Err(bad(
+                "Content must contain exactly one of Simple, Raw or Template; it contains more than one.",
+            ));
+        }
+    };
+    let id = st
+        .svc
+        .submit(&caller.account, sub)
+        .await
+        .map_err(|e| ApiError::from_submit(e, Flavor::V2, &st.cfg.v2_daily_quota_code))?;
+    Ok(ok(json!({ "MessageId": id }), &raw.request_id))
+}

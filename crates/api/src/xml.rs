@@ -1,0 +1,56 @@
+//! SES v1 response shapes.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// The SES v1 XML namespace.
+pub const NS: &str = "http://ses.amazonaws.com/doc/2010-12-01/";
+
+/// Escape text for XML element content.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `<{action}Response>` with an optional `<{action}Result>` (botocore requires the Result
+/// element, even empty, for every operation that has an output shape).
+pub fn ok(action: &str, result: Option<&str>, request_id: &str) -> Response {
+    let result = match result {
+        None => String::new(),
+        Some("") => format!("<{action}Result/>"),
+        Some(inner) => format!("<{action}Result>{inner}</{action}Result>"),
+    };
+    let body = format!(
+        "<{action}Response xmlns=\"{NS}\">{result}<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>"
+    );
+    let mut r = (StatusCode::OK, [(header::CONTENT_TYPE, "text/xml")], body).into_response();
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        r.headers_mut().insert("x-amzn-RequestId", v);
+    }
+    r
+}
+
+/// `<name>text</name>` with escaping.
+pub fn el(name: &str, text: &str) -> String {
+    format!("<{name}>{}</{name}>", escape(text))
+}
+
+/// `<name><member>…</member>…</name>` (or `<name/>` when empty).
+pub fn members<'a>(name: &str, items: impl IntoIterator<Item = &'a str>) -> String {
+    let inner: String = items.into_iter().map(|i| el("member", i)).collect();
+    if inner.is_empty() {
+        format!("<{name}/>")
+    } else {
+        format!("<{name}>{inner}</{name}>")
+    }
+}

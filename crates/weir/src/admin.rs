@@ -1,0 +1,423 @@
+//! Operator commands: `weir account …`, `weir identity …`, `weir spool …`.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use clap::{ArgGroup, Subcommand};
+use serde_json::{Value, json};
+
+/// `weir account`.
+#[derive(Subcommand)]
+pub enum AccountCmd {
+    /// Create an account; prints its access key, secret and SES SMTP credentials.
+    Create {
+        /// Account name.
+        name: String,
+        /// Region for the SMTP password.
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List accounts.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print an account's credentials (SMTP password for --region).
+    Credentials {
+        /// Account name.
+        name: String,
+        /// Region for the SMTP password.
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show or change the sending quota of an account in a region.
+    #[command(group(ArgGroup::new("mode").args(["production", "sandbox"])))]
+    Quota {
+        /// Account name.
+        name: String,
+        /// Region.
+        #[arg(long)]
+        region: String,
+        /// Max24HourSend (-1 for unlimited).
+        #[arg(long, allow_hyphen_values = true)]
+        max_24h: Option<i64>,
+        /// MaxSendRate per second (-1 for unlimited).
+        #[arg(long, allow_hyphen_values = true)]
+        max_rate: Option<f64>,
+        /// Burst capacity, in seconds of the send rate.
+        #[arg(long)]
+        burst_seconds: Option<f64>,
+        /// Move out of the sandbox (recipients need not be verified).
+        #[arg(long)]
+        production: bool,
+        /// Move back into the sandbox (resets quotas to 200/day, 1/s).
+        #[arg(long)]
+        sandbox: bool,
+        /// Pause (false) or resume (true) sending.
+        #[arg(long)]
+        sending_enabled: Option<bool>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `weir identity`.
+#[derive(Subcommand)]
+pub enum IdentityCmd {
+    /// Add an address or domain identity to an account's region.
+    Add {
+        /// Account name.
+        name: String,
+        /// Region.
+        #[arg(long)]
+        region: String,
+        /// Address (user@example.com) or domain (example.com).
+        identity: String,
+        /// Mark it verified (the operator vouches for it).
+        #[arg(long)]
+        verified: bool,
+    },
+    /// List an account's identities in a region.
+    List {
+        /// Account name.
+        name: String,
+        /// Region.
+        #[arg(long)]
+        region: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `weir spool`.
+#[derive(Subcommand)]
+pub enum SpoolCmd {
+    /// List spooled messages (reads the database directly).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the number of spooled messages.
+    Count,
+}
+
+/// Client of the running server's admin API.
+pub struct Client {
+    base: String,
+    token: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// Find the server and the admin token through the data dir.
+    pub fn new(data_dir: &Path, server: Option<String>) -> anyhow::Result<Client> {
+        let token_path = data_dir.join("admin-token");
+        let token = std::fs::read_to_string(&token_path)
+            .with_context(|| {
+                format!(
+                    "cannot read the admin token {} (start the server with `weir serve` first)",
+                    token_path.display()
+                )
+            })?
+            .trim()
+            .to_string();
+        let base = match server {
+            Some(s) => s,
+            None => {
+                let path = data_dir.join("server.json");
+                let text = std::fs::read_to_string(&path).with_context(|| {
+                    format!("weir does not seem to be running: {} is missing (start it with `weir serve`)", path.display())
+                })?;
+                let v: Value = serde_json::from_str(&text)
+                    .with_context(|| format!("invalid {}", path.display()))?;
+                v["http"]
+                    .as_str()
+                    .context("server.json has no http address")?
+                    .to_string()
+            }
+        };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Ok(Client {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            agent,
+        })
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let url = format!("{}{}", self.base, path);
+        let auth = format!("Bearer {}", self.token);
+        let resp = match (method, body) {
+            ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),
+            ("POST", b) => self
+                .agent
+                .post(&url)
+                .header("Authorization", &auth)
+                .content_type("application/json")
+                .send(b.unwrap_or(json!({})).to_string()),
+            ("PUT", b) => self
+                .agent
+                .put(&url)
+                .header("Authorization", &auth)
+                .content_type("application/json")
+                .send(b.unwrap_or(json!({})).to_string()),
+            _ => bail!("unsupported method {method}"),
+        };
+        let mut resp = resp.with_context(|| {
+            format!(
+                "cannot reach weir at {} (is `weir serve` running?)",
+                self.base
+            )
+        })?;
+        let status = resp.status();
+        let text = resp.body_mut().read_to_string()?;
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if !status.is_success() {
+            bail!(
+                "{}",
+                v["error"]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string())
+            );
+        }
+        Ok(v)
+    }
+}
+
+fn seg(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.~@".contains(c) {
+                c.to_string()
+            } else {
+                format!("%{:02X}", c as u32)
+            }
+        })
+        .collect()
+}
+
+fn print_credentials(v: &Value, region: &str, as_json: bool) -> anyhow::Result<()> {
+    let akid = v["access_key_id"]
+        .as_str()
+        .context("no access key in reply")?;
+    let secret = v["secret_access_key"]
+        .as_str()
+        .context("no secret in reply")?;
+    let out = json!({
+        "name": v["name"],
+        "access_key_id": akid,
+        "secret_access_key": secret,
+        "smtp_username": akid,
+        "smtp_password": weir_sigv4::smtp_password(secret, region),
+        "region": region,
+    });
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for k in [
+            "name",
+            "region",
+            "access_key_id",
+            "secret_access_key",
+            "smtp_username",
+            "smtp_password",
+        ] {
+            println!("{k:<18} {}", out[k].as_str().unwrap_or(""));
+        }
+    }
+    Ok(())
+}
+
+fn print_table(v: &Value, as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(v)?);
+        return Ok(());
+    }
+    match v {
+        Value::Array(rows) => {
+            for r in rows {
+                let cells: Vec<String> = r
+                    .as_object()
+                    .map(|o| {
+                        o.values()
+                            .map(|c| {
+                                c.as_str()
+                                    .map(str::to_string)
+                                    .unwrap_or_else(|| c.to_string())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                println!("{}", cells.join("\t"));
+            }
+        }
+        Value::Object(o) => {
+            for (k, c) in o {
+                println!(
+                    "{k:<18} {}",
+                    c.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| c.to_string())
+                );
+            }
+        }
+        other => println!("{other}"),
+    }
+    Ok(())
+}
+
+/// Run `weir account …`.
+pub fn account(cmd: AccountCmd, c: &Client) -> anyhow::Result<()> {
+    match cmd {
+        AccountCmd::Create { name, region, json } => {
+            anyhow::ensure!(
+                weir_api::auth::is_region(&region),
+                "'{region}' is not a region name such as us-east-1"
+            );
+            let v = c.call("POST", "/admin/v1/accounts", Some(json!({ "name": name })))?;
+            print_credentials(&v, &region, json)
+        }
+        AccountCmd::List { json } => print_table(&c.call("GET", "/admin/v1/accounts", None)?, json),
+        AccountCmd::Credentials { name, region, json } => {
+            anyhow::ensure!(
+                weir_api::auth::is_region(&region),
+                "'{region}' is not a region name such as us-east-1"
+            );
+            let v = c.call(
+                "GET",
+                &format!("/admin/v1/accounts/{}/credentials", seg(&name)),
+                None,
+            )?;
+            print_credentials(&v, &region, json)
+        }
+        AccountCmd::Quota {
+            name,
+            region,
+            max_24h,
+            max_rate,
+            burst_seconds,
+            production,
+            sandbox,
+            sending_enabled,
+            json,
+        } => {
+            let path = format!("/admin/v1/accounts/{}/regions/{}", seg(&name), seg(&region));
+            let mut patch = serde_json::Map::new();
+            if sandbox {
+                patch.insert("production".into(), json!(false));
+            }
+            if production {
+                patch.insert("production".into(), json!(true));
+            }
+            if let Some(v) = max_24h {
+                patch.insert("max_24h".into(), json!(v));
+            }
+            if let Some(v) = max_rate {
+                patch.insert("max_rate".into(), json!(v));
+            }
+            if let Some(v) = burst_seconds {
+                patch.insert("burst_seconds".into(), json!(v));
+            }
+            if let Some(v) = sending_enabled {
+                patch.insert("sending_enabled".into(), json!(v));
+            }
+            let v = if patch.is_empty() {
+                c.call("GET", &path, None)?
+            } else {
+                c.call("PUT", &path, Some(Value::Object(patch)))?
+            };
+            print_table(&v, json)
+        }
+    }
+}
+
+/// Run `weir identity …`.
+pub fn identity(cmd: IdentityCmd, c: &Client) -> anyhow::Result<()> {
+    match cmd {
+        IdentityCmd::Add {
+            name,
+            region,
+            identity,
+            verified,
+        } => {
+            let path = format!(
+                "/admin/v1/accounts/{}/regions/{}/identities",
+                seg(&name),
+                seg(&region)
+            );
+            let v = c.call(
+                "POST",
+                &path,
+                Some(json!({ "identity": identity, "verified": verified })),
+            )?;
+            println!(
+                "{}\t{}\t{}",
+                v["identity"].as_str().unwrap_or(""),
+                v["kind"].as_str().unwrap_or(""),
+                v["status"].as_str().unwrap_or("")
+            );
+            Ok(())
+        }
+        IdentityCmd::List { name, region, json } => {
+            let path = format!(
+                "/admin/v1/accounts/{}/regions/{}/identities",
+                seg(&name),
+                seg(&region)
+            );
+            print_table(&c.call("GET", &path, None)?, json)
+        }
+    }
+}
+
+/// Run `weir spool …` against the database directly.
+pub fn spool(cmd: SpoolCmd, data_dir: &Path) -> anyhow::Result<()> {
+    let conn = weir_store::Store::open_read_only(data_dir)?;
+    let list = weir_store::ops::spool_list(&conn)?;
+    match cmd {
+        SpoolCmd::Count => println!("{}", list.len()),
+        SpoolCmd::List { json } => {
+            if json {
+                let v: Vec<Value> = list
+                    .iter()
+                    .map(|m| {
+                        json!({"message_id": m.id, "account": m.account, "region": m.region, "created_ms": m.created_ms,
+                               "mail_from": m.mail_from, "size": m.size,
+                               "recipients": m.recipients.iter().map(|(a, s)| json!({"address": a, "state": s})).collect::<Vec<_>>()})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for m in &list {
+                    let rcpts: Vec<String> = m
+                        .recipients
+                        .iter()
+                        .map(|(a, s)| format!("{a}({s})"))
+                        .collect();
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        m.id,
+                        m.account,
+                        m.region,
+                        m.mail_from,
+                        rcpts.join(",")
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}

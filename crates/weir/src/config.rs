@@ -1,0 +1,178 @@
+//! `weir.toml`: every setting has a default, so no file is needed.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the database, admin token and server file live.
+    pub data_dir: PathBuf,
+    /// HTTP API settings.
+    pub http: HttpConfig,
+    /// Settings a new (account, region) starts with (the SES sandbox by default).
+    pub defaults: RegionDefaults,
+    /// Spool writer settings.
+    pub spool: SpoolConfig,
+    /// Message settings.
+    pub message: MessageConfig,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address of the SES APIs and the admin API.
+    pub listen: SocketAddr,
+    /// Largest request body read (the v2 40 MB limit after base64 and JSON needs ~56 MB).
+    pub max_body_bytes: usize,
+    /// Allowed SigV4 clock skew (SES: 300 s).
+    pub max_skew_seconds: u64,
+    /// Error code for a v2 daily-quota refusal (SES's is unverified; see docs).
+    pub v2_daily_quota_error: String,
+}
+
+/// `[defaults]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegionDefaults {
+    /// `Max24HourSend` (-1 = unlimited).
+    pub max_24h: i64,
+    /// `MaxSendRate` (-1 = unlimited).
+    pub max_rate: f64,
+    /// Burst capacity in seconds.
+    pub burst_seconds: f64,
+}
+
+/// `[spool]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    /// Most writes per group commit.
+    pub max_batch: usize,
+    /// fsync every commit (turn off only for throw-away benchmarks).
+    pub fsync: bool,
+}
+
+/// `[message]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MessageConfig {
+    /// Domain of generated Message-ID headers (default: this host's name).
+    pub id_domain: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("weir-data"),
+            http: HttpConfig::default(),
+            defaults: RegionDefaults::default(),
+            spool: SpoolConfig::default(),
+            message: MessageConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            max_body_bytes: 64 * 1024 * 1024,
+            max_skew_seconds: 300,
+            v2_daily_quota_error: "LimitExceededException".into(),
+        }
+    }
+}
+
+impl Default for RegionDefaults {
+    fn default() -> Self {
+        RegionDefaults {
+            max_24h: 200,
+            max_rate: 1.0,
+            burst_seconds: 1.0,
+        }
+    }
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            max_batch: 512,
+            fsync: true,
+        }
+    }
+}
+
+impl Default for MessageConfig {
+    fn default() -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
+        MessageConfig {
+            id_domain: if host.is_empty() {
+                "localhost".into()
+            } else {
+                host
+            },
+        }
+    }
+}
+
+impl Config {
+    /// Read a TOML file; unknown keys are errors.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        let cfg: Config =
+            toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reject settings that cannot work.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.defaults.max_24h >= -1,
+            "defaults.max_24h must be -1 or at least 0"
+        );
+        anyhow::ensure!(
+            self.defaults.max_rate == -1.0 || self.defaults.max_rate > 0.0,
+            "defaults.max_rate must be -1 or positive"
+        );
+        anyhow::ensure!(
+            self.spool.max_batch > 0,
+            "spool.max_batch must be at least 1"
+        );
+        anyhow::ensure!(
+            [
+                "LimitExceededException",
+                "TooManyRequestsException",
+                "ThrottlingException"
+            ]
+            .contains(&self.http.v2_daily_quota_error.as_str()),
+            "http.v2_daily_quota_error must be LimitExceededException, TooManyRequestsException or ThrottlingException"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_unknown_keys() {
+        let c: Config = toml::from_str("").expect("empty config");
+        assert_eq!(c.http.listen.port(), 8787);
+        let c: Config =
+            toml::from_str("[http]\nlisten = \"127.0.0.1:9000\"\n").expect("partial config");
+        assert_eq!(c.http.listen.port(), 9000);
+        assert_eq!(c.defaults.max_24h, 200);
+        assert!(toml::from_str::<Config>("[http]\nlisten_on = 1\n").is_err());
+    }
+}

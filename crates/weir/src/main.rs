@@ -1,0 +1,80 @@
+//! `weir`: the server and its operator commands.
+//!
+//! # Layout
+//! - `config`: `weir.toml` with defaults for every setting.
+//! - `serve`: wiring of store → service → HTTP front door, and the data-dir files
+//!   (`admin-token`, `server.json`).
+//! - `admin`: the operator commands, which talk to the running server's admin API.
+
+mod admin;
+mod config;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// A self-hosted, SES-compatible email sending service.
+#[derive(Parser)]
+#[command(name = "weir", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+/// Where to find the data directory and the server.
+#[derive(Args, Clone)]
+struct Target {
+    /// Data directory (holds the admin token and the running server's address).
+    #[arg(
+        long,
+        env = "WEIR_DATA_DIR",
+        default_value = "weir-data",
+        global = true
+    )]
+    data_dir: PathBuf,
+    /// Base URL of the running server (default: read from <data-dir>/server.json).
+    #[arg(long, env = "WEIR_SERVER", global = true)]
+    server: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (embedded storage in --data-dir, HTTP API on --http).
+    Serve(serve::ServeArgs),
+    /// Manage accounts, their credentials and quotas.
+    Account {
+        #[command(subcommand)]
+        cmd: admin::AccountCmd,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Manage sending identities (addresses and domains).
+    Identity {
+        #[command(subcommand)]
+        cmd: admin::IdentityCmd,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Inspect the spool (works whether or not the server runs).
+    Spool {
+        #[command(subcommand)]
+        cmd: admin::SpoolCmd,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Command::Serve(args) => serve::run(args),
+        Command::Account { cmd, target } => {
+            admin::account(cmd, &admin::Client::new(&target.data_dir, target.server)?)
+        }
+        Command::Identity { cmd, target } => {
+            admin::identity(cmd, &admin::Client::new(&target.data_dir, target.server)?)
+        }
+        Command::Spool { cmd, target } => admin::spool(cmd, &target.data_dir),
+    }
+}
