@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 /// The SES v1 XML namespace.
 pub const NS: &str = "http://ses.amazonaws.com/doc/2010-12-01/";
 
-/// Escape text for XML element content.
+/// Escape text for XML element content (quotes need no escaping there).
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -14,8 +14,6 @@ pub fn escape(s: &str) -> String {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
             c => out.push(c),
         }
     }
