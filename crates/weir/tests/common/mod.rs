@@ -23,7 +23,7 @@ impl Server {
     /// Start `weir serve` on a free port with `dir` as its data dir.
     pub fn start(dir: &Path) -> Server {
         let _ = std::fs::remove_file(dir.join("server.json"));
-        let child = Command::new(BIN)
+        let mut child = Command::new(BIN)
             .args(["serve", "--http", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .env("WEIR_LOG", "warn")
