@@ -23,7 +23,7 @@ impl Server {
     /// Start `weir serve` on a free port with `dir` as its data dir.
     pub fn start(dir: &Path) -> Server {
         let _ = std::fs::remove_file(dir.join("server.json"));
-        let mut child = Command::new(BIN)
+        let child = Command::new(BIN)
             .args(["serve", "--http", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .env("WEIR_LOG", "warn")
@@ -31,18 +31,23 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn weir");
+        // Owned by `Server` at once, so that its `Drop` reaps the process on any panic below.
+        let mut server = Server {
+            dir: dir.to_path_buf(),
+            base: String::new(),
+            child,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(t) = std::fs::read_to_string(dir.join("server.json")) {
-                let v: serde_json::Value = serde_json::from_str(&t).expect("server.json");
-                let base = v["http"].as_str().expect("http").to_string();
-                return Server {
-                    dir: dir.to_path_buf(),
-                    base,
-                    child,
-                };
+            let info = std::fs::read_to_string(dir.join("server.json")).ok();
+            let base = info
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v["http"].as_str().map(str::to_string));
+            if let Some(base) = base {
+                server.base = base;
+                return server;
             }
-            assert!(Instant::now() < deadline, "weir did not start");
+            assert!(Instant::now() < deadline, "weir did not start within 20 s");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
