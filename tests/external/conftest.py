@@ -1,0 +1,123 @@
+"""Fixtures for the external-client suite: the real `weir serve` binary, driven by clients we did
+not write (boto3/botocore and aws-cli)."""
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+ROOT = Path(__file__).resolve().parents[2]
+WEIR = os.environ.get("WEIR_BIN", str(ROOT / "target" / "debug" / "weir"))
+
+
+class Weir:
+    """One running server with its own data dir."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        self.proc = None
+        self.base = None
+
+    def start(self):
+        (self.data_dir / "server.json").unlink(missing_ok=True)
+        self.proc = subprocess.Popen(
+            [WEIR, "serve", "--http", "127.0.0.1:0", "--data-dir", str(self.data_dir)],
+            env={**os.environ, "WEIR_LOG": "warn"},
+        )
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                self.base = json.loads((self.data_dir / "server.json").read_text())["http"]
+                return self
+            except (FileNotFoundError, json.JSONDecodeError, KeyError):
+                time.sleep(0.02)
+        self.proc.kill()
+        raise RuntimeError("weir did not start")
+
+    def stop(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+        self.proc.wait(timeout=20)
+
+    def cli(self, *args):
+        out = subprocess.run([WEIR, *args, "--data-dir", str(self.data_dir)], capture_output=True, text=True)
+        assert out.returncode == 0, f"weir {args} failed: {out.stderr}"
+        return out.stdout
+
+    def account(self, region="us-east-1"):
+        name = "t" + uuid.uuid4().hex[:12]
+        creds = json.loads(self.cli("account", "create", name, "--region", region, "--json"))
+        return Account(self, name, creds)
+
+
+class Account:
+    def __init__(self, weir, name, creds):
+        self.weir, self.name, self.creds = weir, name, creds
+
+    def client(self, service="ses", region="us-east-1", retries=1, secret=None, key=None):
+        """A boto3 client; retries=1 means a single attempt, so refusals are seen as they are."""
+        cfg = Config(retries={"total_max_attempts": retries, "mode": "standard"}) if retries else None
+        return boto3.client(
+            service,
+            region_name=region,
+            endpoint_url=self.weir.base,
+            aws_access_key_id=key or self.creds["access_key_id"],
+            aws_secret_access_key=secret or self.creds["secret_access_key"],
+            config=cfg,
+        )
+
+    def aws(self, *args, region="us-east-1", attempts=1):
+        env = {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": self.creds["access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": self.creds["secret_access_key"],
+            "AWS_MAX_ATTEMPTS": str(attempts),
+            "AWS_CONFIG_FILE": "/dev/null",
+            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        }
+        return subprocess.run(
+            ["aws", "--endpoint-url", self.weir.base, "--region", region, "--output", "json", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+
+    def quota(self, region="us-east-1", *flags):
+        return self.weir.cli("account", "quota", self.name, "--region", region, *flags)
+
+    def verify(self, identity, region="us-east-1"):
+        self.weir.cli("identity", "add", self.name, "--region", region, identity, "--verified")
+
+
+@pytest.fixture(scope="module")
+def weir():
+    with tempfile.TemporaryDirectory() as d:
+        w = Weir(Path(d)).start()
+        yield w
+        if w.proc.poll() is None:
+            w.stop()
+
+
+@pytest.fixture
+def acct(weir):
+    a = weir.account()
+    a.verify("acme.test")
+    return a
+
+
+@pytest.fixture
+def fresh_weir():
+    """A server of its own, for restart and crash tests."""
+    with tempfile.TemporaryDirectory() as d:
+        w = Weir(Path(d)).start()
+        yield w
+        if w.proc.poll() is None:
+            w.proc.kill()
+            w.proc.wait()
