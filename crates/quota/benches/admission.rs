@@ -7,7 +7,9 @@ use std::hint::black_box;
 use std::num::NonZeroU32;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use governor::clock::FakeRelativeClock;
 use governor::{Quota, RateLimiter};
+use std::time::Duration;
 use weir_quota::{Limits, QuotaState};
 
 fn admission(c: &mut Criterion) {
@@ -42,11 +44,20 @@ fn admission(c: &mut Criterion) {
         })
     });
 
-    let rl = RateLimiter::direct(Quota::per_second(
-        NonZeroU32::new(1_000_000_000).expect("non-zero"),
-    ));
+    let quota = Quota::per_second(NonZeroU32::new(1_000_000_000).expect("non-zero"));
+    // governor with its default clock reads the monotonic clock inside every check...
+    let rl = RateLimiter::direct(quota);
     g.bench_function("governor_check", |b| {
         b.iter(|| black_box(rl.check().is_ok()))
+    });
+    // ...and with a fake clock, like weir's engine, which takes `now` as an argument.
+    let clock = FakeRelativeClock::default();
+    let rl_fake = RateLimiter::direct_with_clock(quota, clock.clone());
+    g.bench_function("governor_check_fake_clock", |b| {
+        b.iter(|| {
+            clock.advance(Duration::from_micros(1));
+            black_box(rl_fake.check().is_ok())
+        })
     });
     g.finish();
 }
