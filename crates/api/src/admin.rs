@@ -17,12 +17,7 @@ use crate::auth::is_region;
 use crate::{AppState, RawRequest};
 
 fn reply(status: StatusCode, v: Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        v.to_string(),
-    )
-        .into_response()
+    (status, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
 }
 
 fn fail(status: StatusCode, msg: impl Into<String>) -> Response {
@@ -75,23 +70,17 @@ impl RegionPatch {
         if let Some(m) = self.max_24h
             && m < -1
         {
-            return Err(format!(
-                "max_24h must be -1 (unlimited) or at least 0, not {m}"
-            ));
+            return Err(format!("max_24h must be -1 (unlimited) or at least 0, not {m}"));
         }
         if let Some(r) = self.max_rate
             && !(r == -1.0 || (r.is_finite() && r > 0.0))
         {
-            return Err(format!(
-                "max_rate must be -1 (unlimited) or a positive number, not {r}"
-            ));
+            return Err(format!("max_rate must be -1 (unlimited) or a positive number, not {r}"));
         }
         if let Some(b) = self.burst_seconds
             && !(b.is_finite() && b >= 0.0)
         {
-            return Err(format!(
-                "burst_seconds must be a non-negative number, not {b}"
-            ));
+            return Err(format!("burst_seconds must be a non-negative number, not {b}"));
         }
         Ok(())
     }
@@ -102,10 +91,7 @@ impl RegionPatch {
                 // Leaving the sandbox lifts the recipient rule; quotas stay what the operator sets.
                 s.production = true;
             } else if !v {
-                *s = RegionSettings {
-                    sending_enabled: s.sending_enabled,
-                    ..RegionSettings::sandbox()
-                };
+                *s = RegionSettings { sending_enabled: s.sending_enabled, ..RegionSettings::sandbox() };
             }
         }
         if let Some(v) = self.max_24h {
@@ -132,10 +118,7 @@ pub async fn handle(st: &AppState, raw: RawRequest) -> Response {
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if !weir_sigv4::constant_time_eq(token.as_bytes(), st.cfg.admin_token.as_bytes()) {
-        return fail(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong admin token (see <data-dir>/admin-token)",
-        );
+        return fail(StatusCode::UNAUTHORIZED, "missing or wrong admin token (see <data-dir>/admin-token)");
     }
     match route(st, &raw).await {
         Ok(r) | Err(r) => r,
@@ -144,10 +127,7 @@ pub async fn handle(st: &AppState, raw: RawRequest) -> Response {
 
 async fn route(st: &AppState, raw: &RawRequest) -> Result<Response, Response> {
     let rest = raw.path.strip_prefix("/admin/v1/").unwrap_or("");
-    let segs: Vec<String> = rest
-        .split('/')
-        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
-        .collect();
+    let segs: Vec<String> = rest.split('/').map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned()).collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let svc = &st.svc;
     match (&raw.method, segs.as_slice()) {
@@ -190,12 +170,8 @@ async fn route(st: &AppState, raw: &RawRequest) -> Result<Response, Response> {
                 (&Method::GET, []) => Ok(reply(StatusCode::OK, region_json(st, a.id, region))),
                 (&Method::PUT, []) => {
                     let patch: RegionPatch = parse(&raw.body)?;
-                    patch
-                        .validate()
-                        .map_err(|m| fail(StatusCode::BAD_REQUEST, m))?;
-                    svc.update_region_settings(a.id, region, |s| patch.apply(s))
-                        .await
-                        .map_err(admin_error)?;
+                    patch.validate().map_err(|m| fail(StatusCode::BAD_REQUEST, m))?;
+                    svc.update_region_settings(a.id, region, |s| patch.apply(s)).await.map_err(admin_error)?;
                     Ok(reply(StatusCode::OK, region_json(st, a.id, region)))
                 }
                 (&Method::POST, ["identities"]) => {
@@ -212,15 +188,10 @@ async fn route(st: &AppState, raw: &RawRequest) -> Result<Response, Response> {
                         (IdentityKind::Domain, format!("x@{}", i.identity))
                     };
                     weir_mail::address::validate_addr(&check).map_err(|e| {
-                        fail(
-                            StatusCode::BAD_REQUEST,
-                            format!("invalid identity '{}': {}", i.identity, e.0),
-                        )
+                        fail(StatusCode::BAD_REQUEST, format!("invalid identity '{}': {}", i.identity, e.0))
                     })?;
-                    let id = svc
-                        .put_identity(a.id, region, &i.identity, kind, i.verified)
-                        .await
-                        .map_err(admin_error)?;
+                    let id =
+                        svc.put_identity(a.id, region, &i.identity, kind, i.verified).await.map_err(admin_error)?;
                     Ok(reply(
                         StatusCode::OK,
                         json!({"identity": id.identity, "kind": id.kind.as_str(), "status": id.status.as_str()}),
@@ -234,15 +205,9 @@ async fn route(st: &AppState, raw: &RawRequest) -> Result<Response, Response> {
                         .collect();
                     Ok(reply(StatusCode::OK, json!(list)))
                 }
-                _ => Err(fail(
-                    StatusCode::NOT_FOUND,
-                    format!("no admin operation at {} {}", raw.method, raw.path),
-                )),
+                _ => Err(fail(StatusCode::NOT_FOUND, format!("no admin operation at {} {}", raw.method, raw.path))),
             }
         }
-        _ => Err(fail(
-            StatusCode::NOT_FOUND,
-            format!("no admin operation at {} {}", raw.method, raw.path),
-        )),
+        _ => Err(fail(StatusCode::NOT_FOUND, format!("no admin operation at {} {}", raw.method, raw.path))),
     }
 }

@@ -24,61 +24,35 @@ pub fn is_region(r: &str) -> bool {
         && parts.len() <= 4
         && parts[0].len() == 2
         && parts[0].bytes().all(|b| b.is_ascii_lowercase())
-        && parts[1..parts.len() - 1]
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
-        && parts
-            .last()
-            .is_some_and(|p| !p.is_empty() && p.len() <= 2 && p.bytes().all(|b| b.is_ascii_digit()))
+        && parts[1..parts.len() - 1].iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts.last().is_some_and(|p| !p.is_empty() && p.len() <= 2 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn error_for(e: SigError, flavor: Flavor) -> ApiError {
     let v1 = flavor == Flavor::V1;
     match e {
-        SigError::Missing if v1 => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "MissingAuthenticationToken",
-            e.to_string(),
-        ),
-        SigError::Missing => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "MissingAuthenticationTokenException",
-            "Missing Authentication Token",
-        ),
+        SigError::Missing if v1 => ApiError::new(StatusCode::FORBIDDEN, "MissingAuthenticationToken", e.to_string()),
+        SigError::Missing => {
+            ApiError::new(StatusCode::FORBIDDEN, "MissingAuthenticationTokenException", "Missing Authentication Token")
+        }
         SigError::Incomplete(m) => ApiError::new(
             StatusCode::BAD_REQUEST,
-            if v1 {
-                "IncompleteSignature"
-            } else {
-                "IncompleteSignatureException"
-            },
+            if v1 { "IncompleteSignature" } else { "IncompleteSignatureException" },
             m,
         ),
         SigError::UnknownKey => ApiError::new(
             StatusCode::FORBIDDEN,
-            if v1 {
-                "InvalidClientTokenId"
-            } else {
-                "UnrecognizedClientException"
-            },
+            if v1 { "InvalidClientTokenId" } else { "UnrecognizedClientException" },
             e.to_string(),
         ),
         SigError::Rejected(m) => ApiError::new(
             StatusCode::FORBIDDEN,
-            if v1 {
-                "SignatureDoesNotMatch"
-            } else {
-                "InvalidSignatureException"
-            },
+            if v1 { "SignatureDoesNotMatch" } else { "InvalidSignatureException" },
             m,
         ),
         SigError::Mismatch => ApiError::new(
             StatusCode::FORBIDDEN,
-            if v1 {
-                "SignatureDoesNotMatch"
-            } else {
-                "InvalidSignatureException"
-            },
+            if v1 { "SignatureDoesNotMatch" } else { "InvalidSignatureException" },
             e.to_string(),
         ),
     }
@@ -89,17 +63,9 @@ pub fn authenticate(st: &AppState, raw: &RawRequest, flavor: Flavor) -> Result<C
     let headers: Vec<(String, String)> = raw
         .headers
         .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
+        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
-    let borrowed: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let borrowed: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let parts = RequestParts {
         method: raw.method.as_str(),
         raw_path: &raw.path,
@@ -108,51 +74,27 @@ pub fn authenticate(st: &AppState, raw: &RawRequest, flavor: Flavor) -> Result<C
         body: &raw.body,
     };
     let now = st.svc.now_ns() / 1_000_000_000;
-    let verified = weir_sigv4::verify(&parts, now, st.cfg.max_skew_secs, |k| {
-        st.svc.account_by_key(k).map(|a| a.secret.clone())
-    })
-    .map_err(|e| error_for(e, flavor))?;
+    let verified =
+        weir_sigv4::verify(&parts, now, st.cfg.max_skew_secs, |k| st.svc.account_by_key(k).map(|a| a.secret.clone()))
+            .map_err(|e| error_for(e, flavor))?;
     if !is_region(&verified.region) {
         return Err(error_for(
-            SigError::Rejected(format!(
-                "Credential should be scoped to a valid region, not '{}'.",
-                verified.region
-            )),
+            SigError::Rejected(format!("Credential should be scoped to a valid region, not '{}'.", verified.region)),
             flavor,
         ));
     }
-    let account = st
-        .svc
-        .account_by_key(&verified.access_key)
-        .ok_or_else(|| error_for(SigError::UnknownKey, flavor))?;
-    Ok(Caller {
-        account,
-        region: verified.region,
-    })
+    let account = st.svc.account_by_key(&verified.access_key).ok_or_else(|| error_for(SigError::UnknownKey, flavor))?;
+    Ok(Caller { account, region: verified.region })
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn regions() {
-        for r in [
-            "us-east-1",
-            "eu-west-1",
-            "ap-southeast-2",
-            "us-gov-west-1",
-            "il-central-1",
-        ] {
+        for r in ["us-east-1", "eu-west-1", "ap-southeast-2", "us-gov-west-1", "il-central-1"] {
             assert!(super::is_region(r), "{r}");
         }
-        for r in [
-            "",
-            "us",
-            "us-east",
-            "US-EAST-1",
-            "us-east-1a",
-            "x-y-1",
-            "us--1",
-        ] {
+        for r in ["", "us", "us-east", "US-EAST-1", "us-east-1a", "x-y-1", "us--1"] {
             assert!(!super::is_region(r), "{r}");
         }
     }

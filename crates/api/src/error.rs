@@ -31,12 +31,7 @@ pub struct ApiError {
 impl ApiError {
     /// An error with the given status, code and message.
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code: code.to_string(),
-            message: message.into(),
-            retry_after: None,
-        }
+        ApiError { status, code: code.to_string(), message: message.into(), retry_after: None }
     }
 
     /// v1 `InvalidParameterValue` (400). v2 callers convert with [`ApiError::for_v2`].
@@ -49,27 +44,18 @@ impl ApiError {
         let n = members.len();
         let details: Vec<String> = members
             .iter()
-            .map(|m| {
-                format!("Value null at '{m}' failed to satisfy constraint: Member must not be null")
-            })
+            .map(|m| format!("Value null at '{m}' failed to satisfy constraint: Member must not be null"))
             .collect();
         Self::new(
             StatusCode::BAD_REQUEST,
             "ValidationError",
-            format!(
-                "{n} validation error{} detected: {}",
-                if n == 1 { "" } else { "s" },
-                details.join("; ")
-            ),
+            format!("{n} validation error{} detected: {}", if n == 1 { "" } else { "s" }, details.join("; ")),
         )
     }
 
     /// v1 parameter errors become v2 `BadRequestException`s.
     pub fn for_v2(mut self) -> Self {
-        if matches!(
-            self.code.as_str(),
-            "InvalidParameterValue" | "ValidationError" | "MissingParameter"
-        ) {
+        if matches!(self.code.as_str(), "InvalidParameterValue" | "ValidationError" | "MissingParameter") {
             self.code = "BadRequestException".into();
         }
         self
@@ -79,11 +65,7 @@ impl ApiError {
     pub fn render(&self, flavor: Flavor, request_id: &str) -> Response {
         let mut resp = match flavor {
             Flavor::V1 => {
-                let kind = if self.status.is_server_error() {
-                    "Receiver"
-                } else {
-                    "Sender"
-                };
+                let kind = if self.status.is_server_error() { "Receiver" } else { "Sender" };
                 let body = format!(
                     "<ErrorResponse xmlns=\"{}\"><Error><Type>{kind}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
                     crate::xml::NS,
@@ -93,14 +75,8 @@ impl ApiError {
                 (self.status, [(header::CONTENT_TYPE, "text/xml")], body).into_response()
             }
             Flavor::V2 => {
-                let body =
-                    serde_json::json!({ "message": self.message, "__type": self.code }).to_string();
-                let mut r = (
-                    self.status,
-                    [(header::CONTENT_TYPE, "application/json")],
-                    body,
-                )
-                    .into_response();
+                let body = serde_json::json!({ "message": self.message, "__type": self.code }).to_string();
+                let mut r = (self.status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
                 if let Ok(v) = HeaderValue::from_str(&self.code) {
                     r.headers_mut().insert("x-amzn-ErrorType", v);
                 }
@@ -111,8 +87,7 @@ impl ApiError {
             resp.headers_mut().insert("x-amzn-RequestId", v);
         }
         if let Some(secs) = self.retry_after {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }
@@ -125,9 +100,7 @@ impl ApiError {
             (SubmitError::InvalidParameter(m), Flavor::V2) => {
                 Self::new(StatusCode::BAD_REQUEST, "BadRequestException", m)
             }
-            (SubmitError::MessageRejected(m), _) => {
-                Self::new(StatusCode::BAD_REQUEST, "MessageRejected", m)
-            }
+            (SubmitError::MessageRejected(m), _) => Self::new(StatusCode::BAD_REQUEST, "MessageRejected", m),
             (SubmitError::SendingPaused, Flavor::V1) => Self::new(
                 StatusCode::BAD_REQUEST,
                 "AccountSendingPausedException",
@@ -144,20 +117,12 @@ impl ApiError {
                 a
             }
             (e @ SubmitError::MaxSendRateExceeded { retry_after }, Flavor::V2) => {
-                let mut a = Self::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "TooManyRequestsException",
-                    e.to_string(),
-                );
+                let mut a = Self::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException", e.to_string());
                 a.retry_after = Some(secs(retry_after).max(1));
                 a
             }
             (e @ SubmitError::DailyQuotaExceeded { retry_after }, flavor) => {
-                let code = if flavor == Flavor::V1 {
-                    "Throttling"
-                } else {
-                    v2_daily_code
-                };
+                let code = if flavor == Flavor::V1 { "Throttling" } else { v2_daily_code };
                 let status = if code == "TooManyRequestsException" {
                     StatusCode::TOO_MANY_REQUESTS
                 } else {
@@ -169,16 +134,8 @@ impl ApiError {
             }
             (SubmitError::Storage(e), flavor) => {
                 tracing::error!(error = %e, "storage failure on send");
-                let code = if flavor == Flavor::V1 {
-                    "ServiceUnavailable"
-                } else {
-                    "InternalFailure"
-                };
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    code,
-                    "Temporary service failure",
-                )
+                let code = if flavor == Flavor::V1 { "ServiceUnavailable" } else { "InternalFailure" };
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, code, "Temporary service failure")
             }
         }
     }
@@ -186,27 +143,15 @@ impl ApiError {
     /// Map an identity/suppression failure.
     pub fn from_admin(e: AdminError, flavor: Flavor) -> Self {
         match (e, flavor) {
-            (AdminError::NotFound(m), Flavor::V2) => {
-                Self::new(StatusCode::NOT_FOUND, "NotFoundException", m)
-            }
+            (AdminError::NotFound(m), Flavor::V2) => Self::new(StatusCode::NOT_FOUND, "NotFoundException", m),
             (AdminError::NotFound(m), Flavor::V1) => ApiError::invalid(m),
-            (AdminError::Conflict(m), Flavor::V2) => {
-                Self::new(StatusCode::BAD_REQUEST, "AlreadyExistsException", m)
-            }
-            (AdminError::Conflict(m), Flavor::V1) => {
-                Self::new(StatusCode::BAD_REQUEST, "AlreadyExists", m)
-            }
-            (AdminError::Invalid(m), Flavor::V2) => {
-                Self::new(StatusCode::BAD_REQUEST, "BadRequestException", m)
-            }
+            (AdminError::Conflict(m), Flavor::V2) => Self::new(StatusCode::BAD_REQUEST, "AlreadyExistsException", m),
+            (AdminError::Conflict(m), Flavor::V1) => Self::new(StatusCode::BAD_REQUEST, "AlreadyExists", m),
+            (AdminError::Invalid(m), Flavor::V2) => Self::new(StatusCode::BAD_REQUEST, "BadRequestException", m),
             (AdminError::Invalid(m), Flavor::V1) => ApiError::invalid(m),
             (AdminError::Storage(e), _) => {
                 tracing::error!(error = %e, "storage failure");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "InternalFailure",
-                    "Temporary service failure",
-                )
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure", "Temporary service failure")
             }
         }
     }

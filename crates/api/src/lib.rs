@@ -101,14 +101,7 @@ async fn dispatch(State(st): State<AppState>, req: Request<Body>) -> Response {
             return e.render(flavor.unwrap_or(Flavor::V2), &request_id);
         }
     };
-    let raw = RawRequest {
-        method: parts.method,
-        path,
-        query,
-        headers: parts.headers,
-        body,
-        request_id,
-    };
+    let raw = RawRequest { method: parts.method, path, query, headers: parts.headers, body, request_id };
     if raw.path.starts_with("/admin/") {
         return admin::handle(&st, raw).await;
     }

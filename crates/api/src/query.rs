@@ -43,10 +43,8 @@ impl Params {
     pub fn struct_list(&self, prefix: &str, fields: &[&str]) -> Vec<Vec<Option<String>>> {
         let mut out = Vec::new();
         for i in 1.. {
-            let row: Vec<Option<String>> = fields
-                .iter()
-                .map(|f| self.0.get(&format!("{prefix}.member.{i}.{f}")).cloned())
-                .collect();
+            let row: Vec<Option<String>> =
+                fields.iter().map(|f| self.0.get(&format!("{prefix}.member.{i}.{f}")).cloned()).collect();
             if row.iter().all(Option::is_none) {
                 break;
             }
@@ -65,16 +63,10 @@ mod tests {
         let p = Params::parse(
             b"Action=SendEmail&Destination.ToAddresses.member.1=rcpt%40example.net&Destination.ToAddresses.member.2=b%40x.test&Destination.CcAddresses=&Message.Subject.Data=Gr%C3%BC%C3%9Fe+%E2%98%83&Tags.member.1.Name=campaign&Tags.member.1.Value=x",
         );
-        assert_eq!(
-            p.list("Destination.ToAddresses"),
-            vec!["rcpt@example.net", "b@x.test"]
-        );
+        assert_eq!(p.list("Destination.ToAddresses"), vec!["rcpt@example.net", "b@x.test"]);
         assert!(p.list("Destination.CcAddresses").is_empty());
         assert!(p.has("Destination") && p.has("Message") && !p.has("Mess"));
         assert_eq!(p.get("Message.Subject.Data"), Some("Grüße ☃"));
-        assert_eq!(
-            p.struct_list("Tags", &["Name", "Value"]),
-            vec![vec![Some("campaign".into()), Some("x".into())]]
-        );
+        assert_eq!(p.struct_list("Tags", &["Name", "Value"]), vec![vec![Some("campaign".into()), Some("x".into())]]);
     }
 }

@@ -65,18 +65,13 @@ fn mailboxes(list: &[String]) -> Result<Vec<Mailbox>, ApiError> {
 }
 
 fn too_long(len: usize, max: usize) -> ApiError {
-    ApiError::invalid(format!(
-        "Message length is more than {max} bytes long: '{len}'."
-    ))
+    ApiError::invalid(format!("Message length is more than {max} bytes long: '{len}'."))
 }
 
 /// Check SES tag names and values.
 pub fn check_tags(tags: &[(String, String)]) -> Result<(), ApiError> {
     let ok = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 256
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_-.@".contains(&b))
+        !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.@".contains(&b))
     };
     for (n, v) in tags {
         if !ok(n) {
@@ -117,12 +112,8 @@ pub fn simple(
     origin: &'static str,
 ) -> Result<Submission, ApiError> {
     let source = mailbox(&input.source)?;
-    let (to, cc, bcc, reply_to) = (
-        mailboxes(&input.to)?,
-        mailboxes(&input.cc)?,
-        mailboxes(&input.bcc)?,
-        mailboxes(&input.reply_to)?,
-    );
+    let (to, cc, bcc, reply_to) =
+        (mailboxes(&input.to)?, mailboxes(&input.cc)?, mailboxes(&input.bcc)?, mailboxes(&input.reply_to)?);
     check_count(to.len() + cc.len() + bcc.len())?;
     check_tags(&input.tags)?;
     let now_ms = svc.now_ms();
@@ -144,12 +135,7 @@ pub fn simple(
     if mime.len() > max {
         return Err(too_long(mime.len(), max));
     }
-    let recipients = to
-        .iter()
-        .chain(&cc)
-        .chain(&bcc)
-        .map(|m| m.addr.clone())
-        .collect();
+    let recipients = to.iter().chain(&cc).chain(&bcc).map(|m| m.addr.clone()).collect();
     Ok(Submission {
         region: region.to_string(),
         message_id: id,
@@ -178,8 +164,7 @@ pub fn raw(
     let destinations = mailboxes(&input.destinations)?;
     let now_ms = svc.now_ms();
     let id = new_message_id(now_ms as u64);
-    let prepared = prepare(&input.data, &id, svc.id_domain(), now_ms / 1000)
-        .map_err(|e| ApiError::invalid(e.0))?;
+    let prepared = prepare(&input.data, &id, svc.id_domain(), now_ms / 1000).map_err(|e| ApiError::invalid(e.0))?;
     let (source, from_header) = match &input.source {
         Some(s) => (mailbox(s)?, Some(prepared.from.clone())),
         None => (prepared.from.clone(), None),

@@ -25,11 +25,7 @@ pub async fn handle(st: &AppState, caller: &Caller, raw: &RawRequest) -> Respons
 }
 
 fn num(v: f64) -> String {
-    if v.fract() == 0.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v}")
-    }
+    if v.fract() == 0.0 { format!("{v:.1}") } else { format!("{v}") }
 }
 
 fn required<'a>(p: &'a Params, key: &str, member: &str) -> Result<&'a str, ApiError> {
@@ -39,12 +35,7 @@ fn required<'a>(p: &'a Params, key: &str, member: &str) -> Result<&'a str, ApiEr
 fn tags(p: &Params) -> Vec<(String, String)> {
     p.struct_list("Tags", &["Name", "Value"])
         .into_iter()
-        .map(|mut r| {
-            (
-                r[0].take().unwrap_or_default(),
-                r[1].take().unwrap_or_default(),
-            )
-        })
+        .map(|mut r| (r[0].take().unwrap_or_default(), r[1].take().unwrap_or_default()))
         .collect()
 }
 
@@ -53,21 +44,11 @@ fn check_domain(domain: &str) -> Result<(), ApiError> {
         .map_err(|e| ApiError::invalid(format!("Invalid domain name {domain}: {}", e.0)))
 }
 
-async fn run(
-    st: &AppState,
-    caller: &Caller,
-    p: &Params,
-    action: &str,
-    rid: &str,
-) -> Result<Response, ApiError> {
+async fn run(st: &AppState, caller: &Caller, p: &Params, action: &str, rid: &str) -> Result<Response, ApiError> {
     let svc = &st.svc;
     let (acct, region) = (caller.account.id, caller.region.as_str());
     if action.is_empty() {
-        return Err(ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "MissingAction",
-            "Missing Action",
-        ));
+        return Err(ApiError::new(axum::http::StatusCode::BAD_REQUEST, "MissingAction", "Missing Action"));
     }
     let version = p.get("Version").unwrap_or(VERSION);
     if version != VERSION {
@@ -105,10 +86,7 @@ async fn run(
                 cc: p.list("Destination.CcAddresses"),
                 bcc: p.list("Destination.BccAddresses"),
                 reply_to: p.list("ReplyToAddresses"),
-                subject: p
-                    .get("Message.Subject.Data")
-                    .unwrap_or_default()
-                    .to_string(),
+                subject: p.get("Message.Subject.Data").unwrap_or_default().to_string(),
                 text: p.get("Message.Body.Text.Data").map(str::to_string),
                 html: p.get("Message.Body.Html.Data").map(str::to_string),
                 headers: vec![],
@@ -116,10 +94,7 @@ async fn run(
                 configuration_set: p.get("ConfigurationSetName").map(str::to_string),
             };
             let sub = send::simple(svc, region, input, V1_MAX_MESSAGE, "api-v1")?;
-            let id = svc
-                .submit(&caller.account, sub)
-                .await
-                .map_err(|e| ApiError::from_submit(e, Flavor::V1, ""))?;
+            let id = svc.submit(&caller.account, sub).await.map_err(|e| ApiError::from_submit(e, Flavor::V1, ""))?;
             Ok(xml::ok(action, Some(&el("MessageId", &id)), rid))
         }
         "SendRawEmail" => {
@@ -132,10 +107,7 @@ async fn run(
                 configuration_set: p.get("ConfigurationSetName").map(str::to_string),
             };
             let sub = send::raw(svc, region, input, V1_MAX_MESSAGE, "api-v1")?;
-            let id = svc
-                .submit(&caller.account, sub)
-                .await
-                .map_err(|e| ApiError::from_submit(e, Flavor::V1, ""))?;
+            let id = svc.submit(&caller.account, sub).await.map_err(|e| ApiError::from_submit(e, Flavor::V1, ""))?;
             Ok(xml::ok(action, Some(&el("MessageId", &id)), rid))
         }
         "GetSendQuota" => {
@@ -149,9 +121,9 @@ async fn run(
             Ok(xml::ok(action, Some(&inner), rid))
         }
         "GetSendStatistics" => {
-            let points = svc.send_statistics(acct, region).map_err(|e| {
-                ApiError::from_admin(weir_submit::AdminError::Storage(e), Flavor::V1)
-            })?;
+            let points = svc
+                .send_statistics(acct, region)
+                .map_err(|e| ApiError::from_admin(weir_submit::AdminError::Storage(e), Flavor::V1))?;
             let inner: String = points
                 .iter()
                 .map(|d| {
@@ -175,14 +147,7 @@ async fn run(
         }
         "GetAccountSendingEnabled" => {
             let s = svc.region_settings(acct, region);
-            Ok(xml::ok(
-                action,
-                Some(&el(
-                    "Enabled",
-                    if s.sending_enabled { "true" } else { "false" },
-                )),
-                rid,
-            ))
+            Ok(xml::ok(action, Some(&el("Enabled", if s.sending_enabled { "true" } else { "false" })), rid))
         }
         "UpdateAccountSendingEnabled" => {
             let enabled = match p.get("Enabled") {
@@ -205,11 +170,7 @@ async fn run(
             svc.put_identity(acct, region, addr, IdentityKind::EmailAddress, false)
                 .await
                 .map_err(|e| ApiError::from_admin(e, Flavor::V1))?;
-            Ok(xml::ok(
-                action,
-                (action == "VerifyEmailIdentity").then_some(""),
-                rid,
-            ))
+            Ok(xml::ok(action, (action == "VerifyEmailIdentity").then_some(""), rid))
         }
         "VerifyDomainIdentity" => {
             let domain = required(p, "Domain", "domain")?;
@@ -218,33 +179,22 @@ async fn run(
                 .put_identity(acct, region, domain, IdentityKind::Domain, false)
                 .await
                 .map_err(|e| ApiError::from_admin(e, Flavor::V1))?;
-            Ok(xml::ok(
-                action,
-                Some(&el("VerificationToken", &id.token)),
-                rid,
-            ))
+            Ok(xml::ok(action, Some(&el("VerificationToken", &id.token)), rid))
         }
         "ListIdentities" => {
             let kind = match p.get("IdentityType") {
                 None | Some("") => None,
                 Some(t) => Some(IdentityKind::parse(t).ok_or_else(|| {
-                    ApiError::invalid(format!(
-                        "Invalid IdentityType '{t}': must be EmailAddress or Domain."
-                    ))
+                    ApiError::invalid(format!("Invalid IdentityType '{t}': must be EmailAddress or Domain."))
                 })?),
             };
-            let max: usize = match p.get("MaxItems") {
-                None => 1000,
-                Some(m) => m
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=1000).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::invalid(format!(
-                            "Invalid MaxItems '{m}': must be between 1 and 1000."
-                        ))
+            let max: usize =
+                match p.get("MaxItems") {
+                    None => 1000,
+                    Some(m) => m.parse::<usize>().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
+                        ApiError::invalid(format!("Invalid MaxItems '{m}': must be between 1 and 1000."))
                     })?,
-            };
+                };
             let start = decode_token(p.get("NextToken"))?;
             let all: Vec<String> = svc
                 .identities(acct, region)
@@ -252,12 +202,7 @@ async fn run(
                 .filter(|i| kind.is_none_or(|k| i.kind == k))
                 .map(|i| i.identity)
                 .collect();
-            let page: Vec<&str> = all
-                .iter()
-                .skip(start)
-                .take(max)
-                .map(String::as_str)
-                .collect();
+            let page: Vec<&str> = all.iter().skip(start).take(max).map(String::as_str).collect();
             let mut inner = members("Identities", page.iter().copied());
             if start + page.len() < all.len() {
                 inner.push_str(&el("NextToken", &encode_token(start + page.len())));
@@ -268,15 +213,9 @@ async fn run(
             let ids = svc.identities(acct, region);
             let verified = ids
                 .iter()
-                .filter(|i| {
-                    i.kind == IdentityKind::EmailAddress && i.status == VerificationStatus::Success
-                })
+                .filter(|i| i.kind == IdentityKind::EmailAddress && i.status == VerificationStatus::Success)
                 .map(|i| i.identity.as_str());
-            Ok(xml::ok(
-                action,
-                Some(&members("VerifiedEmailAddresses", verified)),
-                rid,
-            ))
+            Ok(xml::ok(action, Some(&members("VerifiedEmailAddresses", verified)), rid))
         }
         "GetIdentityVerificationAttributes" => {
             let wanted = p.list("Identities");
@@ -286,11 +225,8 @@ async fn run(
             let mut inner = String::new();
             for w in &wanted {
                 if let Some(i) = svc.identity(acct, region, w) {
-                    let token = if i.kind == IdentityKind::Domain {
-                        el("VerificationToken", &i.token)
-                    } else {
-                        String::new()
-                    };
+                    let token =
+                        if i.kind == IdentityKind::Domain { el("VerificationToken", &i.token) } else { String::new() };
                     inner.push_str(&format!(
                         "<entry><key>{}</key><value><VerificationStatus>{}</VerificationStatus>{token}</value></entry>",
                         xml::escape(w),
@@ -306,22 +242,15 @@ async fn run(
             Ok(xml::ok(action, Some(&attrs), rid))
         }
         "DeleteIdentity" | "DeleteVerifiedEmailAddress" => {
-            let (key, member) = if action == "DeleteIdentity" {
-                ("Identity", "identity")
-            } else {
-                ("EmailAddress", "emailAddress")
-            };
+            let (key, member) =
+                if action == "DeleteIdentity" { ("Identity", "identity") } else { ("EmailAddress", "emailAddress") };
             let ident = required(p, key, member)?;
             // SES answers success whether or not the identity existed.
             match svc.delete_identity(acct, region, ident).await {
                 Ok(()) | Err(weir_submit::AdminError::NotFound(_)) => {}
                 Err(e) => return Err(ApiError::from_admin(e, Flavor::V1)),
             }
-            Ok(xml::ok(
-                action,
-                (action == "DeleteIdentity").then_some(""),
-                rid,
-            ))
+            Ok(xml::ok(action, (action == "DeleteIdentity").then_some(""), rid))
         }
         other => Err(ApiError::new(
             axum::http::StatusCode::BAD_REQUEST,

@@ -15,12 +15,7 @@ use crate::v1::{decode_token, encode_token};
 use crate::{AppState, RawRequest};
 
 fn ok(body: Value, rid: &str) -> Response {
-    let mut r = (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response();
+    let mut r = (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
     if let Ok(v) = HeaderValue::from_str(rid) {
         r.headers_mut().insert("x-amzn-RequestId", v);
     }
@@ -32,13 +27,8 @@ fn bad(msg: impl Into<String>) -> ApiError {
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
-    let body = if body.is_empty() {
-        b"{}".as_slice()
-    } else {
-        body
-    };
-    serde_json::from_slice(body)
-        .map_err(|e| bad(format!("Could not parse the request body as JSON: {e}")))
+    let body = if body.is_empty() { b"{}".as_slice() } else { body };
+    serde_json::from_slice(body).map_err(|e| bad(format!("Could not parse the request body as JSON: {e}")))
 }
 
 fn query_pairs(q: &str) -> Vec<(String, String)> {
@@ -143,9 +133,7 @@ async fn route(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<Respo
             let i: In = parse(&raw.body)?;
             let enabled = i.sending_enabled.unwrap_or(false);
             st.svc
-                .update_region_settings(caller.account.id, &caller.region, |s| {
-                    s.sending_enabled = enabled
-                })
+                .update_region_settings(caller.account.id, &caller.region, |s| s.sending_enabled = enabled)
                 .await
                 .map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
             Ok(ok(json!({}), rid))
@@ -157,16 +145,12 @@ async fn route(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<Respo
                 suppressed_reasons: Option<Vec<String>>,
             }
             let i: In = parse(&raw.body)?;
-            let reasons = i
-                .suppressed_reasons
-                .ok_or_else(|| ApiError::missing(&["suppressedReasons"]))?;
+            let reasons = i.suppressed_reasons.ok_or_else(|| ApiError::missing(&["suppressedReasons"]))?;
             for r in &reasons {
                 check_reason(r)?;
             }
             st.svc
-                .update_region_settings(caller.account.id, &caller.region, |s| {
-                    s.suppressed_reasons = reasons
-                })
+                .update_region_settings(caller.account.id, &caller.region, |s| s.suppressed_reasons = reasons)
                 .await
                 .map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
             Ok(ok(json!({}), rid))
@@ -175,16 +159,13 @@ async fn route(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<Respo
         (&Method::GET, ["identities"]) => list_identities(st, caller, raw),
         (&Method::GET, ["identities", id]) => {
             let id = label(id);
-            let i = st
-                .svc
-                .identity(caller.account.id, &caller.region, &id)
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::NOT_FOUND,
-                        "NotFoundException",
-                        format!("Email identity {id} does not exist."),
-                    )
-                })?;
+            let i = st.svc.identity(caller.account.id, &caller.region, &id).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "NotFoundException",
+                    format!("Email identity {id} does not exist."),
+                )
+            })?;
             let mut v = identity_json(&i);
             v["FeedbackForwardingStatus"] = json!(true);
             v["VerificationStatus"] = json!(status_v2(i.status));
@@ -194,17 +175,14 @@ async fn route(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<Respo
         }
         (&Method::DELETE, ["identities", id]) => {
             let id = label(id);
-            st.svc
-                .delete_identity(caller.account.id, &caller.region, &id)
-                .await
-                .map_err(|e| match e {
-                    weir_submit::AdminError::NotFound(_) => ApiError::new(
-                        StatusCode::NOT_FOUND,
-                        "NotFoundException",
-                        format!("Email identity {id} does not exist."),
-                    ),
-                    e => ApiError::from_admin(e, Flavor::V2),
-                })?;
+            st.svc.delete_identity(caller.account.id, &caller.region, &id).await.map_err(|e| match e {
+                weir_submit::AdminError::NotFound(_) => ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "NotFoundException",
+                    format!("Email identity {id} does not exist."),
+                ),
+                e => ApiError::from_admin(e, Flavor::V2),
+            })?;
             Ok(ok(json!({}), rid))
         }
         (&Method::PUT, ["suppression", "addresses"]) => {
@@ -225,12 +203,8 @@ async fn route(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<Respo
             if !missing.is_empty() {
                 return Err(ApiError::missing(&missing));
             }
-            let (addr, reason) = (
-                i.email_address.unwrap_or_default(),
-                i.reason.unwrap_or_default(),
-            );
-            validate_addr(&addr)
-                .map_err(|e| bad(format!("Invalid email address {addr}: {}", e.0)))?;
+            let (addr, reason) = (i.email_address.unwrap_or_default(), i.reason.unwrap_or_default());
+            validate_addr(&addr).map_err(|e| bad(format!("Invalid email address {addr}: {}", e.0)))?;
             check_reason(&reason)?;
             st.svc
                 .put_suppressed(caller.account.id, &caller.region, &addr, &reason, None)
@@ -241,16 +215,13 @@ async fn route(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<Respo
         (&Method::GET, ["suppression", "addresses"]) => list_suppressed(st, caller, raw),
         (&Method::GET, ["suppression", "addresses", addr]) => {
             let addr = label(addr);
-            let s = st
-                .svc
-                .suppressed(caller.account.id, &caller.region, &addr)
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::NOT_FOUND,
-                        "NotFoundException",
-                        format!("Email address {addr} does not exist on your suppression list."),
-                    )
-                })?;
+            let s = st.svc.suppressed(caller.account.id, &caller.region, &addr).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "NotFoundException",
+                    format!("Email address {addr} does not exist on your suppression list."),
+                )
+            })?;
             let mut attrs = json!({});
             if let Some(m) = &s.message_id {
                 attrs["MessageId"] = json!(m);
@@ -282,9 +253,7 @@ fn check_reason(r: &str) -> Result<(), ApiError> {
     if r == "BOUNCE" || r == "COMPLAINT" {
         Ok(())
     } else {
-        Err(bad(format!(
-            "Invalid suppression reason '{r}': must be BOUNCE or COMPLAINT."
-        )))
+        Err(bad(format!("Invalid suppression reason '{r}': must be BOUNCE or COMPLAINT.")))
     }
 }
 
@@ -324,34 +293,22 @@ fn get_account(st: &AppState, caller: &Caller) -> Value {
     })
 }
 
-async fn create_identity(
-    st: &AppState,
-    caller: &Caller,
-    raw: &RawRequest,
-) -> Result<Response, ApiError> {
+async fn create_identity(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<Response, ApiError> {
     #[derive(Deserialize)]
     #[serde(rename_all = "PascalCase")]
     struct In {
         email_identity: Option<String>,
     }
     let i: In = parse(&raw.body)?;
-    let ident = i
-        .email_identity
-        .ok_or_else(|| ApiError::missing(&["emailIdentity"]))?;
+    let ident = i.email_identity.ok_or_else(|| ApiError::missing(&["emailIdentity"]))?;
     let kind = if ident.contains('@') {
-        validate_addr(&ident)
-            .map_err(|e| bad(format!("Invalid email address {ident}: {}", e.0)))?;
+        validate_addr(&ident).map_err(|e| bad(format!("Invalid email address {ident}: {}", e.0)))?;
         IdentityKind::EmailAddress
     } else {
-        validate_addr(&format!("x@{ident}"))
-            .map_err(|e| bad(format!("Invalid domain name {ident}: {}", e.0)))?;
+        validate_addr(&format!("x@{ident}")).map_err(|e| bad(format!("Invalid domain name {ident}: {}", e.0)))?;
         IdentityKind::Domain
     };
-    if st
-        .svc
-        .identity(caller.account.id, &caller.region, &ident)
-        .is_some()
-    {
+    if st.svc.identity(caller.account.id, &caller.region, &ident).is_some() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "AlreadyExistsException",
@@ -373,27 +330,13 @@ fn page_size(q: &[(String, String)], max: usize) -> Result<usize, ApiError> {
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=max).contains(n))
-            .ok_or_else(|| {
-                bad(format!(
-                    "Invalid PageSize '{v}': must be between 1 and {max}."
-                ))
-            }),
+            .ok_or_else(|| bad(format!("Invalid PageSize '{v}': must be between 1 and {max}."))),
     }
 }
 
 fn next_token(q: &[(String, String)]) -> Result<usize, ApiError> {
-    decode_token(
-        q.iter()
-            .find(|(k, _)| k == "NextToken")
-            .map(|(_, v)| v.as_str()),
-    )
-    .map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "InvalidNextTokenException",
-            e.message,
-        )
-    })
+    decode_token(q.iter().find(|(k, _)| k == "NextToken").map(|(_, v)| v.as_str()))
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "InvalidNextTokenException", e.message))
 }
 
 fn list_identities(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<Response, ApiError> {
@@ -423,33 +366,17 @@ fn parse_time(v: &str) -> Result<i64, ApiError> {
     }
     chrono::DateTime::parse_from_rfc3339(v)
         .map(|d| d.timestamp_millis())
-        .map_err(|_| {
-            bad(format!(
-                "Invalid timestamp '{v}': use ISO-8601 (2024-01-01T00:00:00Z) or epoch seconds."
-            ))
-        })
+        .map_err(|_| bad(format!("Invalid timestamp '{v}': use ISO-8601 (2024-01-01T00:00:00Z) or epoch seconds.")))
 }
 
 fn list_suppressed(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<Response, ApiError> {
     let q = query_pairs(&raw.query);
-    let reasons: Vec<&str> = q
-        .iter()
-        .filter(|(k, _)| k == "Reason")
-        .map(|(_, v)| v.as_str())
-        .collect();
+    let reasons: Vec<&str> = q.iter().filter(|(k, _)| k == "Reason").map(|(_, v)| v.as_str()).collect();
     for r in &reasons {
         check_reason(r)?;
     }
-    let start_ms = q
-        .iter()
-        .find(|(k, _)| k == "StartDate")
-        .map(|(_, v)| parse_time(v))
-        .transpose()?;
-    let end_ms = q
-        .iter()
-        .find(|(k, _)| k == "EndDate")
-        .map(|(_, v)| parse_time(v))
-        .transpose()?;
+    let start_ms = q.iter().find(|(k, _)| k == "StartDate").map(|(_, v)| parse_time(v)).transpose()?;
+    let end_ms = q.iter().find(|(k, _)| k == "EndDate").map(|(_, v)| parse_time(v)).transpose()?;
     let size = page_size(&q, 1000)?;
     let start = next_token(&q)?;
     let all: Vec<_> = st
@@ -457,9 +384,7 @@ fn list_suppressed(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<R
         .suppression_list(caller.account.id, &caller.region)
         .into_iter()
         .filter(|s| reasons.is_empty() || reasons.contains(&s.reason.as_str()))
-        .filter(|s| {
-            start_ms.is_none_or(|t| s.updated_ms >= t) && end_ms.is_none_or(|t| s.updated_ms <= t)
-        })
+        .filter(|s| start_ms.is_none_or(|t| s.updated_ms >= t) && end_ms.is_none_or(|t| s.updated_ms <= t))
         .collect();
     let page: Vec<Value> = all
         .iter()
@@ -474,36 +399,22 @@ fn list_suppressed(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<R
     Ok(ok(out, &raw.request_id))
 }
 
-async fn send_email(
-    st: &AppState,
-    caller: &Caller,
-    raw: &RawRequest,
-) -> Result<Response, ApiError> {
+async fn send_email(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<Response, ApiError> {
     let req: SendEmailRequest = parse(&raw.body)?;
     let content = req.content.ok_or_else(|| ApiError::missing(&["content"]))?;
-    let tags: Vec<(String, String)> = req
-        .email_tags
-        .into_iter()
-        .map(|t| (t.name, t.value))
-        .collect();
+    let tags: Vec<(String, String)> = req.email_tags.into_iter().map(|t| (t.name, t.value)).collect();
     let dest = req.destination.unwrap_or_default();
     let sub = match (content.simple, content.raw, content.template) {
         (Some(s), None, None) => {
-            let source = req
-                .from_email_address
-                .ok_or_else(|| ApiError::missing(&["fromEmailAddress"]))?;
+            let source = req.from_email_address.ok_or_else(|| ApiError::missing(&["fromEmailAddress"]))?;
             if !s.attachments.is_empty() {
                 return Err(bad(
                     "Attachments in Simple content are not supported by weir yet; send them as Raw content.",
                 ));
             }
-            let subject = s
-                .subject
-                .and_then(|t| t.data)
-                .ok_or_else(|| ApiError::missing(&["content.simple.subject"]))?;
-            let body = s
-                .body
-                .ok_or_else(|| ApiError::missing(&["content.simple.body"]))?;
+            let subject =
+                s.subject.and_then(|t| t.data).ok_or_else(|| ApiError::missing(&["content.simple.subject"]))?;
+            let body = s.body.ok_or_else(|| ApiError::missing(&["content.simple.body"]))?;
             let input = SimpleInput {
                 source,
                 to: dest.to_addresses,
@@ -520,9 +431,7 @@ async fn send_email(
             send::simple(&st.svc, &caller.region, input, V2_MAX_MESSAGE, "api-v2")?
         }
         (None, Some(r), None) => {
-            let data = r
-                .data
-                .ok_or_else(|| ApiError::missing(&["content.raw.data"]))?;
+            let data = r.data.ok_or_else(|| ApiError::missing(&["content.raw.data"]))?;
             let mut destinations = dest.to_addresses;
             destinations.extend(dest.cc_addresses);
             destinations.extend(dest.bcc_addresses);
@@ -536,19 +445,13 @@ async fn send_email(
             send::raw(&st.svc, &caller.region, input, V2_MAX_MESSAGE, "api-v2")?
         }
         (None, None, Some(_)) => {
-            return Err(bad(
-                "Template content is not supported by weir yet; use Simple or Raw content.",
-            ));
+            return Err(bad("Template content is not supported by weir yet; use Simple or Raw content."));
         }
         (None, None, None) => {
-            return Err(bad(
-                "Content must contain exactly one of Simple, Raw or Template; it contains none.",
-            ));
+            return Err(bad("Content must contain exactly one of Simple, Raw or Template; it contains none."));
         }
         _ => {
-            return Err(bad(
-                "Content must contain exactly one of Simple, Raw or Template; it contains more than one.",
-            ));
+            return Err(bad("Content must contain exactly one of Simple, Raw or Template; it contains more than one."));
         }
     };
     let id = st

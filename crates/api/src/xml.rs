@@ -46,9 +46,5 @@ pub fn el(name: &str, text: &str) -> String {
 /// `<name><member>…</member>…</name>` (or `<name/>` when empty).
 pub fn members<'a>(name: &str, items: impl IntoIterator<Item = &'a str>) -> String {
     let inner: String = items.into_iter().map(|i| el("member", i)).collect();
-    if inner.is_empty() {
-        format!("<{name}/>")
-    } else {
-        format!("<{name}>{inner}</{name}>")
-    }
+    if inner.is_empty() { format!("<{name}/>") } else { format!("<{name}>{inner}</{name}>") }
 }

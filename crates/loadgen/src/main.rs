@@ -54,9 +54,7 @@ struct Args {
 fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -66,10 +64,7 @@ fn signed(a: &Args, host: &str, body: &str) -> anyhow::Result<hyper::Request<Ful
     let url = format!("{}/", a.endpoint);
     let mut headers = vec![
         ("host".to_string(), host.to_string()),
-        (
-            "content-type".to_string(),
-            "application/x-www-form-urlencoded; charset=utf-8".to_string(),
-        ),
+        ("content-type".to_string(), "application/x-www-form-urlencoded; charset=utf-8".to_string()),
     ];
     let identity = Credentials::new(&a.access_key, &a.secret, None, None, "loadgen").into();
     let params = v4::SigningParams::builder()
@@ -100,28 +95,13 @@ fn signed(a: &Args, host: &str, body: &str) -> anyhow::Result<hyper::Request<Ful
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
-    let host = a
-        .endpoint
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(a.concurrency)
-        .build_http();
+    let host = a.endpoint.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let client: Client<_, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).pool_max_idle_per_host(a.concurrency).build_http();
     if a.verify_first {
-        let body = format!(
-            "Action=VerifyEmailIdentity&Version=2010-12-01&EmailAddress={}",
-            enc(&a.from)
-        );
-        let resp = client
-            .request(signed(&a, &host, &body)?)
-            .await
-            .context("verify request")?;
-        anyhow::ensure!(
-            resp.status().is_success(),
-            "VerifyEmailIdentity failed: {}",
-            resp.status()
-        );
+        let body = format!("Action=VerifyEmailIdentity&Version=2010-12-01&EmailAddress={}", enc(&a.from));
+        let resp = client.request(signed(&a, &host, &body)?).await.context("verify request")?;
+        anyhow::ensure!(resp.status().is_success(), "VerifyEmailIdentity failed: {}", resp.status());
     }
     let body = Arc::new(format!(
         "Action=SendEmail&Version=2010-12-01&Source={}&Destination.ToAddresses.member.1={}&Message.Subject.Data=bench&Message.Body.Text.Data={}",
@@ -146,20 +126,13 @@ async fn main() -> anyhow::Result<()> {
                 match client.request(req).await {
                     Ok(resp) => {
                         let status = resp.status();
-                        let bytes = resp
-                            .into_body()
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
+                        let bytes = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                         if status.is_success() && bytes.windows(9).any(|w| w == b"MessageId") {
                             ok += 1;
                             lat.push(t.elapsed().as_secs_f64() * 1000.0);
                         } else {
                             errors += 1;
-                            first_error.get_or_insert_with(|| {
-                                format!("{status}: {}", String::from_utf8_lossy(&bytes))
-                            });
+                            first_error.get_or_insert_with(|| format!("{status}: {}", String::from_utf8_lossy(&bytes)));
                         }
                     }
                     Err(e) => {
@@ -182,11 +155,7 @@ async fn main() -> anyhow::Result<()> {
     let elapsed = started.elapsed().as_secs_f64();
     lat.sort_by(|x, y| x.total_cmp(y));
     let pct = |p: f64| {
-        if lat.is_empty() {
-            0.0
-        } else {
-            lat[((lat.len() - 1) as f64 * p) as usize]
-        }
+        if lat.is_empty() { 0.0 } else { lat[((lat.len() - 1) as f64 * p) as usize] }
     };
     println!(
         "{}",

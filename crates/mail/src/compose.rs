@@ -35,11 +35,7 @@ pub struct Simple<'a> {
 }
 
 fn addresses(list: &[Mailbox]) -> Address<'static> {
-    Address::new_list(
-        list.iter()
-            .map(|m| Address::new_address(m.name.clone(), m.addr.clone()))
-            .collect(),
-    )
+    Address::new_list(list.iter().map(|m| Address::new_address(m.name.clone(), m.addr.clone())).collect())
 }
 
 /// Reject CR or LF in a header field (header injection).
@@ -58,10 +54,7 @@ pub fn check_header_name(name: &str) -> Result<(), InvalidMessage> {
         return Err(InvalidMessage::new("Empty header names are illegal."));
     }
     if !name.bytes().all(|b| (33..=126).contains(&b) && b != b':') {
-        return Err(InvalidMessage::new(format!(
-            "Header name contains illegal characters: {}",
-            name.escape_debug()
-        )));
+        return Err(InvalidMessage::new(format!("Header name contains illegal characters: {}", name.escape_debug())));
     }
     Ok(())
 }
@@ -121,8 +114,7 @@ pub fn compose(s: &Simple<'_>) -> Result<Vec<u8>, InvalidMessage> {
             }
         }
     }
-    b.write_to_vec()
-        .map_err(|e| InvalidMessage::new(format!("Message could not be composed: {e}")))
+    b.write_to_vec().map_err(|e| InvalidMessage::new(format!("Message could not be composed: {e}")))
 }
 
 #[cfg(test)]
@@ -149,10 +141,7 @@ mod tests {
         })
         .expect("composes");
         let text = String::from_utf8(msg).expect("ascii");
-        assert!(
-            text.contains("Message-ID: <0100abc-1-000000@us-east-1.weir.test>"),
-            "{text}"
-        );
+        assert!(text.contains("Message-ID: <0100abc-1-000000@us-east-1.weir.test>"), "{text}");
         assert!(text.contains("X-Campaign: fall"));
         assert!(text.contains("multipart/alternative"));
         assert!(text.contains("=?utf-8?"), "subject must be encoded: {text}");
@@ -161,29 +150,11 @@ mod tests {
 
     #[test]
     fn header_injection_is_refused() {
-        let e = compose(&Simple {
-            subject: "hi\r\nBcc: x@y.test",
-            ..Default::default()
-        })
-        .unwrap_err();
+        let e = compose(&Simple { subject: "hi\r\nBcc: x@y.test", ..Default::default() }).unwrap_err();
         assert!(e.0.contains("Subject contains a line break"));
         let headers = vec![("X-A".to_string(), "v\nBcc: x@y.test".to_string())];
-        assert!(
-            compose(&Simple {
-                subject: "s",
-                headers: &headers,
-                ..Default::default()
-            })
-            .is_err()
-        );
+        assert!(compose(&Simple { subject: "s", headers: &headers, ..Default::default() }).is_err());
         let headers = vec![("Bad Name".to_string(), "v".to_string())];
-        assert!(
-            compose(&Simple {
-                subject: "s",
-                headers: &headers,
-                ..Default::default()
-            })
-            .is_err()
-        );
+        assert!(compose(&Simple { subject: "s", headers: &headers, ..Default::default() }).is_err());
     }
 }

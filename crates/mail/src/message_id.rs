@@ -3,11 +3,7 @@
 /// A new MessageId. The first 16 hex digits carry the acceptance time in milliseconds, so ids
 /// sort roughly by time.
 pub fn new_message_id(now_ms: u64) -> String {
-    format!(
-        "0100{:012x}-{}-000000",
-        now_ms & 0xffff_ffff_ffff,
-        uuid::Uuid::new_v4()
-    )
+    format!("0100{:012x}-{}-000000", now_ms & 0xffff_ffff_ffff, uuid::Uuid::new_v4())
 }
 
 /// Whether `s` has the shape of a weir/SES MessageId.

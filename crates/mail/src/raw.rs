@@ -28,8 +28,7 @@ struct Field<'a> {
 }
 
 fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
-    data.split(|b| *b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+    data.split(|b| *b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l))
 }
 
 /// Find where the header block ends: (header bytes, body bytes or None if no blank line).
@@ -54,9 +53,7 @@ fn parse_fields(header: &[u8]) -> Result<Vec<Field<'_>>, InvalidMessage> {
         }
         if line[0] == b' ' || line[0] == b'\t' {
             let Some(last) = fields.last_mut() else {
-                return Err(InvalidMessage::new(
-                    "Message starts with a header continuation line.",
-                ));
+                return Err(InvalidMessage::new("Message starts with a header continuation line."));
             };
             last.lines.push(line);
             continue;
@@ -71,10 +68,7 @@ fn parse_fields(header: &[u8]) -> Result<Vec<Field<'_>>, InvalidMessage> {
             .map_err(|_| InvalidMessage::new("Header name contains illegal characters."))?
             .trim_end();
         check_header_name(name)?;
-        fields.push(Field {
-            name,
-            lines: vec![line],
-        });
+        fields.push(Field { name, lines: vec![line] });
     }
     Ok(fields)
 }
@@ -99,9 +93,7 @@ fn check_multipart(msg: &mail_parser::Message<'_>, body: &[u8]) -> Result<(), In
         return Ok(());
     }
     let Some(boundary) = ct.attribute("boundary") else {
-        return Err(InvalidMessage::new(
-            "Multipart message has no boundary parameter in its Content-Type.",
-        ));
+        return Err(InvalidMessage::new("Multipart message has no boundary parameter in its Content-Type."));
     };
     let marker = format!("--{boundary}");
     if !body.windows(marker.len()).any(|w| w == marker.as_bytes()) {
@@ -113,12 +105,7 @@ fn check_multipart(msg: &mail_parser::Message<'_>, body: &[u8]) -> Result<(), In
 }
 
 /// Check and rewrite a raw message for the spool.
-pub fn prepare(
-    raw: &[u8],
-    message_id: &str,
-    id_domain: &str,
-    date_secs: i64,
-) -> Result<Prepared, InvalidMessage> {
+pub fn prepare(raw: &[u8], message_id: &str, id_domain: &str, date_secs: i64) -> Result<Prepared, InvalidMessage> {
     if raw.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(InvalidMessage::new("Message is empty."));
     }
@@ -130,35 +117,21 @@ pub fn prepare(
     let Some(from_field) = fields.iter().find(|f| f.name.eq_ignore_ascii_case("from")) else {
         return Err(InvalidMessage::new("Missing required header 'From'."));
     };
-    let from_addr = parsed
-        .from()
-        .and_then(|a| a.first())
-        .and_then(|a| a.address())
-        .map(str::to_string);
+    let from_addr = parsed.from().and_then(|a| a.first()).and_then(|a| a.address()).map(str::to_string);
     let from = match from_addr {
         Some(a) => {
             validate_addr(&a)?;
-            let name = parsed
-                .from()
-                .and_then(|a| a.first())
-                .and_then(|a| a.name())
-                .map(str::to_string);
+            let name = parsed.from().and_then(|a| a.first()).and_then(|a| a.name()).map(str::to_string);
             Mailbox { name, addr: a }
         }
         None => {
             let rawv = String::from_utf8_lossy(from_field.lines[0]).into_owned();
-            let v = rawv
-                .split_once(':')
-                .map(|(_, v)| v.trim().to_string())
-                .unwrap_or_default();
+            let v = rawv.split_once(':').map(|(_, v)| v.trim().to_string()).unwrap_or_default();
             parse_mailbox(&v)?
         }
     };
     let mut header_recipients = Vec::new();
-    for list in [parsed.to(), parsed.cc(), parsed.bcc()]
-        .into_iter()
-        .flatten()
-    {
+    for list in [parsed.to(), parsed.cc(), parsed.bcc()].into_iter().flatten() {
         for a in list.iter() {
             if let Some(addr) = a.address() {
                 validate_addr(addr)?;
@@ -167,17 +140,13 @@ pub fn prepare(
         }
     }
     check_multipart(&parsed, body.unwrap_or(&[]))?;
-    let configuration_set = parsed
-        .header_raw("X-SES-CONFIGURATION-SET")
-        .map(|v| v.trim().to_string());
+    let configuration_set = parsed.header_raw("X-SES-CONFIGURATION-SET").map(|v| v.trim().to_string());
 
     let mut out = Vec::with_capacity(raw.len() + 128);
     out.extend_from_slice(format!("Message-ID: <{message_id}@{id_domain}>\r\n").as_bytes());
     if !fields.iter().any(|f| f.name.eq_ignore_ascii_case("date")) {
         let date = chrono::DateTime::from_timestamp(date_secs, 0).unwrap_or_default();
-        out.extend_from_slice(
-            format!("Date: {}\r\n", date.format("%a, %d %b %Y %H:%M:%S +0000")).as_bytes(),
-        );
+        out.extend_from_slice(format!("Date: {}\r\n", date.format("%a, %d %b %Y %H:%M:%S +0000")).as_bytes());
     }
     for f in &fields {
         let lower = f.name.to_ascii_lowercase();
@@ -193,12 +162,7 @@ pub fn prepare(
     if let Some(body) = body {
         push_crlf(&mut out, body);
     }
-    Ok(Prepared {
-        bytes: out,
-        from,
-        header_recipients,
-        configuration_set,
-    })
+    Ok(Prepared { bytes: out, from, header_recipients, configuration_set })
 }
 
 #[cfg(test)]
@@ -214,16 +178,10 @@ mod tests {
         let p = prep("From: A <a@acme.test>\nTo: b@acme.test, c@acme.test\nBcc: d@acme.test\nMessage-ID: <old@x>\nX-SES-CONFIGURATION-SET: cs1\nSubject: hi\n\nbody\nline2\n")
             .expect("valid");
         let text = String::from_utf8(p.bytes).expect("utf8");
-        assert!(
-            text.starts_with("Message-ID: <ID@weir.test>\r\nDate: "),
-            "{text}"
-        );
+        assert!(text.starts_with("Message-ID: <ID@weir.test>\r\nDate: "), "{text}");
         assert!(!text.contains("old@x") && !text.contains("Bcc") && !text.contains("X-SES"));
         assert!(text.ends_with("\r\n\r\nbody\r\nline2\r\n"), "{text:?}");
-        assert_eq!(
-            p.header_recipients,
-            vec!["b@acme.test", "c@acme.test", "d@acme.test"]
-        );
+        assert_eq!(p.header_recipients, vec!["b@acme.test", "c@acme.test", "d@acme.test"]);
         assert_eq!(p.from.addr, "a@acme.test");
         assert_eq!(p.configuration_set.as_deref(), Some("cs1"));
     }
@@ -231,35 +189,16 @@ mod tests {
     #[test]
     fn refuses_malformed_messages_with_specific_errors() {
         assert_eq!(prep("").unwrap_err().0, "Message is empty.");
-        assert_eq!(
-            prep("To: b@acme.test\n\nx").unwrap_err().0,
-            "Missing required header 'From'."
-        );
-        assert_eq!(
-            prep("From: a@acme.test\n: v\n\nx").unwrap_err().0,
-            "Empty header names are illegal."
-        );
-        assert!(
-            prep("From: a@acme.test\nthis is body text\n")
-                .unwrap_err()
-                .0
-                .contains("blank line")
-        );
-        assert!(
-            prep("From: a@acme.test\nContent-Type: multipart/mixed\n\nx")
-                .unwrap_err()
-                .0
-                .contains("boundary")
-        );
+        assert_eq!(prep("To: b@acme.test\n\nx").unwrap_err().0, "Missing required header 'From'.");
+        assert_eq!(prep("From: a@acme.test\n: v\n\nx").unwrap_err().0, "Empty header names are illegal.");
+        assert!(prep("From: a@acme.test\nthis is body text\n").unwrap_err().0.contains("blank line"));
+        assert!(prep("From: a@acme.test\nContent-Type: multipart/mixed\n\nx").unwrap_err().0.contains("boundary"));
         assert!(
             prep("From: a@acme.test\nContent-Type: multipart/mixed; boundary=zz\n\nno parts")
                 .unwrap_err()
                 .0
                 .contains("'zz'")
         );
-        assert_eq!(
-            prep("From: nobody\n\nx").unwrap_err().0,
-            "Missing final '@domain'"
-        );
+        assert_eq!(prep("From: nobody\n\nx").unwrap_err().0, "Missing final '@domain'");
     }
 }

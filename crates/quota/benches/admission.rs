@@ -16,12 +16,7 @@ fn admission(c: &mut Criterion) {
     let mut g = c.benchmark_group("admission");
     g.throughput(Throughput::Elements(1));
 
-    let limits = Limits {
-        max_24h: None,
-        max_rate: Some(1e9),
-        burst_seconds: 1.0,
-        sending_enabled: true,
-    };
+    let limits = Limits { max_24h: None, max_rate: Some(1e9), burst_seconds: 1.0, sending_enabled: true };
     let mut q = QuotaState::new();
     let mut now: u64 = 1_700_000_000_000_000_000;
     g.bench_function("weir_quota_admit", |b| {
@@ -31,10 +26,7 @@ fn admission(c: &mut Criterion) {
         })
     });
 
-    let daily = Limits {
-        max_24h: Some(u64::MAX / 2),
-        ..limits.clone()
-    };
+    let daily = Limits { max_24h: Some(u64::MAX / 2), ..limits.clone() };
     let mut q2 = QuotaState::new();
     let mut now2: u64 = 1_700_000_000_000_000_000;
     g.bench_function("weir_quota_admit_with_daily_cap", |b| {
@@ -47,9 +39,7 @@ fn admission(c: &mut Criterion) {
     let quota = Quota::per_second(NonZeroU32::new(1_000_000_000).expect("non-zero"));
     // governor with its default clock reads the monotonic clock inside every check...
     let rl = RateLimiter::direct(quota);
-    g.bench_function("governor_check", |b| {
-        b.iter(|| black_box(rl.check().is_ok()))
-    });
+    g.bench_function("governor_check", |b| b.iter(|| black_box(rl.check().is_ok())));
     // ...and with a fake clock, like weir's engine, which takes `now` as an argument.
     let clock = FakeRelativeClock::default();
     let rl_fake = RateLimiter::direct_with_clock(quota, clock.clone());

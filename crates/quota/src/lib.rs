@@ -35,12 +35,7 @@ pub struct Limits {
 impl Limits {
     /// The SES sandbox: 200 per 24 hours, 1 per second, bursts of one second.
     pub fn sandbox() -> Self {
-        Limits {
-            max_24h: Some(200),
-            max_rate: Some(1.0),
-            burst_seconds: 1.0,
-            sending_enabled: true,
-        }
+        Limits { max_24h: Some(200), max_rate: Some(1.0), burst_seconds: 1.0, sending_enabled: true }
     }
 
     /// The GCRA parameters for this rate, or `None` when the rate is unlimited.
@@ -67,17 +62,10 @@ impl RateParams {
             return None;
         }
         let emission = (NANOS_PER_SEC as f64 / rate).round().max(1.0);
-        let burst = if burst_seconds.is_finite() {
-            burst_seconds.max(0.0)
-        } else {
-            1.0
-        };
+        let burst = if burst_seconds.is_finite() { burst_seconds.max(0.0) } else { 1.0 };
         let capacity = (rate * burst).max(1.0);
         let tau = ((capacity - 1.0) * emission).round();
-        Some(RateParams {
-            emission_ns: emission as u64,
-            tau_ns: tau as u64,
-        })
+        Some(RateParams { emission_ns: emission as u64, tau_ns: tau as u64 })
     }
 }
 
@@ -159,33 +147,40 @@ impl QuotaState {
         }
     }
 
-    /// Decide one request of `n` recipients at `now`; on acceptance the charge is applied.
-    pub fn admit(&mut self, limits: &Limits, now: Nanos, n: u32) -> Result<Charge, Refusal> {
+    /// Would a request of `n` recipients at `now` pass? Charges nothing (SMTP asks this at
+    /// MAIL FROM, so that a client does not upload a body that cannot be accepted).
+    pub fn check(&mut self, limits: &Limits, now: Nanos, n: u32) -> Result<(), Refusal> {
+        self.decide(limits, now, u64::from(n)).map(|_| ())
+    }
+
+    fn decide(&mut self, limits: &Limits, now: Nanos, want: u64) -> Result<Option<RateParams>, Refusal> {
         if !limits.sending_enabled {
             return Err(Refusal::SendingPaused);
         }
-        let now_s = now / NANOS_PER_SEC;
-        self.evict(now_s);
-        let want = u64::from(n);
+        self.evict(now / NANOS_PER_SEC);
         if let Some(max) = limits.max_24h
             && self.total + want > max
         {
-            return Err(Refusal::DailyQuotaExceeded {
-                retry_after: self.daily_retry(now, want, max),
-            });
+            return Err(Refusal::DailyQuotaExceeded { retry_after: self.daily_retry(now, want, max) });
         }
+        let params = limits.rate_params();
+        if let Some(p) = params
+            && self.tat > now.saturating_add(p.tau_ns)
+        {
+            let wait = self.tat - p.tau_ns - now;
+            return Err(Refusal::MaxSendRateExceeded { retry_after: Duration::from_nanos(wait) });
+        }
+        Ok(params)
+    }
+
+    /// Decide one request of `n` recipients at `now`; on acceptance the charge is applied.
+    pub fn admit(&mut self, limits: &Limits, now: Nanos, n: u32) -> Result<Charge, Refusal> {
+        let now_s = now / NANOS_PER_SEC;
+        let want = u64::from(n);
+        let params = self.decide(limits, now, want)?;
         let tat_before = self.tat;
-        if let Some(p) = limits.rate_params() {
-            if self.tat > now.saturating_add(p.tau_ns) {
-                let wait = self.tat - p.tau_ns - now;
-                return Err(Refusal::MaxSendRateExceeded {
-                    retry_after: Duration::from_nanos(wait),
-                });
-            }
-            self.tat = self
-                .tat
-                .max(now)
-                .saturating_add(want.saturating_mul(p.emission_ns));
+        if let Some(p) = params {
+            self.tat = self.tat.max(now).saturating_add(want.saturating_mul(p.emission_ns));
         }
         // A clock that steps back must not reorder the window.
         let second = self.window.back().map_or(now_s, |&(s, _)| s.max(now_s));
@@ -194,12 +189,7 @@ impl QuotaState {
             _ => self.window.push_back((second, want)),
         }
         self.total += want;
-        Ok(Charge {
-            second,
-            count: n,
-            tat_before,
-            tat_after: self.tat,
-        })
+        Ok(Charge { second, count: n, tat_before, tat_after: self.tat })
     }
 
     /// Undo an accepted charge whose message could not be stored: refused costs nothing.

@@ -5,12 +5,7 @@ const S: u64 = NANOS_PER_SEC;
 const T0: u64 = 1_700_000_000 * S;
 
 fn limits(max_24h: Option<u64>, rate: f64, burst: f64) -> Limits {
-    Limits {
-        max_24h,
-        max_rate: Some(rate),
-        burst_seconds: burst,
-        sending_enabled: true,
-    }
+    Limits { max_24h, max_rate: Some(rate), burst_seconds: burst, sending_enabled: true }
 }
 
 #[test]
@@ -35,10 +30,7 @@ fn burst_capacity_allows_back_to_back_sends() {
     for _ in 0..10 {
         assert!(q.admit(&l, T0, 1).is_ok());
     }
-    assert!(matches!(
-        q.admit(&l, T0, 1),
-        Err(Refusal::MaxSendRateExceeded { .. })
-    ));
+    assert!(matches!(q.admit(&l, T0, 1), Err(Refusal::MaxSendRateExceeded { .. })));
 }
 
 #[test]
@@ -48,18 +40,13 @@ fn daily_quota_counts_recipients_and_rolls() {
     assert!(q.admit(&l, T0, 3).is_ok());
     assert!(q.admit(&l, T0 + 3600 * S, 2).is_ok());
     match q.admit(&l, T0 + 3601 * S, 1) {
-        Err(Refusal::DailyQuotaExceeded {
-            retry_after: Some(d),
-        }) => {
+        Err(Refusal::DailyQuotaExceeded { retry_after: Some(d) }) => {
             assert_eq!(d, Duration::from_secs(WINDOW_SECS - 3601))
         }
         other => panic!("expected daily refusal, got {other:?}"),
     }
     // A request that alone exceeds the quota can never pass.
-    assert_eq!(
-        q.admit(&l, T0, 6),
-        Err(Refusal::DailyQuotaExceeded { retry_after: None })
-    );
+    assert_eq!(q.admit(&l, T0, 6), Err(Refusal::DailyQuotaExceeded { retry_after: None }));
     // Exactly 24 h later the first 3 expire.
     assert_eq!(q.sent_last_24h(T0 + WINDOW_SECS * S - 1), 5);
     assert_eq!(q.sent_last_24h(T0 + WINDOW_SECS * S), 2);
@@ -72,10 +59,7 @@ fn order_is_paused_then_daily_then_rate() {
     let mut q = QuotaState::new();
     assert!(q.admit(&l, T0, 1).is_ok());
     // Both daily and rate would refuse: daily wins.
-    assert!(matches!(
-        q.admit(&l, T0, 1),
-        Err(Refusal::DailyQuotaExceeded { .. })
-    ));
+    assert!(matches!(q.admit(&l, T0, 1), Err(Refusal::DailyQuotaExceeded { .. })));
     l.sending_enabled = false;
     assert_eq!(q.admit(&l, T0, 1), Err(Refusal::SendingPaused));
 }
@@ -109,12 +93,7 @@ fn restore_rebuilds_window_and_bucket() {
 
 #[test]
 fn unlimited_settings_never_refuse() {
-    let l = Limits {
-        max_24h: None,
-        max_rate: None,
-        burst_seconds: 1.0,
-        sending_enabled: true,
-    };
+    let l = Limits { max_24h: None, max_rate: None, burst_seconds: 1.0, sending_enabled: true };
     let mut q = QuotaState::new();
     for i in 0..1000 {
         assert!(q.admit(&l, T0 + i, 50).is_ok());
@@ -133,21 +112,12 @@ struct Model {
 
 impl Model {
     fn new() -> Self {
-        Model {
-            sends: vec![],
-            tokens: i128::MAX,
-            last: 0,
-            params_key: None,
-        }
+        Model { sends: vec![], tokens: i128::MAX, last: 0, params_key: None }
     }
 
     fn sent(&self, now: u64) -> u64 {
         let now_s = now / S;
-        self.sends
-            .iter()
-            .filter(|(s, _)| s + WINDOW_SECS > now_s)
-            .map(|(_, n)| n)
-            .sum()
+        self.sends.iter().filter(|(s, _)| s + WINDOW_SECS > now_s).map(|(_, n)| n).sum()
     }
 
     fn admit(&mut self, l: &Limits, now: u64, n: u64) -> Result<(), Refusal> {
@@ -166,17 +136,10 @@ impl Model {
                     None
                 } else {
                     // Earliest expiry instant after which the remaining sum leaves room.
-                    let mut candidates: Vec<u64> = self
-                        .sends
-                        .iter()
-                        .map(|(s, _)| (s + WINDOW_SECS) * S)
-                        .filter(|t| *t > now)
-                        .collect();
+                    let mut candidates: Vec<u64> =
+                        self.sends.iter().map(|(s, _)| (s + WINDOW_SECS) * S).filter(|t| *t > now).collect();
                     candidates.sort_unstable();
-                    candidates
-                        .into_iter()
-                        .find(|t| self.sent(*t) + n <= max)
-                        .map(|t| Duration::from_nanos(t - now))
+                    candidates.into_iter().find(|t| self.sent(*t) + n <= max).map(|t| Duration::from_nanos(t - now))
                 };
                 return Err(Refusal::DailyQuotaExceeded { retry_after: retry });
             }
@@ -236,7 +199,9 @@ proptest! {
         m.last = now;
         for (dt, n) in steps {
             now += dt;
+            let peek = q.check(&l, now, n as u32);
             let got = q.admit(&l, now, n as u32).map(|_| ());
+            prop_assert_eq!(&peek, &got, "check and admit disagree");
             let want = m.admit(&l, now, n);
             prop_assert_eq!(&got, &want, "at t={} n={}", now - T0, n);
             prop_assert_eq!(q.sent_last_24h(now), m.sent(now));

@@ -5,11 +5,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_perc
 use crate::RequestParts;
 
 /// RFC 3986 unreserved characters stay as they are; everything else is encoded.
-const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 /// For paths, `/` also stays.
 const PATH: &AsciiSet = &UNRESERVED.remove(b'/');
 
@@ -33,11 +29,7 @@ pub fn canonical_query(raw_query: &str) -> String {
         })
         .collect();
     pairs.sort();
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
+    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
 }
 
 fn encode(s: &str) -> String {
@@ -70,25 +62,15 @@ pub fn canonical_request(req: &RequestParts<'_>, signed: &[String], payload_hash
     names.sort();
     names.dedup();
     for name in &names {
-        let values: Vec<String> = req
-            .headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| trim_all(v))
-            .collect();
+        let values: Vec<String> =
+            req.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| trim_all(v)).collect();
         out.push_str(name);
         out.push(':');
         out.push_str(&values.join(","));
         out.push('\n');
     }
     out.push('\n');
-    out.push_str(
-        &names
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join(";"),
-    );
+    out.push_str(&names.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(";"));
     out.push('\n');
     out.push_str(payload_hash);
     out
@@ -114,10 +96,7 @@ mod tests {
             canonical_query("Reason=BOUNCE&Reason=COMPLAINT&PageSize=10"),
             "PageSize=10&Reason=BOUNCE&Reason=COMPLAINT"
         );
-        assert_eq!(
-            canonical_query("NextToken=a%20b%2Fc%2Bd%3D"),
-            "NextToken=a%20b%2Fc%2Bd%3D"
-        );
+        assert_eq!(canonical_query("NextToken=a%20b%2Fc%2Bd%3D"), "NextToken=a%20b%2Fc%2Bd%3D");
         assert_eq!(canonical_query("a=b:c"), "a=b%3Ac");
     }
 }

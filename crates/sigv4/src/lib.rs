@@ -134,11 +134,7 @@ pub fn parse_authorization(value: &str) -> Result<AuthHeader, SigError> {
         missing.push("Authorization header requires 'SignedHeaders' parameter.");
     }
     let (Some(credential), Some(signed), Some(signature)) = (credential, signed, signature) else {
-        return Err(SigError::Incomplete(format!(
-            "{} Authorization={}",
-            missing.join(" "),
-            value.trim()
-        )));
+        return Err(SigError::Incomplete(format!("{} Authorization={}", missing.join(" "), value.trim())));
     };
     let parts: Vec<&str> = credential.split('/').collect();
     if parts.len() != 5 || parts[4] != "aws4_request" || parts.iter().any(|p| p.is_empty()) {
@@ -152,10 +148,7 @@ pub fn parse_authorization(value: &str) -> Result<AuthHeader, SigError> {
         date: parts[1].to_string(),
         region: parts[2].to_string(),
         service: parts[3].to_string(),
-        signed_headers: signed
-            .split(';')
-            .map(|h| h.trim().to_ascii_lowercase())
-            .collect(),
+        signed_headers: signed.split(';').map(|h| h.trim().to_ascii_lowercase()).collect(),
         signature: signature.to_string(),
     })
 }
@@ -176,10 +169,7 @@ pub struct RequestParts<'a> {
 
 impl RequestParts<'_> {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| *v)
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
     }
 }
 
@@ -196,12 +186,7 @@ pub struct Verified {
 ///
 /// Order of checks, as AWS does: header present and complete → key known → time within
 /// `max_skew_secs` → scope date and service → signature (constant-time).
-pub fn verify<F>(
-    req: &RequestParts<'_>,
-    now_secs: u64,
-    max_skew_secs: u64,
-    secret_for: F,
-) -> Result<Verified, SigError>
+pub fn verify<F>(req: &RequestParts<'_>, now_secs: u64, max_skew_secs: u64, secret_for: F) -> Result<Verified, SigError>
 where
     F: FnOnce(&str) -> Option<String>,
 {
@@ -209,16 +194,12 @@ where
     let auth = parse_authorization(auth)?;
     let amz_date = req.header("x-amz-date").ok_or_else(|| {
         SigError::Incomplete(
-            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."
-                .to_string(),
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.".to_string(),
         )
     })?;
     let secret = secret_for(&auth.access_key).ok_or(SigError::UnknownKey)?;
-    let t = time::parse_amz_date(amz_date).ok_or_else(|| {
-        SigError::Incomplete(format!(
-            "Date must be in ISO-8601 'basic format'. Got '{amz_date}'."
-        ))
-    })?;
+    let t = time::parse_amz_date(amz_date)
+        .ok_or_else(|| SigError::Incomplete(format!("Date must be in ISO-8601 'basic format'. Got '{amz_date}'.")))?;
     if t + max_skew_secs < now_secs {
         return Err(SigError::Rejected(format!(
             "Signature expired: {} is now earlier than {} ({} - {} min.)",
@@ -252,17 +233,14 @@ where
         )));
     }
     if !auth.signed_headers.iter().any(|h| h == "host") {
-        return Err(SigError::Rejected(
-            "'Host' must be a signed header.".to_string(),
-        ));
+        return Err(SigError::Rejected("'Host' must be a signed header.".to_string()));
     }
     let payload_hash = match req.header("x-amz-content-sha256") {
         Some(h) if h == "UNSIGNED-PAYLOAD" => h.to_string(),
         Some(h) => {
             if !h.eq_ignore_ascii_case(&sha256_hex(req.body)) {
                 return Err(SigError::Rejected(
-                    "The provided 'x-amz-content-sha256' header does not match what was computed."
-                        .to_string(),
+                    "The provided 'x-amz-content-sha256' header does not match what was computed.".to_string(),
                 ));
             }
             h.to_string()
@@ -270,26 +248,14 @@ where
         None => sha256_hex(req.body),
     };
     let canonical_request = canonical::canonical_request(req, &auth.signed_headers, &payload_hash);
-    let scope = format!(
-        "{}/{}/{}/aws4_request",
-        auth.date, auth.region, auth.service
-    );
-    let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-        sha256_hex(canonical_request.as_bytes())
-    );
+    let scope = format!("{}/{}/{}/aws4_request", auth.date, auth.region, auth.service);
+    let string_to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", sha256_hex(canonical_request.as_bytes()));
     let key = signing_key(&secret, &auth.date, &auth.region, &auth.service);
     let expected = hex::encode(hmac_sha256(&key, string_to_sign.as_bytes()));
-    if !constant_time_eq(
-        expected.as_bytes(),
-        auth.signature.to_ascii_lowercase().as_bytes(),
-    ) {
+    if !constant_time_eq(expected.as_bytes(), auth.signature.to_ascii_lowercase().as_bytes()) {
         return Err(SigError::Mismatch);
     }
-    Ok(Verified {
-        access_key: auth.access_key,
-        region: auth.region,
-    })
+    Ok(Verified { access_key: auth.access_key, region: auth.region })
 }
 
 #[cfg(test)]
@@ -299,14 +265,8 @@ mod tests {
     #[test]
     fn smtp_password_matches_reference_vectors() {
         let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
-        assert_eq!(
-            smtp_password(secret, "us-east-1"),
-            "BLBM/9hSUELfq8Gw+rU1YcBjkOxGbhT2XG763xVLGWL9"
-        );
-        assert_eq!(
-            smtp_password(secret, "eu-west-1"),
-            "BMW5RDrXmmVs0lV7GpI4oLkHXpZ4stDsk6q91z1g38Pk"
-        );
+        assert_eq!(smtp_password(secret, "us-east-1"), "BLBM/9hSUELfq8Gw+rU1YcBjkOxGbhT2XG763xVLGWL9");
+        assert_eq!(smtp_password(secret, "eu-west-1"), "BMW5RDrXmmVs0lV7GpI4oLkHXpZ4stDsk6q91z1g38Pk");
         assert_eq!(smtp_password(secret, "us-east-1").len(), 44);
     }
 
@@ -321,21 +281,10 @@ mod tests {
 
     #[test]
     fn incomplete_headers_name_the_missing_part() {
-        let e = parse_authorization(
-            "AWS4-HMAC-SHA256 Credential=A/20261123/us-east-1/ses/aws4_request",
-        )
-        .unwrap_err();
-        let SigError::Incomplete(msg) = e else {
-            panic!("wrong kind")
-        };
-        assert!(
-            msg.contains("'Signature'") && msg.contains("'SignedHeaders'"),
-            "{msg}"
-        );
-        assert!(matches!(
-            parse_authorization("AWS Foo:bar"),
-            Err(SigError::Incomplete(_))
-        ));
+        let e = parse_authorization("AWS4-HMAC-SHA256 Credential=A/20261123/us-east-1/ses/aws4_request").unwrap_err();
+        let SigError::Incomplete(msg) = e else { panic!("wrong kind") };
+        assert!(msg.contains("'Signature'") && msg.contains("'SignedHeaders'"), "{msg}");
+        assert!(matches!(parse_authorization("AWS Foo:bar"), Err(SigError::Incomplete(_))));
         assert!(matches!(
             parse_authorization("AWS4-HMAC-SHA256 Credential=A/b, SignedHeaders=host, Signature=x"),
             Err(SigError::Incomplete(_))

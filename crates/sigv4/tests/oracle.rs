@@ -56,35 +56,15 @@ fn sign_with_oracle(r: &Req) -> Vec<(String, String)> {
 }
 
 fn run(r: &Req, headers: &[(String, String)]) -> Result<(), SigError> {
-    let h: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let parts = RequestParts {
-        method: &r.method,
-        raw_path: &r.path,
-        raw_query: &r.query,
-        headers: &h,
-        body: &r.body,
-    };
-    verify(&parts, r.now + 1, DEFAULT_MAX_SKEW_SECS, |k| {
-        (k == AKID).then(|| SECRET.to_string())
-    })
-    .map(|_| ())
+    let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let parts = RequestParts { method: &r.method, raw_path: &r.path, raw_query: &r.query, headers: &h, body: &r.body };
+    verify(&parts, r.now + 1, DEFAULT_MAX_SKEW_SECS, |k| (k == AKID).then(|| SECRET.to_string())).map(|_| ())
 }
 
 fn segment() -> impl Strategy<Value = String> {
     // Encoded path segments as a client would send them: %40 for '@', %20 for spaces, etc.
     prop::collection::vec(
-        prop_oneof![
-            Just("a"),
-            Just("Z9"),
-            Just("%40"),
-            Just("%20"),
-            Just("-_.~"),
-            Just("%2B"),
-            Just("x%25y")
-        ],
+        prop_oneof![Just("a"), Just("Z9"), Just("%40"), Just("%20"), Just("-_.~"), Just("%2B"), Just("x%25y")],
         1..4,
     )
     .prop_map(|v| v.concat())

@@ -57,10 +57,7 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions {
-            max_batch: 512,
-            fsync: true,
-        }
+        StoreOptions { max_batch: 512, fsync: true }
     }
 }
 
@@ -87,27 +84,18 @@ impl Store {
         let conn = Connection::open(&path)?;
         configure(&conn, opts.fsync)?;
         schema::migrate(&conn)?;
-        let reader = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
+        let reader =
+            Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         configure(&reader, opts.fsync)?;
         let writer = writer::Writer::start(conn, opts.max_batch)?;
-        Ok(Store {
-            path,
-            writer,
-            reader: Mutex::new(reader),
-        })
+        Ok(Store { path, writer, reader: Mutex::new(reader) })
     }
 
     /// Open an existing database read-only (for inspection while a server runs).
     pub fn open_read_only(dir: &Path) -> Result<Connection> {
         let path = dir.join("weir.db");
         if !path.exists() {
-            return Err(StoreError::NotFound(format!(
-                "no weir database at {}",
-                path.display()
-            )));
+            return Err(StoreError::NotFound(format!("no weir database at {}", path.display())));
         }
         let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;

@@ -12,22 +12,11 @@ pub const STATS_BUCKET_SECS: i64 = 900;
 pub const STATS_RETENTION_SECS: i64 = 14 * 86_400;
 
 /// Insert a new account. Fails with `Conflict` if the name is taken.
-pub fn insert_account(
-    c: &Connection,
-    name: &str,
-    access_key_id: &str,
-    secret: &str,
-    now_ms: i64,
-) -> Result<Account> {
-    let exists: Option<i64> = c
-        .query_row("SELECT id FROM accounts WHERE name = ?1", [name], |r| {
-            r.get(0)
-        })
-        .optional()?;
+pub fn insert_account(c: &Connection, name: &str, access_key_id: &str, secret: &str, now_ms: i64) -> Result<Account> {
+    let exists: Option<i64> =
+        c.query_row("SELECT id FROM accounts WHERE name = ?1", [name], |r| r.get(0)).optional()?;
     if exists.is_some() {
-        return Err(StoreError::Conflict(format!(
-            "account '{name}' already exists"
-        )));
+        return Err(StoreError::Conflict(format!("account '{name}' already exists")));
     }
     c.execute(
         "INSERT INTO accounts (name, access_key_id, secret, created_ms) VALUES (?1, ?2, ?3, ?4)",
@@ -44,8 +33,7 @@ pub fn insert_account(
 
 /// Every account.
 pub fn list_accounts(c: &Connection) -> Result<Vec<Account>> {
-    let mut st =
-        c.prepare("SELECT id, name, access_key_id, secret, created_ms FROM accounts ORDER BY id")?;
+    let mut st = c.prepare("SELECT id, name, access_key_id, secret, created_ms FROM accounts ORDER BY id")?;
     let rows = st.query_map([], |r| {
         Ok(Account {
             id: r.get(0)?,
@@ -59,12 +47,7 @@ pub fn list_accounts(c: &Connection) -> Result<Vec<Account>> {
 }
 
 /// Store the settings of one (account, region).
-pub fn upsert_region(
-    c: &Connection,
-    account_id: i64,
-    region: &str,
-    s: &RegionSettings,
-) -> Result<()> {
+pub fn upsert_region(c: &Connection, account_id: i64, region: &str, s: &RegionSettings) -> Result<()> {
     c.execute(
         "INSERT INTO account_regions (account_id, region, max_24h, max_rate, burst_seconds, production, sending_enabled, suppressed_reasons)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -101,11 +84,7 @@ pub fn list_regions(c: &Connection) -> Result<Vec<(i64, String, RegionSettings)>
                 burst_seconds: r.get(4)?,
                 production: r.get(5)?,
                 sending_enabled: r.get(6)?,
-                suppressed_reasons: reasons
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect(),
+                suppressed_reasons: reasons.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
             },
         ))
     })?;
@@ -123,12 +102,7 @@ pub fn upsert_identity(c: &Connection, account_id: i64, region: &str, i: &Identi
 }
 
 /// Delete an identity; true if it existed.
-pub fn delete_identity(
-    c: &Connection,
-    account_id: i64,
-    region: &str,
-    identity: &str,
-) -> Result<bool> {
+pub fn delete_identity(c: &Connection, account_id: i64, region: &str, identity: &str) -> Result<bool> {
     let n = c.execute(
         "DELETE FROM identities WHERE account_id = ?1 AND region = ?2 AND identity = ?3",
         params![account_id, region, identity],
@@ -170,12 +144,7 @@ pub fn put_suppressed(c: &Connection, account_id: i64, region: &str, s: &Suppres
 }
 
 /// Remove an address from the suppression list; true if it was there.
-pub fn delete_suppressed(
-    c: &Connection,
-    account_id: i64,
-    region: &str,
-    address: &str,
-) -> Result<bool> {
+pub fn delete_suppressed(c: &Connection, account_id: i64, region: &str, address: &str) -> Result<bool> {
     let n = c.execute(
         "DELETE FROM suppression WHERE account_id = ?1 AND region = ?2 AND address = ?3",
         params![account_id, region, address],
@@ -185,19 +154,12 @@ pub fn delete_suppressed(
 
 /// Every suppressed address of every account.
 pub fn list_suppressed(c: &Connection) -> Result<Vec<(i64, String, Suppressed)>> {
-    let mut st = c.prepare(
-        "SELECT account_id, region, address, reason, updated_ms, message_id FROM suppression",
-    )?;
+    let mut st = c.prepare("SELECT account_id, region, address, reason, updated_ms, message_id FROM suppression")?;
     let rows = st.query_map([], |r| {
         Ok((
             r.get(0)?,
             r.get(1)?,
-            Suppressed {
-                address: r.get(2)?,
-                reason: r.get(3)?,
-                updated_ms: r.get(4)?,
-                message_id: r.get(5)?,
-            },
+            Suppressed { address: r.get(2)?, reason: r.get(3)?, updated_ms: r.get(4)?, message_id: r.get(5)? },
         ))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -235,12 +197,7 @@ pub fn enqueue(c: &Connection, e: &SpoolEntry) -> Result<()> {
         "INSERT INTO quota_seconds (account_id, region, second, count) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (account_id, region, second) DO UPDATE SET count = count + excluded.count",
     )?
-    .execute(params![
-        e.account_id,
-        e.region,
-        e.quota_second as i64,
-        e.quota_count
-    ])?;
+    .execute(params![e.account_id, e.region, e.quota_second as i64, e.quota_count])?;
     c.prepare_cached(
         "INSERT INTO quota_bucket (account_id, region, tat) VALUES (?1, ?2, ?3)
          ON CONFLICT (account_id, region) DO UPDATE SET tat = max(tat, excluded.tat)",
@@ -277,31 +234,16 @@ pub struct QuotaRecord {
 pub fn load_quotas(c: &Connection, now_s: u64) -> Result<Vec<((i64, String), QuotaRecord)>> {
     let mut map: std::collections::BTreeMap<(i64, String), QuotaRecord> = Default::default();
     let since = now_s.saturating_sub(86_400) as i64;
-    let mut st =
-        c.prepare("SELECT account_id, region, second, count FROM quota_seconds WHERE second > ?1")?;
+    let mut st = c.prepare("SELECT account_id, region, second, count FROM quota_seconds WHERE second > ?1")?;
     let rows = st.query_map([since], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, i64>(3)?,
-        ))
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
     })?;
     for row in rows {
         let (a, reg, s, n) = row?;
-        map.entry((a, reg))
-            .or_default()
-            .seconds
-            .push((s as u64, n as u64));
+        map.entry((a, reg)).or_default().seconds.push((s as u64, n as u64));
     }
     let mut st = c.prepare("SELECT account_id, region, tat FROM quota_bucket")?;
-    let rows = st.query_map([], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    })?;
+    let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
     for row in rows {
         let (a, reg, tat) = row?;
         map.entry((a, reg)).or_default().tat = tat as u64;
@@ -311,40 +253,26 @@ pub fn load_quotas(c: &Connection, now_s: u64) -> Result<Vec<((i64, String), Quo
 
 /// Drop quota seconds older than the window and statistics older than two weeks.
 pub fn prune(c: &Connection, now_s: i64) -> Result<()> {
-    c.execute(
-        "DELETE FROM quota_seconds WHERE second <= ?1",
-        [now_s - 86_400],
-    )?;
-    c.execute(
-        "DELETE FROM send_stats WHERE bucket < ?1",
-        [now_s - STATS_RETENTION_SECS],
-    )?;
+    c.execute("DELETE FROM quota_seconds WHERE second <= ?1", [now_s - 86_400])?;
+    c.execute("DELETE FROM send_stats WHERE bucket < ?1", [now_s - STATS_RETENTION_SECS])?;
     Ok(())
 }
 
 /// GetSendStatistics data points of the last two weeks (non-empty buckets only).
-pub fn send_statistics(
-    c: &Connection,
-    account_id: i64,
-    region: &str,
-    now_s: i64,
-) -> Result<Vec<SendDataPoint>> {
+pub fn send_statistics(c: &Connection, account_id: i64, region: &str, now_s: i64) -> Result<Vec<SendDataPoint>> {
     let mut st = c.prepare_cached(
         "SELECT bucket, delivery_attempts, bounces, complaints, rejects FROM send_stats
          WHERE account_id = ?1 AND region = ?2 AND bucket >= ?3 ORDER BY bucket",
     )?;
-    let rows = st.query_map(
-        params![account_id, region, now_s - STATS_RETENTION_SECS],
-        |r| {
-            Ok(SendDataPoint {
-                bucket: r.get(0)?,
-                delivery_attempts: r.get(1)?,
-                bounces: r.get(2)?,
-                complaints: r.get(3)?,
-                rejects: r.get(4)?,
-            })
-        },
-    )?;
+    let rows = st.query_map(params![account_id, region, now_s - STATS_RETENTION_SECS], |r| {
+        Ok(SendDataPoint {
+            bucket: r.get(0)?,
+            delivery_attempts: r.get(1)?,
+            bounces: r.get(2)?,
+            complaints: r.get(3)?,
+            rejects: r.get(4)?,
+        })
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -385,9 +313,7 @@ pub fn spool_list(c: &Connection) -> Result<Vec<SpoolSummary>> {
         })
     })?;
     let mut out: Vec<SpoolSummary> = rows.collect::<rusqlite::Result<_>>()?;
-    let mut st = c.prepare_cached(
-        "SELECT address, state FROM recipients WHERE message_id = ?1 ORDER BY idx",
-    )?;
+    let mut st = c.prepare_cached("SELECT address, state FROM recipients WHERE message_id = ?1 ORDER BY idx")?;
     for m in &mut out {
         let rows = st.query_map([&m.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
         m.recipients = rows.collect::<rusqlite::Result<_>>()?;
@@ -397,10 +323,5 @@ pub fn spool_list(c: &Connection) -> Result<Vec<SpoolSummary>> {
 
 /// The MIME body of a spooled message.
 pub fn spool_body(c: &Connection, id: &str) -> Result<Option<Vec<u8>>> {
-    Ok(
-        c.query_row("SELECT body FROM messages WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })
-        .optional()?,
-    )
+    Ok(c.query_row("SELECT body FROM messages WHERE id = ?1", [id], |r| r.get(0)).optional()?)
 }

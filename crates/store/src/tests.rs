@@ -14,9 +14,7 @@ fn entry(id: &str, account_id: i64, second: u64, n: usize) -> SpoolEntry {
         tags_json: "[]".into(),
         source: "test".into(),
         body: b"Subject: x\r\n\r\nbody\r\n".to_vec(),
-        recipients: (0..n)
-            .map(|i| (format!("r{i}@acme.test"), RecipientState::Queued))
-            .collect(),
+        recipients: (0..n).map(|i| (format!("r{i}@acme.test"), RecipientState::Queued)).collect(),
         quota_second: second,
         quota_count: n as u32,
         quota_tat: second * 1_000_000_000,
@@ -27,26 +25,19 @@ fn entry(id: &str, account_id: i64, second: u64, n: usize) -> SpoolEntry {
 async fn concurrent_writes_are_grouped_and_durable() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(Store::open(dir.path(), StoreOptions::default()).expect("open"));
-    let acct = store
-        .write(|c| ops::insert_account(c, "acme", "AKIA1", "s", 0))
-        .await
-        .expect("account");
+    let acct = store.write(|c| ops::insert_account(c, "acme", "AKIA1", "s", 0)).await.expect("account");
     let mut tasks = Vec::new();
     for i in 0..200 {
         let s = store.clone();
         tasks.push(tokio::spawn(async move {
-            s.write(move |c| ops::enqueue(c, &entry(&format!("m{i}"), acct.id, 1000 + i, 2)))
-                .await
+            s.write(move |c| ops::enqueue(c, &entry(&format!("m{i}"), acct.id, 1000 + i, 2))).await
         }));
     }
     for t in tasks {
         t.await.expect("join").expect("enqueue");
     }
     let stats = store.writer_stats();
-    assert!(
-        stats.commits < stats.jobs,
-        "expected group commits, got {stats:?}"
-    );
+    assert!(stats.commits < stats.jobs, "expected group commits, got {stats:?}");
     store.shutdown();
     drop(store);
 
@@ -54,9 +45,7 @@ async fn concurrent_writes_are_grouped_and_durable() {
     let list = reopened.read(ops::spool_list).expect("list");
     assert_eq!(list.len(), 200);
     assert!(list.iter().all(|m| m.recipients.len() == 2));
-    let quotas = reopened
-        .read(|c| ops::load_quotas(c, 1300))
-        .expect("quotas");
+    let quotas = reopened.read(|c| ops::load_quotas(c, 1300)).expect("quotas");
     let total: u64 = quotas[0].1.seconds.iter().map(|(_, n)| n).sum();
     assert_eq!(total, 400);
 }
@@ -65,22 +54,12 @@ async fn concurrent_writes_are_grouped_and_durable() {
 async fn failed_job_does_not_undo_its_group() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
-    let a = store
-        .write(|c| ops::insert_account(c, "acme", "AKIA1", "s", 0))
-        .await
-        .expect("account");
-    let dup = store
-        .write(|c| ops::insert_account(c, "acme", "AKIA2", "s", 0))
-        .await;
+    let a = store.write(|c| ops::insert_account(c, "acme", "AKIA1", "s", 0)).await.expect("account");
+    let dup = store.write(|c| ops::insert_account(c, "acme", "AKIA2", "s", 0)).await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))));
-    store
-        .write(move |c| ops::enqueue(c, &entry("m1", a.id, 10, 1)))
-        .await
-        .expect("enqueue");
+    store.write(move |c| ops::enqueue(c, &entry("m1", a.id, 10, 1))).await.expect("enqueue");
     // Same MessageId twice: the second fails alone.
-    let again = store
-        .write(move |c| ops::enqueue(c, &entry("m1", a.id, 10, 1)))
-        .await;
+    let again = store.write(move |c| ops::enqueue(c, &entry("m1", a.id, 10, 1))).await;
     assert!(again.is_err());
     assert_eq!(store.read(ops::spool_list).expect("list").len(), 1);
     assert_eq!(store.read(ops::list_accounts).expect("accounts").len(), 1);
@@ -90,39 +69,17 @@ async fn failed_job_does_not_undo_its_group() {
 async fn statistics_and_pruning() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
-    let a = store
-        .write(|c| ops::insert_account(c, "acme", "AKIA1", "s", 0))
-        .await
-        .expect("account");
+    let a = store.write(|c| ops::insert_account(c, "acme", "AKIA1", "s", 0)).await.expect("account");
     let base: u64 = 1_795_460_400; // a 15-minute boundary
-    store
-        .write(move |c| ops::enqueue(c, &entry("m1", a.id, base + 10, 3)))
-        .await
-        .expect("enqueue");
-    store
-        .write(move |c| ops::enqueue(c, &entry("m2", a.id, base + 20, 1)))
-        .await
-        .expect("enqueue");
-    store
-        .write(move |c| ops::enqueue(c, &entry("m3", a.id, base + 900, 2)))
-        .await
-        .expect("enqueue");
-    store
-        .write(move |c| ops::record_reject(c, a.id, "us-east-1", ((base + 30) * 1000) as i64))
-        .await
-        .expect("reject");
-    let pts = store
-        .read(|c| ops::send_statistics(c, a.id, "us-east-1", base as i64 + 1000))
-        .expect("stats");
+    store.write(move |c| ops::enqueue(c, &entry("m1", a.id, base + 10, 3))).await.expect("enqueue");
+    store.write(move |c| ops::enqueue(c, &entry("m2", a.id, base + 20, 1))).await.expect("enqueue");
+    store.write(move |c| ops::enqueue(c, &entry("m3", a.id, base + 900, 2))).await.expect("enqueue");
+    store.write(move |c| ops::record_reject(c, a.id, "us-east-1", ((base + 30) * 1000) as i64)).await.expect("reject");
+    let pts = store.read(|c| ops::send_statistics(c, a.id, "us-east-1", base as i64 + 1000)).expect("stats");
     assert_eq!(pts.len(), 2);
     assert_eq!((pts[0].delivery_attempts, pts[0].rejects), (4, 1));
     assert_eq!(pts[1].delivery_attempts, 2);
-    store
-        .write(move |c| ops::prune(c, (base + 86_400 + 15) as i64))
-        .await
-        .expect("prune");
-    let q = store
-        .read(|c| ops::load_quotas(c, base + 86_400 + 15))
-        .expect("quotas");
+    store.write(move |c| ops::prune(c, (base + 86_400 + 15) as i64)).await.expect("prune");
+    let q = store.read(|c| ops::load_quotas(c, base + 86_400 + 15)).expect("quotas");
     assert_eq!(q[0].1.seconds, vec![(base + 20, 1), (base + 900, 2)]);
 }

@@ -42,12 +42,7 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("weir-store-writer".into())
             .spawn(move || run(conn, rx, max_batch.max(1), &c2, &j2))?;
-        Ok(Writer {
-            tx: Mutex::new(Some(tx)),
-            thread: Mutex::new(Some(thread)),
-            commits,
-            jobs,
-        })
+        Ok(Writer { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)), commits, jobs })
     }
 
     fn send(&self, job: Job) -> std::result::Result<(), Job> {
@@ -95,10 +90,7 @@ impl Writer {
     }
 
     pub(crate) fn stats(&self) -> WriterStats {
-        WriterStats {
-            commits: self.commits.load(Ordering::Relaxed),
-            jobs: self.jobs.load(Ordering::Relaxed),
-        }
+        WriterStats { commits: self.commits.load(Ordering::Relaxed), jobs: self.jobs.load(Ordering::Relaxed) }
     }
 
     pub(crate) fn shutdown(&self) {
@@ -130,13 +122,7 @@ fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) 
     }
 }
 
-fn run(
-    conn: Connection,
-    rx: mpsc::Receiver<Job>,
-    max_batch: usize,
-    commits: &AtomicU64,
-    jobs: &AtomicU64,
-) {
+fn run(conn: Connection, rx: mpsc::Receiver<Job>, max_batch: usize, commits: &AtomicU64, jobs: &AtomicU64) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -148,9 +134,7 @@ fn run(
         }
         let n = batch.len() as u64;
         let mut completes: Vec<Complete> = Vec::with_capacity(batch.len());
-        let begin = conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(StoreError::from);
+        let begin = conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::from);
         if let Err(e) = begin {
             tracing::error!(error = %e, "cannot begin a transaction");
             // Dropping the jobs unanswered makes each caller see `WriterGone`-style failure.

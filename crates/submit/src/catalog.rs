@@ -38,10 +38,7 @@ impl Catalog {
             return false;
         };
         let addr = address.to_ascii_lowercase();
-        let ok = |name: &str| {
-            ids.get(name)
-                .is_some_and(|i| i.status == VerificationStatus::Success)
-        };
+        let ok = |name: &str| ids.get(name).is_some_and(|i| i.status == VerificationStatus::Success);
         if ok(&addr) {
             return true;
         }
@@ -61,8 +58,6 @@ impl Catalog {
 
     /// Whether `address` is on the suppression list of (account, region).
     pub fn is_suppressed(&self, key: &RegionKey, address: &str) -> bool {
-        self.suppression
-            .get(key)
-            .is_some_and(|m| m.contains_key(&address.to_ascii_lowercase()))
+        self.suppression.get(key).is_some_and(|m| m.contains_key(&address.to_ascii_lowercase()))
     }
 }

@@ -24,12 +24,7 @@ pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// The system clock.
 pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0)
-    })
+    Arc::new(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0))
 }
 
 /// Why a send was refused. Each front door renders these in its own wire format.
@@ -151,24 +146,17 @@ fn limits_of(s: &RegionSettings) -> Limits {
 
 fn random_string(alphabet: &[u8], len: usize) -> String {
     let mut rng = rand::rng();
-    (0..len)
-        .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
-        .collect()
+    (0..len).map(|_| alphabet[rng.random_range(0..alphabet.len())] as char).collect()
 }
 
 /// Whether `addr` belongs to the SES mailbox simulator (always allowed in the sandbox).
 pub fn is_simulator(addr: &str) -> bool {
-    addr.to_ascii_lowercase()
-        .ends_with("@simulator.amazonses.com")
+    addr.to_ascii_lowercase().ends_with("@simulator.amazonses.com")
 }
 
 impl Service {
     /// Load the catalog and quota counters from `store`.
-    pub fn open(
-        store: Arc<Store>,
-        config: ServiceConfig,
-        clock: Clock,
-    ) -> Result<Service, StoreError> {
+    pub fn open(store: Arc<Store>, config: ServiceConfig, clock: Clock) -> Result<Service, StoreError> {
         let now_s = clock() / 1_000_000_000;
         let mut catalog = Catalog::default();
         for a in store.read(ops::list_accounts)? {
@@ -178,34 +166,17 @@ impl Service {
             catalog.regions.insert((id, region), s);
         }
         for (id, region, i) in store.read(ops::list_identities)? {
-            catalog
-                .identities
-                .entry((id, region))
-                .or_default()
-                .insert(i.identity.clone(), i);
+            catalog.identities.entry((id, region)).or_default().insert(i.identity.clone(), i);
         }
         for (id, region, s) in store.read(ops::list_suppressed)? {
-            catalog
-                .suppression
-                .entry((id, region))
-                .or_default()
-                .insert(s.address.clone(), s);
+            catalog.suppression.entry((id, region)).or_default().insert(s.address.clone(), s);
         }
         let mut quotas = HashMap::new();
         for (key, rec) in store.read(|c| ops::load_quotas(c, now_s))? {
-            quotas.insert(
-                key,
-                Arc::new(Mutex::new(QuotaState::restore(rec.seconds, rec.tat))),
-            );
+            quotas.insert(key, Arc::new(Mutex::new(QuotaState::restore(rec.seconds, rec.tat))));
         }
         store.write_detached(move |c| ops::prune(c, now_s as i64));
-        Ok(Service {
-            store,
-            catalog: RwLock::new(catalog),
-            quotas: Mutex::new(quotas),
-            config,
-            clock,
-        })
+        Ok(Service { store, catalog: RwLock::new(catalog), quotas: Mutex::new(quotas), config, clock })
     }
 
     /// Current time, Unix nanoseconds.
@@ -267,16 +238,9 @@ impl Service {
     /// GetSendQuota for (account, region).
     pub fn quota_view(&self, account_id: i64, region: &str) -> QuotaView {
         let s = self.region_settings(account_id, region);
-        let sent = self
-            .quota_state(&(account_id, region.to_string()))
-            .lock()
-            .sent_last_24h(self.now_ns());
+        let sent = self.quota_state(&(account_id, region.to_string())).lock().sent_last_24h(self.now_ns());
         QuotaView {
-            max_24h: if s.max_24h < 0 {
-                -1.0
-            } else {
-                s.max_24h as f64
-            },
+            max_24h: if s.max_24h < 0 { -1.0 } else { s.max_24h as f64 },
             max_rate: if s.max_rate <= 0.0 { -1.0 } else { s.max_rate },
             sent_last_24h: sent as f64,
         }
@@ -286,24 +250,13 @@ impl Service {
 
     /// Create an account with fresh credentials.
     pub async fn create_account(&self, name: &str) -> Result<Arc<Account>, AdminError> {
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
+        if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
             return Err(AdminError::Invalid(format!(
                 "invalid account name '{name}': use 1-64 letters, digits, '-', '_' or '.'"
             )));
         }
-        let akid = format!(
-            "AKIA{}",
-            random_string(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)
-        );
-        let secret = random_string(
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
-            40,
-        );
+        let akid = format!("AKIA{}", random_string(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16));
+        let secret = random_string(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", 40);
         let (n, now) = (name.to_string(), self.now_ms());
         let a = self
             .store
@@ -323,13 +276,8 @@ impl Service {
         s: RegionSettings,
     ) -> Result<(), AdminError> {
         let (r, s2) = (region.to_string(), s.clone());
-        self.store
-            .write(move |c| ops::upsert_region(c, account_id, &r, &s2))
-            .await?;
-        self.catalog
-            .write()
-            .regions
-            .insert((account_id, region.to_string()), s);
+        self.store.write(move |c| ops::upsert_region(c, account_id, &r, &s2)).await?;
+        self.catalog.write().regions.insert((account_id, region.to_string()), s);
         Ok(())
     }
 
@@ -342,8 +290,7 @@ impl Service {
     ) -> Result<RegionSettings, AdminError> {
         let mut s = self.region_settings(account_id, region);
         f(&mut s);
-        self.set_region_settings(account_id, region, s.clone())
-            .await?;
+        self.set_region_settings(account_id, region, s.clone()).await?;
         Ok(s)
     }
 
@@ -361,12 +308,7 @@ impl Service {
     ) -> Result<Identity, AdminError> {
         let name = normalize(identity);
         let key = (account_id, region.to_string());
-        let existing = self
-            .catalog
-            .read()
-            .identities
-            .get(&key)
-            .and_then(|m| m.get(&name).cloned());
+        let existing = self.catalog.read().identities.get(&key).and_then(|m| m.get(&name).cloned());
         let status = match (&existing, verified) {
             (_, true) => VerificationStatus::Success,
             (Some(e), false) => e.status,
@@ -375,9 +317,7 @@ impl Service {
         let token = existing
             .as_ref()
             .map(|e| e.token.clone())
-            .unwrap_or_else(|| {
-                base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
-            });
+            .unwrap_or_else(|| base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>()));
         let id = Identity {
             identity: name.clone(),
             kind,
@@ -386,46 +326,20 @@ impl Service {
             created_ms: existing.as_ref().map_or(self.now_ms(), |e| e.created_ms),
         };
         let (r, i2) = (region.to_string(), id.clone());
-        self.store
-            .write(move |c| ops::upsert_identity(c, account_id, &r, &i2))
-            .await?;
-        self.catalog
-            .write()
-            .identities
-            .entry(key)
-            .or_default()
-            .insert(name, id.clone());
+        self.store.write(move |c| ops::upsert_identity(c, account_id, &r, &i2)).await?;
+        self.catalog.write().identities.entry(key).or_default().insert(name, id.clone());
         Ok(id)
     }
 
     /// Delete an identity; `NotFound` if absent.
-    pub async fn delete_identity(
-        &self,
-        account_id: i64,
-        region: &str,
-        identity: &str,
-    ) -> Result<(), AdminError> {
+    pub async fn delete_identity(&self, account_id: i64, region: &str, identity: &str) -> Result<(), AdminError> {
         let name = normalize(identity);
         let (r, n) = (region.to_string(), name.clone());
-        let existed = self
-            .store
-            .write(move |c| ops::delete_identity(c, account_id, &r, &n))
-            .await?;
-        if let Some(m) = self
-            .catalog
-            .write()
-            .identities
-            .get_mut(&(account_id, region.to_string()))
-        {
+        let existed = self.store.write(move |c| ops::delete_identity(c, account_id, &r, &n)).await?;
+        if let Some(m) = self.catalog.write().identities.get_mut(&(account_id, region.to_string())) {
             m.remove(&name);
         }
-        if existed {
-            Ok(())
-        } else {
-            Err(AdminError::NotFound(format!(
-                "Identity {identity} does not exist."
-            )))
-        }
+        if existed { Ok(()) } else { Err(AdminError::NotFound(format!("Identity {identity} does not exist."))) }
     }
 
     /// Every identity of (account, region), oldest first.
@@ -437,11 +351,7 @@ impl Service {
             .get(&(account_id, region.to_string()))
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default();
-        v.sort_by(|a, b| {
-            a.created_ms
-                .cmp(&b.created_ms)
-                .then_with(|| a.identity.cmp(&b.identity))
-        });
+        v.sort_by(|a, b| a.created_ms.cmp(&b.created_ms).then_with(|| a.identity.cmp(&b.identity)));
         v
     }
 
@@ -472,9 +382,7 @@ impl Service {
             message_id,
         };
         let (r, s2) = (region.to_string(), s.clone());
-        self.store
-            .write(move |c| ops::put_suppressed(c, account_id, &r, &s2))
-            .await?;
+        self.store.write(move |c| ops::put_suppressed(c, account_id, &r, &s2)).await?;
         self.catalog
             .write()
             .suppression
@@ -504,46 +412,26 @@ impl Service {
     }
 
     /// Remove an address from the suppression list; `NotFound` if absent.
-    pub async fn delete_suppressed(
-        &self,
-        account_id: i64,
-        region: &str,
-        address: &str,
-    ) -> Result<(), AdminError> {
+    pub async fn delete_suppressed(&self, account_id: i64, region: &str, address: &str) -> Result<(), AdminError> {
         let a = normalize(address);
         let (r, a2) = (region.to_string(), a.clone());
-        let existed = self
-            .store
-            .write(move |c| ops::delete_suppressed(c, account_id, &r, &a2))
-            .await?;
-        if let Some(m) = self
-            .catalog
-            .write()
-            .suppression
-            .get_mut(&(account_id, region.to_string()))
-        {
+        let existed = self.store.write(move |c| ops::delete_suppressed(c, account_id, &r, &a2)).await?;
+        if let Some(m) = self.catalog.write().suppression.get_mut(&(account_id, region.to_string())) {
             m.remove(&a);
         }
         if existed {
             Ok(())
         } else {
-            Err(AdminError::NotFound(format!(
-                "Email address {address} does not exist on your suppression list."
-            )))
+            Err(AdminError::NotFound(format!("Email address {address} does not exist on your suppression list.")))
         }
     }
 
     // ---------------------------------------------------------------- statistics
 
     /// GetSendStatistics data points.
-    pub fn send_statistics(
-        &self,
-        account_id: i64,
-        region: &str,
-    ) -> Result<Vec<SendDataPoint>, StoreError> {
+    pub fn send_statistics(&self, account_id: i64, region: &str) -> Result<Vec<SendDataPoint>, StoreError> {
         let now_s = (self.now_ns() / 1_000_000_000) as i64;
-        self.store
-            .read(|c| ops::send_statistics(c, account_id, region, now_s))
+        self.store.read(|c| ops::send_statistics(c, account_id, region, now_s))
     }
 
     // ---------------------------------------------------------------- sending
@@ -552,14 +440,10 @@ impl Service {
     /// its quota charge are durable.
     pub async fn submit(&self, account: &Account, sub: Submission) -> Result<String, SubmitError> {
         if sub.recipients.is_empty() {
-            return Err(SubmitError::InvalidParameter(
-                "Missing required header 'To'.".into(),
-            ));
+            return Err(SubmitError::InvalidParameter("Missing required header 'To'.".into()));
         }
         if sub.recipients.len() > MAX_RECIPIENTS {
-            return Err(SubmitError::InvalidParameter(
-                "Recipient count exceeds 50.".into(),
-            ));
+            return Err(SubmitError::InvalidParameter("Recipient count exceeds 50.".into()));
         }
         let key: RegionKey = (account.id, sub.region.clone());
         let settings = self.region_settings(account.id, &sub.region);
@@ -595,8 +479,7 @@ impl Service {
             if !failed.is_empty() {
                 drop(cat);
                 let (id, region, now) = (account.id, sub.region.clone(), self.now_ms());
-                self.store
-                    .write_detached(move |c| ops::record_reject(c, id, &region, now));
+                self.store.write_detached(move |c| ops::record_reject(c, id, &region, now));
                 return Err(SubmitError::MessageRejected(format!(
                     "Email address is not verified. The following identities failed the check in region {}: {}",
                     region_upper(&sub.region),
@@ -606,11 +489,8 @@ impl Service {
             distinct
                 .iter()
                 .map(|r| {
-                    let st = if cat.is_suppressed(&key, r) {
-                        RecipientState::Suppressed
-                    } else {
-                        RecipientState::Queued
-                    };
+                    let st =
+                        if cat.is_suppressed(&key, r) { RecipientState::Suppressed } else { RecipientState::Queued };
                     (r.clone(), st)
                 })
                 .collect()
@@ -618,23 +498,13 @@ impl Service {
 
         let now = self.now_ns();
         let quota = self.quota_state(&key);
-        let charge = quota
-            .lock()
-            .admit(&limits_of(&settings), now, distinct.len() as u32)
-            .map_err(|r| match r {
-                Refusal::SendingPaused => SubmitError::SendingPaused,
-                Refusal::DailyQuotaExceeded { retry_after } => {
-                    SubmitError::DailyQuotaExceeded { retry_after }
-                }
-                Refusal::MaxSendRateExceeded { retry_after } => {
-                    SubmitError::MaxSendRateExceeded { retry_after }
-                }
-            })?;
+        let charge = quota.lock().admit(&limits_of(&settings), now, distinct.len() as u32).map_err(|r| match r {
+            Refusal::SendingPaused => SubmitError::SendingPaused,
+            Refusal::DailyQuotaExceeded { retry_after } => SubmitError::DailyQuotaExceeded { retry_after },
+            Refusal::MaxSendRateExceeded { retry_after } => SubmitError::MaxSendRateExceeded { retry_after },
+        })?;
         let tags_json = serde_json::Value::Array(
-            sub.tags
-                .iter()
-                .map(|(n, v)| serde_json::json!({"Name": n, "Value": v}))
-                .collect(),
+            sub.tags.iter().map(|(n, v)| serde_json::json!({"Name": n, "Value": v})).collect(),
         )
         .to_string();
         let entry = SpoolEntry {

@@ -136,25 +136,17 @@ impl Client {
             None => {
                 let path = data_dir.join("server.json");
                 let text = std::fs::read_to_string(&path).with_context(|| {
-                    format!("weir does not seem to be running: {} is missing (start it with `weir serve`)", path.display())
+                    format!(
+                        "weir does not seem to be running: {} is missing (start it with `weir serve`)",
+                        path.display()
+                    )
                 })?;
-                let v: Value = serde_json::from_str(&text)
-                    .with_context(|| format!("invalid {}", path.display()))?;
-                v["http"]
-                    .as_str()
-                    .context("server.json has no http address")?
-                    .to_string()
+                let v: Value = serde_json::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
+                v["http"].as_str().context("server.json has no http address")?.to_string()
             }
         };
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        Ok(Client {
-            base: base.trim_end_matches('/').to_string(),
-            token,
-            agent,
-        })
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        Ok(Client { base: base.trim_end_matches('/').to_string(), token, agent })
     }
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
@@ -176,23 +168,13 @@ impl Client {
                 .send(b.unwrap_or(json!({})).to_string()),
             _ => bail!("unsupported method {method}"),
         };
-        let mut resp = resp.with_context(|| {
-            format!(
-                "cannot reach weir at {} (is `weir serve` running?)",
-                self.base
-            )
-        })?;
+        let mut resp =
+            resp.with_context(|| format!("cannot reach weir at {} (is `weir serve` running?)", self.base))?;
         let status = resp.status();
         let text = resp.body_mut().read_to_string()?;
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if !status.is_success() {
-            bail!(
-                "{}",
-                v["error"]
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| v.to_string())
-            );
+            bail!("{}", v["error"].as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
         }
         Ok(v)
     }
@@ -201,22 +183,14 @@ impl Client {
 fn seg(s: &str) -> String {
     s.chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.~@".contains(c) {
-                c.to_string()
-            } else {
-                format!("%{:02X}", c as u32)
-            }
+            if c.is_ascii_alphanumeric() || "-_.~@".contains(c) { c.to_string() } else { format!("%{:02X}", c as u32) }
         })
         .collect()
 }
 
 fn print_credentials(v: &Value, region: &str, as_json: bool) -> anyhow::Result<()> {
-    let akid = v["access_key_id"]
-        .as_str()
-        .context("no access key in reply")?;
-    let secret = v["secret_access_key"]
-        .as_str()
-        .context("no secret in reply")?;
+    let akid = v["access_key_id"].as_str().context("no access key in reply")?;
+    let secret = v["secret_access_key"].as_str().context("no secret in reply")?;
     let out = json!({
         "name": v["name"],
         "access_key_id": akid,
@@ -228,14 +202,7 @@ fn print_credentials(v: &Value, region: &str, as_json: bool) -> anyhow::Result<(
     if as_json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        for k in [
-            "name",
-            "region",
-            "access_key_id",
-            "secret_access_key",
-            "smtp_username",
-            "smtp_password",
-        ] {
+        for k in ["name", "region", "access_key_id", "secret_access_key", "smtp_username", "smtp_password"] {
             println!("{k:<18} {}", out[k].as_str().unwrap_or(""));
         }
     }
@@ -253,13 +220,7 @@ fn print_table(v: &Value, as_json: bool) -> anyhow::Result<()> {
                 let cells: Vec<String> = r
                     .as_object()
                     .map(|o| {
-                        o.values()
-                            .map(|c| {
-                                c.as_str()
-                                    .map(str::to_string)
-                                    .unwrap_or_else(|| c.to_string())
-                            })
-                            .collect()
+                        o.values().map(|c| c.as_str().map(str::to_string).unwrap_or_else(|| c.to_string())).collect()
                     })
                     .unwrap_or_default();
                 println!("{}", cells.join("\t"));
@@ -267,12 +228,7 @@ fn print_table(v: &Value, as_json: bool) -> anyhow::Result<()> {
         }
         Value::Object(o) => {
             for (k, c) in o {
-                println!(
-                    "{k:<18} {}",
-                    c.as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| c.to_string())
-                );
+                println!("{k:<18} {}", c.as_str().map(str::to_string).unwrap_or_else(|| c.to_string()));
             }
         }
         other => println!("{other}"),
@@ -284,24 +240,14 @@ fn print_table(v: &Value, as_json: bool) -> anyhow::Result<()> {
 pub fn account(cmd: AccountCmd, c: &Client) -> anyhow::Result<()> {
     match cmd {
         AccountCmd::Create { name, region, json } => {
-            anyhow::ensure!(
-                weir_api::auth::is_region(&region),
-                "'{region}' is not a region name such as us-east-1"
-            );
+            anyhow::ensure!(weir_api::auth::is_region(&region), "'{region}' is not a region name such as us-east-1");
             let v = c.call("POST", "/admin/v1/accounts", Some(json!({ "name": name })))?;
             print_credentials(&v, &region, json)
         }
         AccountCmd::List { json } => print_table(&c.call("GET", "/admin/v1/accounts", None)?, json),
         AccountCmd::Credentials { name, region, json } => {
-            anyhow::ensure!(
-                weir_api::auth::is_region(&region),
-                "'{region}' is not a region name such as us-east-1"
-            );
-            let v = c.call(
-                "GET",
-                &format!("/admin/v1/accounts/{}/credentials", seg(&name)),
-                None,
-            )?;
+            anyhow::ensure!(weir_api::auth::is_region(&region), "'{region}' is not a region name such as us-east-1");
+            let v = c.call("GET", &format!("/admin/v1/accounts/{}/credentials", seg(&name)), None)?;
             print_credentials(&v, &region, json)
         }
         AccountCmd::Quota {
@@ -348,22 +294,9 @@ pub fn account(cmd: AccountCmd, c: &Client) -> anyhow::Result<()> {
 /// Run `weir identity …`.
 pub fn identity(cmd: IdentityCmd, c: &Client) -> anyhow::Result<()> {
     match cmd {
-        IdentityCmd::Add {
-            name,
-            region,
-            identity,
-            verified,
-        } => {
-            let path = format!(
-                "/admin/v1/accounts/{}/regions/{}/identities",
-                seg(&name),
-                seg(&region)
-            );
-            let v = c.call(
-                "POST",
-                &path,
-                Some(json!({ "identity": identity, "verified": verified })),
-            )?;
+        IdentityCmd::Add { name, region, identity, verified } => {
+            let path = format!("/admin/v1/accounts/{}/regions/{}/identities", seg(&name), seg(&region));
+            let v = c.call("POST", &path, Some(json!({ "identity": identity, "verified": verified })))?;
             println!(
                 "{}\t{}\t{}",
                 v["identity"].as_str().unwrap_or(""),
@@ -373,11 +306,7 @@ pub fn identity(cmd: IdentityCmd, c: &Client) -> anyhow::Result<()> {
             Ok(())
         }
         IdentityCmd::List { name, region, json } => {
-            let path = format!(
-                "/admin/v1/accounts/{}/regions/{}/identities",
-                seg(&name),
-                seg(&region)
-            );
+            let path = format!("/admin/v1/accounts/{}/regions/{}/identities", seg(&name), seg(&region));
             print_table(&c.call("GET", &path, None)?, json)
         }
     }
@@ -402,19 +331,8 @@ pub fn spool(cmd: SpoolCmd, data_dir: &Path) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 for m in &list {
-                    let rcpts: Vec<String> = m
-                        .recipients
-                        .iter()
-                        .map(|(a, s)| format!("{a}({s})"))
-                        .collect();
-                    println!(
-                        "{}\t{}\t{}\t{}\t{}",
-                        m.id,
-                        m.account,
-                        m.region,
-                        m.mail_from,
-                        rcpts.join(",")
-                    );
+                    let rcpts: Vec<String> = m.recipients.iter().map(|(a, s)| format!("{a}({s})")).collect();
+                    println!("{}\t{}\t{}\t{}\t{}", m.id, m.account, m.region, m.mail_from, rcpts.join(","));
                 }
             }
         }

@@ -91,70 +91,44 @@ impl Default for HttpConfig {
 
 impl Default for RegionDefaults {
     fn default() -> Self {
-        RegionDefaults {
-            max_24h: 200,
-            max_rate: 1.0,
-            burst_seconds: 1.0,
-        }
+        RegionDefaults { max_24h: 200, max_rate: 1.0, burst_seconds: 1.0 }
     }
 }
 
 impl Default for SpoolConfig {
     fn default() -> Self {
-        SpoolConfig {
-            max_batch: 512,
-            fsync: true,
-        }
+        SpoolConfig { max_batch: 512, fsync: true }
     }
 }
 
 impl Default for MessageConfig {
     fn default() -> Self {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_default();
-        MessageConfig {
-            id_domain: if host.is_empty() {
-                "localhost".into()
-            } else {
-                host
-            },
-        }
+        let host =
+            std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+        MessageConfig { id_domain: if host.is_empty() { "localhost".into() } else { host } }
     }
 }
 
 impl Config {
     /// Read a TOML file; unknown keys are errors.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config {}", path.display()))?;
-        let cfg: Config =
-            toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        let cfg: Config = toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     /// Reject settings that cannot work.
     pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            self.defaults.max_24h >= -1,
-            "defaults.max_24h must be -1 or at least 0"
-        );
+        anyhow::ensure!(self.defaults.max_24h >= -1, "defaults.max_24h must be -1 or at least 0");
         anyhow::ensure!(
             self.defaults.max_rate == -1.0 || self.defaults.max_rate > 0.0,
             "defaults.max_rate must be -1 or positive"
         );
+        anyhow::ensure!(self.spool.max_batch > 0, "spool.max_batch must be at least 1");
         anyhow::ensure!(
-            self.spool.max_batch > 0,
-            "spool.max_batch must be at least 1"
-        );
-        anyhow::ensure!(
-            [
-                "LimitExceededException",
-                "TooManyRequestsException",
-                "ThrottlingException"
-            ]
-            .contains(&self.http.v2_daily_quota_error.as_str()),
+            ["LimitExceededException", "TooManyRequestsException", "ThrottlingException"]
+                .contains(&self.http.v2_daily_quota_error.as_str()),
             "http.v2_daily_quota_error must be LimitExceededException, TooManyRequestsException or ThrottlingException"
         );
         Ok(())
@@ -169,8 +143,7 @@ mod tests {
     fn defaults_and_unknown_keys() {
         let c: Config = toml::from_str("").expect("empty config");
         assert_eq!(c.http.listen.port(), 8787);
-        let c: Config =
-            toml::from_str("[http]\nlisten = \"127.0.0.1:9000\"\n").expect("partial config");
+        let c: Config = toml::from_str("[http]\nlisten = \"127.0.0.1:9000\"\n").expect("partial config");
         assert_eq!(c.http.listen.port(), 9000);
         assert_eq!(c.defaults.max_24h, 200);
         assert!(toml::from_str::<Config>("[http]\nlisten_on = 1\n").is_err());

@@ -26,12 +26,7 @@ struct Cli {
 #[derive(Args, Clone)]
 struct Target {
     /// Data directory (holds the admin token and the running server's address).
-    #[arg(
-        long,
-        env = "WEIR_DATA_DIR",
-        default_value = "weir-data",
-        global = true
-    )]
+    #[arg(long, env = "WEIR_DATA_DIR", default_value = "weir-data", global = true)]
     data_dir: PathBuf,
     /// Base URL of the running server (default: read from <data-dir>/server.json).
     #[arg(long, env = "WEIR_SERVER", global = true)]
@@ -69,9 +64,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Command::Serve(args) => serve::run(args),
-        Command::Account { cmd, target } => {
-            admin::account(cmd, &admin::Client::new(&target.data_dir, target.server)?)
-        }
+        Command::Account { cmd, target } => admin::account(cmd, &admin::Client::new(&target.data_dir, target.server)?),
         Command::Identity { cmd, target } => {
             admin::identity(cmd, &admin::Client::new(&target.data_dir, target.server)?)
         }

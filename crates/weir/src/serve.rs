@@ -54,10 +54,7 @@ fn admin_token(dir: &Path) -> anyhow::Result<String> {
 /// Start the server and block until SIGINT or SIGTERM.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| "info".into()))
         .init();
     let mut cfg = match &args.config {
         Some(p) => Config::load(p)?,
@@ -70,9 +67,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         cfg.http.listen = h;
     }
     cfg.validate()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(serve(cfg))
 }
 
@@ -84,14 +79,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
     let token = admin_token(&cfg.data_dir)?;
     let store = Arc::new(
-        Store::open(
-            &cfg.data_dir,
-            StoreOptions {
-                max_batch: cfg.spool.max_batch,
-                fsync: cfg.spool.fsync,
-            },
-        )
-        .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?,
+        Store::open(&cfg.data_dir, StoreOptions { max_batch: cfg.spool.max_batch, fsync: cfg.spool.fsync })
+            .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?,
     );
     let defaults = RegionSettings {
         max_24h: cfg.defaults.max_24h,
@@ -101,10 +90,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     };
     let svc = Arc::new(Service::open(
         store.clone(),
-        ServiceConfig {
-            default_region: defaults,
-            id_domain: cfg.message.id_domain.clone(),
-        },
+        ServiceConfig { default_region: defaults, id_domain: cfg.message.id_domain.clone() },
         system_clock(),
     )?);
     let state = AppState {
@@ -124,9 +110,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let server_file = cfg.data_dir.join("server.json");
     std::fs::write(&server_file, format!("{info}\n"))?;
     tracing::info!(http = %bound, data_dir = %cfg.data_dir.display(), "weir listening on http://{bound}");
-    axum::serve(listener, weir_api::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(listener, weir_api::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
     tracing::info!("shutting down: flushing the spool");
     store.shutdown();
     let _ = std::fs::remove_file(&server_file);

@@ -32,11 +32,7 @@ impl Server {
             .spawn()
             .expect("spawn weir");
         // Owned by `Server` at once, so that its `Drop` reaps the process on any panic below.
-        let mut server = Server {
-            dir: dir.to_path_buf(),
-            base: String::new(),
-            child,
-        };
+        let mut server = Server { dir: dir.to_path_buf(), base: String::new(), child };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let info = std::fs::read_to_string(dir.join("server.json")).ok();
@@ -54,17 +50,8 @@ impl Server {
 
     /// Run a `weir` CLI command against this server; returns stdout.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new(BIN)
-            .args(args)
-            .arg("--data-dir")
-            .arg(&self.dir)
-            .output()
-            .expect("run weir");
-        assert!(
-            out.status.success(),
-            "weir {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = Command::new(BIN).args(args).arg("--data-dir").arg(&self.dir).output().expect("run weir");
+        assert!(out.status.success(), "weir {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).expect("utf8")
     }
 
@@ -80,10 +67,7 @@ impl Server {
 
     /// SIGTERM and wait.
     pub fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         let _ = self.child.wait();
     }
 
@@ -115,10 +99,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// Text of the first `<tag>…</tag>` in an XML body.
@@ -172,10 +153,7 @@ pub fn request(
             headers.push((k.to_string(), v.to_string()));
         }
     }
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let mut req = ureq::http::Request::builder().method(method).uri(&url);
     for (k, v) in &headers {
         if k != "host" {
@@ -185,22 +163,10 @@ pub fn request(
     let req = req.body(body.to_vec()).expect("request");
     let mut resp = agent.run(req).expect("http");
     let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect();
-    let body = resp
-        .body_mut()
-        .with_config()
-        .limit(64 << 20)
-        .read_to_string()
-        .expect("body");
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    let headers =
+        resp.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
+    let body = resp.body_mut().with_config().limit(64 << 20).read_to_string().expect("body");
+    Reply { status, headers, body }
 }
 
 /// A v1 Query call signed for `region` now.
@@ -246,9 +212,7 @@ pub mod url_form {
     fn enc(s: &str) -> String {
         s.bytes()
             .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
                 b' ' => "+".to_string(),
                 _ => format!("%{b:02X}"),
             })
@@ -257,28 +221,10 @@ pub mod url_form {
 }
 
 /// A v2 REST call signed for `region` now.
-pub fn v2(
-    s: &Server,
-    keys: &Keys,
-    region: &str,
-    method: &str,
-    path: &str,
-    json: Option<serde_json::Value>,
-) -> Reply {
+pub fn v2(s: &Server, keys: &Keys, region: &str, method: &str, path: &str, json: Option<serde_json::Value>) -> Reply {
     let body = json.map(|j| j.to_string()).unwrap_or_default();
-    let ct = if body.is_empty() {
-        None
-    } else {
-        Some("application/json")
-    };
-    request(
-        &s.base,
-        method,
-        path,
-        ct,
-        body.as_bytes(),
-        Some((keys, region, SystemTime::now())),
-    )
+    let ct = if body.is_empty() { None } else { Some("application/json") };
+    request(&s.base, method, path, ct, body.as_bytes(), Some((keys, region, SystemTime::now())))
 }
 
 pub fn send_email_form<'a>(from: &'a str, to: &'a str) -> Vec<(&'a str, &'a str)> {
