@@ -160,7 +160,6 @@ pub fn raw(
     if input.data.len() > max {
         return Err(too_long(input.data.len(), max));
     }
-    check_tags(&input.tags)?;
     let destinations = mailboxes(&input.destinations)?;
     let now_ms = svc.now_ms();
     let id = new_message_id(now_ms as u64);
@@ -175,6 +174,8 @@ pub fn raw(
         destinations.into_iter().map(|m| m.addr).collect()
     };
     check_count(recipients.len())?;
+    let tags: Vec<(String, String)> = input.tags.into_iter().chain(prepared.tags).collect();
+    check_tags(&tags)?;
     Ok(Submission {
         region: region.to_string(),
         message_id: id,
@@ -183,7 +184,7 @@ pub fn raw(
         recipients,
         mime: prepared.bytes,
         configuration_set: input.configuration_set.or(prepared.configuration_set),
-        tags: input.tags,
+        tags,
         origin,
     })
 }

@@ -19,6 +19,8 @@ pub struct Prepared {
     pub header_recipients: Vec<String>,
     /// Value of `X-SES-CONFIGURATION-SET`, if present.
     pub configuration_set: Option<String>,
+    /// Tags from `X-SES-MESSAGE-TAGS: name1=value1, name2=value2`.
+    pub tags: Vec<(String, String)>,
 }
 
 /// One header field: name and its raw lines (continuations included, without line ends).
@@ -141,6 +143,14 @@ pub fn prepare(raw: &[u8], message_id: &str, id_domain: &str, date_secs: i64) ->
     }
     check_multipart(&parsed, body.unwrap_or(&[]))?;
     let configuration_set = parsed.header_raw("X-SES-CONFIGURATION-SET").map(|v| v.trim().to_string());
+    let tags = parsed
+        .header_raw("X-SES-MESSAGE-TAGS")
+        .map(|v| {
+            v.split(',')
+                .filter_map(|t| t.split_once('=').map(|(n, v)| (n.trim().to_string(), v.trim().to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
 
     let mut out = Vec::with_capacity(raw.len() + 128);
     out.extend_from_slice(format!("Message-ID: <{message_id}@{id_domain}>\r\n").as_bytes());
@@ -162,7 +172,7 @@ pub fn prepare(raw: &[u8], message_id: &str, id_domain: &str, date_secs: i64) ->
     if let Some(body) = body {
         push_crlf(&mut out, body);
     }
-    Ok(Prepared { bytes: out, from, header_recipients, configuration_set })
+    Ok(Prepared { bytes: out, from, header_recipients, configuration_set, tags })
 }
 
 #[cfg(test)]
@@ -175,7 +185,7 @@ mod tests {
 
     #[test]
     fn rewrites_headers_like_ses() {
-        let p = prep("From: A <a@acme.test>\nTo: b@acme.test, c@acme.test\nBcc: d@acme.test\nMessage-ID: <old@x>\nX-SES-CONFIGURATION-SET: cs1\nSubject: hi\n\nbody\nline2\n")
+        let p = prep("From: A <a@acme.test>\nTo: b@acme.test, c@acme.test\nBcc: d@acme.test\nMessage-ID: <old@x>\nX-SES-CONFIGURATION-SET: cs1\nX-SES-MESSAGE-TAGS: a=1, b=2\nSubject: hi\n\nbody\nline2\n")
             .expect("valid");
         let text = String::from_utf8(p.bytes).expect("utf8");
         assert!(text.starts_with("Message-ID: <ID@weir.test>\r\nDate: "), "{text}");
@@ -184,6 +194,7 @@ mod tests {
         assert_eq!(p.header_recipients, vec!["b@acme.test", "c@acme.test", "d@acme.test"]);
         assert_eq!(p.from.addr, "a@acme.test");
         assert_eq!(p.configuration_set.as_deref(), Some("cs1"));
+        assert_eq!(p.tags, vec![("a".to_string(), "1".to_string()), ("b".to_string(), "2".to_string())]);
     }
 
     #[test]

@@ -436,6 +436,36 @@ impl Service {
 
     // ---------------------------------------------------------------- sending
 
+    /// The account whose SES SMTP credentials for `region` these are (constant-time compare).
+    pub fn smtp_login(&self, username: &str, password: &str, region: &str) -> Option<Arc<Account>> {
+        let account = self.account_by_key(username)?;
+        let expected = weir_sigv4::smtp_password(&account.secret, region);
+        weir_sigv4::constant_time_eq(expected.as_bytes(), password.as_bytes()).then_some(account)
+    }
+
+    /// Could a one-recipient message from `source` be accepted now? Charges nothing; SMTP asks
+    /// at MAIL FROM so that a client does not upload a body only to be refused.
+    pub fn precheck(&self, account: &Account, region: &str, source: &Mailbox) -> Result<(), SubmitError> {
+        let key: RegionKey = (account.id, region.to_string());
+        let settings = self.region_settings(account.id, region);
+        if !settings.sending_enabled {
+            return Err(SubmitError::SendingPaused);
+        }
+        if !self.catalog.read().is_verified(&key, &source.addr) {
+            return Err(SubmitError::MessageRejected(format!(
+                "Email address is not verified. The following identities failed the check in region {}: {}",
+                region_upper(region),
+                display(source)
+            )));
+        }
+        let now = self.now_ns();
+        self.quota_state(&key).lock().check(&limits_of(&settings), now, 1).map_err(|r| match r {
+            Refusal::SendingPaused => SubmitError::SendingPaused,
+            Refusal::DailyQuotaExceeded { retry_after } => SubmitError::DailyQuotaExceeded { retry_after },
+            Refusal::MaxSendRateExceeded { retry_after } => SubmitError::MaxSendRateExceeded { retry_after },
+        })
+    }
+
     /// Admit and spool one message. Returns the MessageId once the message, its recipients and
     /// its quota charge are durable.
     pub async fn submit(&self, account: &Account, sub: Submission) -> Result<String, SubmitError> {
