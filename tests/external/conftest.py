@@ -21,21 +21,30 @@ WEIR = os.environ.get("WEIR_BIN", str(ROOT / "target" / "debug" / "weir"))
 class Weir:
     """One running server with its own data dir."""
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, extra_args=()):
         self.data_dir = data_dir
+        self.extra_args = list(extra_args)
         self.proc = None
         self.base = None
+        self.smtp = None
+        self.smtps = None
 
     def start(self):
         (self.data_dir / "server.json").unlink(missing_ok=True)
         self.proc = subprocess.Popen(
-            [WEIR, "serve", "--http", "127.0.0.1:0", "--data-dir", str(self.data_dir)],
+            [WEIR, "serve", "--http", "127.0.0.1:0", "--smtp", "127.0.0.1:0", "--smtps", "127.0.0.1:0",
+             "--data-dir", str(self.data_dir), *self.extra_args],
             env={**os.environ, "WEIR_LOG": "warn"},
         )
         deadline = time.time() + 20
         while time.time() < deadline:
             try:
-                self.base = json.loads((self.data_dir / "server.json").read_text())["http"]
+                info = json.loads((self.data_dir / "server.json").read_text())
+                self.base = info["http"]
+                self.smtp = tuple(info["smtp"].rsplit(":", 1))
+                self.smtp = (self.smtp[0], int(self.smtp[1]))
+                self.smtps = tuple(info["smtps"].rsplit(":", 1))
+                self.smtps = (self.smtps[0], int(self.smtps[1]))
                 return self
             except (FileNotFoundError, json.JSONDecodeError, KeyError):
                 time.sleep(0.02)

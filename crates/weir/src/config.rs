@@ -20,6 +20,75 @@ pub struct Config {
     pub spool: SpoolConfig,
     /// Message settings.
     pub message: MessageConfig,
+    /// SMTP submission listeners.
+    pub smtp: SmtpSection,
+}
+
+/// `[smtp]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpSection {
+    /// Run the SMTP listeners.
+    pub enabled: bool,
+    /// STARTTLS listener (SES: 25, 587, 2587).
+    pub listen: SocketAddr,
+    /// Implicit-TLS listener (SES: 465, 2465).
+    pub listen_tls: SocketAddr,
+    /// SES region of these listeners (quota, identities, SMTP password).
+    pub region: String,
+    /// Name in the greeting and EHLO reply (default: this host's name).
+    pub hostname: String,
+    /// PEM certificate chain; without one a self-signed certificate is made in the data dir.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Offer AUTH before STARTTLS (loopback testing only).
+    pub allow_plaintext_auth: bool,
+    /// Enhanced status codes in replies (SES sends none).
+    pub enhanced_status_codes: bool,
+    /// Idle seconds allowed between commands.
+    pub idle_timeout_seconds: u64,
+    /// Idle seconds allowed inside DATA.
+    pub data_timeout_seconds: u64,
+    /// Concurrent sessions in all.
+    pub max_connections: usize,
+    /// Concurrent sessions per client IP.
+    pub max_connections_per_ip: usize,
+    /// Delay before answering a failed AUTH, in milliseconds.
+    pub auth_failure_delay_ms: u64,
+    /// Failed AUTHs per IP within `auth_lockout_seconds` before a lockout of that length.
+    pub auth_max_failures: u32,
+    /// AUTH failure window and lockout, in seconds.
+    pub auth_lockout_seconds: u64,
+    /// Networks (CIDR) that may submit without AUTH as `trusted_account`; empty = none.
+    pub trusted_networks: Vec<String>,
+    /// The account trusted networks submit as.
+    pub trusted_account: Option<String>,
+}
+
+impl Default for SmtpSection {
+    fn default() -> Self {
+        SmtpSection {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 2587)),
+            listen_tls: SocketAddr::from(([127, 0, 0, 1], 2465)),
+            region: "us-east-1".into(),
+            hostname: MessageConfig::default().id_domain,
+            tls_cert: None,
+            tls_key: None,
+            allow_plaintext_auth: false,
+            enhanced_status_codes: false,
+            idle_timeout_seconds: 60,
+            data_timeout_seconds: 60,
+            max_connections: 1000,
+            max_connections_per_ip: 50,
+            auth_failure_delay_ms: 1000,
+            auth_max_failures: 10,
+            auth_lockout_seconds: 300,
+            trusted_networks: vec![],
+            trusted_account: None,
+        }
+    }
 }
 
 /// `[http]`.
@@ -74,6 +143,7 @@ impl Default for Config {
             defaults: RegionDefaults::default(),
             spool: SpoolConfig::default(),
             message: MessageConfig::default(),
+            smtp: SmtpSection::default(),
         }
     }
 }
@@ -126,6 +196,18 @@ impl Config {
             "defaults.max_rate must be -1 or positive"
         );
         anyhow::ensure!(self.spool.max_batch > 0, "spool.max_batch must be at least 1");
+        for n in &self.smtp.trusted_networks {
+            n.parse::<ipnet::IpNet>()
+                .map_err(|e| anyhow::anyhow!("smtp.trusted_networks: '{n}' is not a CIDR network: {e}"))?;
+        }
+        anyhow::ensure!(
+            self.smtp.trusted_networks.is_empty() || self.smtp.trusted_account.is_some(),
+            "smtp.trusted_networks needs smtp.trusted_account (the account those hosts send as)"
+        );
+        anyhow::ensure!(
+            self.smtp.tls_cert.is_some() == self.smtp.tls_key.is_some(),
+            "smtp.tls_cert and smtp.tls_key go together"
+        );
         anyhow::ensure!(
             ["LimitExceededException", "TooManyRequestsException", "ThrottlingException"]
                 .contains(&self.http.v2_daily_quota_error.as_str()),

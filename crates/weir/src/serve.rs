@@ -27,6 +27,15 @@ pub struct ServeArgs {
     /// HTTP listen address (use port 0 for any free port; the bound address goes to server.json).
     #[arg(long)]
     http: Option<SocketAddr>,
+    /// SMTP submission listener with STARTTLS.
+    #[arg(long)]
+    smtp: Option<SocketAddr>,
+    /// SMTP submission listener with implicit TLS.
+    #[arg(long)]
+    smtps: Option<SocketAddr>,
+    /// Do not run the SMTP listeners.
+    #[arg(long)]
+    no_smtp: bool,
 }
 
 /// Read the admin token from the data dir, creating it (mode 0600) on first start.
@@ -65,6 +74,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(h) = args.http {
         cfg.http.listen = h;
+    }
+    if let Some(a) = args.smtp {
+        cfg.smtp.listen = a;
+    }
+    if let Some(a) = args.smtps {
+        cfg.smtp.listen_tls = a;
+    }
+    if args.no_smtp {
+        cfg.smtp.enabled = false;
     }
     cfg.validate()?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -106,15 +124,93 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", cfg.http.listen))?;
     let bound = listener.local_addr()?;
-    let info = serde_json::json!({ "http": format!("http://{bound}"), "pid": std::process::id() });
+    let mut info = serde_json::json!({ "http": format!("http://{bound}"), "pid": std::process::id() });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+
+    let mut smtp_guard = None;
+    let mut smtp_tasks = Vec::new();
+    if cfg.smtp.enabled {
+        let ctx = smtp_context(&cfg, state.svc.clone(), stop_rx.clone())?;
+        smtp_guard = Some(ctx.guard.clone());
+        for (addr, implicit, key) in [(cfg.smtp.listen, false, "smtp"), (cfg.smtp.listen_tls, true, "smtps")] {
+            let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+            let bound = l.local_addr()?;
+            info[key] = serde_json::json!(bound.to_string());
+            tracing::info!(%bound, implicit_tls = implicit, region = %cfg.smtp.region, "SMTP submission listening");
+            smtp_tasks.push(tokio::spawn(weir_smtp::serve(l, ctx.clone(), implicit)));
+        }
+    }
+
     let server_file = cfg.data_dir.join("server.json");
     std::fs::write(&server_file, format!("{info}\n"))?;
     tracing::info!(http = %bound, data_dir = %cfg.data_dir.display(), "weir listening on http://{bound}");
-    axum::serve(listener, weir_api::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
-    tracing::info!("shutting down: flushing the spool");
+    let stop = async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
+    axum::serve(listener, weir_api::router(state)).with_graceful_shutdown(stop).await?;
+    tracing::info!("shutting down: draining SMTP sessions and flushing the spool");
+    for t in smtp_tasks {
+        let _ = t.await;
+    }
+    if let Some(g) = smtp_guard {
+        // Sessions in the middle of a transaction get a few seconds to finish it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while g.active() > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
     store.shutdown();
     let _ = std::fs::remove_file(&server_file);
     Ok(())
+}
+
+fn smtp_context(
+    cfg: &Config,
+    svc: Arc<Service>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<weir_smtp::SmtpContext> {
+    let s = &cfg.smtp;
+    let tls = match (&s.tls_cert, &s.tls_key) {
+        (Some(c), Some(k)) => weir_smtp::tls::load(c, k)?,
+        _ => {
+            let (acceptor, created) = weir_smtp::tls::self_signed(&cfg.data_dir, &s.hostname)?;
+            if created {
+                tracing::warn!(
+                    dir = %cfg.data_dir.display(),
+                    "no smtp.tls_cert configured: generated a self-signed certificate (smtp-cert.pem) for {}",
+                    s.hostname
+                );
+            } else {
+                tracing::info!("SMTP TLS uses the self-signed certificate in the data dir");
+            }
+            acceptor
+        }
+    };
+    let trusted_networks = s.trusted_networks.iter().map(|n| n.parse()).collect::<Result<Vec<ipnet::IpNet>, _>>()?;
+    let smtp = weir_smtp::SmtpConfig {
+        hostname: s.hostname.clone(),
+        region: s.region.clone(),
+        allow_plaintext_auth: s.allow_plaintext_auth,
+        enhanced_status_codes: s.enhanced_status_codes,
+        idle_timeout: std::time::Duration::from_secs(s.idle_timeout_seconds),
+        data_timeout: std::time::Duration::from_secs(s.data_timeout_seconds),
+        max_connections: s.max_connections,
+        max_connections_per_ip: s.max_connections_per_ip,
+        auth_failure_delay: std::time::Duration::from_millis(s.auth_failure_delay_ms),
+        auth_max_failures: s.auth_max_failures,
+        auth_lockout: std::time::Duration::from_secs(s.auth_lockout_seconds),
+        trusted_networks,
+        trusted_account: s.trusted_account.clone(),
+        ..weir_smtp::SmtpConfig::default()
+    };
+    Ok(weir_smtp::SmtpContext {
+        svc,
+        cfg: Arc::new(smtp),
+        tls: Some(tls),
+        guard: Arc::new(weir_smtp::guard::Guard::default()),
+        shutdown,
+    })
 }
 
 async fn shutdown_signal() {

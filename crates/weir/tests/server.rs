@@ -130,14 +130,14 @@ fn authentication_failures_per_api_version() {
         (403, Some("MissingAuthenticationTokenException"))
     );
 
-    let stranger = Keys { akid: "AKIAUNKNOWNKEY000000".into(), secret: k.secret.clone() };
+    let stranger = Keys { akid: "AKIAUNKNOWNKEY000000".into(), ..k.clone() };
     let r = request(&s.base, "POST", "/", ct, form.as_bytes(), Some((&stranger, "us-east-1", SystemTime::now())));
     assert_eq!((r.status, r.xml("Code").as_deref()), (403, Some("InvalidClientTokenId")));
     assert_eq!(r.xml("Message").as_deref(), Some("The security token included in the request is invalid."));
     let r = request(&s.base, "GET", "/v2/email/account", None, b"", Some((&stranger, "us-east-1", SystemTime::now())));
     assert_eq!((r.status, r.header("x-amzn-ErrorType")), (403, Some("UnrecognizedClientException")));
 
-    let wrong = Keys { akid: k.akid.clone(), secret: "wrong-secret".into() };
+    let wrong = Keys { secret: "wrong-secret".into(), ..k.clone() };
     let r = request(&s.base, "POST", "/", ct, form.as_bytes(), Some((&wrong, "us-east-1", SystemTime::now())));
     assert_eq!((r.status, r.xml("Code").as_deref()), (403, Some("SignatureDoesNotMatch")));
     let r = request(&s.base, "GET", "/v2/email/account", None, b"", Some((&wrong, "us-east-1", SystemTime::now())));

@@ -16,31 +16,42 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_weir");
 pub struct Server {
     pub dir: PathBuf,
     pub base: String,
+    pub smtp: String,
+    pub smtps: String,
     pub child: Child,
 }
 
 impl Server {
     /// Start `weir serve` on a free port with `dir` as its data dir.
     pub fn start(dir: &Path) -> Server {
+        Self::start_with(dir, &[])
+    }
+
+    /// Start with extra `weir serve` arguments (e.g. `--config FILE`).
+    pub fn start_with(dir: &Path, extra: &[&str]) -> Server {
         let _ = std::fs::remove_file(dir.join("server.json"));
         let child = Command::new(BIN)
-            .args(["serve", "--http", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--http", "127.0.0.1:0", "--smtp", "127.0.0.1:0", "--smtps", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
+            .args(extra)
             .env("WEIR_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn weir");
         // Owned by `Server` at once, so that its `Drop` reaps the process on any panic below.
-        let mut server = Server { dir: dir.to_path_buf(), base: String::new(), child };
+        let mut server =
+            Server { dir: dir.to_path_buf(), base: String::new(), smtp: String::new(), smtps: String::new(), child };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let info = std::fs::read_to_string(dir.join("server.json")).ok();
-            let base = info
-                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                .and_then(|v| v["http"].as_str().map(str::to_string));
-            if let Some(base) = base {
-                server.base = base;
+            let info = std::fs::read_to_string(dir.join("server.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+            if let Some(v) = info {
+                let field = |k: &str| v[k].as_str().unwrap_or("").to_string();
+                server.base = field("http");
+                server.smtp = field("smtp");
+                server.smtps = field("smtps");
                 return server;
             }
             assert!(Instant::now() < deadline, "weir did not start within 20 s");
@@ -62,6 +73,7 @@ impl Server {
         Keys {
             akid: v["access_key_id"].as_str().expect("akid").to_string(),
             secret: v["secret_access_key"].as_str().expect("secret").to_string(),
+            smtp_password: v["smtp_password"].as_str().expect("smtp password").to_string(),
         }
     }
 
@@ -89,6 +101,7 @@ impl Drop for Server {
 pub struct Keys {
     pub akid: String,
     pub secret: String,
+    pub smtp_password: String,
 }
 
 pub struct Reply {
