@@ -212,6 +212,13 @@ impl Session {
         let _ = conn.shutdown().await;
     }
 
+    /// Feed bytes without a socket (tests and fuzzing): the replies they produced, and whether
+    /// the session would now end. STARTTLS cannot complete here and ends the session.
+    pub async fn feed(&mut self, bytes: &[u8]) -> (Vec<u8>, bool) {
+        let action = self.ingest(bytes).await;
+        (std::mem::take(&mut self.out), action != Action::Continue)
+    }
+
     /// Feed received bytes; replies accumulate in `self.out`.
     async fn ingest(&mut self, bytes: &[u8]) -> Action {
         let mut iter = bytes.iter();

@@ -1,0 +1,77 @@
+//! Arbitrary bytes into an SMTP session (plaintext AUTH allowed, a real store underneath):
+//! whatever arrives, the session answers and never panics.
+
+#![no_main]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use libfuzzer_sys::fuzz_target;
+use weir_smtp::session::Session;
+use weir_smtp::{SmtpConfig, SmtpContext};
+use weir_store::model::{IdentityKind, RegionSettings};
+use weir_store::{Store, StoreOptions};
+use weir_submit::{Service, ServiceConfig, system_clock};
+
+struct World {
+    rt: tokio::runtime::Runtime,
+    ctx: SmtpContext,
+    _dir: tempfile::TempDir,
+}
+
+fn world() -> &'static World {
+    static W: OnceLock<World> = OnceLock::new();
+    W.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(dir.path(), StoreOptions { fsync: false, ..Default::default() }).expect("store"));
+        let cfg = ServiceConfig { default_region: RegionSettings::sandbox(), id_domain: "fuzz.test".into() };
+        let svc = Arc::new(Service::open(store, cfg, system_clock()).expect("service"));
+        rt.block_on(async {
+            let a = svc.create_account("fuzz").await.expect("account");
+            svc.update_region_settings(a.id, "us-east-1", |s| {
+                s.production = true;
+                s.max_24h = -1;
+                s.max_rate = -1.0;
+            })
+            .await
+            .expect("settings");
+            svc.put_identity(a.id, "us-east-1", "a.test", IdentityKind::Domain, true).await.expect("identity");
+        });
+        let (_tx, shutdown) = tokio::sync::watch::channel(false);
+        std::mem::forget(_tx);
+        let smtp = SmtpConfig {
+            allow_plaintext_auth: true,
+            auth_failure_delay: Duration::ZERO,
+            trusted_networks: vec!["127.0.0.0/8".parse().expect("net")],
+            trusted_account: Some("fuzz".into()),
+            max_message_bytes: 64 * 1024,
+            ..SmtpConfig::default()
+        };
+        let ctx = SmtpContext {
+            svc,
+            cfg: Arc::new(smtp),
+            tls: None,
+            guard: Arc::new(weir_smtp::guard::Guard::default()),
+            shutdown,
+        };
+        World { rt, ctx, _dir: dir }
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let w = world();
+    let peer: SocketAddr = "127.0.0.1:2525".parse().expect("addr");
+    let mut session = Session::new(w.ctx.clone(), peer, false);
+    w.rt.block_on(async {
+        // Feed in two pieces so that commands split across reads are exercised too.
+        let cut = data.first().map_or(0, |b| *b as usize % (data.len() + 1));
+        for chunk in [&data[..cut], &data[cut..]] {
+            let (_replies, done) = session.feed(chunk).await;
+            if done {
+                break;
+            }
+        }
+    });
+});
