@@ -31,11 +31,10 @@ impl Reply {
             }
             code.get_or_insert(c);
             let mut rest = line.get(4..).unwrap_or("").trim_start();
-            if let Some((first, tail)) = rest.split_once(' ').or(Some((rest, ""))) {
-                if let Some(e) = parse_enhanced(first) {
-                    enhanced.get_or_insert(e);
-                    rest = tail;
-                }
+            let (first, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            if let Some(e) = parse_enhanced(first) {
+                enhanced.get_or_insert(e);
+                rest = tail;
             }
             texts.push(rest.trim().to_string());
         }
