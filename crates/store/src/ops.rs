@@ -325,3 +325,126 @@ pub fn spool_list(c: &Connection) -> Result<Vec<SpoolSummary>> {
 pub fn spool_body(c: &Connection, id: &str) -> Result<Option<Vec<u8>>> {
     Ok(c.query_row("SELECT body FROM messages WHERE id = ?1", [id], |r| r.get(0)).optional()?)
 }
+
+/// A recipient due for a delivery attempt, with what the engine needs of its message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueRecipient {
+    /// MessageId.
+    pub message_id: String,
+    /// Recipient index within the message.
+    pub idx: i64,
+    /// Address.
+    pub address: String,
+    /// Attempts made so far.
+    pub attempts: i64,
+    /// First deferral reply, if any.
+    pub first_reply: Option<String>,
+    /// Account.
+    pub account_id: i64,
+    /// Region.
+    pub region: String,
+    /// Envelope sender.
+    pub mail_from: String,
+    /// Acceptance time.
+    pub created_ms: i64,
+    /// Configuration set (transactional/bulk class comes from it).
+    pub configuration_set: Option<String>,
+}
+
+/// Up to `limit` queued recipients due at `now_ms`, oldest first.
+pub fn due_recipients(c: &Connection, now_ms: i64, limit: usize) -> Result<Vec<DueRecipient>> {
+    let mut st = c.prepare_cached(
+        "SELECT r.message_id, r.idx, r.address, r.attempts, r.first_reply, m.account_id, m.region, m.mail_from,
+                m.created_ms, m.configuration_set
+         FROM recipients r JOIN messages m ON m.id = r.message_id
+         WHERE r.state = 'queued' AND r.next_attempt_ms <= ?1
+         ORDER BY r.next_attempt_ms LIMIT ?2",
+    )?;
+    let rows = st.query_map(params![now_ms, limit as i64], |r| {
+        Ok(DueRecipient {
+            message_id: r.get(0)?,
+            idx: r.get(1)?,
+            address: r.get(2)?,
+            attempts: r.get(3)?,
+            first_reply: r.get(4)?,
+            account_id: r.get(5)?,
+            region: r.get(6)?,
+            mail_from: r.get(7)?,
+            created_ms: r.get(8)?,
+            configuration_set: r.get(9)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Mark recipients as being sent right now (so that a crash can tell possible duplicates).
+pub fn mark_sending(c: &Connection, ids: &[(String, i64)], now_ms: i64) -> Result<()> {
+    let mut st = c.prepare_cached(
+        "UPDATE recipients SET state = 'sending', updated_ms = ?3 WHERE message_id = ?1 AND idx = ?2 AND state = 'queued'",
+    )?;
+    for (m, i) in ids {
+        st.execute(params![m, i, now_ms])?;
+    }
+    Ok(())
+}
+
+/// After a restart: recipients caught mid-send go back to the queue. Returns how many (each may
+/// already have been delivered: a possible duplicate).
+pub fn requeue_interrupted(c: &Connection) -> Result<usize> {
+    Ok(c.execute("UPDATE recipients SET state = 'queued' WHERE state = 'sending'", [])?)
+}
+
+/// The outcome of one delivery attempt for one recipient.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptResult {
+    /// MessageId.
+    pub message_id: String,
+    /// Recipient index.
+    pub idx: i64,
+    /// New state: `delivered`, `bounced`, `expired` or `queued` (retry).
+    pub state: String,
+    /// Next attempt time when queued again.
+    pub next_attempt_ms: i64,
+    /// The reply, as text.
+    pub reply: String,
+    /// Whether this was a deferral (kept as the first deferral reason if none yet).
+    pub deferral: bool,
+}
+
+/// Record attempt outcomes.
+pub fn record_attempts(c: &Connection, results: &[AttemptResult], now_ms: i64) -> Result<()> {
+    let mut st = c.prepare_cached(
+        "UPDATE recipients SET state = ?3, next_attempt_ms = ?4, attempts = attempts + 1, last_reply = ?5,
+           first_reply = CASE WHEN first_reply IS NULL AND ?6 THEN ?5 ELSE first_reply END, updated_ms = ?7
+         WHERE message_id = ?1 AND idx = ?2",
+    )?;
+    for r in results {
+        st.execute(params![r.message_id, r.idx, r.state, r.next_attempt_ms, r.reply, r.deferral, now_ms])?;
+    }
+    Ok(())
+}
+
+/// Count bounces or complaints in the statistics.
+pub fn record_feedback(
+    c: &Connection,
+    account_id: i64,
+    region: &str,
+    now_ms: i64,
+    bounces: i64,
+    complaints: i64,
+) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO send_stats (account_id, region, bucket, bounces, complaints) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (account_id, region, bucket) DO UPDATE SET bounces = bounces + excluded.bounces,
+           complaints = complaints + excluded.complaints",
+    )?
+    .execute(params![account_id, region, stats_bucket(now_ms), bounces, complaints])?;
+    Ok(())
+}
+
+/// Recipients by state (for metrics and tests).
+pub fn recipient_states(c: &Connection) -> Result<Vec<(String, i64)>> {
+    let mut st = c.prepare("SELECT state, count(*) FROM recipients GROUP BY state ORDER BY state")?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

@@ -64,6 +64,8 @@ CREATE TABLE IF NOT EXISTS recipients (
     next_attempt_ms INTEGER NOT NULL,
     attempts        INTEGER NOT NULL DEFAULT 0,
     last_reply      TEXT,
+    first_reply     TEXT,
+    updated_ms      INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (message_id, idx)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS recipients_due ON recipients (state, next_attempt_ms);
@@ -94,9 +96,19 @@ CREATE TABLE IF NOT EXISTS send_stats (
 ) WITHOUT ROWID;
 "#;
 
-/// Create missing tables.
+/// Create missing tables and columns.
 pub fn migrate(conn: &Connection) -> Result<()> {
     conn.execute_batch(SCHEMA)?;
+    // Columns added after the first schema: add them to databases created before.
+    let cols: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('recipients')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (name, ddl) in [("first_reply", "TEXT"), ("updated_ms", "INTEGER NOT NULL DEFAULT 0")] {
+        if !cols.iter().any(|c| c == name) {
+            conn.execute_batch(&format!("ALTER TABLE recipients ADD COLUMN {name} {ddl}"))?;
+        }
+    }
     conn.pragma_update(None, "user_version", 1)?;
     Ok(())
 }

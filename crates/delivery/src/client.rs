@@ -1,0 +1,372 @@
+//! A thin SMTP client for delivery. Unlike submission libraries it keeps going when some
+//! recipients are refused, and reports one reply per recipient.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use weir_classify::reply::Reply;
+
+/// Client failures that are not SMTP replies.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Connecting or reading/writing failed.
+    #[error("{0}")]
+    Io(String),
+    /// The server did not answer in time.
+    #[error("timeout waiting for the reply to {0}")]
+    Timeout(&'static str),
+    /// The server sent something that is not an SMTP reply.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// What the server offered in its EHLO reply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Caps {
+    /// PIPELINING.
+    pub pipelining: bool,
+    /// STARTTLS.
+    pub starttls: bool,
+    /// 8BITMIME.
+    pub eight_bit: bool,
+    /// SMTPUTF8.
+    pub smtputf8: bool,
+    /// SIZE limit, if announced.
+    pub size: Option<usize>,
+}
+
+/// Replies of one transaction.
+#[derive(Debug, Clone)]
+pub struct Transaction {
+    /// Reply to MAIL FROM.
+    pub mail: Reply,
+    /// Reply to each RCPT TO, in order.
+    pub rcpts: Vec<Reply>,
+    /// The reply that applies to the accepted recipients: the refusal of DATA, or the reply
+    /// after the message. None when no recipient was accepted (or MAIL was refused).
+    pub data: Option<Reply>,
+}
+
+/// One connection to a receiving server.
+pub struct Client {
+    stream: Stream,
+    buf: Vec<u8>,
+    timeout: Duration,
+    /// Capabilities from the last EHLO.
+    pub caps: Caps,
+    /// Whether STARTTLS succeeded.
+    pub tls: bool,
+}
+
+/// Accepts any certificate: opportunistic TLS toward MX hosts (RFC 7435). Whether the
+/// certificate was valid is not what decides delivery here.
+#[derive(Debug)]
+struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A TLS client configuration for opportunistic STARTTLS.
+pub fn opportunistic_tls() -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map(|b| b.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAny(provider))).with_no_client_auth());
+    // The ring provider supports the default protocol versions; this cannot fail.
+    Arc::new(config.expect("ring supports TLS 1.2 and 1.3"))
+}
+
+fn io_err(e: io::Error) -> ClientError {
+    ClientError::Io(e.to_string())
+}
+
+impl Client {
+    /// Connect and read the greeting.
+    pub async fn connect(host: &str, port: u16, timeout: Duration) -> Result<(Client, Reply), ClientError> {
+        let tcp = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| ClientError::Timeout("connect"))?
+            .map_err(io_err)?;
+        let _ = tcp.set_nodelay(true);
+        let mut c = Client {
+            stream: Stream::Plain(tcp),
+            buf: Vec::with_capacity(4096),
+            timeout,
+            caps: Caps::default(),
+            tls: false,
+        };
+        let greeting = c.read_reply("greeting").await?;
+        Ok((c, greeting))
+    }
+
+    async fn write(&mut self, data: &[u8]) -> Result<(), ClientError> {
+        self.stream.write_all(data).await.map_err(io_err)?;
+        self.stream.flush().await.map_err(io_err)
+    }
+
+    /// Read one complete reply.
+    pub async fn read_reply(&mut self, what: &'static str) -> Result<Reply, ClientError> {
+        loop {
+            if let Some(end) = complete_reply(&self.buf) {
+                let raw: Vec<u8> = self.buf.drain(..end).collect();
+                let text = String::from_utf8_lossy(&raw);
+                return Reply::parse(&text)
+                    .ok_or_else(|| ClientError::Protocol(format!("bad reply to {what}: {text}")));
+            }
+            if self.buf.len() > 64 * 1024 {
+                return Err(ClientError::Protocol(format!("reply to {what} longer than 64 KiB")));
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(self.timeout, self.stream.read(&mut chunk))
+                .await
+                .map_err(|_| ClientError::Timeout(what))?
+                .map_err(io_err)?;
+            if n == 0 {
+                return Err(ClientError::Io(format!("connection closed while waiting for the reply to {what}")));
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Use `t` as the timeout for each reply from now on (the greeting used the connect timeout).
+    pub fn timeout_for_commands(&mut self, t: Duration) {
+        self.timeout = t;
+    }
+
+    /// EHLO (HELO if EHLO is refused); records the capabilities.
+    pub async fn ehlo(&mut self, name: &str) -> Result<Reply, ClientError> {
+        self.write(format!("EHLO {name}\r\n").as_bytes()).await?;
+        let r = self.read_reply("EHLO").await?;
+        if !r.is_positive() {
+            self.write(format!("HELO {name}\r\n").as_bytes()).await?;
+            self.caps = Caps::default();
+            return self.read_reply("HELO").await;
+        }
+        let mut caps = Caps::default();
+        for word in r.text.split(' ').map(|w| w.to_ascii_uppercase()) {
+            match word.as_str() {
+                "PIPELINING" => caps.pipelining = true,
+                "STARTTLS" => caps.starttls = true,
+                "8BITMIME" => caps.eight_bit = true,
+                "SMTPUTF8" => caps.smtputf8 = true,
+                _ => {}
+            }
+        }
+        // SIZE's argument follows the keyword.
+        let words: Vec<&str> = r.text.split(' ').collect();
+        if let Some(i) = words.iter().position(|w| w.eq_ignore_ascii_case("SIZE")) {
+            caps.size = words.get(i + 1).and_then(|n| n.parse().ok()).filter(|n| *n > 0);
+        }
+        self.caps = caps;
+        Ok(r)
+    }
+
+    /// STARTTLS and a new EHLO. On a refused STARTTLS the plain connection stays usable.
+    pub async fn starttls(mut self, tls: Arc<ClientConfig>, server: &str, helo: &str) -> Result<Client, ClientError> {
+        self.write(b"STARTTLS\r\n").await?;
+        let r = self.read_reply("STARTTLS").await?;
+        if r.code != 220 {
+            return Ok(self);
+        }
+        let Stream::Plain(tcp) = self.stream else { return Err(ClientError::Protocol("TLS already active".into())) };
+        let name = ServerName::try_from(server.to_string())
+            .unwrap_or_else(|_| ServerName::try_from("localhost".to_string()).expect("valid name"));
+        let connector = tokio_rustls::TlsConnector::from(tls);
+        let stream = tokio::time::timeout(self.timeout, connector.connect(name, tcp))
+            .await
+            .map_err(|_| ClientError::Timeout("TLS handshake"))?
+            .map_err(io_err)?;
+        let mut c = Client {
+            stream: Stream::Tls(Box::new(stream)),
+            buf: Vec::new(),
+            timeout: self.timeout,
+            caps: Caps::default(),
+            tls: true,
+        };
+        c.ehlo(helo).await?;
+        Ok(c)
+    }
+
+    /// One transaction: MAIL, every RCPT, DATA and the message (pipelined when offered).
+    pub async fn send(&mut self, from: &str, rcpts: &[String], message: &[u8]) -> Result<Transaction, ClientError> {
+        let mail_cmd = if self.caps.eight_bit {
+            format!("MAIL FROM:<{from}> BODY=8BITMIME\r\n")
+        } else {
+            format!("MAIL FROM:<{from}>\r\n")
+        };
+        let rcpt_cmds: Vec<String> = rcpts.iter().map(|r| format!("RCPT TO:<{r}>\r\n")).collect();
+        let (mail, rcpt_replies, data_reply) = if self.caps.pipelining {
+            let mut batch = mail_cmd.into_bytes();
+            for c in &rcpt_cmds {
+                batch.extend_from_slice(c.as_bytes());
+            }
+            batch.extend_from_slice(b"DATA\r\n");
+            self.write(&batch).await?;
+            let mail = self.read_reply("MAIL FROM").await?;
+            let mut rr = Vec::with_capacity(rcpts.len());
+            for _ in rcpts {
+                rr.push(self.read_reply("RCPT TO").await?);
+            }
+            let data = self.read_reply("DATA").await?;
+            (mail, rr, data)
+        } else {
+            self.write(mail_cmd.as_bytes()).await?;
+            let mail = self.read_reply("MAIL FROM").await?;
+            if !mail.is_positive() {
+                return Ok(Transaction { rcpts: vec![mail.clone(); rcpts.len()], mail, data: None });
+            }
+            let mut rr = Vec::with_capacity(rcpts.len());
+            for c in &rcpt_cmds {
+                self.write(c.as_bytes()).await?;
+                rr.push(self.read_reply("RCPT TO").await?);
+            }
+            if !rr.iter().any(Reply::is_positive) {
+                return Ok(Transaction { mail, rcpts: rr, data: None });
+            }
+            self.write(b"DATA\r\n").await?;
+            let data = self.read_reply("DATA").await?;
+            (mail, rr, data)
+        };
+        if !mail.is_positive() {
+            // Every recipient shares the MAIL FROM refusal.
+            return Ok(Transaction { rcpts: vec![mail.clone(); rcpts.len()], mail, data: None });
+        }
+        if data_reply.code != 354 {
+            let data = rcpt_replies.iter().any(Reply::is_positive).then_some(data_reply);
+            return Ok(Transaction { mail, rcpts: rcpt_replies, data });
+        }
+        self.write(&dot_stuff(message)).await?;
+        let done = self.read_reply("end of data").await?;
+        Ok(Transaction { mail, rcpts: rcpt_replies, data: Some(done) })
+    }
+
+    /// RSET before the next transaction on this connection.
+    pub async fn rset(&mut self) -> Result<Reply, ClientError> {
+        self.write(b"RSET\r\n").await?;
+        self.read_reply("RSET").await
+    }
+
+    /// QUIT politely; errors do not matter any more.
+    pub async fn quit(mut self) {
+        if self.write(b"QUIT\r\n").await.is_ok() {
+            let _ = self.read_reply("QUIT").await;
+        }
+        let _ = self.stream.shutdown().await;
+    }
+}
+
+/// Index just past a complete reply in `buf`, if there is one.
+fn complete_reply(buf: &[u8]) -> Option<usize> {
+    let mut start = 0;
+    while let Some(nl) = buf[start..].iter().position(|b| *b == b'\n') {
+        let line = &buf[start..start + nl + 1];
+        start += nl + 1;
+        if line.len() < 4 || line[3] != b'-' {
+            return Some(start);
+        }
+    }
+    None
+}
+
+/// Dot-stuff a CRLF message and append the terminating dot.
+pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 64);
+    let mut at_line_start = true;
+    for &b in message {
+        if at_line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        at_line_start = b == b'\n';
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_and_dots() {
+        assert_eq!(complete_reply(b"250-a\r\n250-b\r\n"), None);
+        assert_eq!(complete_reply(b"250-a\r\n250 b\r\nextra"), Some(14));
+        assert_eq!(complete_reply(b"220\r\n"), Some(5));
+        assert_eq!(dot_stuff(b"a\r\n.b\r\n..c"), b"a\r\n..b\r\n...c\r\n.\r\n".to_vec());
+    }
+}

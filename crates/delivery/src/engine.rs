@@ -1,0 +1,627 @@
+//! The scheduler: due recipients → routes → lanes → connections → classified replies → new
+//! recipient states, events, suppression and statistics.
+//!
+//! Memory holds only the set of recipients in flight and the lanes' short queues; the spool
+//! (SQLite, indexed on state and next attempt) is the queue. Recipients are marked `sending`
+//! before a connection is tried, so that after a crash the ones that may already have been
+//! delivered are known (and counted as possible duplicates) when they are queued again.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use weir_classify::backoff::Schedule;
+use weir_classify::classify::{Action, Category, classify};
+use weir_classify::provider::Provider;
+use weir_classify::reply::Reply;
+use weir_store::ops::{self, AttemptResult, DueRecipient};
+use weir_submit::Service;
+
+use crate::client::{Client, ClientError};
+use crate::events::{EventLog, Failure, MailInfo};
+use crate::lane::{Lane, LaneLimits};
+use crate::route::{Route, RouteError, Router, Target};
+use crate::simulator::{self, Outcome};
+
+/// Settings of the delivery engine.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Name sent in EHLO.
+    pub helo_name: String,
+    /// Recipients in flight at most.
+    pub max_in_flight: usize,
+    /// How often the spool is polled for due recipients.
+    pub poll_interval: Duration,
+    /// Retry schedule and window.
+    pub schedule: Schedule,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Timeout for each reply.
+    pub command_timeout: Duration,
+    /// Try STARTTLS when offered.
+    pub starttls: bool,
+    /// Lane limits by provider name (`google`, …, `other`) or lane key.
+    pub lanes: HashMap<String, LaneLimits>,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            helo_name: "localhost".into(),
+            max_in_flight: 2000,
+            poll_interval: Duration::from_millis(200),
+            schedule: Schedule::default(),
+            connect_timeout: Duration::from_secs(30),
+            command_timeout: Duration::from_secs(120),
+            starttls: true,
+            lanes: HashMap::new(),
+        }
+    }
+}
+
+/// Work for one connection: recipients of one message in one domain.
+pub struct Job {
+    /// The recipients.
+    pub rcpts: Vec<DueRecipient>,
+    /// Their domain.
+    pub domain: String,
+    /// Where they go.
+    pub route: Route,
+}
+
+/// Counters of one lane: first-deferral rate and final delivery rate as separate figures.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LaneStats {
+    /// Provider of the lane.
+    pub provider: String,
+    /// First attempts made.
+    pub first_attempts: u64,
+    /// First attempts that were deferred.
+    pub first_attempt_deferrals: u64,
+    /// Recipients delivered (at any attempt).
+    pub delivered: u64,
+    /// Recipients delivered on a retry.
+    pub delivered_after_retry: u64,
+    /// Deferrals (all attempts).
+    pub deferrals: u64,
+    /// Recipients bounced.
+    pub bounced: u64,
+    /// Recipients expired (retry window over).
+    pub expired: u64,
+}
+
+/// The delivery engine.
+pub struct Engine {
+    svc: Arc<Service>,
+    cfg: DeliveryConfig,
+    router: Router,
+    events: EventLog,
+    tls: Arc<rustls::ClientConfig>,
+    inflight: Mutex<HashSet<(String, i64)>>,
+    lanes: Mutex<HashMap<String, Arc<Lane>>>,
+    stats: Mutex<BTreeMap<String, LaneStats>>,
+    possible_duplicates: AtomicU64,
+}
+
+/// One recipient's reply from one attempt.
+struct Outcome1 {
+    rcpt: DueRecipient,
+    reply: Reply,
+    mta: String,
+    tls: bool,
+}
+
+fn synth(code: u16, enh: (u8, u16, u16), text: impl Into<String>) -> Reply {
+    Reply::new(code, Some(enh), text)
+}
+
+impl Engine {
+    /// A new engine writing events into `data_dir`.
+    pub fn new(
+        svc: Arc<Service>,
+        cfg: DeliveryConfig,
+        router: Router,
+        data_dir: &std::path::Path,
+    ) -> std::io::Result<Engine> {
+        Ok(Engine {
+            svc,
+            cfg,
+            router,
+            events: EventLog::open(data_dir)?,
+            tls: crate::client::opportunistic_tls(),
+            inflight: Mutex::new(HashSet::new()),
+            lanes: Mutex::new(HashMap::new()),
+            stats: Mutex::new(BTreeMap::new()),
+            possible_duplicates: AtomicU64::new(0),
+        })
+    }
+
+    /// Lane counters and engine state, as JSON (admin API).
+    pub fn status(&self) -> Value {
+        let lanes: BTreeMap<String, Value> = self
+            .stats
+            .lock()
+            .iter()
+            .map(|(k, s)| {
+                let first_deferral_rate = if s.first_attempts == 0 {
+                    0.0
+                } else {
+                    s.first_attempt_deferrals as f64 / s.first_attempts as f64
+                };
+                let done = s.delivered + s.bounced + s.expired;
+                let final_delivery_rate = if done == 0 { 0.0 } else { s.delivered as f64 / done as f64 };
+                let factor = self.lanes.lock().get(k).map_or(1.0, |l| l.factor());
+                let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
+                v["first_deferral_rate"] = json!(first_deferral_rate);
+                v["final_delivery_rate"] = json!(final_delivery_rate);
+                v["rate_factor"] = json!(factor);
+                (k.clone(), v)
+            })
+            .collect();
+        json!({
+            "in_flight": self.inflight.lock().len(),
+            "possible_duplicates_after_restart": self.possible_duplicates.load(Ordering::Relaxed),
+            "lanes": lanes,
+        })
+    }
+
+    /// Run until `shutdown` turns true.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        match self.svc.store().write(ops::requeue_interrupted).await {
+            Ok(n) if n > 0 => {
+                self.possible_duplicates.fetch_add(n as u64, Ordering::Relaxed);
+                tracing::warn!(recipients = n, "requeued recipients interrupted mid-delivery (possible duplicates)");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot requeue interrupted recipients"),
+        }
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            if let Err(e) = self.tick().await {
+                tracing::error!(error = %e, "delivery scheduler");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.cfg.poll_interval) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    async fn tick(self: &Arc<Self>) -> Result<(), weir_store::StoreError> {
+        let busy = self.inflight.lock().len();
+        if busy >= self.cfg.max_in_flight {
+            return Ok(());
+        }
+        let room = self.cfg.max_in_flight - busy;
+        let now = self.svc.now_ms();
+        let due = self.svc.store().read(|c| ops::due_recipients(c, now, room + busy))?;
+        let mut picked: Vec<DueRecipient> = Vec::new();
+        {
+            let mut inflight = self.inflight.lock();
+            for d in due {
+                if picked.len() >= room {
+                    break;
+                }
+                if inflight.insert((d.message_id.clone(), d.idx)) {
+                    picked.push(d);
+                }
+            }
+        }
+        if picked.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<(String, i64)> = picked.iter().map(|d| (d.message_id.clone(), d.idx)).collect();
+        let now2 = now;
+        self.svc.store().write(move |c| ops::mark_sending(c, &ids, now2)).await?;
+        // One job per (message, domain), in due order.
+        let mut groups: Vec<((String, String), Vec<DueRecipient>)> = Vec::new();
+        for d in picked {
+            let domain = d.address.rsplit_once('@').map(|(_, dom)| dom.to_ascii_lowercase()).unwrap_or_default();
+            let key = (d.message_id.clone(), domain);
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, v)) => v.push(d),
+                None => groups.push((key, vec![d])),
+            }
+        }
+        for ((_, domain), rcpts) in groups {
+            let this = self.clone();
+            tokio::spawn(async move { this.route_job(domain, rcpts).await });
+        }
+        Ok(())
+    }
+
+    async fn route_job(self: Arc<Self>, domain: String, rcpts: Vec<DueRecipient>) {
+        if domain == simulator::DOMAIN {
+            return self.simulate(rcpts).await;
+        }
+        match self.router.route(&domain).await {
+            Ok(route) => {
+                let lane = self.lane(&route);
+                lane.queue.lock().push_back(Job { rcpts, domain, route });
+                self.dispatch(lane);
+            }
+            Err(e) => {
+                let reply = Reply::parse(&e.to_string()).unwrap_or_else(|| synth(451, (4, 4, 3), e.to_string()));
+                let permanent = matches!(e, RouteError::NullMx(_) | RouteError::NoSuchDomain(_));
+                let outcomes = rcpts
+                    .into_iter()
+                    .map(|rcpt| Outcome1 { rcpt, reply: reply.clone(), mta: String::new(), tls: false })
+                    .collect();
+                let _ = permanent;
+                self.finish("dns", Provider::Other, outcomes).await;
+            }
+        }
+    }
+
+    fn lane(&self, route: &Route) -> Arc<Lane> {
+        let mut lanes = self.lanes.lock();
+        lanes
+            .entry(route.lane.clone())
+            .or_insert_with(|| {
+                let limits = self
+                    .cfg
+                    .lanes
+                    .get(&route.lane)
+                    .or_else(|| self.cfg.lanes.get(route.provider.as_str()))
+                    .copied()
+                    .unwrap_or_else(|| LaneLimits::for_provider(route.provider));
+                Arc::new(Lane::new(route.lane.clone(), route.provider, limits))
+            })
+            .clone()
+    }
+
+    fn dispatch(self: &Arc<Self>, lane: Arc<Lane>) {
+        loop {
+            {
+                let mut conns = lane.connections.lock();
+                if *conns >= lane.limits.max_connections || lane.queue.lock().is_empty() {
+                    return;
+                }
+                *conns += 1;
+            }
+            let (this, l) = (self.clone(), lane.clone());
+            tokio::spawn(async move { this.connection(l).await });
+        }
+    }
+
+    async fn open(&self, route: &Route) -> Result<(Client, Target), Reply> {
+        let mut last = synth(451, (4, 4, 1), "No answer from any hosts listed in MX");
+        for t in &route.targets {
+            match Client::connect(&t.host, t.port, self.cfg.connect_timeout).await {
+                Ok((mut c, greeting)) => {
+                    if !greeting.is_positive() {
+                        last = greeting;
+                        c.quit().await;
+                        continue;
+                    }
+                    c.timeout_for_commands(self.cfg.command_timeout);
+                    if let Err(e) = c.ehlo(&self.cfg.helo_name).await {
+                        last = synth(451, (4, 4, 2), format!("{}:{}: {e}", t.host, t.port));
+                        continue;
+                    }
+                    if self.cfg.starttls && c.caps.starttls {
+                        match c.starttls(self.tls.clone(), &t.host, &self.cfg.helo_name).await {
+                            Ok(tls) => return Ok((tls, t.clone())),
+                            Err(e) => {
+                                last = synth(451, (4, 7, 5), format!("{}:{}: STARTTLS failed: {e}", t.host, t.port));
+                                continue;
+                            }
+                        }
+                    }
+                    return Ok((c, t.clone()));
+                }
+                Err(e) => last = synth(451, (4, 4, 1), format!("{}:{}: {e}", t.host, t.port)),
+            }
+        }
+        Err(last)
+    }
+
+    async fn connection(self: Arc<Self>, lane: Arc<Lane>) {
+        let mut conn: Option<(Client, Target)> = None;
+        let mut sent = 0usize;
+        loop {
+            let Some(job) = lane.queue.lock().pop_front() else { break };
+            let wait = lane.reserve(Instant::now());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            let reuse = conn
+                .as_ref()
+                .is_some_and(|(_, t)| sent < lane.limits.messages_per_connection && job.route.targets.contains(t));
+            if !reuse {
+                if let Some((c, _)) = conn.take() {
+                    c.quit().await;
+                }
+                sent = 0;
+            } else if let Some((c, _)) = conn.as_mut()
+                && c.rset().await.map(|r| !r.is_positive()).unwrap_or(true)
+            {
+                conn = None;
+            }
+            if conn.is_none() {
+                match self.open(&job.route).await {
+                    Ok(c) => conn = Some(c),
+                    Err(reply) => {
+                        let outcomes = job
+                            .rcpts
+                            .into_iter()
+                            .map(|rcpt| Outcome1 { rcpt, reply: reply.clone(), mta: String::new(), tls: false })
+                            .collect();
+                        self.finish(&lane.key, lane.provider, outcomes).await;
+                        continue;
+                    }
+                }
+            }
+            let Some((client, target)) = conn.as_mut() else { continue };
+            let mta = format!("{}:{}", target.host, target.port);
+            let body = match self.svc.store().read(|c| ops::spool_body(c, &job.rcpts[0].message_id)) {
+                Ok(Some(b)) => b,
+                other => {
+                    tracing::error!(message = %job.rcpts[0].message_id, ?other, "spooled body missing");
+                    let reply = synth(451, (4, 3, 0), "local error: message body unavailable");
+                    let outcomes = job
+                        .rcpts
+                        .into_iter()
+                        .map(|rcpt| Outcome1 { rcpt, reply: reply.clone(), mta: mta.clone(), tls: false })
+                        .collect();
+                    self.finish(&lane.key, lane.provider, outcomes).await;
+                    continue;
+                }
+            };
+            let mut outcomes = Vec::with_capacity(job.rcpts.len());
+            let mut broken = false;
+            let per_txn = lane.limits.recipients_per_transaction.max(1);
+            let mut rest = job.rcpts.into_iter().peekable();
+            while rest.peek().is_some() {
+                let chunk: Vec<DueRecipient> = rest.by_ref().take(per_txn).collect();
+                if broken {
+                    let r = synth(451, (4, 4, 2), "connection lost");
+                    outcomes.extend(chunk.into_iter().map(|rcpt| Outcome1 {
+                        rcpt,
+                        reply: r.clone(),
+                        mta: mta.clone(),
+                        tls: false,
+                    }));
+                    continue;
+                }
+                let addrs: Vec<String> = chunk.iter().map(|r| r.address.clone()).collect();
+                let tls = client.tls;
+                match client.send(&chunk[0].mail_from, &addrs, &body).await {
+                    Ok(txn) => {
+                        for (rcpt, rr) in chunk.into_iter().zip(txn.rcpts) {
+                            let reply = if rr.is_positive() { txn.data.clone().unwrap_or(rr) } else { rr };
+                            outcomes.push(Outcome1 { rcpt, reply, mta: mta.clone(), tls });
+                        }
+                        // A 421 closes the connection; otherwise reset it for the next chunk.
+                        if outcomes.iter().any(|o| o.reply.code == 421)
+                            || (rest.peek().is_some() && client.rset().await.is_err())
+                        {
+                            broken = true;
+                        }
+                    }
+                    Err(e) => {
+                        let r = match e {
+                            ClientError::Timeout(what) => {
+                                synth(451, (4, 4, 2), format!("{mta}: timeout waiting for the reply to {what}"))
+                            }
+                            other => synth(451, (4, 4, 2), format!("{mta}: {other}")),
+                        };
+                        outcomes.extend(chunk.into_iter().map(|rcpt| Outcome1 {
+                            rcpt,
+                            reply: r.clone(),
+                            mta: mta.clone(),
+                            tls,
+                        }));
+                        broken = true;
+                    }
+                }
+            }
+            if broken {
+                conn = None;
+            }
+            sent += 1;
+            self.finish(&lane.key, lane.provider, outcomes).await;
+        }
+        if let Some((c, _)) = conn {
+            c.quit().await;
+        }
+        *lane.connections.lock() -= 1;
+        if !lane.queue.lock().is_empty() {
+            self.dispatch(lane);
+        }
+    }
+
+    async fn simulate(self: Arc<Self>, rcpts: Vec<DueRecipient>) {
+        let mut outcomes = Vec::new();
+        for rcpt in rcpts {
+            let reply = match simulator::outcome(&rcpt.address) {
+                Some(Outcome::Delivered(r)) => r,
+                Some(Outcome::Complaint(r)) => {
+                    let mail = self.mail_info(&rcpt);
+                    let now = self.svc.now_ms();
+                    self.events.complaint(&mail, now, &rcpt.address);
+                    let (a, reg) = (rcpt.account_id, rcpt.region.clone());
+                    self.svc.store().write_detached(move |c| ops::record_feedback(c, a, &reg, now, 0, 1));
+                    r
+                }
+                Some(Outcome::Bounce(r)) => r,
+                Some(Outcome::Suppressed) => {
+                    synth(550, (5, 1, 1), "Address is on the suppression list (mailbox simulator)")
+                }
+                None => synth(250, (2, 0, 0), "Ok"),
+            };
+            outcomes.push(Outcome1 { rcpt, reply, mta: simulator::DOMAIN.into(), tls: true });
+        }
+        self.finish("simulator", Provider::Other, outcomes).await;
+    }
+
+    fn mail_info(&self, r: &DueRecipient) -> MailInfo {
+        let account =
+            self.svc.accounts().into_iter().find(|a| a.id == r.account_id).map(|a| a.name.clone()).unwrap_or_default();
+        MailInfo {
+            message_id: r.message_id.clone(),
+            source: r.mail_from.clone(),
+            timestamp_ms: r.created_ms,
+            account,
+            region: r.region.clone(),
+        }
+    }
+
+    /// Apply the classifier's decision for every outcome, durably, then release the recipients.
+    async fn finish(&self, lane_key: &str, provider: Provider, outcomes: Vec<Outcome1>) {
+        let now = self.svc.now_ms();
+        let lane = self.lanes.lock().get(lane_key).cloned();
+        let mut results = Vec::with_capacity(outcomes.len());
+        let mut bounces: Vec<(i64, String)> = Vec::new();
+        for o in &outcomes {
+            let d = classify(&o.reply, provider);
+            let mail = self.mail_info(&o.rcpt);
+            let first = o.rcpt.attempts == 0;
+            let reply_text = o.reply.to_string();
+            let status = o.reply.enhanced_str().unwrap_or_else(|| format!("{}.0.0", o.reply.code / 100));
+            let diagnostic = format!("smtp; {reply_text}");
+            let mut stats = self.stats.lock();
+            let s = stats
+                .entry(lane_key.to_string())
+                .or_insert_with(|| LaneStats { provider: provider.as_str().into(), ..Default::default() });
+            if first {
+                s.first_attempts += 1;
+            }
+            let (state, next, deferral) = match d.action {
+                Action::Delivered => {
+                    s.delivered += 1;
+                    if !first {
+                        s.delivered_after_retry += 1;
+                    }
+                    if let Some(l) = &lane {
+                        l.recover();
+                    }
+                    self.events.delivery(&mail, now, &o.rcpt.address, &reply_text, &o.mta, o.tls);
+                    ("delivered", 0, false)
+                }
+                Action::Bounce { bounce_type, subtype, suppress } => {
+                    s.bounced += 1;
+                    let f = Failure { kind: bounce_type.as_str(), subtype, status: &status, diagnostic: &diagnostic };
+                    self.events.bounce(&mail, now, &o.rcpt.address, &f);
+                    bounces.push((o.rcpt.account_id, o.rcpt.region.clone()));
+                    if suppress
+                        && o.rcpt
+                            .address
+                            .to_ascii_lowercase()
+                            .rsplit_once('@')
+                            .is_none_or(|(_, dom)| dom != simulator::DOMAIN)
+                    {
+                        let settings = self.svc.region_settings(o.rcpt.account_id, &o.rcpt.region);
+                        if settings.suppressed_reasons.iter().any(|r| r == "BOUNCE") {
+                            let (svc, r) = (self.svc.clone(), o.rcpt.clone());
+                            tokio::spawn(async move {
+                                if let Err(e) = svc
+                                    .put_suppressed(
+                                        r.account_id,
+                                        &r.region,
+                                        &r.address,
+                                        "BOUNCE",
+                                        Some(r.message_id.clone()),
+                                    )
+                                    .await
+                                {
+                                    tracing::error!(error = %e, "cannot add to the suppression list");
+                                }
+                            });
+                        }
+                    }
+                    ("bounced", 0, false)
+                }
+                action => {
+                    s.deferrals += 1;
+                    if first {
+                        s.first_attempt_deferrals += 1;
+                    }
+                    if let Some(l) = &lane {
+                        match action {
+                            Action::SlowLane => l.slow_down(),
+                            Action::PauseLane { minutes } => {
+                                l.pause_until(Instant::now() + Duration::from_secs(u64::from(minutes) * 60));
+                                tracing::warn!(lane = %lane_key, reply = %reply_text, "lane paused");
+                            }
+                            Action::ConfigIncident => {
+                                tracing::error!(lane = %lane_key, reply = %reply_text, "configuration incident: fix authentication/transport")
+                            }
+                            _ => {}
+                        }
+                    }
+                    let attempt = o.rcpt.attempts as u32 + 1;
+                    let next = if d.category == Category::TooManyRecipients {
+                        Some(now + 1000)
+                    } else {
+                        self.cfg.schedule.next_attempt(o.rcpt.created_ms, now, attempt, rand::random::<f64>())
+                    };
+                    match next {
+                        Some(t) => {
+                            let f = Failure {
+                                kind: "",
+                                subtype: delay_type(d.category),
+                                status: &status,
+                                diagnostic: &diagnostic,
+                            };
+                            self.events.delay(&mail, now, &o.rcpt.address, &f, t);
+                            ("queued", t, true)
+                        }
+                        None => {
+                            s.expired += 1;
+                            let first_reason = o.rcpt.first_reply.clone().unwrap_or(reply_text.clone());
+                            let diag = format!("smtp; retry window expired; first deferral: {first_reason}");
+                            let f =
+                                Failure { kind: "Transient", subtype: "General", status: "4.4.7", diagnostic: &diag };
+                            self.events.bounce(&mail, now, &o.rcpt.address, &f);
+                            ("expired", 0, true)
+                        }
+                    }
+                }
+            };
+            drop(stats);
+            results.push(AttemptResult {
+                message_id: o.rcpt.message_id.clone(),
+                idx: o.rcpt.idx,
+                state: state.into(),
+                next_attempt_ms: next,
+                reply: reply_text,
+                deferral,
+            });
+        }
+        let write = self.svc.store().write(move |c| {
+            ops::record_attempts(c, &results, now)?;
+            for (a, r) in &bounces {
+                ops::record_feedback(c, *a, r, now, 1, 0)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = write.await {
+            // The recipients stay `sending` and are requeued at the next start.
+            tracing::error!(error = %e, "cannot record delivery results");
+        }
+        let mut inflight = self.inflight.lock();
+        for o in outcomes {
+            inflight.remove(&(o.rcpt.message_id, o.rcpt.idx));
+        }
+    }
+}
+
+fn delay_type(c: Category) -> &'static str {
+    match c {
+        Category::RateLimited | Category::UnusualRate | Category::YahooDeferral | Category::RecipientRateLimited => {
+            "RecipientServerError"
+        }
+        Category::MailboxFull => "MailboxFull",
+        Category::AuthOrTransport => "TransientCommunicationFailure",
+        Category::TooManyRecipients => "TooManyRequests",
+        _ => "General",
+    }
+}

@@ -1,0 +1,113 @@
+//! SES-shaped event records, one JSON object per line in `events.jsonl`.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+/// What went wrong for one recipient (bounce or delay).
+pub struct Failure<'a> {
+    /// bounceType (bounces only).
+    pub kind: &'a str,
+    /// bounceSubType, or delayType.
+    pub subtype: &'a str,
+    /// Enhanced status code.
+    pub status: &'a str,
+    /// `smtp; <reply>`.
+    pub diagnostic: &'a str,
+}
+
+/// The event log.
+pub struct EventLog {
+    file: Mutex<File>,
+}
+
+/// The `mail` object common to every event.
+#[derive(Debug, Clone)]
+pub struct MailInfo {
+    /// MessageId.
+    pub message_id: String,
+    /// Envelope sender.
+    pub source: String,
+    /// Acceptance time, Unix ms.
+    pub timestamp_ms: i64,
+    /// Account name.
+    pub account: String,
+    /// Region.
+    pub region: String,
+}
+
+fn iso(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+impl EventLog {
+    /// Append to `dir/events.jsonl`.
+    pub fn open(dir: &Path) -> std::io::Result<EventLog> {
+        let file = OpenOptions::new().create(true).append(true).open(dir.join("events.jsonl"))?;
+        Ok(EventLog { file: Mutex::new(file) })
+    }
+
+    fn write(&self, mail: &MailInfo, event_type: &str, body_key: &str, body: Value) {
+        let record = json!({
+            "eventType": event_type,
+            "mail": {
+                "timestamp": iso(mail.timestamp_ms),
+                "messageId": mail.message_id,
+                "source": mail.source,
+                "sendingAccountId": mail.account,
+                "region": mail.region,
+            },
+            body_key: body,
+        });
+        let mut line = record.to_string();
+        line.push('\n');
+        if let Err(e) = self.file.lock().write_all(line.as_bytes()) {
+            tracing::error!(error = %e, "cannot write events.jsonl");
+        }
+    }
+
+    /// A delivery.
+    pub fn delivery(&self, mail: &MailInfo, now_ms: i64, rcpt: &str, reply: &str, mta: &str, tls: bool) {
+        let latency = now_ms - mail.timestamp_ms;
+        self.write(
+            mail,
+            "Delivery",
+            "delivery",
+            json!({
+                "timestamp": iso(now_ms), "processingTimeMillis": latency, "recipients": [rcpt],
+                "smtpResponse": reply, "reportingMTA": mta, "tls": tls,
+            }),
+        );
+    }
+
+    /// A bounce.
+    pub fn bounce(&self, mail: &MailInfo, now_ms: i64, rcpt: &str, b: &Failure<'_>) {
+        self.write(mail, "Bounce", "bounce", json!({
+            "bounceType": b.kind, "bounceSubType": b.subtype, "timestamp": iso(now_ms),
+            "bouncedRecipients": [{"emailAddress": rcpt, "action": "failed", "status": b.status, "diagnosticCode": b.diagnostic}],
+        }));
+    }
+
+    /// A deferral that will be retried at `next_ms`.
+    pub fn delay(&self, mail: &MailInfo, now_ms: i64, rcpt: &str, d: &Failure<'_>, next_ms: i64) {
+        self.write(
+            mail,
+            "DeliveryDelay",
+            "deliveryDelay",
+            json!({
+                "timestamp": iso(now_ms), "delayType": d.subtype, "nextAttempt": iso(next_ms),
+                "delayedRecipients": [{"emailAddress": rcpt, "status": d.status, "diagnosticCode": d.diagnostic}],
+            }),
+        );
+    }
+
+    /// A complaint (mailbox simulator).
+    pub fn complaint(&self, mail: &MailInfo, now_ms: i64, rcpt: &str) {
+        self.write(mail, "Complaint", "complaint", json!({
+            "timestamp": iso(now_ms), "complainedRecipients": [{"emailAddress": rcpt}], "complaintFeedbackType": "abuse",
+        }));
+    }
+}
