@@ -21,7 +21,7 @@ WEIR = os.environ.get("WEIR_BIN", str(ROOT / "target" / "debug" / "weir"))
 class Weir:
     """One running server with its own data dir."""
 
-    def __init__(self, data_dir: Path, extra_args=()):
+    def __init__(self, data_dir: Path, extra_args=("--no-delivery",)):
         self.data_dir = data_dir
         self.extra_args = list(extra_args)
         self.proc = None

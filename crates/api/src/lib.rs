@@ -42,6 +42,9 @@ pub struct ApiConfig {
     pub v2_daily_quota_code: String,
 }
 
+/// A source of live status for the admin API (the delivery engine's lanes, for one).
+pub type StatusFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
 /// Shared state of every request.
 #[derive(Clone)]
 pub struct AppState {
@@ -49,6 +52,8 @@ pub struct AppState {
     pub svc: Arc<Service>,
     /// Front-door settings.
     pub cfg: Arc<ApiConfig>,
+    /// Delivery status, when the delivery engine runs.
+    pub delivery_status: Option<StatusFn>,
 }
 
 /// A request as received, with the body read.

@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use weir_classify::backoff::Schedule;
+pub use weir_classify::backoff::Schedule;
 use weir_classify::classify::{Action, Category, classify};
 use weir_classify::provider::Provider;
 use weir_classify::reply::Reply;

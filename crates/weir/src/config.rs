@@ -22,6 +22,66 @@ pub struct Config {
     pub message: MessageConfig,
     /// SMTP submission listeners.
     pub smtp: SmtpSection,
+    /// Delivery to the recipients' servers.
+    pub delivery: DeliverySection,
+}
+
+/// `[delivery]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliverySection {
+    /// Run the delivery engine.
+    pub enabled: bool,
+    /// Name sent in EHLO (default: this host's name).
+    pub helo_name: String,
+    /// Recipients in flight at most.
+    pub max_in_flight: usize,
+    /// How often the spool is polled for due recipients, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// First retry delay (doubles each time up to `retry_max_seconds`).
+    pub retry_first_seconds: u64,
+    /// Longest retry delay.
+    pub retry_max_seconds: u64,
+    /// Retry window after acceptance; then the recipient expires.
+    pub retry_window_seconds: u64,
+    /// TCP connect timeout.
+    pub connect_timeout_seconds: u64,
+    /// Timeout per SMTP reply.
+    pub command_timeout_seconds: u64,
+    /// Opportunistic STARTTLS toward receivers.
+    pub starttls: bool,
+    /// Send everything to this `host:port` instead of looking up MX records.
+    pub smarthost: Option<String>,
+    /// Port for MX hosts (25; tests use others).
+    pub mx_port: u16,
+    /// Static routes: domain → `host:port`.
+    pub routes: std::collections::BTreeMap<String, String>,
+    /// Static MX records, domain → ["10 mx.example.net", …], consulted instead of DNS.
+    pub mx: std::collections::BTreeMap<String, Vec<String>>,
+    /// Lane limits by provider (`google`, `microsoft`, `yahoo`, `apple`, `other`) or lane key.
+    pub lanes: std::collections::BTreeMap<String, weir_delivery::lane::LaneLimits>,
+}
+
+impl Default for DeliverySection {
+    fn default() -> Self {
+        DeliverySection {
+            enabled: true,
+            helo_name: MessageConfig::default().id_domain,
+            max_in_flight: 2000,
+            poll_interval_ms: 200,
+            retry_first_seconds: 900,
+            retry_max_seconds: 8 * 3600,
+            retry_window_seconds: 48 * 3600,
+            connect_timeout_seconds: 30,
+            command_timeout_seconds: 120,
+            starttls: true,
+            smarthost: None,
+            mx_port: 25,
+            routes: Default::default(),
+            mx: Default::default(),
+            lanes: Default::default(),
+        }
+    }
 }
 
 /// `[smtp]`.
@@ -144,6 +204,7 @@ impl Default for Config {
             spool: SpoolConfig::default(),
             message: MessageConfig::default(),
             smtp: SmtpSection::default(),
+            delivery: DeliverySection::default(),
         }
     }
 }
@@ -204,6 +265,23 @@ impl Config {
             self.smtp.trusted_networks.is_empty() || self.smtp.trusted_account.is_some(),
             "smtp.trusted_networks needs smtp.trusted_account (the account those hosts send as)"
         );
+        for (d, t) in &self.delivery.routes {
+            anyhow::ensure!(
+                weir_delivery::route::parse_target(t).is_some(),
+                "delivery.routes.{d}: '{t}' is not host:port"
+            );
+        }
+        if let Some(t) = &self.delivery.smarthost {
+            anyhow::ensure!(
+                weir_delivery::route::parse_target(t).is_some(),
+                "delivery.smarthost: '{t}' is not host:port"
+            );
+        }
+        for (d, records) in &self.delivery.mx {
+            for r in records {
+                anyhow::ensure!(parse_mx(r).is_some(), "delivery.mx.{d}: '{r}' is not 'PREFERENCE HOST'");
+            }
+        }
         anyhow::ensure!(
             self.smtp.tls_cert.is_some() == self.smtp.tls_key.is_some(),
             "smtp.tls_cert and smtp.tls_key go together"
@@ -215,6 +293,12 @@ impl Config {
         );
         Ok(())
     }
+}
+
+/// `"10 mx.example.net"` → (10, "mx.example.net").
+pub fn parse_mx(s: &str) -> Option<(u16, String)> {
+    let (p, h) = s.trim().split_once(char::is_whitespace)?;
+    Some((p.parse().ok()?, h.trim().to_string()))
 }
 
 #[cfg(test)]

@@ -36,6 +36,9 @@ pub struct ServeArgs {
     /// Do not run the SMTP listeners.
     #[arg(long)]
     no_smtp: bool,
+    /// Do not deliver: accepted mail stays in the spool.
+    #[arg(long)]
+    no_delivery: bool,
 }
 
 /// Read the admin token from the data dir, creating it (mode 0600) on first start.
@@ -84,6 +87,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.no_smtp {
         cfg.smtp.enabled = false;
     }
+    if args.no_delivery {
+        cfg.delivery.enabled = false;
+    }
     cfg.validate()?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(serve(cfg))
@@ -111,7 +117,11 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         ServiceConfig { default_region: defaults, id_domain: cfg.message.id_domain.clone() },
         system_clock(),
     )?);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let engine = if cfg.delivery.enabled { Some(delivery_engine(&cfg, svc.clone())?) } else { None };
+    let engine_task = engine.clone().map(|e| tokio::spawn(e.run(stop_rx.clone())));
     let state = AppState {
+        delivery_status: engine.clone().map(|e| -> weir_api::StatusFn { Arc::new(move || e.status()) }),
         svc,
         cfg: Arc::new(ApiConfig {
             max_skew_secs: cfg.http.max_skew_seconds,
@@ -125,7 +135,6 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", cfg.http.listen))?;
     let bound = listener.local_addr()?;
     let mut info = serde_json::json!({ "http": format!("http://{bound}"), "pid": std::process::id() });
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
     let mut smtp_guard = None;
     let mut smtp_tasks = Vec::new();
@@ -153,6 +162,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     for t in smtp_tasks {
         let _ = t.await;
     }
+    if let Some(t) = engine_task {
+        let _ = t.await;
+    }
     if let Some(g) = smtp_guard {
         // Sessions in the middle of a transaction get a few seconds to finish it.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -163,6 +175,47 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     store.shutdown();
     let _ = std::fs::remove_file(&server_file);
     Ok(())
+}
+
+fn delivery_engine(cfg: &Config, svc: Arc<Service>) -> anyhow::Result<Arc<weir_delivery::Engine>> {
+    use weir_delivery::route::{HickoryResolver, Resolver, Router, StaticResolver, parse_target};
+    let d = &cfg.delivery;
+    let routes = d.routes.iter().filter_map(|(k, v)| parse_target(v).map(|t| (k.clone(), t))).collect();
+    let smarthost = d.smarthost.as_deref().and_then(parse_target);
+    let resolver: Arc<dyn Resolver> = if !d.mx.is_empty() {
+        let table =
+            d.mx.iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.iter().filter_map(|r| crate::config::parse_mx(r)).collect()))
+                .collect();
+        Arc::new(StaticResolver(table))
+    } else {
+        Arc::new(HickoryResolver::system().map_err(|e| anyhow::anyhow!("cannot set up DNS resolution: {e}"))?)
+    };
+    let router = Router::new(routes, smarthost, resolver, d.mx_port);
+    let ecfg = weir_delivery::DeliveryConfig {
+        helo_name: d.helo_name.clone(),
+        max_in_flight: d.max_in_flight,
+        poll_interval: std::time::Duration::from_millis(d.poll_interval_ms),
+        schedule: weir_classify_schedule(d),
+        connect_timeout: std::time::Duration::from_secs(d.connect_timeout_seconds),
+        command_timeout: std::time::Duration::from_secs(d.command_timeout_seconds),
+        starttls: d.starttls,
+        lanes: d.lanes.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+    };
+    tracing::info!(
+        smarthost = ?d.smarthost, routes = d.routes.len(), static_mx = d.mx.len(),
+        "delivery engine running"
+    );
+    Ok(Arc::new(weir_delivery::Engine::new(svc, ecfg, router, &cfg.data_dir)?))
+}
+
+fn weir_classify_schedule(d: &crate::config::DeliverySection) -> weir_delivery::engine::Schedule {
+    weir_delivery::engine::Schedule {
+        first: std::time::Duration::from_secs(d.retry_first_seconds),
+        max: std::time::Duration::from_secs(d.retry_max_seconds),
+        window: std::time::Duration::from_secs(d.retry_window_seconds),
+        ..Default::default()
+    }
 }
 
 fn smtp_context(

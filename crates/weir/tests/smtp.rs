@@ -103,7 +103,7 @@ fn config(dir: &std::path::Path, text: &str) -> String {
 fn trusted_network_submits_without_auth_within_quota() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "[smtp]\ntrusted_networks = [\"127.0.0.0/8\"]\ntrusted_account = \"internal\"\n");
-    let s = Server::start_with(dir.path(), &["--config", &cfg]);
+    let s = Server::start_with(dir.path(), &["--config", &cfg, "--no-delivery"]);
     s.account("internal");
     s.cli(&["identity", "add", "internal", "--region", "us-east-1", "acme.test", "--verified"]);
     let mut c = Client::connect(&s.smtp);
@@ -125,7 +125,7 @@ fn protections_timeouts_limits_lockout() {
         dir.path(),
         "[smtp]\nidle_timeout_seconds = 1\nmax_connections_per_ip = 2\nauth_max_failures = 2\nauth_failure_delay_ms = 0\nallow_plaintext_auth = true\nenhanced_status_codes = true\n",
     );
-    let s = Server::start_with(dir.path(), &["--config", &cfg]);
+    let s = Server::start_with(dir.path(), &["--config", &cfg, "--no-delivery"]);
     let k = s.account("acme");
 
     let mut a = Client::connect(&s.smtp);

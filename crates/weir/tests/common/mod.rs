@@ -24,7 +24,7 @@ pub struct Server {
 impl Server {
     /// Start `weir serve` on a free port with `dir` as its data dir.
     pub fn start(dir: &Path) -> Server {
-        Self::start_with(dir, &[])
+        Self::start_with(dir, &["--no-delivery"])
     }
 
     /// Start with extra `weir serve` arguments (e.g. `--config FILE`).

@@ -1,0 +1,254 @@
+"""Delivery end to end: weir delivers what it accepted to local receivers on loopback — Postfix's
+smtp-sink and a scriptable fake MX — and reads their replies. No DNS: routes come from config."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import Weir
+from fakemx import FakeMX
+
+pytestmark = pytest.mark.skipif(shutil.which("smtp-sink") is None and not os.environ.get("CI"),
+                                reason="smtp-sink comes with Debian's postfix package, installed by .ci/run")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def port_open(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def wait_for(pred, timeout=20, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def events(weir, kind=None):
+    path = weir.data_dir / "events.jsonl"
+    if not path.exists():
+        return []
+    out = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    return [e for e in out if kind is None or e["eventType"] == kind]
+
+
+def start(tmp, delivery_toml):
+    data = Path(tmp) / "weir"
+    data.mkdir()
+    cfg = Path(tmp) / "weir.toml"
+    cfg.write_text("[delivery]\npoll_interval_ms = 50\nretry_first_seconds = 1\nretry_max_seconds = 2\n"
+                   "starttls = false\n" + delivery_toml)
+    return Weir(data, extra_args=("--config", str(cfg))).start()
+
+
+@pytest.fixture
+def sink():
+    with tempfile.TemporaryDirectory() as d:
+        os.chmod(d, 0o777)
+        port = free_port()
+        proc = subprocess.Popen(["smtp-sink", "-u", "postfix", "-d", f"{d}/%H%M%S.", f"127.0.0.1:{port}", "256"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: port_open(port), what="smtp-sink")
+        yield port, Path(d)
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def mx():
+    return FakeMX()
+
+
+def test_api_and_smtp_mail_reach_smtp_sink(sink):
+    port, dumps = sink
+    with tempfile.TemporaryDirectory() as tmp:
+        w = start(tmp, f'smarthost = "127.0.0.1:{port}"\n')
+        try:
+            a = w.account()
+            a.verify("acme.test")
+            a.quota("us-east-1", "--production", "--max-rate", "100")
+            r = a.aws("ses", "send-email", "--from", "a@acme.test", "--destination", "ToAddresses=b@example.net",
+                      "--message", "Subject={Data=via api},Body={Text={Data=hello}}")
+            assert r.returncode == 0, r.stderr
+            api_id = json.loads(r.stdout)["MessageId"]
+            swaks = subprocess.run(["swaks", "--server", f"{w.smtp[0]}:{w.smtp[1]}", "--tls", "--from", "a@acme.test",
+                                    "--to", "c@example.net", "--auth", "PLAIN", "--auth-user", a.creds["smtp_username"],
+                                    "--auth-password", a.creds["smtp_password"], "--header", "Subject: via smtp"],
+                                   capture_output=True, text=True, timeout=30)
+            assert swaks.returncode == 0, swaks.stdout
+            wait_for(lambda: len(list(dumps.iterdir())) >= 2, what="two messages at smtp-sink")
+            bodies = [p.read_bytes() for p in dumps.iterdir()]
+            assert any(b"via api" in b and api_id.encode() in b for b in bodies)
+            assert any(b"via smtp" in b for b in bodies)
+            wait_for(lambda: len(events(w, "Delivery")) == 2, what="two Delivery events")
+            d = events(w, "Delivery")[0]
+            assert d["delivery"]["smtpResponse"].startswith("250") and d["mail"]["source"] == "a@acme.test"
+            status = json.loads(urlopen_admin(w, "/admin/v1/delivery"))
+            lane = status["lanes"][f"route:127.0.0.1:{port}"]
+            assert lane["delivered"] == 2 and lane["first_deferral_rate"] == 0.0 and lane["final_delivery_rate"] == 1.0
+        finally:
+            w.stop()
+
+
+def urlopen_admin(w, path):
+    import urllib.request
+    token = (w.data_dir / "admin-token").read_text().strip()
+    req = urllib.request.Request(w.base + path, headers={"Authorization": f"Bearer {token}"})
+    return urllib.request.urlopen(req, timeout=10).read().decode()
+
+
+def test_per_recipient_replies_and_suppression(mx):
+    with tempfile.TemporaryDirectory() as tmp:
+        w = start(tmp, f'routes = {{ "fake.test" = "127.0.0.1:{mx.port}" }}\n')
+        try:
+            a = w.account()
+            a.verify("acme.test")
+            a.quota("us-east-1", "--production", "--max-rate", "100")
+            ses = a.client()
+            r = ses.send_email(Source="a@acme.test",
+                               Destination={"ToAddresses": ["ok@fake.test", "nosuch@fake.test", "slow@fake.test"]},
+                               Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}})
+            wait_for(lambda: events(w, "Bounce") and events(w, "Delivery"), what="bounce and delivery")
+            # One transaction: one accepted, one refused for good, one deferred.
+            assert len(mx.messages) == 1 and mx.messages[0][2] == ["ok@fake.test"]
+            b = events(w, "Bounce")[0]["bounce"]
+            assert (b["bounceType"], b["bounceSubType"]) == ("Permanent", "NoEmail")
+            assert b["bouncedRecipients"][0]["emailAddress"] == "nosuch@fake.test"
+            assert b["bouncedRecipients"][0]["status"] == "5.1.1"
+            assert "550 5.1.1" in b["bouncedRecipients"][0]["diagnosticCode"]
+            delay = wait_for(lambda: events(w, "DeliveryDelay"), what="a delay")[0]["deliveryDelay"]
+            assert delay["delayedRecipients"][0]["emailAddress"] == "slow@fake.test"
+            # The 5.1.1 put the address on the account's suppression list...
+            v2 = a.client("sesv2")
+            s = wait_for(lambda: v2.list_suppressed_destinations()["SuppressedDestinationSummaries"], what="suppression")
+            assert [x["EmailAddress"] for x in s] == ["nosuch@fake.test"] and s[0]["Reason"] == "BOUNCE"
+            assert v2.get_suppressed_destination(EmailAddress="nosuch@fake.test")["SuppressedDestination"]["Attributes"]["MessageId"] == r["MessageId"]
+            # ... so the next send to it is accepted but not delivered.
+            before = len(mx.attempts["nosuch@fake.test"])
+            r2 = ses.send_email(Source="a@acme.test", Destination={"ToAddresses": ["nosuch@fake.test"]},
+                                Message={"Subject": {"Data": "again"}, "Body": {"Text": {"Data": "b"}}})
+            spool = json.loads(w.cli("spool", "list", "--json"))
+            assert [m["recipients"] for m in spool if m["message_id"] == r2["MessageId"]][0] == [
+                {"address": "nosuch@fake.test", "state": "suppressed"}]
+            time.sleep(0.5)
+            assert len(mx.attempts["nosuch@fake.test"]) == before
+            # Bounces are counted in GetSendStatistics.
+            assert sum(p["Bounces"] for p in ses.get_send_statistics()["SendDataPoints"]) == 1
+        finally:
+            w.stop()
+
+
+def test_deferral_is_retried_on_schedule_and_window_expires(mx):
+    with tempfile.TemporaryDirectory() as tmp:
+        w = start(tmp, f'retry_window_seconds = 4\nroutes = {{ "fake.test" = "127.0.0.1:{mx.port}" }}\n')
+        try:
+            a = w.account()
+            a.verify("acme.test")
+            a.quota("us-east-1", "--production", "--max-rate", "100")
+            ses = a.client()
+            ses.send_email(Source="a@acme.test", Destination={"ToAddresses": ["flaky@fake.test", "defer@fake.test"]},
+                           Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}})
+            wait_for(lambda: mx.delivered_to("flaky@fake.test"), what="flaky delivered on retry")
+            times = mx.attempts["flaky@fake.test"]
+            assert len(times) == 2 and times[1] - times[0] >= 0.85, times  # first retry after 1 s ± 10 %
+            bounce = wait_for(lambda: events(w, "Bounce"), timeout=20, what="expiry bounce")[0]["bounce"]
+            assert bounce["bounceType"] == "Transient"
+            diag = bounce["bouncedRecipients"][0]["diagnosticCode"]
+            assert "retry window expired" in diag and "451 4.3.0 Temporary local problem" in diag
+            tries = mx.attempts["defer@fake.test"]
+            gaps = [b - a for a, b in zip(tries, tries[1:])]
+            assert len(tries) >= 3 and all(g >= 0.85 for g in gaps), gaps  # backoff, never a burst
+            status = json.loads(urlopen_admin(w, "/admin/v1/delivery"))["lanes"][f"route:127.0.0.1:{mx.port}"]
+            assert status["first_attempts"] == 2 and status["first_attempt_deferrals"] == 2
+            assert status["delivered"] == 1 and status["expired"] == 1 and status["final_delivery_rate"] == 0.5
+        finally:
+            w.stop()
+
+
+def test_provider_throttling_replies_defer_not_bounce(mx):
+    with tempfile.TemporaryDirectory() as tmp:
+        w = start(tmp, f'routes = {{ "fake.test" = "127.0.0.1:{mx.port}" }}\n')
+        try:
+            a = w.account()
+            a.verify("acme.test")
+            a.quota("us-east-1", "--production", "--max-rate", "100")
+            a.client().send_email(Source="a@acme.test",
+                                  Destination={"ToAddresses": ["ts04@fake.test", "unusual@fake.test", "spf@fake.test"]},
+                                  Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}})
+            delays = wait_for(lambda: len(events(w, "DeliveryDelay")) >= 1 and events(w, "DeliveryDelay"), what="delays")
+            assert not events(w, "Bounce")
+            diag = delays[0]["deliveryDelay"]["delayedRecipients"][0]["diagnosticCode"]
+            assert diag.startswith("smtp; 421")
+        finally:
+            w.stop()
+
+
+def test_mailbox_simulator(sink):
+    port, _ = sink
+    with tempfile.TemporaryDirectory() as tmp:
+        w = start(tmp, f'smarthost = "127.0.0.1:{port}"\n')
+        try:
+            a = w.account()
+            a.verify("acme.test")
+            a.quota("us-east-1", "--burst-seconds", "10")
+            ses = a.client()
+            sim = "@simulator.amazonses.com"
+            ses.send_email(Source="a@acme.test",
+                           Destination={"ToAddresses": ["success" + sim, "bounce" + sim, "complaint" + sim, "ooto" + sim,
+                                                        "suppressionlist" + sim]},
+                           Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}})
+            wait_for(lambda: len(events(w, "Delivery")) == 3 and len(events(w, "Bounce")) == 2, what="simulator events")
+            assert [e["complaint"]["complainedRecipients"][0]["emailAddress"] for e in events(w, "Complaint")] == ["complaint" + sim]
+            kinds = sorted(e["bounce"]["bouncedRecipients"][0]["emailAddress"] for e in events(w, "Bounce"))
+            assert kinds == ["bounce" + sim, "suppressionlist" + sim]
+            points = ses.get_send_statistics()["SendDataPoints"]
+            assert sum(p["Complaints"] for p in points) == 1 and sum(p["Bounces"] for p in points) == 2
+            # Simulator bounces never touch the suppression list.
+            assert a.client("sesv2").list_suppressed_destinations()["SuppressedDestinationSummaries"] == []
+        finally:
+            w.stop()
+
+
+def test_smtp_sink_soft_rejects_are_deferred():
+    """smtp-sink -r RCPT answers every RCPT with a 4xx: weir defers and retries, never bounces."""
+    with tempfile.TemporaryDirectory() as d:
+        port = free_port()
+        proc = subprocess.Popen(["smtp-sink", "-u", "postfix", "-r", "RCPT", f"127.0.0.1:{port}", "64"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: port_open(port), what="smtp-sink")
+            w = start(d, f'smarthost = "127.0.0.1:{port}"\n')
+            try:
+                a = w.account()
+                a.verify("acme.test")
+                a.client().send_email(Source="a@acme.test", Destination={"ToAddresses": ["b@acme.test"]},
+                                      Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}})
+                delays = wait_for(lambda: len(events(w, "DeliveryDelay")) >= 2 and events(w, "DeliveryDelay"), what="retries")
+                assert delays[0]["deliveryDelay"]["delayedRecipients"][0]["status"].startswith("4.")
+                assert not events(w, "Bounce") and not events(w, "Delivery")
+            finally:
+                w.stop()
+        finally:
+            proc.kill()
+            proc.wait()
