@@ -141,6 +141,11 @@ impl Engine {
         })
     }
 
+    /// Recipients being delivered right now.
+    pub fn in_flight(&self) -> usize {
+        self.inflight.lock().len()
+    }
+
     /// Lane counters and engine state, as JSON (admin API).
     pub fn status(&self) -> Value {
         let lanes: BTreeMap<String, Value> = self

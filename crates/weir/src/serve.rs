@@ -165,6 +165,13 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     if let Some(t) = engine_task {
         let _ = t.await;
     }
+    if let Some(e) = &engine {
+        // Let deliveries already under way finish and record their results.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while e.in_flight() > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
     if let Some(g) = smtp_guard {
         // Sessions in the middle of a transaction get a few seconds to finish it.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
