@@ -297,3 +297,46 @@ def test_kill_9_during_delivery_of_20000_messages(sink):
         finally:
             if w.proc.poll() is None:
                 w.stop()
+
+
+def test_send_reject_events_and_webhooks():
+    """Every event goes to events.jsonl and to the configured webhook (a local HTTP server)."""
+    import http.server
+    import threading
+
+    got = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200 if len(got) > 1 else 503)  # the first POST fails: retried
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            w = start(tmp, f'webhooks = ["http://127.0.0.1:{srv.server_address[1]}/hook"]\n')
+            try:
+                a = w.account()
+                a.verify("acme.test")
+                ses = a.client()
+                r = ses.send_email(Source="a@acme.test", Destination={"ToAddresses": ["success@simulator.amazonses.com"]},
+                                   Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}})
+                with pytest.raises(Exception):
+                    ses.send_email(Source="a@acme.test", Destination={"ToAddresses": ["x@unverified.test"]},
+                                   Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}})
+                wait_for(lambda: {e["eventType"] for e in got} >= {"Send", "Delivery", "Reject"}, what="webhook events")
+                send = [e for e in got if e["eventType"] == "Send"][0]
+                assert send["mail"]["messageId"] == r["MessageId"]
+                assert send["send"]["destination"] == ["success@simulator.amazonses.com"]
+                assert events(w, "Reject")[0]["reject"]["reason"].startswith("Email address is not verified")
+                status = json.loads(urlopen_admin(w, "/admin/v1/delivery"))
+                assert status["webhooks"]["delivered"] >= 3 and status["webhooks"]["failed"] == 0
+            finally:
+                w.stop()
+    finally:
+        srv.shutdown()

@@ -23,10 +23,10 @@ use weir_store::ops::{self, AttemptResult, DueRecipient};
 use weir_submit::Service;
 
 use crate::client::{Client, ClientError};
-use crate::events::{EventLog, Failure, MailInfo};
 use crate::lane::{Lane, LaneLimits};
 use crate::route::{Route, RouteError, Router, Target};
 use crate::simulator::{self, Outcome};
+use weir_store::events::{EventLog, Failure, MailInfo};
 
 /// Settings of the delivery engine.
 #[derive(Debug, Clone)]
@@ -100,7 +100,7 @@ pub struct Engine {
     svc: Arc<Service>,
     cfg: DeliveryConfig,
     router: Router,
-    events: EventLog,
+    events: Arc<EventLog>,
     tls: Arc<rustls::ClientConfig>,
     inflight: Mutex<HashSet<(String, i64)>>,
     lanes: Mutex<HashMap<String, Arc<Lane>>>,
@@ -121,18 +121,18 @@ fn synth(code: u16, enh: (u8, u16, u16), text: impl Into<String>) -> Reply {
 }
 
 impl Engine {
-    /// A new engine writing events into `data_dir`.
+    /// A new engine recording events in `events`.
     pub fn new(
         svc: Arc<Service>,
         cfg: DeliveryConfig,
         router: Router,
-        data_dir: &std::path::Path,
+        events: Arc<EventLog>,
     ) -> std::io::Result<Engine> {
         Ok(Engine {
             svc,
             cfg,
             router,
-            events: EventLog::open(data_dir)?,
+            events,
             tls: crate::client::opportunistic_tls(),
             inflight: Mutex::new(HashSet::new()),
             lanes: Mutex::new(HashMap::new()),

@@ -8,15 +8,15 @@
 //! - [`lane`]: per (provider or MX group) limits: connections, messages per minute, messages per
 //!   connection, recipients per transaction.
 //! - [`simulator`]: the SES mailbox simulator, without the network.
-//! - [`events`]: SES-shaped event records, appended to `events.jsonl`.
+//! - [`webhooks`]: events POSTed to configured URLs, retried, never blocking delivery.
 //! - [`engine`]: the scheduler: picks due recipients, hands them to lanes, applies what the
 //!   classifier (`weir-classify`) decides for each reply.
 
 pub mod client;
 pub mod engine;
-pub mod events;
 pub mod lane;
 pub mod route;
 pub mod simulator;
+pub mod webhooks;
 
 pub use engine::{DeliveryConfig, Engine};

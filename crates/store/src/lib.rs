@@ -7,7 +7,9 @@
 //! - [`schema`]: the tables.
 //! - [`model`]: rows as Rust types.
 //! - [`ops`]: the SQL for each operation, as plain functions over a connection.
+//! - [`events`]: the SES-shaped event log (`events.jsonl`) and its listeners.
 
+pub mod events;
 pub mod model;
 pub mod ops;
 pub mod schema;

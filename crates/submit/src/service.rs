@@ -133,6 +133,7 @@ pub struct Service {
     quotas: Mutex<HashMap<RegionKey, Arc<Mutex<QuotaState>>>>,
     config: ServiceConfig,
     clock: Clock,
+    events: Option<Arc<weir_store::events::EventLog>>,
 }
 
 fn limits_of(s: &RegionSettings) -> Limits {
@@ -176,7 +177,28 @@ impl Service {
             quotas.insert(key, Arc::new(Mutex::new(QuotaState::restore(rec.seconds, rec.tat))));
         }
         store.write_detached(move |c| ops::prune(c, now_s as i64));
-        Ok(Service { store, catalog: RwLock::new(catalog), quotas: Mutex::new(quotas), config, clock })
+        Ok(Service { store, catalog: RwLock::new(catalog), quotas: Mutex::new(quotas), config, clock, events: None })
+    }
+
+    /// Record Send and Reject events in `events`.
+    pub fn with_events(mut self, events: Arc<weir_store::events::EventLog>) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// The event log, if one is set.
+    pub fn events(&self) -> Option<&Arc<weir_store::events::EventLog>> {
+        self.events.as_ref()
+    }
+
+    fn mail_info(&self, account: &Account, sub: &Submission, now_ms: i64) -> weir_store::events::MailInfo {
+        weir_store::events::MailInfo {
+            message_id: sub.message_id.clone(),
+            source: sub.source.addr.clone(),
+            timestamp_ms: now_ms,
+            account: account.name.clone(),
+            region: sub.region.clone(),
+        }
     }
 
     /// Current time, Unix nanoseconds.
@@ -510,11 +532,15 @@ impl Service {
                 drop(cat);
                 let (id, region, now) = (account.id, sub.region.clone(), self.now_ms());
                 self.store.write_detached(move |c| ops::record_reject(c, id, &region, now));
-                return Err(SubmitError::MessageRejected(format!(
+                let msg = format!(
                     "Email address is not verified. The following identities failed the check in region {}: {}",
                     region_upper(&sub.region),
                     failed.join(", ")
-                )));
+                );
+                if let Some(ev) = &self.events {
+                    ev.reject(&self.mail_info(account, &sub, now), &msg);
+                }
+                return Err(SubmitError::MessageRejected(msg));
             }
             distinct
                 .iter()
@@ -537,6 +563,8 @@ impl Service {
             sub.tags.iter().map(|(n, v)| serde_json::json!({"Name": n, "Value": v})).collect(),
         )
         .to_string();
+        let info =
+            self.events.as_ref().map(|_| (self.mail_info(account, &sub, (now / 1_000_000) as i64), sub.tags.clone()));
         let entry = SpoolEntry {
             id: sub.message_id.clone(),
             account_id: account.id,
@@ -553,7 +581,12 @@ impl Service {
             quota_tat: charge.tat_after,
         };
         match self.store.write(move |c| ops::enqueue(c, &entry)).await {
-            Ok(()) => Ok(sub.message_id),
+            Ok(()) => {
+                if let (Some(ev), Some((mail, tags))) = (&self.events, info) {
+                    ev.send(&mail, &distinct, &tags);
+                }
+                Ok(sub.message_id)
+            }
             Err(e) => {
                 quota.lock().refund(&charge);
                 tracing::error!(error = %e, "spool write failed; refunded the quota charge");

@@ -60,6 +60,10 @@ pub struct DeliverySection {
     pub mx: std::collections::BTreeMap<String, Vec<String>>,
     /// Lane limits by provider (`google`, `microsoft`, `yahoo`, `apple`, `other`) or lane key.
     pub lanes: std::collections::BTreeMap<String, weir_delivery::lane::LaneLimits>,
+    /// URLs (`http://…`) that receive every event as a JSON POST.
+    pub webhooks: Vec<String>,
+    /// Attempts per event and webhook.
+    pub webhook_attempts: u32,
 }
 
 impl Default for DeliverySection {
@@ -80,6 +84,8 @@ impl Default for DeliverySection {
             routes: Default::default(),
             mx: Default::default(),
             lanes: Default::default(),
+            webhooks: vec![],
+            webhook_attempts: 5,
         }
     }
 }
@@ -269,6 +275,12 @@ impl Config {
             anyhow::ensure!(
                 weir_delivery::route::parse_target(t).is_some(),
                 "delivery.routes.{d}: '{t}' is not host:port"
+            );
+        }
+        for u in &self.delivery.webhooks {
+            anyhow::ensure!(
+                u.starts_with("http://"),
+                "delivery.webhooks: '{u}' must be an http:// URL (https is not supported yet)"
             );
         }
         if let Some(t) = &self.delivery.smarthost {

@@ -112,16 +112,40 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         burst_seconds: cfg.defaults.burst_seconds,
         ..RegionSettings::sandbox()
     };
-    let svc = Arc::new(Service::open(
-        store.clone(),
-        ServiceConfig { default_region: defaults, id_domain: cfg.message.id_domain.clone() },
-        system_clock(),
-    )?);
+    let events = Arc::new(weir_store::events::EventLog::open(&cfg.data_dir)?);
+    let svc = Arc::new(
+        Service::open(
+            store.clone(),
+            ServiceConfig { default_region: defaults, id_domain: cfg.message.id_domain.clone() },
+            system_clock(),
+        )?
+        .with_events(events.clone()),
+    );
+    let webhook_stats = Arc::new(weir_delivery::webhooks::WebhookStats::default());
+    if !cfg.delivery.webhooks.is_empty() {
+        events.add_listener(weir_delivery::webhooks::start(
+            cfg.delivery.webhooks.clone(),
+            10_000,
+            cfg.delivery.webhook_attempts,
+            webhook_stats.clone(),
+        ));
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let engine = if cfg.delivery.enabled { Some(delivery_engine(&cfg, svc.clone())?) } else { None };
+    let engine = if cfg.delivery.enabled { Some(delivery_engine(&cfg, svc.clone(), events.clone())?) } else { None };
     let engine_task = engine.clone().map(|e| tokio::spawn(e.run(stop_rx.clone())));
     let state = AppState {
-        delivery_status: engine.clone().map(|e| -> weir_api::StatusFn { Arc::new(move || e.status()) }),
+        delivery_status: engine.clone().map(|e| -> weir_api::StatusFn {
+            let w = webhook_stats.clone();
+            Arc::new(move || {
+                let mut v = e.status();
+                v["webhooks"] = serde_json::json!({
+                    "delivered": w.delivered.load(std::sync::atomic::Ordering::Relaxed),
+                    "failed": w.failed.load(std::sync::atomic::Ordering::Relaxed),
+                    "dropped": w.dropped.load(std::sync::atomic::Ordering::Relaxed),
+                });
+                v
+            })
+        }),
         svc,
         cfg: Arc::new(ApiConfig {
             max_skew_secs: cfg.http.max_skew_seconds,
@@ -184,7 +208,11 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn delivery_engine(cfg: &Config, svc: Arc<Service>) -> anyhow::Result<Arc<weir_delivery::Engine>> {
+fn delivery_engine(
+    cfg: &Config,
+    svc: Arc<Service>,
+    events: Arc<weir_store::events::EventLog>,
+) -> anyhow::Result<Arc<weir_delivery::Engine>> {
     use weir_delivery::route::{HickoryResolver, Resolver, Router, StaticResolver, parse_target};
     let d = &cfg.delivery;
     let routes = d.routes.iter().filter_map(|(k, v)| parse_target(v).map(|t| (k.clone(), t))).collect();
@@ -213,7 +241,7 @@ fn delivery_engine(cfg: &Config, svc: Arc<Service>) -> anyhow::Result<Arc<weir_d
         smarthost = ?d.smarthost, routes = d.routes.len(), static_mx = d.mx.len(),
         "delivery engine running"
     );
-    Ok(Arc::new(weir_delivery::Engine::new(svc, ecfg, router, &cfg.data_dir)?))
+    Ok(Arc::new(weir_delivery::Engine::new(svc, ecfg, router, events)?))
 }
 
 fn weir_classify_schedule(d: &crate::config::DeliverySection) -> weir_delivery::engine::Schedule {

@@ -1,11 +1,15 @@
-//! SES-shaped event records, one JSON object per line in `events.jsonl`.
+//! SES-shaped event records, one JSON object per line in `events.jsonl`, and handed to
+//! listeners (webhooks) that must never block the caller.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use serde_json::{Value, json};
+
+/// Receives every event after it is written; must return quickly (queue, don't send).
+pub type Listener = Box<dyn Fn(&Value) + Send + Sync>;
 
 /// What went wrong for one recipient (bounce or delay).
 pub struct Failure<'a> {
@@ -22,6 +26,7 @@ pub struct Failure<'a> {
 /// The event log.
 pub struct EventLog {
     file: Mutex<File>,
+    listeners: RwLock<Vec<Listener>>,
 }
 
 /// The `mail` object common to every event.
@@ -47,7 +52,12 @@ impl EventLog {
     /// Append to `dir/events.jsonl`.
     pub fn open(dir: &Path) -> std::io::Result<EventLog> {
         let file = OpenOptions::new().create(true).append(true).open(dir.join("events.jsonl"))?;
-        Ok(EventLog { file: Mutex::new(file) })
+        Ok(EventLog { file: Mutex::new(file), listeners: RwLock::new(Vec::new()) })
+    }
+
+    /// Add a listener (webhook sender).
+    pub fn add_listener(&self, l: Listener) {
+        self.listeners.write().push(l);
     }
 
     fn write(&self, mail: &MailInfo, event_type: &str, body_key: &str, body: Value) {
@@ -67,6 +77,20 @@ impl EventLog {
         if let Err(e) = self.file.lock().write_all(line.as_bytes()) {
             tracing::error!(error = %e, "cannot write events.jsonl");
         }
+        for l in self.listeners.read().iter() {
+            l(&record);
+        }
+    }
+
+    /// A message accepted for delivery.
+    pub fn send(&self, mail: &MailInfo, destination: &[String], tags: &[(String, String)]) {
+        let tags: serde_json::Map<String, Value> = tags.iter().map(|(k, v)| (k.clone(), json!([v]))).collect();
+        self.write(mail, "Send", "send", json!({ "destination": destination, "tags": tags }));
+    }
+
+    /// A send refused by identity or sandbox rules.
+    pub fn reject(&self, mail: &MailInfo, reason: &str) {
+        self.write(mail, "Reject", "reject", json!({ "reason": reason }));
     }
 
     /// A delivery.
