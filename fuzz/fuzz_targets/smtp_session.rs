@@ -26,7 +26,7 @@ fn world() -> &'static World {
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(Store::open(dir.path(), StoreOptions { fsync: false, ..Default::default() }).expect("store"));
-        let cfg = ServiceConfig { default_region: RegionSettings::sandbox(), id_domain: "fuzz.test".into() };
+        let cfg = ServiceConfig { default_region: RegionSettings::sandbox(), id_domain: "fuzz.test".into(), bulk_configuration_sets: vec![] };
         let svc = Arc::new(Service::open(store, cfg, system_clock()).expect("service"));
         rt.block_on(async {
             let a = svc.create_account("fuzz").await.expect("account");

@@ -10,6 +10,7 @@ accepted, deferred and refused recipients:
     unusual@…     421 4.7.28 Gmail has detected an unusual rate of unsolicited mail.
     spf@…         421 4.7.27 SPF authentication did not pass.
     defer@…       451 4.3.0 Temporary local problem (always)
+    hard@…        554 5.0.0 Rejected for no stated reason (a hard bounce that is not 5.1.1)
     flaky@…       451 4.3.0 on the first attempt, 250 afterwards
 
 Every accepted message is recorded with its recipients and the time it arrived.
@@ -26,6 +27,7 @@ REPLIES = {
     "unusual": "421 4.7.28 Gmail has detected an unusual rate of unsolicited mail.",
     "spf": "421 4.7.27 SPF authentication did not pass.",
     "defer": "451 4.3.0 Temporary local problem",
+    "hard": "554 5.0.0 Rejected for no stated reason",
 }
 
 

@@ -340,3 +340,25 @@ def test_send_reject_events_and_webhooks():
                 w.stop()
     finally:
         srv.shutdown()
+
+
+def test_repeated_hard_bounces_suppress(mx):
+    with tempfile.TemporaryDirectory() as tmp:
+        w = start(tmp, f'routes = {{ "fake.test" = "127.0.0.1:{mx.port}" }}\n')
+        try:
+            a = w.account()
+            a.verify("acme.test")
+            a.quota("us-east-1", "--production", "--max-rate", "100")
+            ses, v2 = a.client(), a.client("sesv2")
+            msg = {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}
+            ses.send_email(Source="a@acme.test", Destination={"ToAddresses": ["hard@fake.test"]}, Message=msg)
+            wait_for(lambda: len(events(w, "Bounce")) == 1, what="first bounce")
+            assert events(w, "Bounce")[0]["bounce"]["bounceType"] == "Permanent"
+            time.sleep(0.3)
+            assert v2.list_suppressed_destinations()["SuppressedDestinationSummaries"] == [], "one hard bounce is not enough"
+            ses.send_email(Source="a@acme.test", Destination={"ToAddresses": ["hard@fake.test"]}, Message=msg)
+            wait_for(lambda: len(events(w, "Bounce")) == 2, what="second bounce")
+            s = wait_for(lambda: v2.list_suppressed_destinations()["SuppressedDestinationSummaries"], what="suppressed")
+            assert [x["EmailAddress"] for x in s] == ["hard@fake.test"]
+        finally:
+            w.stop()

@@ -249,7 +249,15 @@ impl Engine {
         match self.router.route(&domain).await {
             Ok(route) => {
                 let lane = self.lane(&route);
-                lane.queue.lock().push_back(Job { rcpts, domain, route });
+                let bulk = rcpts.iter().any(|r| r.priority > 0);
+                let job = Job { rcpts, domain, route };
+                let mut q = lane.queue.lock();
+                // Transactional work goes ahead of any bulk work already waiting in the lane.
+                match q.iter().position(|j| j.rcpts.iter().any(|r| r.priority > 0)) {
+                    Some(i) if !bulk => q.insert(i, job),
+                    _ => q.push_back(job),
+                }
+                drop(q);
                 self.dispatch(lane);
             }
             Err(e) => {
@@ -512,6 +520,15 @@ impl Engine {
                     ("delivered", 0, false)
                 }
                 Action::Bounce { bounce_type, subtype, suppress } => {
+                    // A second hard bounce of the same address suppresses it too.
+                    let suppress = suppress
+                        || (bounce_type == weir_classify::classify::BounceType::Permanent
+                            && self
+                                .svc
+                                .store()
+                                .read(|c| ops::hard_bounces(c, o.rcpt.account_id, &o.rcpt.address))
+                                .unwrap_or(0)
+                                >= 1);
                     s.bounced += 1;
                     let f = Failure { kind: bounce_type.as_str(), subtype, status: &status, diagnostic: &diagnostic };
                     self.events.bounce(&mail, now, &o.rcpt.address, &f);

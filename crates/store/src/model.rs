@@ -182,6 +182,8 @@ pub struct SpoolEntry {
     pub quota_count: u32,
     /// Rate bucket state after the charge.
     pub quota_tat: u64,
+    /// Delivery priority: 0 transactional, 1 bulk.
+    pub priority: i64,
 }
 
 /// One 15-minute GetSendStatistics data point.

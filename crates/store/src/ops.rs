@@ -188,10 +188,10 @@ pub fn enqueue(c: &Connection, e: &SpoolEntry) -> Result<()> {
         e.body
     ])?;
     let mut rcpt = c.prepare_cached(
-        "INSERT INTO recipients (message_id, idx, address, state, next_attempt_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO recipients (message_id, idx, address, state, next_attempt_ms, priority) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     for (i, (addr, state)) in e.recipients.iter().enumerate() {
-        rcpt.execute(params![e.id, i as i64, addr, state.as_str(), e.created_ms])?;
+        rcpt.execute(params![e.id, i as i64, addr, state.as_str(), e.created_ms, e.priority])?;
     }
     c.prepare_cached(
         "INSERT INTO quota_seconds (account_id, region, second, count) VALUES (?1, ?2, ?3, ?4)
@@ -347,18 +347,20 @@ pub struct DueRecipient {
     pub mail_from: String,
     /// Acceptance time.
     pub created_ms: i64,
-    /// Configuration set (transactional/bulk class comes from it).
+    /// Configuration set.
     pub configuration_set: Option<String>,
+    /// 0 transactional, 1 bulk.
+    pub priority: i64,
 }
 
-/// Up to `limit` queued recipients due at `now_ms`, oldest first.
+/// Up to `limit` queued recipients due at `now_ms`: transactional first, then oldest first.
 pub fn due_recipients(c: &Connection, now_ms: i64, limit: usize) -> Result<Vec<DueRecipient>> {
     let mut st = c.prepare_cached(
         "SELECT r.message_id, r.idx, r.address, r.attempts, r.first_reply, m.account_id, m.region, m.mail_from,
-                m.created_ms, m.configuration_set
+                m.created_ms, m.configuration_set, r.priority
          FROM recipients r JOIN messages m ON m.id = r.message_id
          WHERE r.state = 'queued' AND r.next_attempt_ms <= ?1
-         ORDER BY r.next_attempt_ms LIMIT ?2",
+         ORDER BY r.priority, r.next_attempt_ms LIMIT ?2",
     )?;
     let rows = st.query_map(params![now_ms, limit as i64], |r| {
         Ok(DueRecipient {
@@ -372,6 +374,7 @@ pub fn due_recipients(c: &Connection, now_ms: i64, limit: usize) -> Result<Vec<D
             mail_from: r.get(7)?,
             created_ms: r.get(8)?,
             configuration_set: r.get(9)?,
+            priority: r.get(10)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -447,4 +450,14 @@ pub fn recipient_states(c: &Connection) -> Result<Vec<(String, i64)>> {
     let mut st = c.prepare("SELECT state, count(*) FROM recipients GROUP BY state ORDER BY state")?;
     let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Hard bounces already recorded for `address` in the account's mail.
+pub fn hard_bounces(c: &Connection, account_id: i64, address: &str) -> Result<i64> {
+    Ok(c.query_row(
+        "SELECT count(*) FROM recipients r JOIN messages m ON m.id = r.message_id
+         WHERE m.account_id = ?1 AND r.address = ?2 AND r.state = 'bounced' AND r.last_reply LIKE '5%'",
+        params![account_id, address],
+        |r| r.get(0),
+    )?)
 }

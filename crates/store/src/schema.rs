@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS recipients (
     last_reply      TEXT,
     first_reply     TEXT,
     updated_ms      INTEGER NOT NULL DEFAULT 0,
+    priority        INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (message_id, idx)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS recipients_due ON recipients (state, next_attempt_ms);
@@ -104,11 +105,19 @@ pub fn migrate(conn: &Connection) -> Result<()> {
         .prepare("SELECT name FROM pragma_table_info('recipients')")?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    for (name, ddl) in [("first_reply", "TEXT"), ("updated_ms", "INTEGER NOT NULL DEFAULT 0")] {
+    for (name, ddl) in [
+        ("first_reply", "TEXT"),
+        ("updated_ms", "INTEGER NOT NULL DEFAULT 0"),
+        ("priority", "INTEGER NOT NULL DEFAULT 0"),
+    ] {
         if !cols.iter().any(|c| c == name) {
             conn.execute_batch(&format!("ALTER TABLE recipients ADD COLUMN {name} {ddl}"))?;
         }
     }
+    // Transactional (priority 0) before bulk (1).
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS recipients_due_priority ON recipients (state, priority, next_attempt_ms)",
+    )?;
     conn.pragma_update(None, "user_version", 1)?;
     Ok(())
 }

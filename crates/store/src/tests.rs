@@ -18,6 +18,7 @@ fn entry(id: &str, account_id: i64, second: u64, n: usize) -> SpoolEntry {
         quota_second: second,
         quota_count: n as u32,
         quota_tat: second * 1_000_000_000,
+        priority: 0,
     }
 }
 
@@ -82,4 +83,35 @@ async fn statistics_and_pruning() {
     store.write(move |c| ops::prune(c, (base + 86_400 + 15) as i64)).await.expect("prune");
     let q = store.read(|c| ops::load_quotas(c, base + 86_400 + 15)).expect("quotas");
     assert_eq!(q[0].1.seconds, vec![(base + 20, 1), (base + 900, 2)]);
+}
+
+#[tokio::test]
+async fn transactional_is_due_before_bulk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
+    let a = store.write(|c| ops::insert_account(c, "acme", "AKIA1", "s", 0)).await.expect("account");
+    let mut bulk = entry("bulk-old", a.id, 100, 2);
+    bulk.priority = 1;
+    store.write(move |c| ops::enqueue(c, &bulk)).await.expect("bulk");
+    store.write(move |c| ops::enqueue(c, &entry("tx-new", a.id, 200, 1))).await.expect("transactional");
+    let due = store.read(|c| ops::due_recipients(c, 1_000_000, 10)).expect("due");
+    let order: Vec<&str> = due.iter().map(|d| d.message_id.as_str()).collect();
+    assert_eq!(order, vec!["tx-new", "bulk-old", "bulk-old"]);
+    assert_eq!(due[0].priority, 0);
+    // After a restart the interrupted ones come back; a recorded outcome leaves the queue.
+    let ids = vec![("tx-new".to_string(), 0)];
+    store.write(move |c| ops::mark_sending(c, &ids, 1)).await.expect("sending");
+    assert_eq!(store.read(|c| ops::due_recipients(c, 1_000_000, 10)).expect("due").len(), 2);
+    assert_eq!(store.write(ops::requeue_interrupted).await.expect("requeue"), 1);
+    let done = vec![ops::AttemptResult {
+        message_id: "tx-new".into(),
+        idx: 0,
+        state: "delivered".into(),
+        next_attempt_ms: 0,
+        reply: "250 ok".into(),
+        deferral: false,
+    }];
+    store.write(move |c| ops::record_attempts(c, &done, 2)).await.expect("record");
+    let states = store.read(ops::recipient_states).expect("states");
+    assert_eq!(states, vec![("delivered".to_string(), 1), ("queued".to_string(), 2)]);
 }

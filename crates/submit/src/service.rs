@@ -113,6 +113,9 @@ pub struct ServiceConfig {
     pub default_region: RegionSettings,
     /// Domain for Message-ID headers.
     pub id_domain: String,
+    /// Configuration sets whose mail is bulk (delivered after transactional mail). A message is
+    /// also bulk when it carries the tag `weir-class=bulk`.
+    pub bulk_configuration_sets: Vec<String>,
 }
 
 /// `GetSendQuota` figures.
@@ -563,6 +566,9 @@ impl Service {
             sub.tags.iter().map(|(n, v)| serde_json::json!({"Name": n, "Value": v})).collect(),
         )
         .to_string();
+        let bulk = sub.tags.iter().any(|(k, v)| k == "weir-class" && v == "bulk")
+            || sub.configuration_set.as_ref().is_some_and(|c| self.config.bulk_configuration_sets.contains(c));
+        let priority = i64::from(bulk);
         let info =
             self.events.as_ref().map(|_| (self.mail_info(account, &sub, (now / 1_000_000) as i64), sub.tags.clone()));
         let entry = SpoolEntry {
@@ -579,6 +585,7 @@ impl Service {
             quota_second: charge.second,
             quota_count: charge.count,
             quota_tat: charge.tat_after,
+            priority,
         };
         match self.store.write(move |c| ops::enqueue(c, &entry)).await {
             Ok(()) => {

@@ -60,6 +60,8 @@ pub struct DeliverySection {
     pub mx: std::collections::BTreeMap<String, Vec<String>>,
     /// Lane limits by provider (`google`, `microsoft`, `yahoo`, `apple`, `other`) or lane key.
     pub lanes: std::collections::BTreeMap<String, weir_delivery::lane::LaneLimits>,
+    /// Configuration sets whose mail is bulk: delivered after transactional mail.
+    pub bulk_configuration_sets: Vec<String>,
     /// URLs (`http://…`) that receive every event as a JSON POST.
     pub webhooks: Vec<String>,
     /// Attempts per event and webhook.
@@ -84,6 +86,7 @@ impl Default for DeliverySection {
             routes: Default::default(),
             mx: Default::default(),
             lanes: Default::default(),
+            bulk_configuration_sets: vec![],
             webhooks: vec![],
             webhook_attempts: 5,
         }

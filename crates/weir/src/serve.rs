@@ -116,7 +116,11 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let svc = Arc::new(
         Service::open(
             store.clone(),
-            ServiceConfig { default_region: defaults, id_domain: cfg.message.id_domain.clone() },
+            ServiceConfig {
+                default_region: defaults,
+                id_domain: cfg.message.id_domain.clone(),
+                bulk_configuration_sets: cfg.delivery.bulk_configuration_sets.clone(),
+            },
             system_clock(),
         )?
         .with_events(events.clone()),

@@ -18,7 +18,11 @@ fn open_at(dir: &std::path::Path, now: Arc<AtomicU64>) -> Service {
     let n2 = now.clone();
     Service::open(
         store,
-        ServiceConfig { default_region: RegionSettings::sandbox(), id_domain: "weir.test".into() },
+        ServiceConfig {
+            default_region: RegionSettings::sandbox(),
+            id_domain: "weir.test".into(),
+            bulk_configuration_sets: vec![],
+        },
         Arc::new(move || n2.load(Ordering::SeqCst)),
     )
     .expect("service")
