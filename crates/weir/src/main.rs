@@ -9,6 +9,7 @@
 mod admin;
 mod config;
 mod serve;
+mod simulate;
 
 use std::path::PathBuf;
 
@@ -51,6 +52,8 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Run the lane controller and two baselines against modelled providers in virtual time.
+    Simulate(simulate::SimulateArgs),
     /// Inspect the spool (works whether or not the server runs).
     Spool {
         #[command(subcommand)]
@@ -69,5 +72,6 @@ fn main() -> anyhow::Result<()> {
             admin::identity(cmd, &admin::Client::new(&target.data_dir, target.server)?)
         }
         Command::Spool { cmd, target } => admin::spool(cmd, &target.data_dir),
+        Command::Simulate(args) => simulate::run(args),
     }
 }

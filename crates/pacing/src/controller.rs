@@ -1,0 +1,359 @@
+//! The lane controller. Fed with every classified reply of a lane and with clock ticks; decides
+//! connections and message rate. Pure: no clock, no I/O — the server and the simulator run the
+//! very same code.
+//!
+//! Policy (seed 004, DESIGN.md "Adaptive lanes"):
+//! - temporary throttling (421, TS/TSS, "try again later", low reputation): multiplicative
+//!   decrease of rate and connections, remembering the rate that was refused as a ceiling;
+//!   recovery is stepwise (25 % of normal per clean interval) up to just under that ceiling,
+//!   then slow probing above it — never a snap back;
+//! - Gmail 4.7.28: pause at least 10 minutes, resume with one connection, add connections one at
+//!   a time only after a clean interval;
+//! - authentication/TLS/PTR (4.7.23–4.7.40): a configuration incident; bulk mail is held, the
+//!   rate is not the problem and is left alone;
+//! - HTTP 429 / Retry-After: pause for exactly that long;
+//! - recipient-scoped limits (4.2.1): nothing at lane level;
+//! - warm-up: a new source starts low and grows by a factor per clean interval, falling back a
+//!   step when an interval was not clean.
+
+use serde::{Deserialize, Serialize};
+use weir_classify::classify::Category;
+
+use crate::Millis;
+
+/// Tuning of the controller.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PacingConfig {
+    /// The lane's normal (maximum) rate, messages per minute.
+    pub max_rate_per_min: f64,
+    /// The lane's normal (maximum) connections.
+    pub max_connections: u32,
+    /// Start rate of a new source (warm-up); `None` starts at the normal rate.
+    pub warmup_start_per_min: Option<f64>,
+    /// Warm-up growth per clean interval.
+    pub warmup_factor: f64,
+    /// Multiplicative decrease on throttling.
+    pub decrease: f64,
+    /// Additive recovery per clean interval, as a fraction of the normal rate.
+    pub recover_step: f64,
+    /// Headroom kept under a learned ceiling.
+    pub ceiling_margin: f64,
+    /// Probing above the ceiling per clean interval (fraction of the rate).
+    pub probe_step: f64,
+    /// Clean time needed before a step up, ms.
+    pub step_interval_ms: Millis,
+    /// Ignore further throttling signals this long after a decrease (they are replies to mail
+    /// already sent at the old rate), ms.
+    pub decrease_cooldown_ms: Millis,
+    /// Minimum pause after 4.7.28, ms.
+    pub pause_ms: Millis,
+    /// A configuration incident clears after this long without a new one, ms.
+    pub incident_clear_ms: Millis,
+    /// Lowest rate ever used, messages per minute.
+    pub min_rate_per_min: f64,
+}
+
+impl Default for PacingConfig {
+    fn default() -> Self {
+        PacingConfig {
+            max_rate_per_min: 1200.0,
+            max_connections: 10,
+            warmup_start_per_min: None,
+            warmup_factor: 1.5,
+            decrease: 0.7,
+            recover_step: 0.25,
+            ceiling_margin: 0.95,
+            probe_step: 0.02,
+            step_interval_ms: 60_000,
+            decrease_cooldown_ms: 5_000,
+            pause_ms: 600_000,
+            incident_clear_ms: 600_000,
+            min_rate_per_min: 1.0,
+        }
+    }
+}
+
+/// What the lane may do now.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Allowance {
+    /// No new messages before this instant.
+    pub paused_until: Option<Millis>,
+    /// Messages per minute.
+    pub rate_per_min: f64,
+    /// Connections.
+    pub connections: u32,
+    /// Bulk mail may go (false while paused or in an incident). Transactional mail always goes
+    /// first within the allowed rate, so under throttling bulk is what waits.
+    pub bulk_allowed: bool,
+}
+
+/// One entry of the incident timeline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimelineEntry {
+    /// When.
+    pub at: Millis,
+    /// `pause`, `resume`, `slow_down`, `step_up`, `warmup_step`, `warmup_fallback`,
+    /// `incident`, `incident_cleared`, `retry_after`.
+    pub kind: &'static str,
+    /// The reply (or reason) that triggered it.
+    pub reason: String,
+    /// Rate after the change, per minute.
+    pub rate_per_min: f64,
+    /// Connections after the change.
+    pub connections: u32,
+}
+
+/// The controller of one lane.
+#[derive(Debug, Clone, Serialize)]
+pub struct Controller {
+    cfg: PacingConfig,
+    rate: f64,
+    conns: u32,
+    ceiling: Option<f64>,
+    paused_until: Option<Millis>,
+    incident_since: Option<Millis>,
+    incident_last: Millis,
+    last_decrease: Option<Millis>,
+    interval_start: Millis,
+    accepted: u64,
+    deferred: u64,
+    warming: bool,
+    /// Accepted replies per second over the last few seconds: what the provider really took.
+    accepted_secs: std::collections::VecDeque<(Millis, u32)>,
+    /// Failed step-ups in a row: each doubles the clean time required before the next one.
+    probe_failures: u32,
+    /// When the last step up happened (a throttle soon after it means the step failed).
+    last_step: Option<Millis>,
+    timeline: Vec<TimelineEntry>,
+}
+
+impl Controller {
+    /// A controller for a lane first seen at `now`.
+    pub fn new(cfg: PacingConfig, now: Millis) -> Self {
+        let (rate, warming) = match cfg.warmup_start_per_min {
+            Some(r) if r < cfg.max_rate_per_min => (r.max(cfg.min_rate_per_min), true),
+            _ => (cfg.max_rate_per_min, false),
+        };
+        let conns = if warming { 1 } else { cfg.max_connections.max(1) };
+        Controller {
+            cfg,
+            rate,
+            conns,
+            ceiling: None,
+            paused_until: None,
+            incident_since: None,
+            incident_last: 0,
+            last_decrease: None,
+            interval_start: now,
+            accepted: 0,
+            deferred: 0,
+            warming,
+            accepted_secs: std::collections::VecDeque::new(),
+            probe_failures: 0,
+            last_step: None,
+            timeline: Vec::new(),
+        }
+    }
+
+    /// Accepted messages per minute measured over the last 10 seconds, when there are enough.
+    fn measured_rate(&self, now: Millis) -> Option<f64> {
+        let from = now.saturating_sub(10_000);
+        let n: u32 = self.accepted_secs.iter().filter(|(s, _)| *s * 1000 >= from).map(|(_, c)| c).sum();
+        let first = self.accepted_secs.front().map(|(s, _)| s * 1000)?;
+        let span = now.saturating_sub(first.max(from)).max(1000) as f64;
+        (n >= 10).then(|| f64::from(n) * 60_000.0 / span)
+    }
+
+    /// Clean time needed before the next step up.
+    fn step_interval(&self) -> Millis {
+        self.cfg.step_interval_ms << self.probe_failures.min(5)
+    }
+
+    /// New rate after a throttling reply: down by the configured factor, or straight to just
+    /// under what the provider was measured to accept, whichever is lower.
+    fn decreased_rate(&self, now: Millis) -> f64 {
+        let mut r = self.rate * self.cfg.decrease;
+        if let Some(m) = self.measured_rate(now) {
+            r = r.max((m * self.cfg.ceiling_margin).min(self.rate * self.cfg.ceiling_margin));
+            r = r.min(m * self.cfg.ceiling_margin).min(self.rate);
+        }
+        r.max(self.cfg.min_rate_per_min)
+    }
+
+    fn note(&mut self, at: Millis, kind: &'static str, reason: &str) {
+        if self.timeline.len() >= 10_000 {
+            self.timeline.remove(0);
+        }
+        self.timeline.push(TimelineEntry {
+            at,
+            kind,
+            reason: reason.to_string(),
+            rate_per_min: self.rate,
+            connections: self.conns,
+        });
+    }
+
+    /// The incident timeline.
+    pub fn timeline(&self) -> &[TimelineEntry] {
+        &self.timeline
+    }
+
+    /// The rate the lane would keep if nothing changed (its current safe throughput).
+    pub fn safe_rate_per_min(&self) -> f64 {
+        self.rate
+    }
+
+    /// What the lane may do at `now`.
+    pub fn allowance(&self, now: Millis) -> Allowance {
+        let paused = self.paused_until.filter(|u| *u > now);
+        Allowance {
+            paused_until: paused,
+            rate_per_min: self.rate,
+            connections: self.conns,
+            bulk_allowed: paused.is_none() && self.incident_since.is_none(),
+        }
+    }
+
+    /// A reply of this lane, classified.
+    pub fn on_reply(&mut self, now: Millis, category: Category, reply: &str) {
+        match category {
+            Category::Accepted => {
+                self.accepted += 1;
+                let sec = now / 1000;
+                match self.accepted_secs.back_mut() {
+                    Some((s, c)) if *s == sec => *c += 1,
+                    _ => self.accepted_secs.push_back((sec, 1)),
+                }
+                while self.accepted_secs.front().is_some_and(|(s, _)| sec.saturating_sub(*s) > 10) {
+                    self.accepted_secs.pop_front();
+                }
+            }
+            Category::RateLimited | Category::YahooDeferral | Category::Reputation => {
+                self.deferred += 1;
+                if self.paused_until.is_some_and(|u| u > now) {
+                    return;
+                }
+                if self.last_decrease.is_some_and(|t| now.saturating_sub(t) < self.cfg.decrease_cooldown_ms) {
+                    return;
+                }
+                if self.last_step.is_some_and(|t| now.saturating_sub(t) < self.step_interval()) {
+                    self.probe_failures += 1;
+                }
+                self.ceiling = Some(self.ceiling.map_or(self.rate, |c| c.min(self.rate)));
+                let new_rate = self.decreased_rate(now);
+                if reply.contains("onnections") || new_rate <= self.rate * self.cfg.decrease {
+                    self.conns = ((f64::from(self.conns) * self.cfg.decrease).floor() as u32).max(1);
+                }
+                self.rate = new_rate;
+                self.last_decrease = Some(now);
+                self.restart_interval(now);
+                if self.warming {
+                    self.note(now, "warmup_fallback", reply);
+                } else {
+                    self.note(now, "slow_down", reply);
+                }
+            }
+            Category::UnusualRate => {
+                self.deferred += 1;
+                if self.paused_until.is_some_and(|u| u > now) {
+                    return;
+                }
+                self.ceiling = Some(self.ceiling.map_or(self.rate, |c| c.min(self.rate)) * self.cfg.decrease);
+                self.rate = (self.rate * self.cfg.decrease * self.cfg.decrease).max(self.cfg.min_rate_per_min);
+                self.conns = 1;
+                self.paused_until = Some(now + self.cfg.pause_ms);
+                self.last_decrease = Some(now);
+                self.restart_interval(now);
+                self.note(now, "pause", reply);
+            }
+            Category::AuthOrTransport => {
+                self.incident_last = now;
+                if self.incident_since.is_none() {
+                    self.incident_since = Some(now);
+                    self.note(now, "incident", reply);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// An API lane's HTTP 429 with Retry-After: pause exactly that long.
+    pub fn on_retry_after(&mut self, now: Millis, retry_after_ms: Millis) {
+        let until = now + retry_after_ms;
+        self.paused_until = Some(self.paused_until.map_or(until, |u| u.max(until)));
+        self.restart_interval(until);
+        self.note(now, "retry_after", &format!("HTTP 429, Retry-After {} s", retry_after_ms / 1000));
+    }
+
+    fn restart_interval(&mut self, at: Millis) {
+        self.interval_start = at;
+        self.accepted = 0;
+        self.deferred = 0;
+    }
+
+    /// Advance time: resume after a pause, clear incidents, step up after a clean interval.
+    pub fn on_tick(&mut self, now: Millis) {
+        if let Some(u) = self.paused_until
+            && now >= u
+        {
+            self.paused_until = None;
+            self.restart_interval(now);
+            self.note(now, "resume", "pause over");
+        }
+        if self.paused_until.is_some() {
+            return;
+        }
+        if let Some(_since) = self.incident_since
+            && now.saturating_sub(self.incident_last) >= self.cfg.incident_clear_ms
+        {
+            self.incident_since = None;
+            self.note(now, "incident_cleared", "no authentication/transport refusal for a while");
+        }
+        if now.saturating_sub(self.interval_start) < self.step_interval() {
+            return;
+        }
+        let clean = self.deferred == 0 && self.accepted > 0;
+        if clean {
+            self.step_up(now);
+            self.last_step = Some(now);
+            self.probe_failures = self.probe_failures.saturating_sub(1);
+        }
+        self.restart_interval(now);
+    }
+
+    fn step_up(&mut self, now: Millis) {
+        let max = self.cfg.max_rate_per_min;
+        let before = (self.rate, self.conns);
+        if self.warming {
+            self.rate = (self.rate * self.cfg.warmup_factor).min(max);
+            if self.rate >= max {
+                self.warming = false;
+            }
+        } else {
+            match self.ceiling {
+                Some(c) if self.rate < c * self.cfg.ceiling_margin => {
+                    self.rate = (self.rate + self.cfg.recover_step * max).min(c * self.cfg.ceiling_margin).min(max);
+                }
+                Some(c) => {
+                    // Probe gently above what was refused before: the provider may now accept more.
+                    self.rate = (self.rate * (1.0 + self.cfg.probe_step)).min(max);
+                    if self.rate > c {
+                        self.ceiling = Some(self.rate);
+                    }
+                }
+                None => self.rate = (self.rate + self.cfg.recover_step * max).min(max),
+            }
+        }
+        // Connections one at a time, only after a clean interval.
+        if self.conns < self.cfg.max_connections {
+            self.conns += 1;
+        }
+        if (self.rate, self.conns) != before {
+            self.note(now, if self.warming { "warmup_step" } else { "step_up" }, "clean interval");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

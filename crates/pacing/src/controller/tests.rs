@@ -1,0 +1,119 @@
+use super::*;
+use proptest::prelude::*;
+
+const MIN: Millis = 60_000;
+
+#[test]
+fn gmail_4_7_28_pauses_then_resumes_with_one_connection() {
+    let mut c = Controller::new(PacingConfig { max_rate_per_min: 1000.0, max_connections: 8, ..Default::default() }, 0);
+    c.on_reply(1000, Category::UnusualRate, "421 4.7.28 Gmail has detected an unusual rate");
+    let a = c.allowance(2000);
+    assert_eq!(a.paused_until, Some(1000 + 10 * MIN));
+    assert!(!a.bulk_allowed);
+    c.on_tick(5 * MIN);
+    assert!(c.allowance(5 * MIN).paused_until.is_some(), "at least ten minutes");
+    c.on_tick(10 * MIN + 1000);
+    let a = c.allowance(10 * MIN + 1000);
+    assert_eq!((a.paused_until, a.connections), (None, 1));
+    // Connections come back one at a time, each after a clean interval.
+    let mut t = 10 * MIN + 1000;
+    for expected in 2..=4 {
+        c.on_reply(t + 1, Category::Accepted, "250 ok");
+        t += MIN;
+        c.on_tick(t);
+        assert_eq!(c.allowance(t).connections, expected);
+    }
+    let kinds: Vec<&str> = c.timeline().iter().map(|e| e.kind).collect();
+    assert_eq!(&kinds[..2], &["pause", "resume"]);
+}
+
+#[test]
+fn throttling_decreases_multiplicatively_and_recovers_stepwise() {
+    let cfg = PacingConfig { max_rate_per_min: 1000.0, max_connections: 10, ..Default::default() };
+    let mut c = Controller::new(cfg, 0);
+    c.on_reply(1000, Category::RateLimited, "421 4.7.0 Rate limit exceeded");
+    assert_eq!(c.allowance(1000).rate_per_min, 700.0);
+    assert_eq!(c.allowance(1000).connections, 7);
+    // Replies to mail already in flight do not compound the decrease.
+    c.on_reply(2000, Category::RateLimited, "421 4.7.0 Rate limit exceeded");
+    assert_eq!(c.allowance(2000).rate_per_min, 700.0);
+    // A deferral in an interval stops the step up.
+    let mut t = 1000;
+    t += MIN;
+    c.on_tick(t);
+    assert_eq!(c.allowance(t).rate_per_min, 700.0);
+    // Clean intervals recover stepwise (25 % of normal), up to just under the learned ceiling.
+    let mut rates = vec![];
+    for _ in 0..6 {
+        c.on_reply(t + 1, Category::Accepted, "250");
+        t += MIN;
+        c.on_tick(t);
+        rates.push(c.allowance(t).rate_per_min);
+    }
+    assert_eq!(rates[0], 950.0, "min(700 + 250, 0.95 × 1000)");
+    assert!(
+        rates.windows(2).all(|w| w[1] >= w[0] && w[1] - w[0] <= 0.03 * w[0] + 1e-9),
+        "then slow probing: {rates:?}"
+    );
+}
+
+#[test]
+fn incidents_hold_bulk_not_rate_and_clear() {
+    let mut c = Controller::new(PacingConfig::default(), 0);
+    c.on_reply(0, Category::AuthOrTransport, "421 4.7.27 SPF authentication did not pass.");
+    let a = c.allowance(1);
+    assert!(!a.bulk_allowed && a.rate_per_min == 1200.0 && a.paused_until.is_none());
+    c.on_tick(11 * MIN);
+    assert!(c.allowance(11 * MIN).bulk_allowed);
+}
+
+#[test]
+fn retry_after_is_exact_and_recipient_limits_do_not_touch_the_lane() {
+    let mut c = Controller::new(PacingConfig::default(), 0);
+    c.on_reply(0, Category::RecipientRateLimited, "450 4.2.1");
+    assert_eq!(c.allowance(0).rate_per_min, 1200.0);
+    c.on_retry_after(1000, 42_000);
+    assert_eq!(c.allowance(1000).paused_until, Some(43_000));
+    c.on_tick(43_000);
+    assert_eq!(c.allowance(43_000).paused_until, None);
+}
+
+#[test]
+fn warm_up_ramps_only_when_clean_and_falls_back() {
+    let cfg = PacingConfig { max_rate_per_min: 1000.0, warmup_start_per_min: Some(50.0), ..Default::default() };
+    let mut c = Controller::new(cfg, 0);
+    assert_eq!((c.allowance(0).rate_per_min, c.allowance(0).connections), (50.0, 1));
+    let mut t = 0;
+    for _ in 0..3 {
+        c.on_reply(t + 1, Category::Accepted, "250");
+        t += MIN;
+        c.on_tick(t);
+    }
+    assert_eq!(c.allowance(t).rate_per_min, 50.0 * 1.5 * 1.5 * 1.5);
+    c.on_reply(t + 1, Category::RateLimited, "421 4.7.0 [TS04]");
+    assert!(c.allowance(t + 1).rate_per_min < 50.0 * 1.5 * 1.5 * 1.5);
+    assert_eq!(c.timeline().last().map(|e| e.kind), Some("warmup_fallback"));
+}
+
+proptest! {
+    /// Whatever the replies, the controller stays within its bounds and never snaps back: a
+    /// single step up never more than doubles the rate.
+    #[test]
+    fn bounded_and_never_snaps_back(events in prop::collection::vec((0u64..120_000, 0usize..6), 1..400)) {
+        let cfg = PacingConfig { max_rate_per_min: 2000.0, max_connections: 12, ..Default::default() };
+        let mut c = Controller::new(cfg, 0);
+        let mut now = 0;
+        let cats = [Category::Accepted, Category::RateLimited, Category::UnusualRate, Category::AuthOrTransport, Category::YahooDeferral, Category::RecipientRateLimited];
+        let mut last = c.allowance(0).rate_per_min;
+        for (dt, k) in events {
+            now += dt;
+            c.on_tick(now);
+            c.on_reply(now, cats[k], "reply");
+            let a = c.allowance(now);
+            prop_assert!(a.rate_per_min >= cfg.min_rate_per_min && a.rate_per_min <= cfg.max_rate_per_min);
+            prop_assert!(a.connections >= 1 && a.connections <= cfg.max_connections);
+            prop_assert!(a.rate_per_min <= last * 2.0 + cfg.recover_step * cfg.max_rate_per_min + 1e-9);
+            last = a.rate_per_min;
+        }
+    }
+}
