@@ -121,8 +121,9 @@ pub struct Controller {
     warming: bool,
     /// Accepted replies per second over the last few seconds: what the provider really took.
     accepted_secs: std::collections::VecDeque<(Millis, u32)>,
-    /// Failed step-ups in a row: each doubles the clean time required before the next one.
-    probe_failures: u32,
+    /// Clean time required before the next step up, as a multiple of `step_interval_ms`:
+    /// doubled when a step up is refused soon after, shrunk slowly after each good one.
+    probe_factor: f64,
     /// When the last step up happened (a throttle soon after it means the step failed).
     last_step: Option<Millis>,
     timeline: Vec<TimelineEntry>,
@@ -150,7 +151,7 @@ impl Controller {
             deferred: 0,
             warming,
             accepted_secs: std::collections::VecDeque::new(),
-            probe_failures: 0,
+            probe_factor: 1.0,
             last_step: None,
             timeline: Vec::new(),
         }
@@ -167,7 +168,7 @@ impl Controller {
 
     /// Clean time needed before the next step up.
     fn step_interval(&self) -> Millis {
-        self.cfg.step_interval_ms << self.probe_failures.min(5)
+        (self.cfg.step_interval_ms as f64 * self.probe_factor) as Millis
     }
 
     /// New rate after a throttling reply: down by the configured factor, or straight to just
@@ -237,8 +238,10 @@ impl Controller {
                 if self.last_decrease.is_some_and(|t| now.saturating_sub(t) < self.cfg.decrease_cooldown_ms) {
                     return;
                 }
+                // A step up refused soon after: probe less often (counted once per step).
                 if self.last_step.is_some_and(|t| now.saturating_sub(t) < self.step_interval()) {
-                    self.probe_failures += 1;
+                    self.probe_factor = (self.probe_factor * 2.0).min(32.0);
+                    self.last_step = None;
                 }
                 self.ceiling = Some(self.ceiling.map_or(self.rate, |c| c.min(self.rate)));
                 let new_rate = self.decreased_rate(now);
@@ -317,7 +320,7 @@ impl Controller {
         if clean {
             self.step_up(now);
             self.last_step = Some(now);
-            self.probe_failures = self.probe_failures.saturating_sub(1);
+            self.probe_factor = (self.probe_factor * 0.85).max(1.0);
         }
         self.restart_interval(now);
     }

@@ -50,8 +50,8 @@ impl ProviderModel {
         let dt = now.saturating_sub(self.last_ms) as f64 / 60_000.0;
         self.last_ms = now;
         let limit = self.current_limit();
-        // A one-second burst allowance: the provider counts per second-ish windows.
-        self.tokens = (self.tokens + dt * limit).min((limit / 60.0).max(1.0));
+        // A two-second burst allowance: providers count over short windows, not per message.
+        self.tokens = (self.tokens + dt * limit).min((limit / 30.0).max(2.0));
         // Clean traffic heals reputation and grows a warming IP's limit.
         if now.saturating_sub(self.clean_since) >= 600_000 && self.escalated_until <= now {
             self.clean_since = now;
