@@ -12,6 +12,7 @@ accepted, deferred and refused recipients:
     defer@…       451 4.3.0 Temporary local problem (always)
     hard@…        554 5.0.0 Rejected for no stated reason (a hard bounce that is not 5.1.1)
     flaky@…       451 4.3.0 on the first attempt, 250 afterwards
+    unusual-once@ 421 4.7.28 on the first attempt, 250 afterwards
 
 Every accepted message is recorded with its recipients and the time it arrived.
 """
@@ -52,6 +53,9 @@ class FakeMX:
     def reply_for(self, rcpt):
         local = rcpt.split("@")[0].lower()
         self.attempts.setdefault(rcpt.lower(), []).append(time.time())
+        if local == "unusual-once":
+            return ("421 4.7.28 Gmail has detected an unusual rate of unsolicited mail."
+                    if len(self.attempts[rcpt.lower()]) == 1 else "250 2.1.5 Ok")
         if local == "flaky":
             return "451 4.3.0 Try again" if len(self.attempts[rcpt.lower()]) == 1 else "250 2.1.5 Ok"
         return REPLIES.get(local, "250 2.1.5 Ok")

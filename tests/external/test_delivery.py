@@ -362,3 +362,33 @@ def test_repeated_hard_bounces_suppress(mx):
             assert [x["EmailAddress"] for x in s] == ["hard@fake.test"]
         finally:
             w.stop()
+
+
+def test_lane_controller_pauses_on_4_7_28_in_real_time(mx):
+    """The pacing controller in the real server: a 4.7.28 pauses the whole lane (timings scaled
+    down: 3 s instead of 10 min), other mail for that lane waits, then flows again, and the
+    incident timeline shows why."""
+    with tempfile.TemporaryDirectory() as tmp:
+        w = start(tmp, f'routes = {{ "fake.test" = "127.0.0.1:{mx.port}" }}\n'
+                       '[delivery.pacing]\npause_ms = 3000\nstep_interval_ms = 500\n')
+        try:
+            a = w.account()
+            a.verify("acme.test")
+            a.quota("us-east-1", "--production", "--max-rate", "100")
+            ses = a.client()
+            msg = {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}
+            ses.send_email(Source="a@acme.test", Destination={"ToAddresses": ["unusual-once@fake.test"]}, Message=msg)
+            wait_for(lambda: mx.attempts.get("unusual-once@fake.test"), what="the 4.7.28")
+            paused_at = mx.attempts["unusual-once@fake.test"][0]
+            ses.send_email(Source="a@acme.test", Destination={"ToAddresses": ["ok@fake.test"]}, Message=msg)
+            wait_for(lambda: mx.delivered_to("ok@fake.test"), what="delivery after the pause")
+            waited = mx.delivered_to("ok@fake.test")[0][0] - paused_at
+            assert waited >= 2.8, f"lane was not paused: delivered {waited:.2f} s after the 4.7.28"
+            lane = json.loads(urlopen_admin(w, "/admin/v1/delivery"))["lanes"][f"route:127.0.0.1:{mx.port}"]
+            kinds = [e["kind"] for e in lane["timeline"]]
+            assert kinds[:2] == ["pause", "resume"], kinds
+            assert "4.7.28" in lane["timeline"][0]["reason"]
+            assert lane["timeline"][0]["connections"] == 1
+            assert not lane["paused"] and lane["safe_rate_per_minute"] > 0
+        finally:
+            w.stop()

@@ -47,6 +47,8 @@ pub struct DeliveryConfig {
     pub starttls: bool,
     /// Lane limits by provider name (`google`, …, `other`) or lane key.
     pub lanes: HashMap<String, LaneLimits>,
+    /// Lane controller tuning (rates and connections come from the lane limits).
+    pub pacing: weir_pacing::controller::PacingConfig,
 }
 
 impl Default for DeliveryConfig {
@@ -60,6 +62,7 @@ impl Default for DeliveryConfig {
             command_timeout: Duration::from_secs(120),
             starttls: true,
             lanes: HashMap::new(),
+            pacing: weir_pacing::controller::PacingConfig::default(),
         }
     }
 }
@@ -160,11 +163,19 @@ impl Engine {
                 };
                 let done = s.delivered + s.bounced + s.expired;
                 let final_delivery_rate = if done == 0 { 0.0 } else { s.delivered as f64 / done as f64 };
-                let factor = self.lanes.lock().get(k).map_or(1.0, |l| l.factor());
+                let lane = self.lanes.lock().get(k).cloned();
                 let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
                 v["first_deferral_rate"] = json!(first_deferral_rate);
                 v["final_delivery_rate"] = json!(final_delivery_rate);
-                v["rate_factor"] = json!(factor);
+                if let Some(l) = lane {
+                    let now = Instant::now();
+                    let a = l.allowance(now);
+                    v["safe_rate_per_minute"] = json!(a.rate_per_min);
+                    v["connections_allowed"] = json!(a.connections);
+                    v["paused"] = json!(a.paused_until.is_some());
+                    v["bulk_allowed"] = json!(a.bulk_allowed);
+                    v["timeline"] = json!(l.timeline(now, self.svc.now_ms()));
+                }
                 (k.clone(), v)
             })
             .collect();
@@ -285,7 +296,7 @@ impl Engine {
                     .or_else(|| self.cfg.lanes.get(route.provider.as_str()))
                     .copied()
                     .unwrap_or_else(|| LaneLimits::for_provider(route.provider));
-                Arc::new(Lane::new(route.lane.clone(), route.provider, limits))
+                Arc::new(Lane::new(route.lane.clone(), route.provider, limits, &self.cfg.pacing))
             })
             .clone()
     }
@@ -293,8 +304,9 @@ impl Engine {
     fn dispatch(self: &Arc<Self>, lane: Arc<Lane>) {
         loop {
             {
+                let allowed = lane.allowance(Instant::now()).connections as usize;
                 let mut conns = lane.connections.lock();
-                if *conns >= lane.limits.max_connections || lane.queue.lock().is_empty() {
+                if *conns >= allowed || lane.queue.lock().is_empty() {
                     return;
                 }
                 *conns += 1;
@@ -340,8 +352,22 @@ impl Engine {
         let mut conn: Option<(Client, Target)> = None;
         let mut sent = 0usize;
         loop {
-            let Some(job) = lane.queue.lock().pop_front() else { break };
+            let bulk_ok = lane.allowance(Instant::now()).bulk_allowed;
+            let job = {
+                let mut q = lane.queue.lock();
+                // While the lane is paused or in an incident, bulk work waits in the queue.
+                let pos =
+                    if bulk_ok { Some(0) } else { q.iter().position(|j| j.rcpts.iter().all(|r| r.priority == 0)) };
+                pos.and_then(|i| q.remove(i))
+            };
+            let Some(job) = job else { break };
             let wait = lane.reserve(Instant::now());
+            if wait > Duration::from_secs(20) {
+                // A long pause: do not hold an idle connection open through it.
+                if let Some((c, _)) = conn.take() {
+                    c.quit().await;
+                }
+            }
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
             }
@@ -495,6 +521,9 @@ impl Engine {
         let mut bounces: Vec<(i64, String)> = Vec::new();
         for o in &outcomes {
             let d = classify(&o.reply, provider);
+            if let Some(l) = &lane {
+                l.on_reply(Instant::now(), d.category, &o.reply.to_string());
+            }
             let mail = self.mail_info(&o.rcpt);
             let first = o.rcpt.attempts == 0;
             let reply_text = o.reply.to_string();
@@ -512,9 +541,6 @@ impl Engine {
                     s.delivered += 1;
                     if !first {
                         s.delivered_after_retry += 1;
-                    }
-                    if let Some(l) = &lane {
-                        l.recover();
                     }
                     self.events.delivery(&mail, now, &o.rcpt.address, &reply_text, &o.mta, o.tls);
                     ("delivered", 0, false)
@@ -566,18 +592,8 @@ impl Engine {
                     if first {
                         s.first_attempt_deferrals += 1;
                     }
-                    if let Some(l) = &lane {
-                        match action {
-                            Action::SlowLane => l.slow_down(),
-                            Action::PauseLane { minutes } => {
-                                l.pause_until(Instant::now() + Duration::from_secs(u64::from(minutes) * 60));
-                                tracing::warn!(lane = %lane_key, reply = %reply_text, "lane paused");
-                            }
-                            Action::ConfigIncident => {
-                                tracing::error!(lane = %lane_key, reply = %reply_text, "configuration incident: fix authentication/transport")
-                            }
-                            _ => {}
-                        }
+                    if matches!(action, Action::ConfigIncident) {
+                        tracing::error!(lane = %lane_key, reply = %reply_text, "configuration incident: fix authentication/transport");
                     }
                     let attempt = o.rcpt.attempts as u32 + 1;
                     let next = if d.category == Category::TooManyRecipients {

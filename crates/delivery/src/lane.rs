@@ -1,11 +1,19 @@
-//! Lanes: who is limiting us (a provider, or an MX group) and the limits we keep toward them.
+//! Lanes: who is limiting us (a provider, or an MX group) and how fast we send to them. The
+//! speed and the connections come from the lane's [`Controller`] (`weir-pacing`), the same code
+//! the simulator runs, fed with every classified reply of the lane.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde::Deserialize;
+use weir_classify::classify::Category;
 use weir_classify::provider::Provider;
+use weir_pacing::Millis;
+use weir_pacing::controller::{Allowance, Controller, PacingConfig, TimelineEntry};
+
+/// "Unlimited" messages per minute for a lane without a configured rate.
+const UNLIMITED_PER_MIN: f64 = 600_000.0;
 
 /// Limits of a lane.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -19,6 +27,8 @@ pub struct LaneLimits {
     pub messages_per_connection: usize,
     /// RCPT TO per transaction.
     pub recipients_per_transaction: usize,
+    /// Warm-up: a new source starts at this many messages per minute.
+    pub warmup_start_per_minute: Option<f64>,
 }
 
 impl Default for LaneLimits {
@@ -28,6 +38,7 @@ impl Default for LaneLimits {
             messages_per_minute: 0,
             messages_per_connection: 100,
             recipients_per_transaction: 50,
+            warmup_start_per_minute: None,
         }
     }
 }
@@ -36,32 +47,33 @@ impl LaneLimits {
     /// Conservative built-in defaults per provider (from their published guidance and what
     /// KumoMTA ships; see reference/peer-mtas.md).
     pub fn for_provider(p: Provider) -> Self {
+        let l = |c, m, pc, r| LaneLimits {
+            max_connections: c,
+            messages_per_minute: m,
+            messages_per_connection: pc,
+            recipients_per_transaction: r,
+            warmup_start_per_minute: None,
+        };
         match p {
-            Provider::Google => LaneLimits {
-                max_connections: 5,
-                messages_per_minute: 1200,
-                messages_per_connection: 50,
-                recipients_per_transaction: 50,
-            },
-            Provider::Microsoft => LaneLimits {
-                max_connections: 5,
-                messages_per_minute: 1200,
-                messages_per_connection: 50,
-                recipients_per_transaction: 50,
-            },
-            Provider::Yahoo => LaneLimits {
-                max_connections: 5,
-                messages_per_minute: 600,
-                messages_per_connection: 20,
-                recipients_per_transaction: 10,
-            },
-            Provider::Apple => LaneLimits {
-                max_connections: 10,
-                messages_per_minute: 600,
-                messages_per_connection: 5,
-                recipients_per_transaction: 50,
-            },
+            Provider::Google => l(5, 1200, 50, 50),
+            Provider::Microsoft => l(5, 1200, 50, 50),
+            Provider::Yahoo => l(5, 600, 20, 10),
+            Provider::Apple => l(10, 600, 5, 50),
             Provider::Other => LaneLimits::default(),
+        }
+    }
+
+    /// The controller settings of a lane with these limits, on top of `template`.
+    pub fn pacing(&self, template: &PacingConfig) -> PacingConfig {
+        PacingConfig {
+            max_rate_per_min: if self.messages_per_minute == 0 {
+                UNLIMITED_PER_MIN
+            } else {
+                f64::from(self.messages_per_minute)
+            },
+            max_connections: self.max_connections.max(1) as u32,
+            warmup_start_per_min: self.warmup_start_per_minute,
+            ..*template
         }
     }
 }
@@ -78,67 +90,67 @@ pub struct Lane {
     pub queue: Mutex<VecDeque<crate::engine::Job>>,
     /// Connections open now.
     pub connections: Mutex<usize>,
-    /// Next instant a message may start (pacing), and a pause deadline.
-    pace: Mutex<(Instant, Option<Instant>)>,
-    /// Current rate as a fraction of the limit (halved on throttling, recovers slowly).
-    factor: Mutex<f64>,
+    controller: Mutex<Controller>,
+    /// Next instant a message may start.
+    next_slot: Mutex<Instant>,
+    /// Wall-clock origin for the controller's milliseconds.
+    epoch: Instant,
 }
 
 impl Lane {
     /// A new lane.
-    pub fn new(key: String, provider: Provider, limits: LaneLimits) -> Self {
+    pub fn new(key: String, provider: Provider, limits: LaneLimits, template: &PacingConfig) -> Self {
         Lane {
             key,
             provider,
             limits,
             queue: Mutex::new(VecDeque::new()),
             connections: Mutex::new(0),
-            pace: Mutex::new((Instant::now(), None)),
-            factor: Mutex::new(1.0),
+            controller: Mutex::new(Controller::new(limits.pacing(template), 0)),
+            next_slot: Mutex::new(Instant::now()),
+            epoch: Instant::now(),
         }
+    }
+
+    fn ms(&self, at: Instant) -> Millis {
+        at.saturating_duration_since(self.epoch).as_millis() as Millis
+    }
+
+    /// What the controller allows now.
+    pub fn allowance(&self, now: Instant) -> Allowance {
+        let t = self.ms(now);
+        let mut c = self.controller.lock();
+        c.on_tick(t);
+        c.allowance(t)
     }
 
     /// How long to wait before the next message may start (and reserve that slot).
     pub fn reserve(&self, now: Instant) -> Duration {
-        let mut pace = self.pace.lock();
-        if let Some(until) = pace.1 {
-            if until > now {
-                return until - now;
-            }
-            pace.1 = None;
+        let a = self.allowance(now);
+        if let Some(until) = a.paused_until {
+            return Duration::from_millis(until.saturating_sub(self.ms(now)).max(1));
         }
-        if self.limits.messages_per_minute == 0 {
-            return Duration::ZERO;
-        }
-        let rate = f64::from(self.limits.messages_per_minute) * *self.factor.lock() / 60.0;
-        let interval = Duration::from_secs_f64(1.0 / rate.max(1e-3));
-        let start = pace.0.max(now);
-        pace.0 = start + interval;
+        let interval = Duration::from_secs_f64(60.0 / a.rate_per_min.max(1e-3));
+        let mut slot = self.next_slot.lock();
+        let start = (*slot).max(now);
+        *slot = start + interval;
         start - now
     }
 
-    /// A throttling reply: halve the rate (never below 1/20 of the limit).
-    pub fn slow_down(&self) {
-        let mut f = self.factor.lock();
-        *f = (*f * 0.5).max(0.05);
+    /// Feed a classified reply of this lane to its controller.
+    pub fn on_reply(&self, now: Instant, category: Category, reply: &str) {
+        self.controller.lock().on_reply(self.ms(now), category, reply);
     }
 
-    /// A clean delivery: recover a little (additively), never above the limit.
-    pub fn recover(&self) {
-        let mut f = self.factor.lock();
-        *f = (*f + 0.01).min(1.0);
-    }
-
-    /// Pause the lane until `until`.
-    pub fn pause_until(&self, until: Instant) {
-        let mut pace = self.pace.lock();
-        pace.1 = Some(pace.1.map_or(until, |u| u.max(until)));
-        *self.factor.lock() = 0.25;
-    }
-
-    /// Current rate factor.
-    pub fn factor(&self) -> f64 {
-        *self.factor.lock()
+    /// The incident timeline, with wall-clock times (Unix ms) given `now_unix_ms`.
+    pub fn timeline(&self, now: Instant, now_unix_ms: i64) -> Vec<TimelineEntry> {
+        let offset = now_unix_ms - self.ms(now) as i64;
+        self.controller
+            .lock()
+            .timeline()
+            .iter()
+            .map(|e| TimelineEntry { at: (e.at as i64 + offset).max(0) as Millis, ..e.clone() })
+            .collect()
     }
 }
 
@@ -147,19 +159,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pacing_pause_and_slowdown() {
-        let l = Lane::new("x".into(), Provider::Other, LaneLimits { messages_per_minute: 60, ..Default::default() });
+    fn pacing_and_pause() {
+        let l = Lane::new(
+            "x".into(),
+            Provider::Other,
+            LaneLimits { messages_per_minute: 60, ..Default::default() },
+            &PacingConfig::default(),
+        );
         let t = Instant::now();
         assert_eq!(l.reserve(t), Duration::ZERO);
         let d = l.reserve(t);
         assert!(d > Duration::from_millis(990) && d <= Duration::from_millis(1000), "{d:?}");
-        l.slow_down();
-        assert_eq!(l.factor(), 0.5);
-        l.pause_until(t + Duration::from_secs(600));
+        l.on_reply(t, Category::UnusualRate, "421 4.7.28 unusual rate");
         assert!(l.reserve(t) >= Duration::from_secs(599));
-        for _ in 0..200 {
-            l.recover();
-        }
-        assert_eq!(l.factor(), 1.0);
+        assert_eq!(l.allowance(t).connections, 1);
+        assert_eq!(l.timeline(t, 1_000_000)[0].kind, "pause");
     }
 }

@@ -60,6 +60,9 @@ pub struct DeliverySection {
     pub mx: std::collections::BTreeMap<String, Vec<String>>,
     /// Lane limits by provider (`google`, `microsoft`, `yahoo`, `apple`, `other`) or lane key.
     pub lanes: std::collections::BTreeMap<String, weir_delivery::lane::LaneLimits>,
+    /// Lane controller tuning: `decrease`, `recover_step`, `step_interval_ms`, `pause_ms`, …
+    /// (each lane's rate and connections come from `[delivery.lanes]`).
+    pub pacing: weir_pacing::controller::PacingConfig,
     /// Configuration sets whose mail is bulk: delivered after transactional mail.
     pub bulk_configuration_sets: Vec<String>,
     /// URLs (`http://…`) that receive every event as a JSON POST.
@@ -86,6 +89,7 @@ impl Default for DeliverySection {
             routes: Default::default(),
             mx: Default::default(),
             lanes: Default::default(),
+            pacing: Default::default(),
             bulk_configuration_sets: vec![],
             webhooks: vec![],
             webhook_attempts: 5,

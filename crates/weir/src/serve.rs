@@ -240,6 +240,7 @@ fn delivery_engine(
         command_timeout: std::time::Duration::from_secs(d.command_timeout_seconds),
         starttls: d.starttls,
         lanes: d.lanes.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        pacing: d.pacing,
     };
     tracing::info!(
         smarthost = ?d.smarthost, routes = d.routes.len(), static_mx = d.mx.len(),
