@@ -324,6 +324,20 @@ pub fn parse_mx(s: &str) -> Option<(u16, String)> {
 mod tests {
     use super::*;
 
+    /// The configuration example in README.md is a valid configuration.
+    #[test]
+    fn readme_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("## Configuration").expect("section");
+        let block = &readme[start..];
+        let open = block.find("```toml\n").expect("toml block") + 8;
+        let close = block[open..].find("```").expect("end of block") + open;
+        let cfg: Config = toml::from_str(&block[open..close]).expect("README example parses");
+        cfg.validate().expect("README example is valid");
+        assert_eq!(cfg.smtp.listen.port(), 2587);
+        assert_eq!(cfg.delivery.pacing.pause_ms, 600_000);
+    }
+
     #[test]
     fn defaults_and_unknown_keys() {
         let c: Config = toml::from_str("").expect("empty config");
