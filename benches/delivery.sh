@@ -15,6 +15,7 @@
 # Needs Debian's postfix package and root (for the private Postfix instance).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benches/postfix-instance.sh
 N=${1:-20000}
 cargo build --release -q -p weir
 WEIR=$PWD/target/release/weir
@@ -23,7 +24,7 @@ chmod 755 "$work"
 PF=$work/postfix
 pids=()
 cleanup() {
-  [ -d "$PF/etc" ] && script -qc "postfix -c $PF/etc stop" /dev/null >/dev/null 2>&1 || true
+  stop_postfix "$PF"
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
@@ -71,52 +72,7 @@ setup_account() {
 
 # ---------------- Postfix relay to the sink
 PFPORT=$(free_port)
-mkdir -p "$PF/etc" "$PF/queue" "$PF/data"; chown postfix "$PF/data"
-cat > "$PF/etc/main.cf" <<CF
-compatibility_level = 3.6
-queue_directory = $PF/queue
-data_directory = $PF/data
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = bench.localdomain
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mydestination =
-mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, reject
-relayhost = [127.0.0.1]:$SINK
-maillog_file = $PF/maillog
-maillog_file_prefixes = /tmp
-queue_minfree = 0
-smtpd_client_connection_count_limit = 0
-smtpd_client_connection_rate_limit = 0
-default_process_limit = 200
-default_destination_concurrency_limit = 20
-smtp_tls_security_level = none
-CF
-cat > "$PF/etc/master.cf" <<CF
-127.0.0.1:$PFPORT inet n - n - - smtpd
-pickup    unix  n - n 60 1 pickup
-cleanup   unix  n - n -  0 cleanup
-qmgr      unix  n - n 300 1 qmgr
-rewrite   unix  - - n -  - trivial-rewrite
-bounce    unix  - - n -  0 bounce
-defer     unix  - - n -  0 bounce
-trace     unix  - - n -  0 bounce
-verify    unix  - - n -  1 verify
-flush     unix  n - n 1000? 0 flush
-proxymap  unix  - - n -  - proxymap
-smtp      unix  - - n -  - smtp
-relay     unix  - - n -  - smtp
-showq     unix  n - n -  - showq
-error     unix  - - n -  - error
-retry     unix  - - n -  - error
-discard   unix  - - n -  - discard
-anvil     unix  - - n -  1 anvil
-scache    unix  - - n -  1 scache
-postlog   unix-dgram n - n - 1 postlogd
-CF
-script -qc "postfix -c $PF/etc start" /dev/null >/dev/null
+start_postfix "$PF" "$PFPORT" "$SINK" "default_destination_concurrency_limit = 20" "smtp_tls_security_level = none"
 wait_port "$PFPORT"
 pf_queued() { find "$PF/queue/incoming" "$PF/queue/active" "$PF/queue/deferred" "$PF/queue/maildrop" -type f | wc -l; }
 

@@ -9,6 +9,7 @@
 # Needs Debian's postfix package (smtp-source, smtp-sink) and root (Postfix's own users).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benches/postfix-instance.sh
 SCALE=${1:-1}
 cargo build --release -q -p weir
 WEIR=$PWD/target/release/weir
@@ -16,7 +17,7 @@ work=$(mktemp -d /tmp/weir-smtp-bench.XXXXXX)
 chmod 755 "$work"   # Postfix daemons run as the postfix user
 PF=$work/postfix
 cleanup() {
-  [ -d "$PF/etc" ] && script -qc "postfix -c $PF/etc stop" /dev/null >/dev/null 2>&1 || true
+  stop_postfix "$PF"
   kill "${weir_pid:-}" "${sink_pid:-}" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$work"
@@ -47,52 +48,7 @@ smtp-sink -u postfix 127.0.0.1:"$SINK" 1024 >/dev/null 2>&1 & sink_pid=$!
 
 # --- Postfix: a private instance on its own port, queue in $work, mail held after queueing
 PFPORT=$(free_port)
-mkdir -p "$PF/etc" "$PF/queue" "$PF/data"
-chown postfix "$PF/data"
-cat > "$PF/etc/main.cf" <<CF
-compatibility_level = 3.6
-queue_directory = $PF/queue
-data_directory = $PF/data
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = bench.localdomain
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mydestination =
-mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, reject
-relayhost = [127.0.0.1]:$SINK
-defer_transports = smtp
-maillog_file = $PF/maillog
-maillog_file_prefixes = /tmp
-queue_minfree = 0
-smtpd_client_connection_count_limit = 0
-smtpd_client_connection_rate_limit = 0
-default_process_limit = 200
-CF
-cat > "$PF/etc/master.cf" <<CF
-127.0.0.1:$PFPORT inet n - n - - smtpd
-pickup    unix  n - n 60 1 pickup
-cleanup   unix  n - n -  0 cleanup
-qmgr      unix  n - n 300 1 qmgr
-rewrite   unix  - - n -  - trivial-rewrite
-bounce    unix  - - n -  0 bounce
-defer     unix  - - n -  0 bounce
-trace     unix  - - n -  0 bounce
-verify    unix  - - n -  1 verify
-flush     unix  n - n 1000? 0 flush
-proxymap  unix  - - n -  - proxymap
-smtp      unix  - - n -  - smtp
-relay     unix  - - n -  - smtp
-showq     unix  n - n -  - showq
-error     unix  - - n -  - error
-retry     unix  - - n -  - error
-discard   unix  - - n -  - discard
-anvil     unix  - - n -  1 anvil
-scache    unix  - - n -  1 scache
-postlog   unix-dgram n - n - 1 postlogd
-CF
-script -qc "postfix -c $PF/etc start" /dev/null >/dev/null
+start_postfix "$PF" "$PFPORT" "$SINK" "defer_transports = smtp"
 wait_port "$PFPORT"; wait_port "$WEIR_SMTP"; wait_port "$SINK"
 
 run() {  # target port sessions count size -> messages per second

@@ -54,6 +54,15 @@ def events(weir, kind=None):
     return [e for e in out if kind is None or e["eventType"] == kind]
 
 
+def sender(w, *quota_flags):
+    """An account that may send from acme.test, with its quota changed by `quota_flags`."""
+    a = w.account()
+    a.verify("acme.test")
+    if quota_flags:
+        a.quota("us-east-1", *quota_flags)
+    return a
+
+
 def start(tmp, delivery_toml):
     data = Path(tmp) / "weir"
     data.mkdir()
@@ -86,9 +95,7 @@ def test_api_and_smtp_mail_reach_smtp_sink(sink):
     with tempfile.TemporaryDirectory() as tmp:
         w = start(tmp, f'smarthost = "127.0.0.1:{port}"\n')
         try:
-            a = w.account()
-            a.verify("acme.test")
-            a.quota("us-east-1", "--production", "--max-rate", "100")
+            a = sender(w, "--production", "--max-rate", "100")
             r = a.aws("ses", "send-email", "--from", "a@acme.test", "--destination", "ToAddresses=b@example.net",
                       "--message", "Subject={Data=via api},Body={Text={Data=hello}}")
             assert r.returncode == 0, r.stderr
@@ -123,9 +130,7 @@ def test_per_recipient_replies_and_suppression(mx):
     with tempfile.TemporaryDirectory() as tmp:
         w = start(tmp, f'routes = {{ "fake.test" = "127.0.0.1:{mx.port}" }}\n')
         try:
-            a = w.account()
-            a.verify("acme.test")
-            a.quota("us-east-1", "--production", "--max-rate", "100")
+            a = sender(w, "--production", "--max-rate", "100")
             ses = a.client()
             r = ses.send_email(Source="a@acme.test",
                                Destination={"ToAddresses": ["ok@fake.test", "nosuch@fake.test", "slow@fake.test"]},
@@ -164,9 +169,7 @@ def test_deferral_is_retried_on_schedule_and_window_expires(mx):
     with tempfile.TemporaryDirectory() as tmp:
         w = start(tmp, f'retry_window_seconds = 4\nroutes = {{ "fake.test" = "127.0.0.1:{mx.port}" }}\n')
         try:
-            a = w.account()
-            a.verify("acme.test")
-            a.quota("us-east-1", "--production", "--max-rate", "100")
+            a = sender(w, "--production", "--max-rate", "100")
             ses = a.client()
             ses.send_email(Source="a@acme.test", Destination={"ToAddresses": ["flaky@fake.test", "defer@fake.test"]},
                            Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}})
@@ -191,9 +194,7 @@ def test_provider_throttling_replies_defer_not_bounce(mx):
     with tempfile.TemporaryDirectory() as tmp:
         w = start(tmp, f'routes = {{ "fake.test" = "127.0.0.1:{mx.port}" }}\n')
         try:
-            a = w.account()
-            a.verify("acme.test")
-            a.quota("us-east-1", "--production", "--max-rate", "100")
+            a = sender(w, "--production", "--max-rate", "100")
             a.client().send_email(Source="a@acme.test",
                                   Destination={"ToAddresses": ["ts04@fake.test", "unusual@fake.test", "spf@fake.test"]},
                                   Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}})
@@ -210,9 +211,7 @@ def test_mailbox_simulator(sink):
     with tempfile.TemporaryDirectory() as tmp:
         w = start(tmp, f'smarthost = "127.0.0.1:{port}"\n')
         try:
-            a = w.account()
-            a.verify("acme.test")
-            a.quota("us-east-1", "--burst-seconds", "10")
+            a = sender(w, "--burst-seconds", "10")
             ses = a.client()
             sim = "@simulator.amazonses.com"
             ses.send_email(Source="a@acme.test",
@@ -241,8 +240,7 @@ def test_smtp_sink_soft_rejects_are_deferred():
             wait_for(lambda: port_open(port), what="smtp-sink")
             w = start(d, f'smarthost = "127.0.0.1:{port}"\n')
             try:
-                a = w.account()
-                a.verify("acme.test")
+                a = sender(w)
                 a.client().send_email(Source="a@acme.test", Destination={"ToAddresses": ["b@acme.test"]},
                                       Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}})
                 delays = wait_for(lambda: len(events(w, "DeliveryDelay")) >= 2 and events(w, "DeliveryDelay"), what="retries")
@@ -321,8 +319,7 @@ def test_send_reject_events_and_webhooks():
         with tempfile.TemporaryDirectory() as tmp:
             w = start(tmp, f'webhooks = ["http://127.0.0.1:{srv.server_address[1]}/hook"]\n')
             try:
-                a = w.account()
-                a.verify("acme.test")
+                a = sender(w)
                 ses = a.client()
                 r = ses.send_email(Source="a@acme.test", Destination={"ToAddresses": ["success@simulator.amazonses.com"]},
                                    Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}})
@@ -346,9 +343,7 @@ def test_repeated_hard_bounces_suppress(mx):
     with tempfile.TemporaryDirectory() as tmp:
         w = start(tmp, f'routes = {{ "fake.test" = "127.0.0.1:{mx.port}" }}\n')
         try:
-            a = w.account()
-            a.verify("acme.test")
-            a.quota("us-east-1", "--production", "--max-rate", "100")
+            a = sender(w, "--production", "--max-rate", "100")
             ses, v2 = a.client(), a.client("sesv2")
             msg = {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}
             ses.send_email(Source="a@acme.test", Destination={"ToAddresses": ["hard@fake.test"]}, Message=msg)
@@ -372,9 +367,7 @@ def test_lane_controller_pauses_on_4_7_28_in_real_time(mx):
         w = start(tmp, f'routes = {{ "fake.test" = "127.0.0.1:{mx.port}" }}\n'
                        '[delivery.pacing]\npause_ms = 3000\nstep_interval_ms = 500\n')
         try:
-            a = w.account()
-            a.verify("acme.test")
-            a.quota("us-east-1", "--production", "--max-rate", "100")
+            a = sender(w, "--production", "--max-rate", "100")
             ses = a.client()
             msg = {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}
             ses.send_email(Source="a@acme.test", Destination={"ToAddresses": ["unusual-once@fake.test"]}, Message=msg)

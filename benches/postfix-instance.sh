@@ -1,0 +1,64 @@
+# Sourced by the bench scripts: a private Postfix instance on loopback that relays to a sink.
+#
+#   start_postfix DIR PORT RELAY_PORT [EXTRA_MAIN_CF_LINE ...]
+#
+# Its own config dir, queue and log under DIR (DIR's parent must be traversable by the postfix
+# user), nothing else on the machine touched. `stop_postfix DIR` stops it.
+
+start_postfix() {
+  local pf=$1 port=$2 relay=$3
+  shift 3
+  mkdir -p "$pf/etc" "$pf/queue" "$pf/data"
+  chown postfix "$pf/data"
+  {
+    cat <<CF
+compatibility_level = 3.6
+queue_directory = $pf/queue
+data_directory = $pf/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = bench.localdomain
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mydestination =
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+relayhost = [127.0.0.1]:$relay
+maillog_file = $pf/maillog
+maillog_file_prefixes = /tmp
+queue_minfree = 0
+smtpd_client_connection_count_limit = 0
+smtpd_client_connection_rate_limit = 0
+default_process_limit = 200
+CF
+    for line in "$@"; do echo "$line"; done
+  } > "$pf/etc/main.cf"
+  cat > "$pf/etc/master.cf" <<CF
+127.0.0.1:$port inet n - n - - smtpd
+pickup    unix  n - n 60 1 pickup
+cleanup   unix  n - n -  0 cleanup
+qmgr      unix  n - n 300 1 qmgr
+rewrite   unix  - - n -  - trivial-rewrite
+bounce    unix  - - n -  0 bounce
+defer     unix  - - n -  0 bounce
+trace     unix  - - n -  0 bounce
+verify    unix  - - n -  1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n -  - proxymap
+smtp      unix  - - n -  - smtp
+relay     unix  - - n -  - smtp
+showq     unix  n - n -  - showq
+error     unix  - - n -  - error
+retry     unix  - - n -  - error
+discard   unix  - - n -  - discard
+anvil     unix  - - n -  1 anvil
+scache    unix  - - n -  1 scache
+postlog   unix-dgram n - n - 1 postlogd
+CF
+  # postfix(1) prints its errors only to a terminal; script(1) gives it one.
+  script -qc "postfix -c $pf/etc start" /dev/null >/dev/null
+}
+
+stop_postfix() {
+  [ -d "$1/etc" ] && script -qc "postfix -c $1/etc stop" /dev/null >/dev/null 2>&1 || true
+}
