@@ -385,3 +385,53 @@ def test_lane_controller_pauses_on_4_7_28_in_real_time(mx):
             assert not lane["paused"] and lane["safe_rate_per_minute"] > 0
         finally:
             w.stop()
+
+
+def test_mx_records_null_mx_and_opportunistic_starttls(mx):
+    """MX routing from static records (no DNS): preference order, implicit MX, null MX bounce;
+    and opportunistic STARTTLS toward a receiver that offers it (a second weir, whose
+    self-signed certificate is accepted as opportunistic TLS allows)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rdir = Path(tmp) / "receiver"
+        rdir.mkdir()
+        rcfg = Path(tmp) / "receiver.toml"
+        rcfg.write_text('[smtp]\ntrusted_networks = ["127.0.0.0/8"]\ntrusted_account = "inbound"\n')
+        receiver = Weir(rdir, extra_args=("--config", str(rcfg), "--no-delivery")).start()
+        try:
+            receiver.cli("account", "create", "inbound")
+            receiver.cli("account", "quota", "inbound", "--region", "us-east-1", "--production")
+            receiver.cli("identity", "add", "inbound", "--region", "us-east-1", "acme.test", "--verified")
+            sender_dir = Path(tmp) / "sender"
+            sender_dir.mkdir()
+            scfg = Path(tmp) / "sender.toml"
+            scfg.write_text(
+                "[delivery]\npoll_interval_ms = 50\nretry_first_seconds = 1\nstarttls = true\n"
+                f"routes = {{ \"tls.test\" = \"127.0.0.1:{receiver.smtp[1]}\" }}\n"
+                f"mx_port = {mx.port}\n"
+                "[delivery.mx]\n"
+                '"multi.test" = ["20 127.0.0.2", "10 localhost"]\n'
+                '"null.test" = ["0 ."]\n')
+            w = Weir(sender_dir, extra_args=("--config", str(scfg))).start()
+            try:
+                a = sender(w, "--production", "--max-rate", "100")
+                ses = a.client()
+                msg = {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}
+                ses.send_email(Source="a@acme.test", Destination={"ToAddresses": ["ok@multi.test"]}, Message=msg)
+                ses.send_email(Source="a@acme.test", Destination={"ToAddresses": ["x@null.test"]}, Message=msg)
+                r = ses.send_email(Source="a@acme.test", Destination={"ToAddresses": ["someone@tls.test"]}, Message=msg)
+                # Preference 10 (localhost) is tried first, and it is the fake MX.
+                wait_for(lambda: mx.delivered_to("ok@multi.test"), what="delivery by MX")
+                bounce = wait_for(lambda: events(w, "Bounce"), what="null MX bounce")[0]["bounce"]
+                assert bounce["bounceType"] == "Permanent"
+                assert "null MX" in bounce["bouncedRecipients"][0]["diagnosticCode"]
+                d = wait_for(lambda: [e for e in events(w, "Delivery") if e["mail"]["messageId"] == r["MessageId"]],
+                             what="delivery over STARTTLS")[0]
+                assert d["delivery"]["tls"] is True
+                spooled = json.loads(receiver.cli("spool", "list", "--json"))
+                assert [m["recipients"][0]["address"] for m in spooled] == ["someone@tls.test"]
+                lanes = json.loads(urlopen_admin(w, "/admin/v1/delivery"))["lanes"]
+                assert "mx:127.0.0.2,localhost" in lanes, list(lanes)
+            finally:
+                w.stop()
+        finally:
+            receiver.stop()
