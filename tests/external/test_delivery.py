@@ -230,11 +230,17 @@ def test_mailbox_simulator(sink):
             w.stop()
 
 
-def test_smtp_sink_soft_rejects_are_deferred():
-    """smtp-sink -r RCPT answers every RCPT with a 4xx: weir defers and retries, never bounces."""
+@pytest.mark.parametrize("flags,expect", [
+    (["-r", "RCPT"], "deferred"),        # 4xx to every RCPT: retried, never bounced
+    (["-f", "RCPT"], "bounced"),         # 5xx to every RCPT: bounced at once
+    (["-Q", "DATA"], "deferred"),        # 421 and disconnect at DATA: retried
+    (["-w", "3"], "delivered"),          # slow DATA reply (3 s): still delivered
+])
+def test_smtp_sink_fault_injection(flags, expect):
+    """Postfix's smtp-sink injects the faults; weir must classify each correctly."""
     with tempfile.TemporaryDirectory() as d:
         port = free_port()
-        proc = subprocess.Popen(["smtp-sink", "-u", "postfix", "-r", "RCPT", f"127.0.0.1:{port}", "64"],
+        proc = subprocess.Popen(["smtp-sink", "-u", "postfix", *flags, f"127.0.0.1:{port}", "64"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_for(lambda: port_open(port), what="smtp-sink")
@@ -243,58 +249,23 @@ def test_smtp_sink_soft_rejects_are_deferred():
                 a = sender(w)
                 a.client().send_email(Source="a@acme.test", Destination={"ToAddresses": ["b@acme.test"]},
                                       Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}})
-                delays = wait_for(lambda: len(events(w, "DeliveryDelay")) >= 2 and events(w, "DeliveryDelay"), what="retries")
-                assert delays[0]["deliveryDelay"]["delayedRecipients"][0]["status"].startswith("4.")
-                assert not events(w, "Bounce") and not events(w, "Delivery")
+                if expect == "deferred":
+                    delays = wait_for(lambda: len(events(w, "DeliveryDelay")) >= 2 and events(w, "DeliveryDelay"),
+                                      what="retries")
+                    assert delays[0]["deliveryDelay"]["delayedRecipients"][0]["status"].startswith("4.")
+                    assert not events(w, "Bounce") and not events(w, "Delivery")
+                elif expect == "bounced":
+                    b = wait_for(lambda: events(w, "Bounce"), what="bounce")[0]["bounce"]
+                    assert b["bounceType"] == "Permanent"
+                    assert b["bouncedRecipients"][0]["diagnosticCode"].startswith("smtp; 5")
+                    assert not events(w, "DeliveryDelay")
+                else:
+                    wait_for(lambda: events(w, "Delivery"), timeout=30, what="delivery")
             finally:
                 w.stop()
         finally:
             proc.kill()
             proc.wait()
-
-
-def test_kill_9_during_delivery_of_20000_messages(sink):
-    """Every accepted message reaches the sink after a kill -9 mid-delivery; duplicates are
-    counted (at-least-once), and must stay rare."""
-    port, dumps = sink
-    total = 20_000
-    with tempfile.TemporaryDirectory() as tmp:
-        w = start(tmp, f'smarthost = "127.0.0.1:{port}"\n'
-                       '[smtp]\ntrusted_networks = ["127.0.0.0/8"]\ntrusted_account = "crash"\nmax_connections_per_ip = 100\n')
-        try:
-            w.cli("account", "create", "crash")
-            w.cli("account", "quota", "crash", "--region", "us-east-1", "--production", "--max-24h", "-1", "--max-rate", "-1")
-            w.cli("identity", "add", "crash", "--region", "us-east-1", "acme.test", "--verified")
-            src = subprocess.run(["smtp-source", "-d", "-s", "20", "-m", str(total), "-l", "512", "-f", "a@acme.test",
-                                  "-t", "b@example.net", f"{w.smtp[0]}:{w.smtp[1]}"], capture_output=True, text=True, timeout=300)
-            assert src.returncode == 0, src.stderr
-            assert int(w.cli("spool", "count")) == total
-            wait_for(lambda: len(os.listdir(dumps)) >= total // 5, timeout=120, what="deliveries under way")
-            w.stop(signal.SIGKILL)
-            at_kill = len(os.listdir(dumps))
-            w.start()
-
-            def ids():
-                found = []
-                for p in dumps.iterdir():
-                    for line in p.read_bytes().split(b"\n"):
-                        if line.lower().startswith(b"message-id:"):
-                            found.append(line.split(b":", 1)[1].strip())
-                            break
-                return found
-
-            wait_for(lambda: len(set(ids())) >= total, timeout=300, what="all messages at the sink")
-            found = ids()
-            duplicates = len(found) - len(set(found))
-            status = json.loads(urlopen_admin(w, "/admin/v1/delivery"))
-            print(f"\n[crash test] delivered before kill: {at_kill}, at the sink: {len(found)}, unique: {len(set(found))}, "
-                  f"duplicates: {duplicates}, requeued as possible duplicates: {status['possible_duplicates_after_restart']}")
-            assert len(set(found)) == total
-            assert duplicates <= status["possible_duplicates_after_restart"]
-            assert duplicates < 2000, "duplicates must stay rare (bounded by what was in flight)"
-        finally:
-            if w.proc.poll() is None:
-                w.stop()
 
 
 def test_send_reject_events_and_webhooks():
