@@ -31,8 +31,11 @@ pub struct PacingConfig {
     pub max_connections: u32,
     /// Start rate of a new source (warm-up); `None` starts at the normal rate.
     pub warmup_start_per_min: Option<f64>,
-    /// Warm-up growth per clean interval.
+    /// Warm-up growth per clean warm-up interval.
     pub warmup_factor: f64,
+    /// Clean time needed before a warm-up step, ms (receivers grow their trust in a new source
+    /// slowly; real deployments use hours or days, the simulator compresses it to minutes).
+    pub warmup_step_interval_ms: Millis,
     /// Multiplicative decrease on throttling.
     pub decrease: f64,
     /// Additive recovery per clean interval, as a fraction of the normal rate.
@@ -61,6 +64,7 @@ impl Default for PacingConfig {
             max_connections: 10,
             warmup_start_per_min: None,
             warmup_factor: 1.5,
+            warmup_step_interval_ms: 600_000,
             decrease: 0.7,
             recover_step: 0.25,
             ceiling_margin: 0.95,
@@ -168,7 +172,8 @@ impl Controller {
 
     /// Clean time needed before the next step up.
     fn step_interval(&self) -> Millis {
-        (self.cfg.step_interval_ms as f64 * self.probe_factor) as Millis
+        let base = if self.warming { self.cfg.warmup_step_interval_ms } else { self.cfg.step_interval_ms };
+        (base as f64 * self.probe_factor) as Millis
     }
 
     /// New rate after a throttling reply: down by the configured factor, or straight to just
@@ -320,7 +325,8 @@ impl Controller {
         if clean {
             self.step_up(now);
             self.last_step = Some(now);
-            self.probe_factor = (self.probe_factor * 0.85).max(1.0);
+            let decay = if self.warming { 0.5 } else { 0.85 };
+            self.probe_factor = (self.probe_factor * decay).max(1.0);
         }
         self.restart_interval(now);
     }

@@ -84,9 +84,12 @@ fn warm_up_ramps_only_when_clean_and_falls_back() {
     let mut c = Controller::new(cfg, 0);
     assert_eq!((c.allowance(0).rate_per_min, c.allowance(0).connections), (50.0, 1));
     let mut t = 0;
+    c.on_reply(t + 1, Category::Accepted, "250");
+    c.on_tick(5 * MIN);
+    assert_eq!(c.allowance(5 * MIN).rate_per_min, 50.0, "a warm-up step needs a whole clean warm-up interval");
     for _ in 0..3 {
         c.on_reply(t + 1, Category::Accepted, "250");
-        t += MIN;
+        t += 10 * MIN;
         c.on_tick(t);
     }
     assert_eq!(c.allowance(t).rate_per_min, 50.0 * 1.5 * 1.5 * 1.5);
