@@ -354,6 +354,9 @@ def test_lane_controller_pauses_on_4_7_28_in_real_time(mx):
             assert "4.7.28" in lane["timeline"][0]["reason"]
             assert lane["timeline"][0]["connections"] == 1
             assert not lane["paused"] and lane["safe_rate_per_minute"] > 0
+            # The change is in the event log too.
+            change = [e for e in events(w, "LaneChange")][0]["lane"]
+            assert change["change"]["kind"] == "pause" and "4.7.28" in change["change"]["reason"]
         finally:
             w.stop()
 

@@ -522,7 +522,11 @@ impl Engine {
         for o in &outcomes {
             let d = classify(&o.reply, provider);
             if let Some(l) = &lane {
-                l.on_reply(Instant::now(), d.category, &o.reply.to_string());
+                for change in l.on_reply(Instant::now(), d.category, &o.reply.to_string()) {
+                    let mut v = serde_json::to_value(&change).unwrap_or(Value::Null);
+                    v["at"] = json!(now);
+                    self.events.lane_change(lane_key, provider.as_str(), v);
+                }
             }
             let mail = self.mail_info(&o.rcpt);
             let first = o.rcpt.attempts == 0;

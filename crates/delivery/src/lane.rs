@@ -137,9 +137,14 @@ impl Lane {
         start - now
     }
 
-    /// Feed a classified reply of this lane to its controller.
-    pub fn on_reply(&self, now: Instant, category: Category, reply: &str) {
-        self.controller.lock().on_reply(self.ms(now), category, reply);
+    /// Feed a classified reply of this lane to its controller; returns the timeline entries it
+    /// caused (pause, slow-down, incident, …).
+    pub fn on_reply(&self, now: Instant, category: Category, reply: &str) -> Vec<TimelineEntry> {
+        let mut c = self.controller.lock();
+        let before = c.timeline().len();
+        c.on_tick(self.ms(now));
+        c.on_reply(self.ms(now), category, reply);
+        c.timeline().get(before..).map(<[TimelineEntry]>::to_vec).unwrap_or_default()
     }
 
     /// The incident timeline, with wall-clock times (Unix ms) given `now_unix_ms`.

@@ -82,6 +82,21 @@ impl EventLog {
         }
     }
 
+    /// A lane's pacing changed (pause, resume, slow-down, step up, incident): weir's own event
+    /// type, not one of SES's.
+    pub fn lane_change(&self, lane: &str, provider: &str, entry: Value) {
+        let record =
+            json!({ "eventType": "LaneChange", "lane": { "key": lane, "provider": provider, "change": entry } });
+        let mut line = record.to_string();
+        line.push('\n');
+        if let Err(e) = self.file.lock().write_all(line.as_bytes()) {
+            tracing::error!(error = %e, "cannot write events.jsonl");
+        }
+        for l in self.listeners.read().iter() {
+            l(&record);
+        }
+    }
+
     /// A message accepted for delivery.
     pub fn send(&self, mail: &MailInfo, destination: &[String], tags: &[(String, String)]) {
         let tags: serde_json::Map<String, Value> = tags.iter().map(|(k, v)| (k.clone(), json!([v]))).collect();
