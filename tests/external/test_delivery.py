@@ -409,3 +409,50 @@ def test_mx_records_null_mx_and_opportunistic_starttls(mx):
                 w.stop()
         finally:
             receiver.stop()
+
+
+def test_real_dns_resolution_against_a_loopback_dns_server(mx):
+    """The hickory resolver (the production code path) against a DNS server on loopback:
+    MX records, the MX host's A record, NXDOMAIN and a null MX — no static routes."""
+    from dnslib import MX, QTYPE, RCODE, RR, A
+    from dnslib.server import BaseResolver, DNSServer
+
+    class Zone(BaseResolver):
+        def resolve(self, request, handler):
+            reply = request.reply()
+            name, qtype = str(request.q.qname).lower(), QTYPE[request.q.qtype]
+            if name == "viadns.test." and qtype == "MX":
+                reply.add_answer(RR("viadns.test.", QTYPE.MX, rdata=MX("mx1.viadns.test.", 10), ttl=60))
+            elif name == "mx1.viadns.test." and qtype == "A":
+                reply.add_answer(RR("mx1.viadns.test.", QTYPE.A, rdata=A("127.0.0.1"), ttl=60))
+            elif name == "nullmx.test." and qtype == "MX":
+                reply.add_answer(RR("nullmx.test.", QTYPE.MX, rdata=MX(".", 0), ttl=60))
+            elif name.endswith("viadns.test.") or name.endswith("nullmx.test."):
+                pass  # exists, no records of that type
+            else:
+                reply.header.rcode = RCODE.NXDOMAIN
+            return reply
+
+    port = free_port()
+    dns = DNSServer(Zone(), port=port, address="127.0.0.1")
+    dns.start_thread()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            w = start(tmp, f'mx_port = {mx.port}\ndns_servers = ["127.0.0.1:{port}"]\n')
+            try:
+                a = sender(w, "--production", "--max-rate", "100")
+                ses = a.client()
+                msg = {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}
+                for to in ["ok@viadns.test", "x@nullmx.test", "y@nowhere-at-all.test"]:
+                    ses.send_email(Source="a@acme.test", Destination={"ToAddresses": [to]}, Message=msg)
+                wait_for(lambda: mx.delivered_to("ok@viadns.test"), what="delivery through DNS-found MX")
+                bounces = wait_for(lambda: len(events(w, "Bounce")) == 2 and events(w, "Bounce"), what="two bounces")
+                diags = sorted(b["bounce"]["bouncedRecipients"][0]["diagnosticCode"] for b in bounces)
+                assert "null MX" in diags[0] or "null MX" in diags[1]
+                assert any("does not exist" in d for d in diags)
+                lanes = json.loads(urlopen_admin(w, "/admin/v1/delivery"))["lanes"]
+                assert "mx:mx1.viadns.test" in lanes, list(lanes)
+            finally:
+                w.stop()
+    finally:
+        dns.stop()

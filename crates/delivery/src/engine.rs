@@ -319,7 +319,12 @@ impl Engine {
     async fn open(&self, route: &Route) -> Result<(Client, Target), Reply> {
         let mut last = synth(451, (4, 4, 1), "No answer from any hosts listed in MX");
         for t in &route.targets {
-            match Client::connect(&t.host, t.port, self.cfg.connect_timeout).await {
+            let ips = self.router.addrs(&t.host).await;
+            let Some(ip) = ips.first() else {
+                last = synth(451, (4, 4, 3), format!("{}: no address found for the MX host", t.host));
+                continue;
+            };
+            match Client::connect(&ip.to_string(), t.port, self.cfg.connect_timeout).await {
                 Ok((mut c, greeting)) => {
                     if !greeting.is_positive() {
                         last = greeting;

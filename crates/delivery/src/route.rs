@@ -47,14 +47,27 @@ pub enum RouteError {
 pub type MxFuture<'a> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<(u16, String)>, RouteError>> + Send + 'a>>;
 
-/// MX look-ups, behind a trait so tests and air-gapped installs need no DNS.
+/// The future of an address look-up.
+pub type AddrFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Vec<std::net::IpAddr>> + Send + 'a>>;
+
+/// MX and address look-ups, behind a trait so tests and air-gapped installs need no DNS.
 pub trait Resolver: Send + Sync {
     /// MX records of `domain` as (preference, exchange). `Ok(empty)` means no MX records
     /// (implicit MX applies); `Err(NoSuchDomain)` means NXDOMAIN.
     fn mx<'a>(&'a self, domain: &'a str) -> MxFuture<'a>;
+
+    /// Addresses of an MX host (IP literals are returned as they are).
+    fn addrs<'a>(&'a self, host: &'a str) -> AddrFuture<'a> {
+        Box::pin(async move {
+            if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+                return vec![ip];
+            }
+            tokio::net::lookup_host((host, 0)).await.map(|it| it.map(|sa| sa.ip()).collect()).unwrap_or_default()
+        })
+    }
 }
 
-/// The system's DNS through hickory.
+/// DNS through hickory: the system's resolvers, or configured servers.
 pub struct HickoryResolver(hickory_resolver::TokioResolver);
 
 impl HickoryResolver {
@@ -66,9 +79,39 @@ impl HickoryResolver {
             .map_err(|e| e.to_string())?;
         Ok(HickoryResolver(r))
     }
+
+    /// Use these name servers (`ip:port`, UDP and TCP) instead of the system's.
+    pub fn with_servers(servers: &[std::net::SocketAddr]) -> Result<Self, String> {
+        use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+        let ns = servers
+            .iter()
+            .map(|sa| {
+                let mut n = NameServerConfig::udp_and_tcp(sa.ip());
+                for c in &mut n.connections {
+                    c.port = sa.port();
+                }
+                n
+            })
+            .collect();
+        let provider = hickory_resolver::net::runtime::TokioRuntimeProvider::default();
+        let r = hickory_resolver::Resolver::builder_with_config(ResolverConfig::from_name_servers(ns), provider)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(HickoryResolver(r))
+    }
 }
 
 impl Resolver for HickoryResolver {
+    fn addrs<'a>(&'a self, host: &'a str) -> AddrFuture<'a> {
+        Box::pin(async move {
+            if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+                return vec![ip];
+            }
+            let fqdn = format!("{}.", host.trim_end_matches('.'));
+            self.0.lookup_ip(fqdn.as_str()).await.map(|l| l.iter().collect()).unwrap_or_default()
+        })
+    }
+
     fn mx<'a>(&'a self, domain: &'a str) -> MxFuture<'a> {
         Box::pin(async move {
             let fqdn = format!("{}.", domain.trim_end_matches('.'));
@@ -162,6 +205,11 @@ impl Router {
             cache: Mutex::new(HashMap::new()),
             ttl: Duration::from_secs(300),
         }
+    }
+
+    /// Addresses of a target host, through the same resolver as the MX records.
+    pub async fn addrs(&self, host: &str) -> Vec<std::net::IpAddr> {
+        self.resolver.addrs(host).await
     }
 
     /// The route of `domain`.

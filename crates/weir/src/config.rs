@@ -56,6 +56,8 @@ pub struct DeliverySection {
     pub mx_port: u16,
     /// Static routes: domain → `host:port`.
     pub routes: std::collections::BTreeMap<String, String>,
+    /// DNS servers (`ip:port`) for MX and address look-ups instead of /etc/resolv.conf.
+    pub dns_servers: Vec<std::net::SocketAddr>,
     /// Static MX records, domain → ["10 mx.example.net", …], consulted instead of DNS.
     pub mx: std::collections::BTreeMap<String, Vec<String>>,
     /// Lane limits by provider (`google`, `microsoft`, `yahoo`, `apple`, `other`) or lane key.
@@ -87,6 +89,7 @@ impl Default for DeliverySection {
             smarthost: None,
             mx_port: 25,
             routes: Default::default(),
+            dns_servers: vec![],
             mx: Default::default(),
             lanes: Default::default(),
             pacing: Default::default(),

@@ -227,6 +227,8 @@ fn delivery_engine(
                 .map(|(k, v)| (k.to_ascii_lowercase(), v.iter().filter_map(|r| crate::config::parse_mx(r)).collect()))
                 .collect();
         Arc::new(StaticResolver(table))
+    } else if !d.dns_servers.is_empty() {
+        Arc::new(HickoryResolver::with_servers(&d.dns_servers).map_err(|e| anyhow::anyhow!("cannot set up DNS: {e}"))?)
     } else {
         Arc::new(HickoryResolver::system().map_err(|e| anyhow::anyhow!("cannot set up DNS resolution: {e}"))?)
     };
