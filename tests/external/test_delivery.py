@@ -349,8 +349,9 @@ def test_lane_controller_pauses_on_4_7_28_in_real_time(mx):
             waited = mx.delivered_to("ok@fake.test")[0][0] - paused_at
             assert waited >= 2.8, f"lane was not paused: delivered {waited:.2f} s after the 4.7.28"
             lane = json.loads(urlopen_admin(w, "/admin/v1/delivery"))["lanes"][f"route:127.0.0.1:{mx.port}"]
-            kinds = [e["kind"] for e in lane["timeline"]]
-            assert kinds[:2] == ["pause", "resume"], kinds
+            kinds = wait_for(lambda: (k := [e["kind"] for e in json.loads(urlopen_admin(w, "/admin/v1/delivery"))["lanes"][
+                f"route:127.0.0.1:{mx.port}"]["timeline"]]) and "drained" in k and k, what="drained entry")
+            assert kinds[:2] == ["pause", "resume"] and "drained" in kinds, kinds
             assert "4.7.28" in lane["timeline"][0]["reason"]
             assert lane["timeline"][0]["connections"] == 1
             assert not lane["paused"] and lane["safe_rate_per_minute"] > 0

@@ -476,9 +476,19 @@ impl Engine {
         if let Some((c, _)) = conn {
             c.quit().await;
         }
-        *lane.connections.lock() -= 1;
+        let last = {
+            let mut conns = lane.connections.lock();
+            *conns -= 1;
+            *conns == 0
+        };
         if !lane.queue.lock().is_empty() {
             self.dispatch(lane);
+        } else if last {
+            for change in lane.drained(Instant::now()) {
+                let mut v = serde_json::to_value(&change).unwrap_or(Value::Null);
+                v["at"] = json!(self.svc.now_ms());
+                self.events.lane_change(&lane.key, lane.provider.as_str(), v);
+            }
         }
     }
 

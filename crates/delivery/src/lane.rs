@@ -147,6 +147,14 @@ impl Lane {
         c.timeline().get(before..).map(<[TimelineEntry]>::to_vec).unwrap_or_default()
     }
 
+    /// The lane's queue is empty and its last connection is closing.
+    pub fn drained(&self, now: Instant) -> Vec<TimelineEntry> {
+        let mut c = self.controller.lock();
+        let before = c.timeline().len();
+        c.on_drained(self.ms(now));
+        c.timeline().get(before..).map(<[TimelineEntry]>::to_vec).unwrap_or_default()
+    }
+
     /// The incident timeline, with wall-clock times (Unix ms) given `now_unix_ms`.
     pub fn timeline(&self, now: Instant, now_unix_ms: i64) -> Vec<TimelineEntry> {
         let offset = now_unix_ms - self.ms(now) as i64;

@@ -98,7 +98,7 @@ pub struct TimelineEntry {
     /// When.
     pub at: Millis,
     /// `pause`, `resume`, `slow_down`, `step_up`, `warmup_step`, `warmup_fallback`,
-    /// `incident`, `incident_cleared`, `retry_after`.
+    /// `incident`, `incident_cleared`, `retry_after`, `drained`.
     pub kind: &'static str,
     /// The reply (or reason) that triggered it.
     pub reason: String,
@@ -283,6 +283,17 @@ impl Controller {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// The lane's queue emptied: record it once after a change, so the timeline tells when the
+    /// backlog of an incident was delivered.
+    pub fn on_drained(&mut self, now: Millis) {
+        if self.paused_until.is_some_and(|u| u > now) {
+            return;
+        }
+        if self.timeline.last().is_some_and(|e| e.kind != "drained") {
+            self.note(now, "drained", "queue empty");
         }
     }
 

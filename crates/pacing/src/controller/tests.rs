@@ -23,8 +23,11 @@ fn gmail_4_7_28_pauses_then_resumes_with_one_connection() {
         c.on_tick(t);
         assert_eq!(c.allowance(t).connections, expected);
     }
+    c.on_drained(t + 1);
+    c.on_drained(t + 2);
     let kinds: Vec<&str> = c.timeline().iter().map(|e| e.kind).collect();
     assert_eq!(&kinds[..2], &["pause", "resume"]);
+    assert_eq!(kinds.iter().filter(|k| **k == "drained").count(), 1, "{kinds:?}");
 }
 
 #[test]
