@@ -517,8 +517,7 @@ impl Engine {
     }
 
     fn mail_info(&self, r: &DueRecipient) -> MailInfo {
-        let account =
-            self.svc.accounts().into_iter().find(|a| a.id == r.account_id).map(|a| a.name.clone()).unwrap_or_default();
+        let account = self.svc.account_by_id(r.account_id).map(|a| a.name.clone()).unwrap_or_default();
         MailInfo {
             message_id: r.message_id.clone(),
             source: r.mail_from.clone(),

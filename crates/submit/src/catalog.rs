@@ -15,6 +15,8 @@ pub struct Catalog {
     pub by_key: HashMap<String, Arc<Account>>,
     /// Accounts by name.
     pub by_name: HashMap<String, Arc<Account>>,
+    /// Accounts by row id.
+    pub by_id: HashMap<i64, Arc<Account>>,
     /// Stored region settings (absent = defaults).
     pub regions: HashMap<RegionKey, RegionSettings>,
     /// Identities per (account, region), by lower-cased identity.
@@ -28,6 +30,7 @@ impl Catalog {
     pub fn insert_account(&mut self, a: Account) {
         let a = Arc::new(a);
         self.by_key.insert(a.access_key_id.clone(), a.clone());
+        self.by_id.insert(a.id, a.clone());
         self.by_name.insert(a.name.clone(), a);
     }
 

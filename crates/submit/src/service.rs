@@ -239,6 +239,11 @@ impl Service {
             .ok_or_else(|| AdminError::NotFound(format!("no account named '{name}'")))
     }
 
+    /// An account by row id.
+    pub fn account_by_id(&self, id: i64) -> Option<Arc<Account>> {
+        self.catalog.read().by_id.get(&id).cloned()
+    }
+
     /// Every account.
     pub fn accounts(&self) -> Vec<Arc<Account>> {
         let mut v: Vec<_> = self.catalog.read().by_name.values().cloned().collect();
