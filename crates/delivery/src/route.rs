@@ -132,6 +132,16 @@ impl Resolver for HickoryResolver {
     }
 }
 
+/// No DNS at all (the system has no usable resolver configuration): every look-up is a
+/// temporary failure, so mail waits in the queue instead of the server refusing to start.
+pub struct NoDns(pub String);
+
+impl Resolver for NoDns {
+    fn mx<'a>(&'a self, domain: &'a str) -> MxFuture<'a> {
+        Box::pin(async move { Err(RouteError::Temporary(domain.to_string(), self.0.clone())) })
+    }
+}
+
 /// A fixed table of MX records (tests, air-gapped installs).
 #[derive(Default)]
 pub struct StaticResolver(pub HashMap<String, Vec<(u16, String)>>);

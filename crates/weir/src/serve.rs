@@ -230,7 +230,13 @@ fn delivery_engine(
     } else if !d.dns_servers.is_empty() {
         Arc::new(HickoryResolver::with_servers(&d.dns_servers).map_err(|e| anyhow::anyhow!("cannot set up DNS: {e}"))?)
     } else {
-        Arc::new(HickoryResolver::system().map_err(|e| anyhow::anyhow!("cannot set up DNS resolution: {e}"))?)
+        match HickoryResolver::system() {
+            Ok(r) => Arc::new(r),
+            Err(e) => {
+                tracing::warn!(error = %e, "no usable system DNS configuration: mail will wait until one exists or delivery.dns_servers, routes or a smarthost are set");
+                Arc::new(weir_delivery::route::NoDns(format!("no DNS configuration: {e}")))
+            }
+        }
     };
     let router = Router::new(routes, smarthost, resolver, d.mx_port);
     let ecfg = weir_delivery::DeliveryConfig {
