@@ -123,6 +123,8 @@ pub struct Controller {
     accepted: u64,
     deferred: u64,
     warming: bool,
+    /// Warm-up level reached; the rate keeps `ceiling_margin` under it.
+    warm_level: f64,
     /// Accepted replies per second over the last few seconds: what the provider really took.
     accepted_secs: std::collections::VecDeque<(Millis, u32)>,
     /// Clean time required before the next step up, as a multiple of `step_interval_ms`:
@@ -136,10 +138,11 @@ pub struct Controller {
 impl Controller {
     /// A controller for a lane first seen at `now`.
     pub fn new(cfg: PacingConfig, now: Millis) -> Self {
-        let (rate, warming) = match cfg.warmup_start_per_min {
+        let (level, warming) = match cfg.warmup_start_per_min {
             Some(r) if r < cfg.max_rate_per_min => (r.max(cfg.min_rate_per_min), true),
             _ => (cfg.max_rate_per_min, false),
         };
+        let rate = if warming { (level * cfg.ceiling_margin).max(cfg.min_rate_per_min) } else { level };
         let conns = if warming { 1 } else { cfg.max_connections.max(1) };
         Controller {
             cfg,
@@ -154,6 +157,7 @@ impl Controller {
             accepted: 0,
             deferred: 0,
             warming,
+            warm_level: level,
             accepted_secs: std::collections::VecDeque::new(),
             probe_factor: 1.0,
             last_step: None,
@@ -254,6 +258,9 @@ impl Controller {
                     self.conns = ((f64::from(self.conns) * self.cfg.decrease).floor() as u32).max(1);
                 }
                 self.rate = new_rate;
+                if self.warming {
+                    self.warm_level = self.rate / self.cfg.ceiling_margin;
+                }
                 self.last_decrease = Some(now);
                 self.restart_interval(now);
                 if self.warming {
@@ -346,9 +353,12 @@ impl Controller {
         let max = self.cfg.max_rate_per_min;
         let before = (self.rate, self.conns);
         if self.warming {
-            self.rate = (self.rate * self.cfg.warmup_factor).min(max);
-            if self.rate >= max {
+            // Grow the level by the warm-up factor and keep the rate a margin under it.
+            self.warm_level *= self.cfg.warmup_factor;
+            self.rate = (self.warm_level * self.cfg.ceiling_margin).min(max);
+            if self.warm_level >= max {
                 self.warming = false;
+                self.rate = max;
             }
         } else {
             match self.ceiling {

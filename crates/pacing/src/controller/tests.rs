@@ -85,19 +85,20 @@ fn retry_after_is_exact_and_recipient_limits_do_not_touch_the_lane() {
 fn warm_up_ramps_only_when_clean_and_falls_back() {
     let cfg = PacingConfig { max_rate_per_min: 1000.0, warmup_start_per_min: Some(50.0), ..Default::default() };
     let mut c = Controller::new(cfg, 0);
-    assert_eq!((c.allowance(0).rate_per_min, c.allowance(0).connections), (50.0, 1));
+    assert_eq!((c.allowance(0).rate_per_min, c.allowance(0).connections), (50.0 * 0.95, 1));
     let mut t = 0;
     c.on_reply(t + 1, Category::Accepted, "250");
     c.on_tick(5 * MIN);
-    assert_eq!(c.allowance(5 * MIN).rate_per_min, 50.0, "a warm-up step needs a whole clean warm-up interval");
+    assert_eq!(c.allowance(5 * MIN).rate_per_min, 50.0 * 0.95, "a warm-up step needs a whole clean warm-up interval");
     for _ in 0..3 {
         c.on_reply(t + 1, Category::Accepted, "250");
         t += 10 * MIN;
         c.on_tick(t);
     }
-    assert_eq!(c.allowance(t).rate_per_min, 50.0 * 1.5 * 1.5 * 1.5);
+    let level = 50.0 * 1.5 * 1.5 * 1.5;
+    assert!((c.allowance(t).rate_per_min - level * 0.95).abs() < 1e-9, "a margin under the level reached");
     c.on_reply(t + 1, Category::RateLimited, "421 4.7.0 [TS04]");
-    assert!(c.allowance(t + 1).rate_per_min < 50.0 * 1.5 * 1.5 * 1.5);
+    assert!(c.allowance(t + 1).rate_per_min < level * 0.95);
     assert_eq!(c.timeline().last().map(|e| e.kind), Some("warmup_fallback"));
 }
 
