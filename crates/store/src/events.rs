@@ -72,29 +72,27 @@ impl EventLog {
             },
             body_key: body,
         });
+        self.emit(&record);
+    }
+
+    /// Append one record to the file and hand it to the listeners.
+    fn emit(&self, record: &Value) {
         let mut line = record.to_string();
         line.push('\n');
         if let Err(e) = self.file.lock().write_all(line.as_bytes()) {
             tracing::error!(error = %e, "cannot write events.jsonl");
         }
         for l in self.listeners.read().iter() {
-            l(&record);
+            l(record);
         }
     }
 
     /// A lane's pacing changed (pause, resume, slow-down, step up, incident): weir's own event
     /// type, not one of SES's.
     pub fn lane_change(&self, lane: &str, provider: &str, entry: Value) {
-        let record =
-            json!({ "eventType": "LaneChange", "lane": { "key": lane, "provider": provider, "change": entry } });
-        let mut line = record.to_string();
-        line.push('\n');
-        if let Err(e) = self.file.lock().write_all(line.as_bytes()) {
-            tracing::error!(error = %e, "cannot write events.jsonl");
-        }
-        for l in self.listeners.read().iter() {
-            l(&record);
-        }
+        self.emit(
+            &json!({ "eventType": "LaneChange", "lane": { "key": lane, "provider": provider, "change": entry } }),
+        );
     }
 
     /// A message accepted for delivery.
