@@ -15,7 +15,7 @@
 # Needs Debian's postfix package and root (for the private Postfix instance).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source benches/postfix-instance.sh
+source benches/lib.sh
 N=${1:-20000}
 cargo build --release -q -p weir
 WEIR=$PWD/target/release/weir
@@ -30,8 +30,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
 now() { date +%s.%N; }
 states() { sqlite3 "file:$1/weir.db?mode=ro" "SELECT state || '=' || count(*) FROM recipients GROUP BY state" | tr '\n' ' '; }
 delivered() { sqlite3 "file:$1/weir.db?mode=ro" "SELECT count(*) FROM recipients WHERE state = 'delivered'"; }

@@ -7,6 +7,7 @@
 # Needs: moto[server] (pip), a release build (the script builds it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benches/lib.sh
 CONC=${1:-64}
 SECS=${2:-10}
 
@@ -17,7 +18,6 @@ work=$(mktemp -d)
 cleanup() { kill "${weir_pid:-}" "${moto_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # weir: fsync on every group commit (the default), production account without quota limits.
 WEIR_LOG=warn $WEIR serve --data-dir "$work/weir" --http 127.0.0.1:0 & weir_pid=$!

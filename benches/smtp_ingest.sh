@@ -9,7 +9,7 @@
 # Needs Debian's postfix package (smtp-source, smtp-sink) and root (Postfix's own users).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source benches/postfix-instance.sh
+source benches/lib.sh
 SCALE=${1:-1}
 cargo build --release -q -p weir
 WEIR=$PWD/target/release/weir
@@ -23,8 +23,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.05; done; echo "port $1 never opened" >&2; tail -5 "$PF/maillog" >&2 2>/dev/null; exit 1; }
 
 # --- weir: durable spool (fsync per group commit), submissions from loopback without AUTH
 WEIR_SMTP=$(free_port)

@@ -1,9 +1,22 @@
-# Sourced by the bench scripts: a private Postfix instance on loopback that relays to a sink.
+# Sourced by the bench scripts: loopback port helpers, and a private Postfix instance that
+# relays to a sink.
 #
+#   free_port                 a free TCP port on 127.0.0.1
+#   wait_port PORT            wait until something listens there (or fail)
+
 #   start_postfix DIR PORT RELAY_PORT [EXTRA_MAIN_CF_LINE ...]
 #
 # Its own config dir, queue and log under DIR (DIR's parent must be traversable by the postfix
 # user), nothing else on the machine touched. `stop_postfix DIR` stops it.
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_port() {
+  for _ in $(seq 200); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.05; done
+  echo "port $1 never opened" >&2
+  [ -n "${PF:-}" ] && tail -5 "$PF/maillog" >&2 2>/dev/null
+  exit 1
+}
 
 start_postfix() {
   local pf=$1 port=$2 relay=$3
