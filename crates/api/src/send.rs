@@ -140,7 +140,7 @@ pub fn simple(
         region: region.to_string(),
         message_id: id,
         source,
-        from_header: None,
+        header_senders: vec![],
         recipients,
         mime,
         configuration_set: input.configuration_set,
@@ -164,9 +164,9 @@ pub fn raw(
     let now_ms = svc.now_ms();
     let id = new_message_id(now_ms as u64);
     let prepared = prepare(&input.data, &id, svc.id_domain(), now_ms / 1000).map_err(|e| ApiError::invalid(e.0))?;
-    let (source, from_header) = match &input.source {
-        Some(s) => (mailbox(s)?, Some(prepared.from.clone())),
-        None => (prepared.from.clone(), None),
+    let source = match &input.source {
+        Some(s) => mailbox(s)?,
+        None => prepared.from.clone(),
     };
     let recipients: Vec<String> = if destinations.is_empty() {
         prepared.header_recipients.clone()
@@ -180,7 +180,7 @@ pub fn raw(
         region: region.to_string(),
         message_id: id,
         source,
-        from_header,
+        header_senders: prepared.senders,
         recipients,
         mime: prepared.bytes,
         configuration_set: input.configuration_set.or(prepared.configuration_set),

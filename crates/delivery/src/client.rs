@@ -340,8 +340,16 @@ fn complete_reply(buf: &[u8]) -> Option<usize> {
     None
 }
 
-/// Dot-stuff a CRLF message and append the terminating dot.
+/// Dot-stuff a message and append the terminating dot. Line ends are made CRLF first, so that
+/// no bare CR or LF leaves weir even from a message spooled before that rule (RFC 5321 §2.3.8).
 pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
+    let normalized;
+    let message = if weir_mail::crlf::is_canonical(message) {
+        message
+    } else {
+        normalized = weir_mail::crlf::normalize(message);
+        &normalized[..]
+    };
     let mut out = Vec::with_capacity(message.len() + 64);
     let mut at_line_start = true;
     for &b in message {
@@ -368,5 +376,11 @@ mod tests {
         assert_eq!(complete_reply(b"250-a\r\n250 b\r\nextra"), Some(14));
         assert_eq!(complete_reply(b"220\r\n"), Some(5));
         assert_eq!(dot_stuff(b"a\r\n.b\r\n..c"), b"a\r\n..b\r\n...c\r\n.\r\n".to_vec());
+    }
+
+    #[test]
+    fn bare_cr_cannot_end_the_data_early() {
+        assert_eq!(dot_stuff(b"a\r.\rMAIL FROM:<x@y>"), b"a\r\n..\r\nMAIL FROM:<x@y>\r\n.\r\n".to_vec());
+        assert_eq!(dot_stuff(b"a\r.\nb\n.\r\n"), b"a\r\n..\r\nb\r\n..\r\n.\r\n".to_vec());
     }
 }

@@ -114,7 +114,9 @@ pub fn compose(s: &Simple<'_>) -> Result<Vec<u8>, InvalidMessage> {
             }
         }
     }
-    b.write_to_vec().map_err(|e| InvalidMessage::new(format!("Message could not be composed: {e}")))
+    let out = b.write_to_vec().map_err(|e| InvalidMessage::new(format!("Message could not be composed: {e}")))?;
+    // A body may carry bare CRs that the builder copies as they are; none may reach the spool.
+    Ok(if crate::crlf::is_canonical(&out) { out } else { crate::crlf::normalize(&out) })
 }
 
 #[cfg(test)]
@@ -146,6 +148,15 @@ mod tests {
         assert!(text.contains("multipart/alternative"));
         assert!(text.contains("=?utf-8?"), "subject must be encoded: {text}");
         assert!(!text.contains("Bcc"));
+    }
+
+    #[test]
+    fn bare_cr_in_a_body_never_reaches_the_message() {
+        for body in ["one\r.\rMAIL FROM:<ceo@other.test>\r\n", "a\r.\nb", "a\n.\r\nb"] {
+            let msg = compose(&Simple { subject: "s", text: Some(body), html: Some(body), ..Default::default() })
+                .expect("composes");
+            assert!(crate::crlf::is_canonical(&msg), "{:?}", String::from_utf8_lossy(&msg));
+        }
     }
 
     #[test]

@@ -3,11 +3,13 @@
 //! # Layout
 //! - [`address`]: mailbox parsing and validation with SES's error texts.
 //! - [`compose`]: SendEmail "Simple" content (subject, text, HTML, headers) → MIME.
+//! - [`crlf`]: line ends made CRLF everywhere (no bare CR or LF is ever relayed).
 //! - [`raw`]: SendRawEmail / SMTP DATA → checked, header-rewritten MIME plus its recipients.
 //! - [`message_id`]: SES-shaped MessageIds.
 
 pub mod address;
 pub mod compose;
+pub mod crlf;
 pub mod message_id;
 pub mod raw;
 

@@ -1,6 +1,10 @@
 //! Raw MIME from SendRawEmail, v2 Raw content or SMTP DATA: checked, then rewritten the way SES
 //! rewrites it (its own Message-ID, a Date if missing, Bcc and `X-SES-*` headers removed,
-//! CRLF line ends).
+//! CRLF line ends, see [`crate::crlf`]).
+//!
+//! Every mailbox a receiver could show as the author (each one in From, Sender and Return-Path)
+//! is returned in [`Prepared::senders`], so that the submission pipeline verifies all of them;
+//! fields that may occur once are refused when repeated, with SES's `Duplicate header` text.
 
 use mail_parser::{MessageParser, MimeHeaders};
 
@@ -15,6 +19,8 @@ pub struct Prepared {
     pub bytes: Vec<u8>,
     /// First mailbox of the From header.
     pub from: Mailbox,
+    /// Every address in From, Sender and Return-Path (each must be a verified identity).
+    pub senders: Vec<Mailbox>,
     /// Addresses in To, Cc and Bcc (the recipients when the caller gives none).
     pub header_recipients: Vec<String>,
     /// Value of `X-SES-CONFIGURATION-SET`, if present.
@@ -75,16 +81,125 @@ fn parse_fields(header: &[u8]) -> Result<Vec<Field<'_>>, InvalidMessage> {
     Ok(fields)
 }
 
-/// Append `data` with every line end made CRLF.
-fn push_crlf(out: &mut Vec<u8>, data: &[u8]) {
-    let mut prev = 0u8;
-    for &b in data {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
+/// Fields a message may carry at most once (RFC 5322 §3.6 and the MIME fields), refused when
+/// repeated as SES refuses them. A second From or Sender would let a receiver show an author
+/// that was never checked.
+const SINGLE_FIELDS: &[&str] = &[
+    "from",
+    "sender",
+    "reply-to",
+    "to",
+    "cc",
+    "bcc",
+    "subject",
+    "date",
+    "message-id",
+    "in-reply-to",
+    "references",
+    "return-path",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+    "list-unsubscribe",
+    "list-unsubscribe-post",
+];
+
+fn refuse_duplicates(fields: &[Field<'_>]) -> Result<(), InvalidMessage> {
+    for (i, f) in fields.iter().enumerate() {
+        let lower = f.name.to_ascii_lowercase();
+        if SINGLE_FIELDS.contains(&lower.as_str()) && fields[..i].iter().any(|g| g.name.eq_ignore_ascii_case(f.name)) {
+            return Err(InvalidMessage::new(format!("Duplicate header '{}'.", f.name)));
         }
-        out.push(b);
-        prev = b;
     }
+    Ok(())
+}
+
+/// The unfolded value of a field (after the colon).
+fn field_value(f: &Field<'_>) -> String {
+    let mut v = String::new();
+    for (i, l) in f.lines.iter().enumerate() {
+        let text = String::from_utf8_lossy(l);
+        let part = if i == 0 {
+            text.split_once(':').map(|(_, v)| v.to_string()).unwrap_or_default()
+        } else {
+            text.into_owned()
+        };
+        v.push_str(&part);
+    }
+    v
+}
+
+/// Every `local@domain` token of a header value outside quoted strings: what some receiver's
+/// parser could take for an address, whatever a MIME parser made of the field.
+fn address_tokens(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut unquoted = String::with_capacity(value.len());
+    let mut quoted = false;
+    let mut escaped = false;
+    for c in value.chars() {
+        if quoted {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                quoted = false;
+            }
+            unquoted.push(' ');
+            continue;
+        }
+        if c == '"' {
+            quoted = true;
+            unquoted.push(' ');
+        } else {
+            unquoted.push(c);
+        }
+    }
+    for token in unquoted.split(|c: char| c.is_whitespace() || "<>(),;:[]".contains(c)) {
+        if let Some((l, d)) = token.rsplit_once('@')
+            && !l.is_empty()
+            && !d.is_empty()
+        {
+            out.push(token.to_string());
+        }
+    }
+    out
+}
+
+/// Every mailbox of an author field (From, Sender, Return-Path): the MIME parser's reading and
+/// every address-looking token, so that no address a receiver might show escapes the check.
+fn author_mailboxes(f: &Field<'_>, parsed: Option<&mail_parser::Address<'_>>) -> Result<Vec<Mailbox>, InvalidMessage> {
+    let value = field_value(f);
+    let mut out: Vec<Mailbox> = Vec::new();
+    let push = |m: Mailbox, out: &mut Vec<Mailbox>| {
+        if !out.iter().any(|o| o.addr.eq_ignore_ascii_case(&m.addr)) {
+            out.push(m);
+        }
+    };
+    if let Some(list) = parsed {
+        for a in list.iter() {
+            let Some(addr) = a.address() else {
+                // The strict reading names the fault ("Missing final '@domain'") where it can.
+                let fault = parse_mailbox(value.trim()).err();
+                return Err(fault.unwrap_or_else(|| {
+                    InvalidMessage::new(format!("Invalid address in header '{}': {}", f.name, value.trim()))
+                }));
+            };
+            validate_addr(addr)?;
+            push(Mailbox { name: a.name().map(str::to_string), addr: addr.to_string() }, &mut out);
+        }
+    }
+    for token in address_tokens(&value) {
+        let addr = token.trim_matches(|c: char| c == '.' || c == '\'');
+        validate_addr(addr)
+            .map_err(|e| InvalidMessage::new(format!("Invalid address in header '{}': {} ({})", f.name, addr, e.0)))?;
+        push(Mailbox { name: None, addr: addr.to_string() }, &mut out);
+    }
+    if out.is_empty() {
+        // Not an address list at all: the strict single-mailbox reading decides (and names the fault).
+        push(parse_mailbox(value.trim())?, &mut out);
+    }
+    Ok(out)
 }
 
 fn check_multipart(msg: &mail_parser::Message<'_>, body: &[u8]) -> Result<(), InvalidMessage> {
@@ -111,27 +226,42 @@ pub fn prepare(raw: &[u8], message_id: &str, id_domain: &str, date_secs: i64) ->
     if raw.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(InvalidMessage::new("Message is empty."));
     }
+    // Line ends first: a bare CR must mean the same to every parser here and to every receiver.
+    let normalized;
+    let raw = if crate::crlf::is_canonical(raw) {
+        raw
+    } else {
+        normalized = crate::crlf::normalize(raw);
+        &normalized[..]
+    };
     let (header, body) = split_header(raw);
     let fields = parse_fields(header)?;
+    refuse_duplicates(&fields)?;
     let parsed = MessageParser::default()
         .parse(raw)
         .ok_or_else(|| InvalidMessage::new("Message could not be parsed as MIME."))?;
     let Some(from_field) = fields.iter().find(|f| f.name.eq_ignore_ascii_case("from")) else {
         return Err(InvalidMessage::new("Missing required header 'From'."));
     };
-    let from_addr = parsed.from().and_then(|a| a.first()).and_then(|a| a.address()).map(str::to_string);
-    let from = match from_addr {
-        Some(a) => {
-            validate_addr(&a)?;
-            let name = parsed.from().and_then(|a| a.first()).and_then(|a| a.name()).map(str::to_string);
-            Mailbox { name, addr: a }
+    let mut senders = author_mailboxes(from_field, parsed.from())?;
+    let from = senders[0].clone();
+    if let Some(f) = fields.iter().find(|f| f.name.eq_ignore_ascii_case("sender")) {
+        for m in author_mailboxes(f, parsed.sender())? {
+            if !senders.iter().any(|s| s.addr.eq_ignore_ascii_case(&m.addr)) {
+                senders.push(m);
+            }
         }
-        None => {
-            let rawv = String::from_utf8_lossy(from_field.lines[0]).into_owned();
-            let v = rawv.split_once(':').map(|(_, v)| v.trim().to_string()).unwrap_or_default();
-            parse_mailbox(&v)?
+    }
+    if let Some(f) = fields.iter().find(|f| f.name.eq_ignore_ascii_case("return-path")) {
+        // `Return-Path: <>` (a null sender) names nobody.
+        if field_value(f).trim() != "<>" {
+            for m in author_mailboxes(f, None)? {
+                if !senders.iter().any(|s| s.addr.eq_ignore_ascii_case(&m.addr)) {
+                    senders.push(m);
+                }
+            }
         }
-    };
+    }
     let mut header_recipients = Vec::new();
     for list in [parsed.to(), parsed.cc(), parsed.bcc()].into_iter().flatten() {
         for a in list.iter() {
@@ -170,9 +300,9 @@ pub fn prepare(raw: &[u8], message_id: &str, id_domain: &str, date_secs: i64) ->
     }
     out.extend_from_slice(b"\r\n");
     if let Some(body) = body {
-        push_crlf(&mut out, body);
+        out.extend_from_slice(body);
     }
-    Ok(Prepared { bytes: out, from, header_recipients, configuration_set, tags })
+    Ok(Prepared { bytes: out, from, senders, header_recipients, configuration_set, tags })
 }
 
 #[cfg(test)]
@@ -211,5 +341,45 @@ mod tests {
                 .contains("'zz'")
         );
         assert_eq!(prep("From: nobody\n\nx").unwrap_err().0, "Missing final '@domain'");
+    }
+
+    #[test]
+    fn repeated_single_fields_are_refused_with_ses_text() {
+        let e = |s: &str| prep(s).unwrap_err().0;
+        assert_eq!(e("From: a@acme.test\nFrom: ceo@other.test\n\nx"), "Duplicate header 'From'.");
+        assert_eq!(e("From: a@acme.test\nSender: a@acme.test\nsender: b@acme.test\n\nx"), "Duplicate header 'sender'.");
+        assert_eq!(
+            e("From: a@acme.test\nMIME-Version: 1.0\nMIME-Version: 1.0\n\nx"),
+            "Duplicate header 'MIME-Version'."
+        );
+        // Fields that may repeat stay accepted.
+        assert!(prep("From: a@acme.test\nReceived: x\nReceived: y\nX-A: 1\nX-A: 2\n\nx").is_ok());
+    }
+
+    #[test]
+    fn every_author_mailbox_is_reported() {
+        let senders = |s: &str| prep(s).expect("valid").senders.into_iter().map(|m| m.addr).collect::<Vec<_>>();
+        assert_eq!(senders("From: a@acme.test, ceo@other.test\n\nx"), ["a@acme.test", "ceo@other.test"]);
+        assert_eq!(senders("From: A <a@acme.test>\nSender: ceo@other.test\n\nx"), ["a@acme.test", "ceo@other.test"]);
+        assert_eq!(
+            senders("From: a@acme.test\nReturn-Path: <bounce@other.test>\n\nx"),
+            ["a@acme.test", "bounce@other.test"]
+        );
+        assert_eq!(senders("From: a@acme.test\nReturn-Path: <>\n\nx"), ["a@acme.test"]);
+        assert_eq!(senders("From: Team: a@acme.test, ceo@other.test;\n\nx"), ["a@acme.test", "ceo@other.test"]);
+        // An address hidden where a MIME parser would not look is still reported.
+        assert!(senders("From: a@acme.test (ceo@other.test)\n\nx").contains(&"ceo@other.test".to_string()));
+        // A display name in quotes is a name, not an address.
+        assert_eq!(senders("From: \"Jane, a@x\" <a@acme.test>\n\nx"), ["a@acme.test"]);
+    }
+
+    #[test]
+    fn bare_cr_becomes_a_line_end_everywhere() {
+        let p = prep("From: a@acme.test\r\nSubject: s\r\n\r\nbody\r.\rMAIL FROM:<ceo@other.test>\r\n.\nend")
+            .expect("valid");
+        assert!(crate::crlf::is_canonical(&p.bytes), "{:?}", String::from_utf8_lossy(&p.bytes));
+        assert!(p.bytes.ends_with(b"body\r\n.\r\nMAIL FROM:<ceo@other.test>\r\n.\r\nend"));
+        // A bare CR in a header ends the field, so the rest is judged as a header line of its own.
+        assert!(prep("From: a@acme.test\rFrom: ceo@other.test\n\nx").unwrap_err().0.contains("Duplicate header"));
     }
 }

@@ -610,7 +610,7 @@ impl Session {
             region: self.ctx.cfg.region.clone(),
             message_id: id,
             source,
-            from_header: Some(prepared.from),
+            header_senders: prepared.senders,
             recipients: rcpts,
             mime: prepared.bytes,
             configuration_set: prepared.configuration_set,

@@ -92,8 +92,9 @@ pub struct Submission {
     pub message_id: String,
     /// Envelope sender (Source / MAIL FROM), as given.
     pub source: Mailbox,
-    /// From-header mailbox when it differs from the source (raw messages).
-    pub from_header: Option<Mailbox>,
+    /// Every mailbox of the From, Sender and Return-Path headers (raw messages); each must be
+    /// verified for the sending account, as SES requires.
+    pub header_senders: Vec<Mailbox>,
     /// Recipients (validated), in order, possibly with duplicates.
     pub recipients: Vec<String>,
     /// The MIME message.
@@ -505,6 +506,9 @@ impl Service {
         if sub.recipients.len() > MAX_RECIPIENTS {
             return Err(SubmitError::InvalidParameter("Recipient count exceeds 50.".into()));
         }
+        if let Some(name) = &sub.configuration_set {
+            check_configuration_set_name(name)?;
+        }
         let key: RegionKey = (account.id, sub.region.clone());
         let settings = self.region_settings(account.id, &sub.region);
         if !settings.sending_enabled {
@@ -523,11 +527,10 @@ impl Service {
             if !cat.is_verified(&key, &sub.source.addr) {
                 failed.push(display(&sub.source));
             }
-            if let Some(f) = &sub.from_header
-                && !f.addr.eq_ignore_ascii_case(&sub.source.addr)
-                && !cat.is_verified(&key, &f.addr)
-            {
-                failed.push(display(f));
+            for f in &sub.header_senders {
+                if !f.addr.eq_ignore_ascii_case(&sub.source.addr) && !cat.is_verified(&key, &f.addr) {
+                    failed.push(display(f));
+                }
             }
             if !settings.production {
                 for r in &distinct {
@@ -606,6 +609,18 @@ impl Service {
             }
         }
     }
+}
+
+/// SES's rule for configuration set names: 1-64 ASCII letters, digits, '-' and '_'.
+pub fn check_configuration_set_name(name: &str) -> Result<(), SubmitError> {
+    if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(SubmitError::InvalidParameter(format!(
+            "Invalid configuration set name '{}': use 1-64 ASCII letters, digits, '-' or '_'.",
+            name.escape_debug()
+        )));
+    }
+    Ok(())
 }
 
 fn display(m: &Mailbox) -> String {

@@ -40,7 +40,7 @@ fn sub(from: &str, to: &[&str]) -> Submission {
         region: "us-east-1".into(),
         message_id: weir_mail::message_id::new_message_id(1),
         source: parse_mailbox(from).expect("from"),
-        from_header: None,
+        header_senders: vec![],
         recipients: to.iter().map(|s| s.to_string()).collect(),
         mime: b"From: x\r\n\r\nhi\r\n".to_vec(),
         configuration_set: None,
