@@ -54,6 +54,7 @@ fn world() -> &'static World {
             cfg: Arc::new(smtp),
             tls: None,
             guard: Arc::new(weir_smtp::guard::Guard::default()),
+            conns: weir_listen::ConnLimiter::new(weir_listen::Caps { total: 1000, per_ip: 50 }),
             shutdown,
         };
         World { rt, ctx, _dir: dir }

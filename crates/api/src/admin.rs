@@ -5,7 +5,7 @@
 //! size of that type does not matter.
 #![allow(clippy::result_large_err)]
 
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use percent_encoding::percent_decode_str;
 use serde::Deserialize;
@@ -14,13 +14,15 @@ use weir_store::model::{IdentityKind, RegionSettings};
 use weir_submit::AdminError;
 
 use crate::auth::is_region;
+use crate::error::ApiError;
 use crate::{AppState, RawRequest};
 
 fn reply(status: StatusCode, v: Value) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
 }
 
-fn fail(status: StatusCode, msg: impl Into<String>) -> Response {
+/// An admin API error response.
+pub fn fail(status: StatusCode, msg: impl Into<String>) -> Response {
     reply(status, json!({ "error": msg.into() }))
 }
 
@@ -29,7 +31,7 @@ fn admin_error(e: AdminError) -> Response {
         AdminError::NotFound(m) => fail(StatusCode::NOT_FOUND, m),
         AdminError::Conflict(m) => fail(StatusCode::CONFLICT, m),
         AdminError::Invalid(m) => fail(StatusCode::BAD_REQUEST, m),
-        AdminError::Storage(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        AdminError::Storage(e) => fail(StatusCode::SERVICE_UNAVAILABLE, format!("storage unavailable: {e}")),
     }
 }
 
@@ -109,17 +111,23 @@ impl RegionPatch {
     }
 }
 
-/// Handle one admin request.
-pub async fn handle(st: &AppState, raw: RawRequest) -> Response {
-    let token = raw
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if !weir_sigv4::constant_time_eq(token.as_bytes(), st.cfg.admin_token.as_bytes()) {
-        return fail(StatusCode::UNAUTHORIZED, "missing or wrong admin token (see <data-dir>/admin-token)");
+/// Check the bearer token (before the body is read).
+pub fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let token = values.next().and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+    let single = values.next().is_none();
+    if !single || !weir_sigv4::constant_time_eq(token.as_bytes(), st.cfg.admin_token.as_bytes()) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "missing or wrong admin token (see <data-dir>/admin-token)",
+        ));
     }
+    Ok(())
+}
+
+/// Handle one admin request whose token [`authorize`] accepted.
+pub async fn handle(st: &AppState, raw: RawRequest) -> Response {
     match route(st, &raw).await {
         Ok(r) | Err(r) => r,
     }

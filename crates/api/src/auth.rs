@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use weir_sigv4::{RequestParts, SigError};
 use weir_store::model::Account;
 
@@ -58,13 +58,32 @@ fn error_for(e: SigError, flavor: Flavor) -> ApiError {
     }
 }
 
+fn owned_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers.iter().map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect()
+}
+
+/// Check what the headers alone can prove (known key, date, scope) before the body is read, so
+/// that a stranger cannot make the server hold a large body.
+pub fn precheck(st: &AppState, headers: &HeaderMap, flavor: Flavor) -> Result<(), ApiError> {
+    let owned = owned_headers(headers);
+    let borrowed: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let now = st.svc.now_ns() / 1_000_000_000;
+    let check = weir_sigv4::check_headers(&borrowed, now, st.cfg.max_skew_secs, |k| {
+        st.svc.account_by_key(k).map(|a| a.secret.clone())
+    })
+    .map_err(|e| error_for(e, flavor))?;
+    if !is_region(&check.auth.region) {
+        return Err(error_for(
+            SigError::Rejected(format!("Credential should be scoped to a valid region, not '{}'.", check.auth.region)),
+            flavor,
+        ));
+    }
+    Ok(())
+}
+
 /// Verify the request's signature and find its account.
 pub fn authenticate(st: &AppState, raw: &RawRequest, flavor: Flavor) -> Result<Caller, ApiError> {
-    let headers: Vec<(String, String)> = raw
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-        .collect();
+    let headers = owned_headers(&raw.headers);
     let borrowed: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let parts = RequestParts {
         method: raw.method.as_str(),

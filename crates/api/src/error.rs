@@ -53,6 +53,16 @@ impl ApiError {
         )
     }
 
+    /// Storage is failing (a full disk, say): nothing was done and the call may be retried. One
+    /// answer for every operation and both API versions, which SDKs retry.
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "Temporary service failure; nothing was changed, retry later.",
+        )
+    }
+
     /// v1 parameter errors become v2 `BadRequestException`s.
     pub fn for_v2(mut self) -> Self {
         if matches!(self.code.as_str(), "InvalidParameterValue" | "ValidationError" | "MissingParameter") {
@@ -132,10 +142,9 @@ impl ApiError {
                 a.retry_after = Some(retry_after.map_or(86_400, |d| secs(d).max(1)));
                 a
             }
-            (SubmitError::Storage(e), flavor) => {
+            (SubmitError::Storage(e), _) => {
                 tracing::error!(error = %e, "storage failure on send");
-                let code = if flavor == Flavor::V1 { "ServiceUnavailable" } else { "InternalFailure" };
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, code, "Temporary service failure")
+                Self::unavailable()
             }
         }
     }
@@ -151,7 +160,7 @@ impl ApiError {
             (AdminError::Invalid(m), Flavor::V1) => ApiError::invalid(m),
             (AdminError::Storage(e), _) => {
                 tracing::error!(error = %e, "storage failure");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure", "Temporary service failure")
+                Self::unavailable()
             }
         }
     }

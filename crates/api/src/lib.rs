@@ -1,9 +1,11 @@
 //! The HTTP front door.
 //!
 //! # Layout
-//! - [`router`]: one axum handler that reads the raw request (SigV4 needs the exact bytes) and
-//!   routes it: `POST /` with an `Action` → [`v1`] (Query/XML), `/v2/email/…` → [`v2`]
-//!   (REST/JSON), `/admin/v1/…` → [`admin`] (operator JSON API, bearer token).
+//! - [`server`]: the listener (HTTP/1.1 with deadlines, connection caps, bounded shutdown).
+//! - [`dispatch`]: reads the raw request (SigV4 needs the exact bytes) and routes it:
+//!   `POST /` with an `Action` → [`v1`] (Query/XML), `/v2/email/…` → [`v2`] (REST/JSON),
+//!   `/admin/v1/…` → [`admin`] (operator JSON API, bearer token). Credentials in the headers are
+//!   checked before the body is read ([`body`]).
 //! - [`auth`]: SigV4 verification and its per-version error codes.
 //! - [`error`]: [`error::ApiError`] and its rendering as SES v1 XML or v2 JSON.
 //! - [`query`]: the AWS Query parameter decoder (`X.member.N`, dotted structures).
@@ -11,19 +13,19 @@
 
 pub mod admin;
 pub mod auth;
+pub mod body;
 pub mod error;
 pub mod query;
 pub mod send;
+pub mod server;
 pub mod v1;
 pub mod v2;
 pub mod xml;
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use weir_submit::Service;
 
@@ -36,6 +38,8 @@ pub struct ApiConfig {
     pub max_skew_secs: u64,
     /// Largest request body read, in bytes.
     pub max_body_bytes: usize,
+    /// Time allowed for a whole request body.
+    pub body_timeout: std::time::Duration,
     /// Bearer token of the admin API.
     pub admin_token: String,
     /// v2 error code for the daily quota (`LimitExceededException` by default).
@@ -54,6 +58,8 @@ pub struct AppState {
     pub cfg: Arc<ApiConfig>,
     /// Delivery status, when the delivery engine runs.
     pub delivery_status: Option<StatusFn>,
+    /// Body bytes all requests may hold at once.
+    pub body_budget: body::BodyBudget,
 }
 
 /// A request as received, with the body read.
@@ -72,11 +78,6 @@ pub struct RawRequest {
     pub request_id: String,
 }
 
-/// The axum router of the whole HTTP front door.
-pub fn router(state: AppState) -> Router {
-    Router::new().fallback(dispatch).with_state(state)
-}
-
 fn flavor_of(method: &Method, path: &str) -> Option<Flavor> {
     if path.starts_with("/v2/") {
         Some(Flavor::V2)
@@ -87,7 +88,15 @@ fn flavor_of(method: &Method, path: &str) -> Option<Flavor> {
     }
 }
 
-async fn dispatch(State(st): State<AppState>, req: Request<Body>) -> Response {
+/// Who answers a request.
+#[derive(Clone, Copy)]
+enum Target {
+    Admin,
+    Ses(Flavor),
+}
+
+/// Answer one request.
+pub async fn dispatch(st: AppState, req: Request<Body>) -> Response {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or("").to_string();
@@ -95,35 +104,70 @@ async fn dispatch(State(st): State<AppState>, req: Request<Body>) -> Response {
     if path == "/health" {
         return (StatusCode::OK, "ok\n").into_response();
     }
-    let flavor = flavor_of(&parts.method, &path);
-    let body = match axum::body::to_bytes(body, st.cfg.max_body_bytes).await {
-        Ok(b) => b,
-        Err(_) => {
-            let e = ApiError::invalid(format!(
-                "Request body is larger than {} bytes or could not be read.",
-                st.cfg.max_body_bytes
-            ));
-            return e.render(flavor.unwrap_or(Flavor::V2), &request_id);
-        }
-    };
-    let raw = RawRequest { method: parts.method, path, query, headers: parts.headers, body, request_id };
-    if raw.path.starts_with("/admin/") {
-        return admin::handle(&st, raw).await;
-    }
-    let Some(flavor) = flavor else {
+    let target = if path.starts_with("/admin/") {
+        Target::Admin
+    } else if let Some(flavor) = flavor_of(&parts.method, &path) {
+        Target::Ses(flavor)
+    } else {
         return ApiError::new(
             StatusCode::NOT_FOUND,
             "UnknownOperationException",
-            format!("weir has no operation at {} {}", raw.method, raw.path),
+            format!("weir has no operation at {} {}", parts.method, path),
         )
-        .render(Flavor::V2, &raw.request_id);
+        .render(Flavor::V2, &request_id);
+    };
+    let refuse = |e: ApiError| match target {
+        Target::Admin => admin::fail(e.status, e.message),
+        Target::Ses(flavor) => e.render(flavor, &request_id),
+    };
+    let content_length = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if content_length.is_some_and(|n| n > st.cfg.max_body_bytes as u64) {
+        return refuse(body_error(body::BodyError::TooLarge(st.cfg.max_body_bytes)));
+    }
+    // Whoever is not who they claim is refused on the headers alone, before a body is read.
+    let early = match target {
+        Target::Admin => admin::authorize(&st, &parts.headers),
+        Target::Ses(flavor) => auth::precheck(&st, &parts.headers, flavor),
+    };
+    if let Err(e) = early {
+        return refuse(e);
+    }
+    let read = match body::read(body, content_length, st.cfg.max_body_bytes, st.cfg.body_timeout, &st.body_budget).await
+    {
+        Ok(b) => b,
+        Err(e) => return refuse(body_error(e)),
+    };
+    let raw =
+        RawRequest { method: parts.method, path, query, headers: parts.headers, body: read.bytes.clone(), request_id };
+    let flavor = match target {
+        Target::Admin => return admin::handle(&st, raw).await,
+        Target::Ses(flavor) => flavor,
     };
     let caller = match auth::authenticate(&st, &raw, flavor) {
         Ok(c) => c,
         Err(e) => return e.render(flavor, &raw.request_id),
     };
-    match flavor {
+    let resp = match flavor {
         Flavor::V1 => v1::handle(&st, &caller, &raw).await,
         Flavor::V2 => v2::handle(&st, &caller, &raw).await,
-    }
+    };
+    // The body's share of the in-flight budget is held until the request is answered.
+    drop(read);
+    resp
+}
+
+fn body_error(e: body::BodyError) -> ApiError {
+    let status = match e {
+        body::BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        body::BodyError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
+        body::BodyError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        body::BodyError::Broken(_) => StatusCode::BAD_REQUEST,
+    };
+    let code = match e {
+        body::BodyError::TooLarge(_) => "RequestEntityTooLarge",
+        body::BodyError::TimedOut(_) => "RequestTimeout",
+        body::BodyError::Busy => "ServiceUnavailable",
+        body::BodyError::Broken(_) => "IncompleteBody",
+    };
+    ApiError::new(status, code, e.to_string())
 }

@@ -115,11 +115,17 @@ pub fn parse_authorization(value: &str) -> Result<AuthHeader, SigError> {
     for part in rest.split(',') {
         let part = part.trim();
         if let Some((k, v)) = part.split_once('=') {
-            match k.trim() {
-                "Credential" => credential = Some(v.trim()),
-                "SignedHeaders" => signed = Some(v.trim()),
-                "Signature" => signature = Some(v.trim()),
-                _ => {}
+            let slot = match k.trim() {
+                "Credential" => &mut credential,
+                "SignedHeaders" => &mut signed,
+                "Signature" => &mut signature,
+                _ => continue,
+            };
+            if slot.replace(v.trim()).is_some() {
+                return Err(SigError::Incomplete(format!(
+                    "Authorization header has more than one '{}' parameter.",
+                    k.trim()
+                )));
             }
         }
     }
@@ -143,12 +149,26 @@ pub fn parse_authorization(value: &str) -> Result<AuthHeader, SigError> {
             parts.get(2).copied().unwrap_or("")
         )));
     }
+    let signed_headers: Vec<String> = signed.split(';').map(str::to_string).collect();
+    // The canonical request lists signed headers lower-case, sorted and once each; a header that
+    // says otherwise was not made by a SigV4 signer.
+    let canonical = signed_headers.iter().all(|h| !h.is_empty() && !h.bytes().any(|b| b.is_ascii_uppercase()))
+        && signed_headers.windows(2).all(|w| w[0] < w[1]);
+    if !canonical {
+        return Err(SigError::Rejected(format!(
+            "SignedHeaders must be lower-case header names, sorted and without repeats; got '{signed}'."
+        )));
+    }
+    // Hex, lower-case, 64 digits: exactly what HMAC-SHA256 yields.
+    if signature.len() != 64 || !signature.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Err(SigError::Rejected("Signature must be 64 lower-case hexadecimal digits.".to_string()));
+    }
     Ok(AuthHeader {
         access_key: parts[0].to_string(),
         date: parts[1].to_string(),
         region: parts[2].to_string(),
         service: parts[3].to_string(),
-        signed_headers: signed.split(';').map(|h| h.trim().to_ascii_lowercase()).collect(),
+        signed_headers,
         signature: signature.to_string(),
     })
 }
@@ -182,21 +202,47 @@ pub struct Verified {
     pub region: String,
 }
 
-/// Verify a SigV4-signed request at `now_secs` (Unix seconds), looking secrets up with `secret_for`.
-///
-/// Order of checks, as AWS does: header present and complete → key known → time within
-/// `max_skew_secs` → scope date and service → signature (constant-time).
-pub fn verify<F>(req: &RequestParts<'_>, now_secs: u64, max_skew_secs: u64, secret_for: F) -> Result<Verified, SigError>
+/// What the headers of a request prove before its body is read: a well-formed signature header
+/// from a known key, dated within the allowed skew, for this service.
+#[derive(Debug, Clone)]
+pub struct HeaderCheck {
+    /// The parsed `Authorization` header.
+    pub auth: AuthHeader,
+    /// The `X-Amz-Date` value.
+    pub amz_date: String,
+    secret: String,
+}
+
+/// Check the header part of a SigV4 request at `now_secs`: everything but the signature itself,
+/// which needs the body. Order of checks, as AWS does: header present, single and complete → key
+/// known → time within `max_skew_secs` → scope date and service.
+pub fn check_headers<F>(
+    headers: &[(&str, &str)],
+    now_secs: u64,
+    max_skew_secs: u64,
+    secret_for: F,
+) -> Result<HeaderCheck, SigError>
 where
     F: FnOnce(&str) -> Option<String>,
 {
-    let auth = req.header("authorization").ok_or(SigError::Missing)?;
+    fn named<'h>(headers: &'h [(&'h str, &'h str)], name: &'static str) -> impl Iterator<Item = &'h str> {
+        headers.iter().filter(move |(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
+    }
+    let mut auths = named(headers, "authorization");
+    let auth = auths.next().ok_or(SigError::Missing)?;
+    if auths.next().is_some() {
+        return Err(SigError::Incomplete("The request has more than one Authorization header.".to_string()));
+    }
     let auth = parse_authorization(auth)?;
-    let amz_date = req.header("x-amz-date").ok_or_else(|| {
+    let mut dates = named(headers, "x-amz-date");
+    let amz_date = dates.next().ok_or_else(|| {
         SigError::Incomplete(
             "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.".to_string(),
         )
     })?;
+    if dates.next().is_some() {
+        return Err(SigError::Incomplete("The request has more than one X-Amz-Date header.".to_string()));
+    }
     let secret = secret_for(&auth.access_key).ok_or(SigError::UnknownKey)?;
     let t = time::parse_amz_date(amz_date)
         .ok_or_else(|| SigError::Incomplete(format!("Date must be in ISO-8601 'basic format'. Got '{amz_date}'.")))?;
@@ -235,6 +281,16 @@ where
     if !auth.signed_headers.iter().any(|h| h == "host") {
         return Err(SigError::Rejected("'Host' must be a signed header.".to_string()));
     }
+    Ok(HeaderCheck { auth, amz_date: amz_date.to_string(), secret })
+}
+
+/// Verify a SigV4-signed request at `now_secs` (Unix seconds), looking secrets up with `secret_for`:
+/// [`check_headers`], then the signature over the whole request (constant-time).
+pub fn verify<F>(req: &RequestParts<'_>, now_secs: u64, max_skew_secs: u64, secret_for: F) -> Result<Verified, SigError>
+where
+    F: FnOnce(&str) -> Option<String>,
+{
+    let HeaderCheck { auth, amz_date, secret } = check_headers(req.headers, now_secs, max_skew_secs, secret_for)?;
     let payload_hash = match req.header("x-amz-content-sha256") {
         Some(h) if h == "UNSIGNED-PAYLOAD" => h.to_string(),
         Some(h) => {
@@ -252,7 +308,7 @@ where
     let string_to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", sha256_hex(canonical_request.as_bytes()));
     let key = signing_key(&secret, &auth.date, &auth.region, &auth.service);
     let expected = hex::encode(hmac_sha256(&key, string_to_sign.as_bytes()));
-    if !constant_time_eq(expected.as_bytes(), auth.signature.to_ascii_lowercase().as_bytes()) {
+    if !constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
         return Err(SigError::Mismatch);
     }
     Ok(Verified { access_key: auth.access_key, region: auth.region })
@@ -272,11 +328,36 @@ mod tests {
 
     #[test]
     fn parses_authorization_header() {
-        let h = "AWS4-HMAC-SHA256 Credential=AKID/20261123/eu-west-1/ses/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=abc";
+        let h = "AWS4-HMAC-SHA256 Credential=AKID/20261123/eu-west-1/ses/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
         let a = parse_authorization(h).expect("parses");
         assert_eq!(a.access_key, "AKID");
         assert_eq!(a.region, "eu-west-1");
         assert_eq!(a.signed_headers, vec!["content-type", "host", "x-amz-date"]);
+    }
+
+    #[test]
+    fn headers_no_signer_would_make_are_refused() {
+        let sig = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let h = |signed: &str, signature: &str| {
+            parse_authorization(&format!(
+                "AWS4-HMAC-SHA256 Credential=A/20261123/us-east-1/ses/aws4_request, SignedHeaders={signed}, Signature={signature}"
+            ))
+        };
+        assert!(h("host;x-amz-date", sig).is_ok());
+        assert!(matches!(h("x-amz-date;host", sig), Err(SigError::Rejected(_))), "unsorted");
+        assert!(matches!(h("host;host;x-amz-date", sig), Err(SigError::Rejected(_))), "repeated");
+        assert!(matches!(h("Host;x-amz-date", sig), Err(SigError::Rejected(_))), "upper-case name");
+        assert!(
+            matches!(h("host;x-amz-date", &sig.to_ascii_uppercase()), Err(SigError::Rejected(_))),
+            "upper-case hex"
+        );
+        assert!(matches!(h("host;x-amz-date", &sig[..63]), Err(SigError::Rejected(_))), "short");
+        let twice = format!(
+            "AWS4-HMAC-SHA256 Credential=A/20261123/us-east-1/ses/aws4_request, SignedHeaders=host, Signature={sig}, Signature={sig}"
+        );
+        assert!(matches!(parse_authorization(&twice), Err(SigError::Incomplete(_))));
+        let headers = [("authorization", twice.as_str()), ("Authorization", twice.as_str())];
+        assert!(matches!(check_headers(&headers, 0, 300, |_| None), Err(SigError::Incomplete(_))));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`SmtpConfig`]: listener settings (region, limits, timeouts, trusted networks).
 //! - [`tls`]: the server certificate, from files or self-signed on first start.
-//! - [`guard`]: per-IP connection counts and AUTH-failure lockout, shared by all sessions.
+//! - [`guard`]: AUTH-failure lockout per client IP, shared by all sessions (connection caps are
+//!   `weir_listen`'s).
 //! - [`session`]: one ESMTP session over any stream, on `smtp-proto`'s receivers; it ends a
 //!   transaction by handing the message to the same [`weir_submit::Service`] as the HTTP API.
 //! - [`serve`]: accept loops for the STARTTLS and implicit-TLS listeners.
@@ -21,6 +22,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use weir_submit::Service;
+
+use weir_listen::{Acceptor, ConnLimiter};
 
 use crate::guard::Guard;
 use crate::session::{Conn, Session};
@@ -103,8 +106,10 @@ pub struct SmtpContext {
     pub cfg: Arc<SmtpConfig>,
     /// TLS, if configured.
     pub tls: Option<TlsAcceptor>,
-    /// Connection and AUTH-failure accounting.
+    /// AUTH-failure accounting.
     pub guard: Arc<Guard>,
+    /// Open sessions, in all and per client IP (capped by `max_connections[_per_ip]`).
+    pub conns: Arc<ConnLimiter>,
     /// Becomes true when the server shuts down.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -113,16 +118,10 @@ pub struct SmtpContext {
 /// SES "TLS wrapper" ports 465/2465); otherwise clients upgrade with STARTTLS.
 pub async fn serve(listener: TcpListener, ctx: SmtpContext, implicit_tls: bool) {
     let mut shutdown = ctx.shutdown.clone();
+    let mut acceptor = Acceptor::new(listener, if implicit_tls { "smtps" } else { "smtp" });
     loop {
         let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            c = acceptor.accept() => c,
             _ = shutdown.changed() => break,
         };
         let ctx = ctx.clone();
@@ -132,9 +131,18 @@ pub async fn serve(listener: TcpListener, ctx: SmtpContext, implicit_tls: bool) 
 
 async fn handle(mut stream: tokio::net::TcpStream, peer: SocketAddr, ctx: SmtpContext, implicit_tls: bool) {
     let _ = stream.set_nodelay(true);
-    let Some(permit) = ctx.guard.connect(peer.ip(), &ctx.cfg) else {
-        let _ = stream.write_all(b"421 Too many concurrent SMTP connections\r\n").await;
-        return;
+    let permit = match ctx.conns.try_acquire(peer.ip()) {
+        Ok(p) => p,
+        Err(_) if implicit_tls => return,
+        Err(_) => {
+            // Bounded: a client that does not read gets no more than this one write's chance.
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                stream.write_all(b"421 Too many concurrent SMTP connections\r\n"),
+            )
+            .await;
+            return;
+        }
     };
     let conn = if implicit_tls {
         let Some(acceptor) = ctx.tls.clone() else { return };
