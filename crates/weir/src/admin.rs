@@ -136,10 +136,19 @@ impl Client {
             None => {
                 let path = data_dir.join("server.json");
                 let text = std::fs::read_to_string(&path).with_context(|| {
-                    format!(
-                        "weir does not seem to be running: {} is missing (start it with `weir serve`)",
-                        path.display()
-                    )
+                    if crate::data_dir::server_running(data_dir) {
+                        format!(
+                            "a weir server holds {} but {} is missing: give its address with --server",
+                            data_dir.display(),
+                            path.display()
+                        )
+                    } else {
+                        format!(
+                            "no weir server is running on data dir {} (start one with `weir serve --data-dir {}`)",
+                            data_dir.display(),
+                            data_dir.display()
+                        )
+                    }
                 })?;
                 let v: Value = serde_json::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
                 v["http"].as_str().context("server.json has no http address")?.to_string()

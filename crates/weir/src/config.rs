@@ -179,6 +179,20 @@ pub struct HttpConfig {
     pub max_skew_seconds: u64,
     /// Error code for a v2 daily-quota refusal (SES's is unverified; see docs).
     pub v2_daily_quota_error: String,
+    /// Open connections in all.
+    pub max_connections: usize,
+    /// Open connections per client IP.
+    pub max_connections_per_ip: usize,
+    /// Seconds to receive a request's headers (also the longest idle time between requests).
+    pub header_timeout_seconds: u64,
+    /// Seconds to receive a request's whole body.
+    pub body_timeout_seconds: u64,
+    /// Seconds a read or write may make no progress before the connection is dropped.
+    pub stall_timeout_seconds: u64,
+    /// Request body bytes held by all requests at once; over it, requests get 503.
+    pub max_inflight_body_bytes: usize,
+    /// Seconds open connections get to finish at shutdown.
+    pub shutdown_grace_seconds: u64,
 }
 
 /// `[defaults]`.
@@ -232,6 +246,13 @@ impl Default for HttpConfig {
             max_body_bytes: 64 * 1024 * 1024,
             max_skew_seconds: 300,
             v2_daily_quota_error: "LimitExceededException".into(),
+            max_connections: 2048,
+            max_connections_per_ip: 256,
+            header_timeout_seconds: 10,
+            body_timeout_seconds: 120,
+            stall_timeout_seconds: 30,
+            max_inflight_body_bytes: 512 * 1024 * 1024,
+            shutdown_grace_seconds: 10,
         }
     }
 }
@@ -273,6 +294,19 @@ impl Config {
             "defaults.max_rate must be -1 or positive"
         );
         anyhow::ensure!(self.spool.max_batch > 0, "spool.max_batch must be at least 1");
+        let h = &self.http;
+        anyhow::ensure!(
+            h.max_connections > 0 && h.max_connections_per_ip > 0,
+            "http.max_connections[_per_ip] must be at least 1"
+        );
+        anyhow::ensure!(
+            h.header_timeout_seconds > 0 && h.body_timeout_seconds > 0 && h.stall_timeout_seconds > 0,
+            "http.header_timeout_seconds, body_timeout_seconds and stall_timeout_seconds must be at least 1"
+        );
+        anyhow::ensure!(
+            h.max_inflight_body_bytes >= h.max_body_bytes,
+            "http.max_inflight_body_bytes must be at least http.max_body_bytes"
+        );
         for n in &self.smtp.trusted_networks {
             n.parse::<ipnet::IpNet>()
                 .map_err(|e| anyhow::anyhow!("smtp.trusted_networks: '{n}' is not a CIDR network: {e}"))?;

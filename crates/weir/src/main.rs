@@ -8,6 +8,7 @@
 
 mod admin;
 mod config;
+mod data_dir;
 mod serve;
 mod simulate;
 

@@ -1,10 +1,9 @@
 //! `weir serve`.
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -14,6 +13,7 @@ use weir_store::{Store, StoreOptions};
 use weir_submit::{Service, ServiceConfig, system_clock};
 
 use crate::config::Config;
+use crate::data_dir::DataDir;
 
 /// Options of `weir serve`; each overrides the config file.
 #[derive(Args)]
@@ -39,28 +39,6 @@ pub struct ServeArgs {
     /// Do not deliver: accepted mail stays in the spool.
     #[arg(long)]
     no_delivery: bool,
-}
-
-/// Read the admin token from the data dir, creating it (mode 0600) on first start.
-fn admin_token(dir: &Path) -> anyhow::Result<String> {
-    let path = dir.join("admin-token");
-    if let Ok(t) = std::fs::read_to_string(&path) {
-        let t = t.trim().to_string();
-        if !t.is_empty() {
-            return Ok(t);
-        }
-    }
-    let token = hex::encode(rand::random::<[u8; 32]>());
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    writeln!(f, "{token}")?;
-    f.sync_all()?;
-    Ok(token)
 }
 
 /// Start the server and block until SIGINT or SIGTERM.
@@ -95,16 +73,36 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     rt.block_on(serve(cfg))
 }
 
-async fn serve(cfg: Config) -> anyhow::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&cfg.data_dir)
-        .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
-    let token = admin_token(&cfg.data_dir)?;
+/// Connection caps that fit the descriptor limit, keeping some for the store, delivery and logs.
+fn fit_caps(nofile: u64, http: usize, smtp: usize) -> (usize, usize) {
+    let reserve = (nofile / 4).min(1024);
+    let budget = nofile.saturating_sub(reserve) as usize;
+    if http + smtp <= budget {
+        return (http, smtp);
+    }
+    let h = (budget * 2 / 3).max(16).min(http);
+    let s = (budget / 3).max(16).min(smtp);
+    tracing::warn!(
+        nofile,
+        http = h,
+        smtp = s,
+        "the open-file limit is low: connection caps lowered to fit it (raise `ulimit -n` to keep the configured ones)"
+    );
+    (h, s)
+}
+
+async fn serve(mut cfg: Config) -> anyhow::Result<()> {
+    // Files made from here on (the database, its WAL and SHM, the event log) are private.
+    crate::data_dir::private_umask();
+    // The lock comes first: a second server on this directory stops here, having touched nothing.
+    let dir = DataDir::open(&cfg.data_dir)?;
+    let nofile = weir_listen::raise_nofile_limit();
+    (cfg.http.max_connections, cfg.smtp.max_connections) =
+        fit_caps(nofile, cfg.http.max_connections, cfg.smtp.max_connections);
+    let token = dir.admin_token()?;
     let store = Arc::new(
-        Store::open(&cfg.data_dir, StoreOptions { max_batch: cfg.spool.max_batch, fsync: cfg.spool.fsync })
-            .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?,
+        Store::open(dir.path(), StoreOptions { max_batch: cfg.spool.max_batch, fsync: cfg.spool.fsync })
+            .with_context(|| format!("cannot open the store in {}", dir.path().display()))?,
     );
     let defaults = RegionSettings {
         max_24h: cfg.defaults.max_24h,
@@ -112,7 +110,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         burst_seconds: cfg.defaults.burst_seconds,
         ..RegionSettings::sandbox()
     };
-    let events = Arc::new(weir_store::events::EventLog::open(&cfg.data_dir)?);
+    let events = Arc::new(weir_store::events::EventLog::open(dir.path())?);
     let svc = Arc::new(
         Service::open(
             store.clone(),
@@ -135,6 +133,23 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         ));
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+
+    // Every listener is bound before the delivery engine touches the spool, so that a start that
+    // fails (a port in use) leaves the spool as it found it.
+    let listener = tokio::net::TcpListener::bind(cfg.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.http.listen))?;
+    let bound = listener.local_addr()?;
+    let mut info = serde_json::json!({ "http": format!("http://{bound}"), "pid": std::process::id() });
+    let mut smtp_listeners = Vec::new();
+    if cfg.smtp.enabled {
+        for (addr, implicit, key) in [(cfg.smtp.listen, false, "smtp"), (cfg.smtp.listen_tls, true, "smtps")] {
+            let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+            info[key] = serde_json::json!(l.local_addr()?.to_string());
+            smtp_listeners.push((l, implicit));
+        }
+    }
+
     let engine = if cfg.delivery.enabled { Some(delivery_engine(&cfg, svc.clone(), events.clone())?) } else { None };
     let engine_task = engine.clone().map(|e| tokio::spawn(e.run(stop_rx.clone())));
     let state = AppState {
@@ -154,39 +169,40 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         cfg: Arc::new(ApiConfig {
             max_skew_secs: cfg.http.max_skew_seconds,
             max_body_bytes: cfg.http.max_body_bytes,
+            body_timeout: Duration::from_secs(cfg.http.body_timeout_seconds),
             admin_token: token,
             v2_daily_quota_code: cfg.http.v2_daily_quota_error.clone(),
         }),
+        body_budget: weir_api::body::BodyBudget::new(cfg.http.max_inflight_body_bytes),
     };
-    let listener = tokio::net::TcpListener::bind(cfg.http.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.http.listen))?;
-    let bound = listener.local_addr()?;
-    let mut info = serde_json::json!({ "http": format!("http://{bound}"), "pid": std::process::id() });
+    let limits = weir_api::server::HttpLimits {
+        caps: weir_listen::Caps { total: cfg.http.max_connections, per_ip: cfg.http.max_connections_per_ip },
+        header_timeout: Duration::from_secs(cfg.http.header_timeout_seconds),
+        stall_timeout: Duration::from_secs(cfg.http.stall_timeout_seconds),
+        shutdown_grace: Duration::from_secs(cfg.http.shutdown_grace_seconds),
+    };
+    let http_task = tokio::spawn(weir_api::server::serve(listener, state.clone(), limits, stop_rx.clone()));
 
-    let mut smtp_guard = None;
+    let mut smtp_conns = None;
     let mut smtp_tasks = Vec::new();
-    if cfg.smtp.enabled {
+    if !smtp_listeners.is_empty() {
         let ctx = smtp_context(&cfg, state.svc.clone(), stop_rx.clone())?;
-        smtp_guard = Some(ctx.guard.clone());
-        for (addr, implicit, key) in [(cfg.smtp.listen, false, "smtp"), (cfg.smtp.listen_tls, true, "smtps")] {
-            let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-            let bound = l.local_addr()?;
-            info[key] = serde_json::json!(bound.to_string());
-            tracing::info!(%bound, implicit_tls = implicit, region = %cfg.smtp.region, "SMTP submission listening");
+        smtp_conns = Some(ctx.conns.clone());
+        for (l, implicit) in smtp_listeners {
+            tracing::info!(bound = %l.local_addr()?, implicit_tls = implicit, region = %cfg.smtp.region, "SMTP submission listening");
             smtp_tasks.push(tokio::spawn(weir_smtp::serve(l, ctx.clone(), implicit)));
         }
     }
 
-    let server_file = cfg.data_dir.join("server.json");
-    std::fs::write(&server_file, format!("{info}\n"))?;
-    tracing::info!(http = %bound, data_dir = %cfg.data_dir.display(), "weir listening on http://{bound}");
-    let stop = async move {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    };
-    axum::serve(listener, weir_api::router(state)).with_graceful_shutdown(stop).await?;
-    tracing::info!("shutting down: draining SMTP sessions and flushing the spool");
+    if let Err(e) = dir.write_server_info(&info) {
+        // Serving matters more than the file: operator commands can be given --server instead.
+        tracing::error!(error = %e, "cannot write server.json; operator commands need --server {}", format!("http://{bound}"));
+    }
+    tracing::info!(http = %bound, data_dir = %dir.path().display(), "weir listening on http://{bound}");
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    tracing::info!("shutting down: draining connections and flushing the spool");
+    let _ = http_task.await;
     for t in smtp_tasks {
         let _ = t.await;
     }
@@ -195,20 +211,20 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     if let Some(e) = &engine {
         // Let deliveries already under way finish and record their results.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
         while e.in_flight() > 0 && std::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    if let Some(g) = smtp_guard {
+    if let Some(c) = smtp_conns {
         // Sessions in the middle of a transaction get a few seconds to finish it.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while g.active() > 0 && std::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while c.active() > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
     store.shutdown();
-    let _ = std::fs::remove_file(&server_file);
+    dir.remove_server_info();
     Ok(())
 }
 
@@ -310,6 +326,10 @@ fn smtp_context(
         cfg: Arc::new(smtp),
         tls: Some(tls),
         guard: Arc::new(weir_smtp::guard::Guard::default()),
+        conns: weir_listen::ConnLimiter::new(weir_listen::Caps {
+            total: s.max_connections,
+            per_ip: s.max_connections_per_ip,
+        }),
         shutdown,
     })
 }
