@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -109,6 +109,10 @@ pub struct Engine {
     lanes: Mutex<HashMap<String, Arc<Lane>>>,
     stats: Mutex<BTreeMap<String, LaneStats>>,
     possible_duplicates: AtomicU64,
+    /// Set when the engine stops: results that cannot be recorded are left to the next start.
+    stopping: AtomicBool,
+    /// Recipients caught mid-send by the last stop are still to be requeued.
+    requeue_pending: AtomicBool,
 }
 
 /// One recipient's reply from one attempt.
@@ -118,6 +122,9 @@ struct Outcome1 {
     mta: String,
     tls: bool,
 }
+
+/// An event to emit once the results it reports are stored.
+type Announce = Box<dyn FnOnce(&EventLog) + Send>;
 
 fn synth(code: u16, enh: (u8, u16, u16), text: impl Into<String>) -> Reply {
     Reply::new(code, Some(enh), text)
@@ -141,6 +148,8 @@ impl Engine {
             lanes: Mutex::new(HashMap::new()),
             stats: Mutex::new(BTreeMap::new()),
             possible_duplicates: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+            requeue_pending: AtomicBool::new(true),
         })
     }
 
@@ -188,18 +197,14 @@ impl Engine {
 
     /// Run until `shutdown` turns true.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        match self.svc.store().write(ops::requeue_interrupted).await {
-            Ok(n) if n > 0 => {
-                self.possible_duplicates.fetch_add(n as u64, Ordering::Relaxed);
-                tracing::warn!(recipients = n, "requeued recipients interrupted mid-delivery (possible duplicates)");
-            }
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "cannot requeue interrupted recipients"),
-        }
         loop {
             if *shutdown.borrow() {
                 break;
             }
+            if self.requeue_pending.load(Ordering::Relaxed) {
+                self.requeue_interrupted().await;
+            }
+            self.events.retry_pending();
             if let Err(e) = self.tick().await {
                 tracing::error!(error = %e, "delivery scheduler");
             }
@@ -207,6 +212,25 @@ impl Engine {
                 _ = tokio::time::sleep(self.cfg.poll_interval) => {}
                 _ = shutdown.changed() => {}
             }
+        }
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    /// Put recipients caught in the middle of a transaction by the last stop back in the queue;
+    /// tried again on every tick until storage takes it.
+    async fn requeue_interrupted(&self) {
+        match self.svc.store().write(ops::requeue_interrupted).await {
+            Ok(n) => {
+                self.requeue_pending.store(false, Ordering::Relaxed);
+                if n > 0 {
+                    self.possible_duplicates.fetch_add(n as u64, Ordering::Relaxed);
+                    tracing::warn!(
+                        recipients = n,
+                        "requeued recipients interrupted mid-transaction (possible duplicates)"
+                    );
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot requeue interrupted recipients yet; will retry"),
         }
     }
 
@@ -233,9 +257,6 @@ impl Engine {
         if picked.is_empty() {
             return Ok(());
         }
-        let ids: Vec<(String, i64)> = picked.iter().map(|d| (d.message_id.clone(), d.idx)).collect();
-        let now2 = now;
-        self.svc.store().write(move |c| ops::mark_sending(c, &ids, now2)).await?;
         // One job per (message, domain), in due order.
         let mut groups: Vec<((String, String), Vec<DueRecipient>)> = Vec::new();
         for d in picked {
@@ -366,6 +387,15 @@ impl Engine {
                 pos.and_then(|i| q.remove(i))
             };
             let Some(job) = job else { break };
+            // Durably `sending` from here until the result is recorded: what a crash leaves in
+            // that state is exactly what may have been delivered twice.
+            let ids: Vec<(String, i64)> = job.rcpts.iter().map(|r| (r.message_id.clone(), r.idx)).collect();
+            let now_ms = self.svc.now_ms();
+            if let Err(e) = self.svc.store().write(move |c| ops::mark_sending(c, &ids, now_ms)).await {
+                tracing::error!(error = %e, "cannot mark recipients as being sent; they stay queued until storage recovers");
+                self.release(job.rcpts.iter());
+                continue;
+            }
             let wait = lane.reserve(Instant::now());
             if wait > Duration::from_secs(20) {
                 // A long pause: do not hold an idle connection open through it.
@@ -527,12 +557,16 @@ impl Engine {
         }
     }
 
-    /// Apply the classifier's decision for every outcome, durably, then release the recipients.
+    /// Apply the classifier's decision for every outcome, durably, then tell the world (events,
+    /// suppression) and release the recipients.
     async fn finish(&self, lane_key: &str, provider: Provider, outcomes: Vec<Outcome1>) {
         let now = self.svc.now_ms();
         let lane = self.lanes.lock().get(lane_key).cloned();
         let mut results = Vec::with_capacity(outcomes.len());
         let mut bounces: Vec<(i64, String)> = Vec::new();
+        // Events and suppressions wait for the results' commit: none announces what is not stored.
+        let mut announce: Vec<Announce> = Vec::new();
+        let mut suppress_now: Vec<DueRecipient> = Vec::new();
         for o in &outcomes {
             let d = classify(&o.reply, provider);
             if let Some(l) = &lane {
@@ -560,7 +594,8 @@ impl Engine {
                     if !first {
                         s.delivered_after_retry += 1;
                     }
-                    self.events.delivery(&mail, now, &o.rcpt.address, &reply_text, &o.mta, o.tls);
+                    let (rcpt, reply, mta, tls) = (o.rcpt.address.clone(), reply_text.clone(), o.mta.clone(), o.tls);
+                    announce.push(Box::new(move |ev| ev.delivery(&mail, now, &rcpt, &reply, &mta, tls)));
                     ("delivered", 0, false)
                 }
                 Action::Bounce { bounce_type, subtype, suppress } => {
@@ -574,8 +609,12 @@ impl Engine {
                                 .unwrap_or(0)
                                 >= 1);
                     s.bounced += 1;
-                    let f = Failure { kind: bounce_type.as_str(), subtype, status: &status, diagnostic: &diagnostic };
-                    self.events.bounce(&mail, now, &o.rcpt.address, &f);
+                    let (rcpt, kind, status, diagnostic) =
+                        (o.rcpt.address.clone(), bounce_type.as_str(), status.clone(), diagnostic.clone());
+                    announce.push(Box::new(move |ev| {
+                        let f = Failure { kind, subtype, status: &status, diagnostic: &diagnostic };
+                        ev.bounce(&mail, now, &rcpt, &f);
+                    }));
                     bounces.push((o.rcpt.account_id, o.rcpt.region.clone()));
                     if suppress
                         && o.rcpt
@@ -586,21 +625,7 @@ impl Engine {
                     {
                         let settings = self.svc.region_settings(o.rcpt.account_id, &o.rcpt.region);
                         if settings.suppressed_reasons.iter().any(|r| r == "BOUNCE") {
-                            let (svc, r) = (self.svc.clone(), o.rcpt.clone());
-                            tokio::spawn(async move {
-                                if let Err(e) = svc
-                                    .put_suppressed(
-                                        r.account_id,
-                                        &r.region,
-                                        &r.address,
-                                        "BOUNCE",
-                                        Some(r.message_id.clone()),
-                                    )
-                                    .await
-                                {
-                                    tracing::error!(error = %e, "cannot add to the suppression list");
-                                }
-                            });
+                            suppress_now.push(o.rcpt.clone());
                         }
                     }
                     ("bounced", 0, false)
@@ -621,22 +646,28 @@ impl Engine {
                     };
                     match next {
                         Some(t) => {
-                            let f = Failure {
-                                kind: "",
-                                subtype: delay_type(d.category),
-                                status: &status,
-                                diagnostic: &diagnostic,
-                            };
-                            self.events.delay(&mail, now, &o.rcpt.address, &f, t);
+                            let (rcpt, subtype, status, diagnostic) =
+                                (o.rcpt.address.clone(), delay_type(d.category), status.clone(), diagnostic.clone());
+                            announce.push(Box::new(move |ev| {
+                                let f = Failure { kind: "", subtype, status: &status, diagnostic: &diagnostic };
+                                ev.delay(&mail, now, &rcpt, &f, t);
+                            }));
                             ("queued", t, true)
                         }
                         None => {
                             s.expired += 1;
                             let first_reason = o.rcpt.first_reply.clone().unwrap_or(reply_text.clone());
                             let diag = format!("smtp; retry window expired; first deferral: {first_reason}");
-                            let f =
-                                Failure { kind: "Transient", subtype: "General", status: "4.4.7", diagnostic: &diag };
-                            self.events.bounce(&mail, now, &o.rcpt.address, &f);
+                            let rcpt = o.rcpt.address.clone();
+                            announce.push(Box::new(move |ev| {
+                                let f = Failure {
+                                    kind: "Transient",
+                                    subtype: "General",
+                                    status: "4.4.7",
+                                    diagnostic: &diag,
+                                };
+                                ev.bounce(&mail, now, &rcpt, &f);
+                            }));
                             ("expired", 0, true)
                         }
                     }
@@ -652,20 +683,67 @@ impl Engine {
                 deferral,
             });
         }
-        let write = self.svc.store().write(move |c| {
-            ops::record_attempts(c, &results, now)?;
-            for (a, r) in &bounces {
-                ops::record_feedback(c, *a, r, now, 1, 0)?;
+        if self.record(results, bounces, now).await {
+            for a in announce {
+                a(&self.events);
             }
-            Ok(())
-        });
-        if let Err(e) = write.await {
-            // The recipients stay `sending` and are requeued at the next start.
-            tracing::error!(error = %e, "cannot record delivery results");
+            for r in suppress_now {
+                let svc = self.svc.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = svc
+                        .put_suppressed(r.account_id, &r.region, &r.address, "BOUNCE", Some(r.message_id.clone()))
+                        .await
+                    {
+                        tracing::error!(error = %e, "cannot add to the suppression list");
+                    }
+                });
+            }
         }
+        self.release(outcomes.iter().map(|o| &o.rcpt));
+    }
+
+    /// Take recipients out of the in-flight set (they are picked again from the spool).
+    fn release<'a>(&self, rcpts: impl Iterator<Item = &'a DueRecipient>) {
         let mut inflight = self.inflight.lock();
-        for o in outcomes {
-            inflight.remove(&(o.rcpt.message_id, o.rcpt.idx));
+        for r in rcpts {
+            inflight.remove(&(r.message_id.clone(), r.idx));
+        }
+    }
+
+    /// Record `results` and the feedback counts; on a storage failure (a full disk) try again,
+    /// backing off, until it works or the engine stops. Returns whether they were recorded.
+    async fn record(&self, results: Vec<AttemptResult>, bounces: Vec<(i64, String)>, now: i64) -> bool {
+        let mut pause = Duration::from_millis(100);
+        let mut failures = 0u32;
+        loop {
+            let (r, b) = (results.clone(), bounces.clone());
+            let write = self.svc.store().write(move |c| {
+                ops::record_attempts(c, &r, now)?;
+                for (a, reg) in &b {
+                    ops::record_feedback(c, *a, reg, now, 1, 0)?;
+                }
+                Ok(())
+            });
+            match write.await {
+                Ok(()) => {
+                    if failures > 0 {
+                        tracing::info!(attempts = failures + 1, "delivery results recorded after storage recovered");
+                    }
+                    return true;
+                }
+                Err(e) => {
+                    if failures.is_multiple_of(50) {
+                        tracing::error!(error = %e, recipients = results.len(), "cannot record delivery results; retrying");
+                    }
+                    failures += 1;
+                }
+            }
+            if self.stopping.load(Ordering::Relaxed) {
+                // They stay `sending` and are requeued (counted as possible duplicates) at the next start.
+                return false;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
         }
     }
 }

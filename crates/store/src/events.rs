@@ -23,9 +23,43 @@ pub struct Failure<'a> {
     pub diagnostic: &'a str,
 }
 
+/// Most bytes of events kept in memory while the file cannot take them (a full disk).
+const MAX_PENDING: usize = 16 << 20;
+
+/// The file and what could not be written to it yet.
+struct Sink {
+    file: File,
+    /// Length of the file after the last complete write (a failed write is cut back to it).
+    len: u64,
+    /// Whole lines waiting for the file.
+    pending: Vec<u8>,
+    /// Events dropped because `pending` was full.
+    dropped: u64,
+}
+
+impl Sink {
+    /// Append what is pending; on failure cut the file back so that no torn line stays in it.
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        match self.file.write_all(&self.pending) {
+            Ok(()) => {
+                self.len += self.pending.len() as u64;
+                self.pending.clear();
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.file.set_len(self.len);
+                Err(e)
+            }
+        }
+    }
+}
+
 /// The event log.
 pub struct EventLog {
-    file: Mutex<File>,
+    sink: Mutex<Sink>,
     listeners: RwLock<Vec<Listener>>,
 }
 
@@ -52,7 +86,22 @@ impl EventLog {
     /// Append to `dir/events.jsonl`.
     pub fn open(dir: &Path) -> std::io::Result<EventLog> {
         let file = OpenOptions::new().create(true).append(true).open(dir.join("events.jsonl"))?;
-        Ok(EventLog { file: Mutex::new(file), listeners: RwLock::new(Vec::new()) })
+        let len = file.metadata()?.len();
+        let sink = Sink { file, len, pending: Vec::new(), dropped: 0 };
+        Ok(EventLog { sink: Mutex::new(sink), listeners: RwLock::new(Vec::new()) })
+    }
+
+    /// Write events kept in memory while the file failed (called periodically).
+    pub fn retry_pending(&self) {
+        let mut sink = self.sink.lock();
+        if !sink.pending.is_empty() && sink.flush().is_ok() {
+            tracing::info!("events.jsonl is writable again: events kept in memory written");
+        }
+    }
+
+    /// Bytes of events waiting for the file.
+    pub fn pending_bytes(&self) -> usize {
+        self.sink.lock().pending.len()
     }
 
     /// Add a listener (webhook sender).
@@ -79,8 +128,25 @@ impl EventLog {
     fn emit(&self, record: &Value) {
         let mut line = record.to_string();
         line.push('\n');
-        if let Err(e) = self.file.lock().write_all(line.as_bytes()) {
-            tracing::error!(error = %e, "cannot write events.jsonl");
+        {
+            let mut sink = self.sink.lock();
+            let was_failing = !sink.pending.is_empty();
+            if sink.pending.len() + line.len() > MAX_PENDING {
+                sink.dropped += 1;
+                if sink.dropped == 1 || sink.dropped.is_multiple_of(10_000) {
+                    tracing::error!(
+                        dropped = sink.dropped,
+                        "events.jsonl unwritable and the memory buffer is full: events dropped"
+                    );
+                }
+            } else {
+                sink.pending.extend_from_slice(line.as_bytes());
+            }
+            if let Err(e) = sink.flush()
+                && !was_failing
+            {
+                tracing::error!(error = %e, "cannot write events.jsonl; keeping events in memory until it can be written");
+            }
         }
         for l in self.listeners.read().iter() {
             l(record);

@@ -118,6 +118,10 @@ pub fn migrate(conn: &Connection) -> Result<()> {
     conn.execute_batch(
         "CREATE INDEX IF NOT EXISTS recipients_due_priority ON recipients (state, priority, next_attempt_ms)",
     )?;
-    conn.pragma_update(None, "user_version", 1)?;
+    // Written only when it changes: an open that writes nothing works on a full disk.
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version != 1 {
+        conn.pragma_update(None, "user_version", 1)?;
+    }
     Ok(())
 }
