@@ -387,6 +387,9 @@ impl Session {
 
     async fn command(&mut self, req: Request<String>) -> Action {
         match req {
+            Request::Ehlo { host } | Request::Helo { host } if !valid_helo(&host) => {
+                self.reply(501, "5.5.2", "Invalid EHLO/HELO name: a domain or address literal is expected");
+            }
             Request::Ehlo { host } => {
                 self.reset_transaction();
                 self.helo = Some(host);
@@ -499,7 +502,9 @@ impl Session {
                 let cfg = &self.ctx.cfg;
                 self.ctx.guard.auth_failed(self.peer.ip(), Instant::now(), cfg.auth_max_failures, cfg.auth_lockout);
                 tokio::time::sleep(cfg.auth_failure_delay).await;
-                tracing::info!(peer = %self.peer, user = %user, "SMTP AUTH failed");
+                // The name is the client's: escaped and cut, it cannot forge or flood log lines.
+                let shown: String = user.chars().take(64).collect();
+                tracing::info!(peer = %self.peer, user = %shown.escape_debug(), "SMTP AUTH failed");
                 self.reply(535, "5.7.8", "Authentication Credentials Invalid");
             }
         }
@@ -622,6 +627,11 @@ impl Session {
             Err(e) => self.submit_error(e),
         }
     }
+}
+
+/// A plausible EHLO/HELO argument: printable, no spaces or control bytes (NUL included).
+fn valid_helo(host: &str) -> bool {
+    !host.is_empty() && host.len() <= 255 && host.chars().all(|c| !c.is_control() && !c.is_whitespace())
 }
 
 fn decode(b64: &str) -> Option<String> {

@@ -43,8 +43,12 @@ pub struct ServeArgs {
 
 /// Start the server and block until SIGINT or SIGTERM.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| "info".into()))
+        // Colour codes only for a terminal, never in a log file.
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
         .init();
     let mut cfg = match &args.config {
         Some(p) => Config::load(p)?,
