@@ -39,6 +39,8 @@ pub struct SimpleInput {
     pub tags: Vec<(String, String)>,
     /// Configuration set.
     pub configuration_set: Option<String>,
+    /// ReturnPath (v1) / FeedbackForwardingEmailAddress (v2): must be verified like the source.
+    pub return_path: Option<String>,
 }
 
 /// Fields of a Raw send.
@@ -54,6 +56,8 @@ pub struct RawInput {
     pub tags: Vec<(String, String)>,
     /// Configuration set.
     pub configuration_set: Option<String>,
+    /// ReturnPath (v1) / FeedbackForwardingEmailAddress (v2): must be verified like the source.
+    pub return_path: Option<String>,
 }
 
 fn mailbox(s: &str) -> Result<Mailbox, ApiError> {
@@ -140,7 +144,7 @@ pub fn simple(
         region: region.to_string(),
         message_id: id,
         source,
-        header_senders: vec![],
+        header_senders: input.return_path.as_deref().map(mailbox).transpose()?.into_iter().collect(),
         recipients,
         mime,
         configuration_set: input.configuration_set,
@@ -176,11 +180,15 @@ pub fn raw(
     check_count(recipients.len())?;
     let tags: Vec<(String, String)> = input.tags.into_iter().chain(prepared.tags).collect();
     check_tags(&tags)?;
+    let mut header_senders = prepared.senders;
+    if let Some(rp) = &input.return_path {
+        header_senders.push(mailbox(rp)?);
+    }
     Ok(Submission {
         region: region.to_string(),
         message_id: id,
         source,
-        header_senders: prepared.senders,
+        header_senders,
         recipients,
         mime: prepared.bytes,
         configuration_set: input.configuration_set.or(prepared.configuration_set),

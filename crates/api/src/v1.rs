@@ -92,6 +92,7 @@ async fn run(st: &AppState, caller: &Caller, p: &Params, action: &str, rid: &str
                 headers: vec![],
                 tags: tags(p),
                 configuration_set: p.get("ConfigurationSetName").map(str::to_string),
+                return_path: p.get("ReturnPath").map(str::to_string),
             };
             let sub = send::simple(svc, region, input, V1_MAX_MESSAGE, "api-v1")?;
             let id = svc.submit(&caller.account, sub).await.map_err(|e| ApiError::from_submit(e, Flavor::V1, ""))?;
@@ -105,6 +106,7 @@ async fn run(st: &AppState, caller: &Caller, p: &Params, action: &str, rid: &str
                 destinations: p.list("Destinations"),
                 tags: tags(p),
                 configuration_set: p.get("ConfigurationSetName").map(str::to_string),
+                return_path: p.get("ReturnPath").map(str::to_string),
             };
             let sub = send::raw(svc, region, input, V1_MAX_MESSAGE, "api-v1")?;
             let id = svc.submit(&caller.account, sub).await.map_err(|e| ApiError::from_submit(e, Flavor::V1, ""))?;

@@ -102,6 +102,7 @@ struct SendEmailRequest {
     #[serde(default)]
     email_tags: Vec<NameValue>,
     configuration_set_name: Option<String>,
+    feedback_forwarding_email_address: Option<String>,
 }
 
 /// Handle one authenticated v2 request.
@@ -427,6 +428,7 @@ async fn send_email(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<
                 headers: s.headers.into_iter().map(|h| (h.name, h.value)).collect(),
                 tags,
                 configuration_set: req.configuration_set_name,
+                return_path: req.feedback_forwarding_email_address,
             };
             send::simple(&st.svc, &caller.region, input, V2_MAX_MESSAGE, "api-v2")?
         }
@@ -441,6 +443,7 @@ async fn send_email(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<
                 destinations,
                 tags,
                 configuration_set: req.configuration_set_name,
+                return_path: req.feedback_forwarding_email_address,
             };
             send::raw(&st.svc, &caller.region, input, V2_MAX_MESSAGE, "api-v2")?
         }
