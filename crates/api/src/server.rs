@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Sleep;
-use weir_listen::{Acceptor, Caps, ConnLimiter};
+use weir_listen::{Acceptor, Caps, ConnLimiter, ConnPermit};
 
 use crate::AppState;
 
@@ -135,8 +135,7 @@ pub async fn serve(listener: TcpListener, state: AppState, limits: HttpLimits, m
         };
         let (state, limits, shutdown) = (state.clone(), limits.clone(), shutdown.clone());
         tokio::spawn(async move {
-            connection(stream, state, &limits, shutdown).await;
-            drop(permit);
+            connection(stream, state, &limits, Arc::new(permit), shutdown).await;
         });
     }
     // Listeners are closed; wait (bounded) for the connections to finish what they are doing.
@@ -154,12 +153,27 @@ fn refuse(stream: &TcpStream) {
     let _ = stream.try_write(b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
 }
 
-async fn connection(stream: TcpStream, state: AppState, limits: &HttpLimits, mut shutdown: watch::Receiver<bool>) {
+async fn connection(
+    stream: TcpStream,
+    state: AppState,
+    limits: &HttpLimits,
+    permit: Arc<ConnPermit>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let _ = stream.set_nodelay(true);
     let io = TokioIo::new(Stalling::new(stream, limits.stall_timeout));
+    let in_request = permit.clone();
     let svc = service_fn(move |req: hyper::Request<Incoming>| {
         let st = state.clone();
-        async move { Ok::<_, Infallible>(crate::dispatch(st, req.map(axum::body::Body::new)).await) }
+        let permit = in_request.clone();
+        async move {
+            // Busy from a request's head to its response: only then is the connection doing work
+            // (an unread body that fails authentication is refused before it is read).
+            permit.set_idle(false);
+            let resp = crate::dispatch(st, req.map(axum::body::Body::new)).await;
+            permit.set_idle(true);
+            Ok::<_, Infallible>(resp)
+        }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -176,6 +190,9 @@ async fn connection(stream: TcpStream, state: AppState, limits: &HttpLimits, mut
         _ = shutdown.changed() => {
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(limits.shutdown_grace, conn).await;
+        }
+        _ = permit.evicted() => {
+            tracing::debug!("idle HTTP connection closed to admit another");
         }
     }
 }

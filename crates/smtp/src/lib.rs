@@ -146,7 +146,12 @@ async fn handle(mut stream: tokio::net::TcpStream, peer: SocketAddr, ctx: SmtpCo
     };
     let conn = if implicit_tls {
         let Some(acceptor) = ctx.tls.clone() else { return };
-        match tokio::time::timeout(ctx.cfg.idle_timeout, acceptor.accept(stream)).await {
+        let handshake = tokio::time::timeout(ctx.cfg.idle_timeout, acceptor.accept(stream));
+        let done = tokio::select! {
+            r = handshake => r,
+            _ = permit.evicted() => return,
+        };
+        match done {
             Ok(Ok(tls)) => Conn::Tls(Box::new(tls)),
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -157,6 +162,5 @@ async fn handle(mut stream: tokio::net::TcpStream, peer: SocketAddr, ctx: SmtpCo
     } else {
         Conn::Plain(stream)
     };
-    Session::new(ctx, peer, conn.is_tls()).run(conn).await;
-    drop(permit);
+    Session::new(ctx, peer, conn.is_tls()).run(conn, Some(&permit)).await;
 }

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use smtp_proto::request::receiver::{
@@ -20,6 +20,7 @@ use smtp_proto::request::receiver::{
 use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Error as ProtoError, Request};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use weir_listen::ConnPermit;
 use weir_mail::address::{Mailbox, parse_mailbox};
 use weir_mail::message_id::new_message_id;
 use weir_store::model::Account;
@@ -153,8 +154,20 @@ impl Session {
         matches!(self.state, State::Data(_) | State::SkipData(..))
     }
 
-    /// Serve the connection until QUIT, EOF, timeout or shutdown.
-    pub async fn run(mut self, mut conn: Conn) {
+    /// Whether the session has started any work: a full listener may close it to admit another.
+    fn idle(&self) -> bool {
+        self.account.is_none() && self.mail_from.is_none() && !self.in_data()
+    }
+
+    /// Serve the connection until QUIT, EOF, timeout, shutdown or eviction from its slot.
+    pub async fn run(mut self, mut conn: Conn, permit: Option<&ConnPermit>) {
+        let evicted = async {
+            match permit {
+                Some(p) => p.evicted().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(evicted);
         let greeting = format!("220 {} ESMTP weir\r\n", self.ctx.cfg.hostname);
         if conn.write_all(greeting.as_bytes()).await.is_err() {
             return;
@@ -168,6 +181,11 @@ impl Session {
                 _ = shutdown.changed(), if !self.in_data() => {
                     self.reply(421, "4.3.2", "Service shutting down, closing transmission channel");
                     let _ = conn.write_all(&self.out).await;
+                    break;
+                }
+                _ = &mut evicted => {
+                    self.reply(421, "4.7.0", "Too many connections; closing an idle one");
+                    let _ = tokio::time::timeout(Duration::from_secs(1), conn.write_all(&self.out)).await;
                     break;
                 }
             };
@@ -184,6 +202,9 @@ impl Session {
                 Ok(Ok(n)) => n,
             };
             let action = self.ingest(&buf[..n]).await;
+            if let Some(p) = permit {
+                p.set_idle(self.idle());
+            }
             if !self.out.is_empty() {
                 if conn.write_all(&self.out).await.is_err() || conn.flush().await.is_err() {
                     break;
