@@ -21,8 +21,9 @@ WEIR = os.environ.get("WEIR_BIN", str(ROOT / "target" / "debug" / "weir"))
 class Weir:
     """One running server with its own data dir."""
 
-    def __init__(self, data_dir: Path, extra_args=("--no-delivery",)):
+    def __init__(self, data_dir: Path, extra_args=("--no-delivery",), log=None):
         self.data_dir = data_dir
+        self.log = log  # a path: the server's log goes there (at info) instead of the terminal
         self.extra_args = list(extra_args)
         self.proc = None
         self.base = None
@@ -31,11 +32,15 @@ class Weir:
 
     def start(self):
         (self.data_dir / "server.json").unlink(missing_ok=True)
+        logf = open(self.log, "ab") if self.log else None
         self.proc = subprocess.Popen(
             [WEIR, "serve", "--http", "127.0.0.1:0", "--smtp", "127.0.0.1:0", "--smtps", "127.0.0.1:0",
              "--data-dir", str(self.data_dir), *self.extra_args],
-            env={**os.environ, "WEIR_LOG": "warn"},
+            env={**os.environ, "WEIR_LOG": "info" if self.log else "warn"},
+            stderr=logf,
         )
+        if logf:
+            logf.close()  # the child has its own copy
         deadline = time.time() + 20
         while time.time() < deadline:
             try:

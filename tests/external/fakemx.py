@@ -37,6 +37,7 @@ class FakeMX:
         self.messages = []  # (time, mail_from, [rcpts], data)
         self.attempts = {}  # rcpt -> [times]
         self.connections = 0
+        self.hold = threading.Event()  # while set, the reply to end-of-data waits
         self.loop = asyncio.new_event_loop()
         self.port = None
         ready = threading.Event()
@@ -96,6 +97,8 @@ class FakeMX:
                             break
                         data.append(l)
                     self.messages.append((time.time(), mail_from, list(rcpts), b"".join(data)))
+                    while self.hold.is_set():
+                        await asyncio.sleep(0.02)
                     out("250 2.0.0 Ok: queued")
                 elif verb == "RSET":
                     mail_from, rcpts = None, []
