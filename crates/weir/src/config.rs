@@ -372,7 +372,9 @@ mod tests {
         let cfg: Config = toml::from_str(&block[open..close]).expect("README example parses");
         cfg.validate().expect("README example is valid");
         assert_eq!(cfg.smtp.listen.port(), 2587);
-        assert_eq!(cfg.delivery.pacing.pause_ms, 600_000);
+        // The block runs to the end of the example: the last sections are in it too.
+        assert_eq!(cfg.delivery.lanes["google"].max_connections, 5);
+        assert_eq!(cfg.http.max_inflight_body_bytes, 512 * 1024 * 1024);
     }
 
     #[test]
