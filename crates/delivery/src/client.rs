@@ -78,7 +78,8 @@ pub struct Caps {
     pub size: Option<usize>,
 }
 
-/// Replies of one transaction.
+/// Replies of one transaction. Every command has a reply: the server's, or, when the server
+/// closed or went silent before giving one, a local `451 4.4.2` saying so.
 #[derive(Debug, Clone)]
 pub struct Transaction {
     /// Reply to MAIL FROM.
@@ -88,11 +89,75 @@ pub struct Transaction {
     /// The reply that applies to the accepted recipients: the refusal of DATA, or the reply
     /// after the message. None when no recipient was accepted (or MAIL was refused).
     pub data: Option<Reply>,
+    /// The server ended the session (a `421`, a close, a reset or a timeout): the connection
+    /// must not be used again.
+    pub closed: bool,
+}
+
+/// Where a session stood when the server refused or was lost before any transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// TCP connect.
+    Connect,
+    /// The 220 greeting.
+    Greeting,
+    /// EHLO/HELO.
+    Ehlo,
+    /// STARTTLS or the TLS handshake.
+    StartTls,
+}
+
+impl Stage {
+    /// As written in replies and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Connect => "connect",
+            Stage::Greeting => "greeting",
+            Stage::Ehlo => "EHLO",
+            Stage::StartTls => "STARTTLS",
+        }
+    }
+}
+
+/// Replies to a pipelined batch, read in order. The first `421` (or loss of the connection)
+/// becomes the reply to its command and to every command after it: the server has said it is
+/// closing, so nothing later will be answered.
+struct Replies<'a> {
+    client: &'a mut Client,
+    ended: Option<Reply>,
+}
+
+impl Replies<'_> {
+    async fn next(&mut self, what: &'static str) -> Reply {
+        if let Some(r) = &self.ended {
+            return r.clone();
+        }
+        match self.client.read_reply(what).await {
+            Ok(r) => {
+                if r.code == 421 {
+                    self.ended = Some(r.clone());
+                }
+                r
+            }
+            Err(e) => {
+                let r = lost(&self.client.peer, &e);
+                self.ended = Some(r.clone());
+                r
+            }
+        }
+    }
+}
+
+/// The local reply standing for a connection to `peer` lost before the server answered.
+pub fn lost(peer: &str, e: &ClientError) -> Reply {
+    Reply::new(451, Some((4, 4, 2)), format!("{peer}: {e}"))
 }
 
 /// One connection to a receiving server.
 pub struct Client {
     stream: Stream,
+    /// `host:port`, for replies that stand for a lost connection.
+    peer: String,
     buf: Vec<u8>,
     timeout: Duration,
     /// Capabilities from the last EHLO.
@@ -155,25 +220,68 @@ fn io_err(e: io::Error) -> ClientError {
 impl Client {
     /// Connect and read the greeting.
     pub async fn connect(host: &str, port: u16, timeout: Duration) -> Result<(Client, Reply), ClientError> {
+        let mut c = Client::tcp(host, port, timeout).await?;
+        let greeting = c.read_reply("greeting").await?;
+        Ok((c, greeting))
+    }
+
+    /// A TCP connection, before the greeting.
+    async fn tcp(host: &str, port: u16, timeout: Duration) -> Result<Client, ClientError> {
         let tcp = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
             .await
             .map_err(|_| ClientError::Timeout("connect"))?
             .map_err(io_err)?;
         let _ = tcp.set_nodelay(true);
-        let mut c = Client {
+        Ok(Client {
             stream: Stream::Plain(tcp),
+            peer: format!("{host}:{port}"),
             buf: Vec::with_capacity(4096),
             timeout,
             caps: Caps::default(),
             tls: false,
-        };
-        let greeting = c.read_reply("greeting").await?;
-        Ok((c, greeting))
+        })
     }
 
     async fn write(&mut self, data: &[u8]) -> Result<(), ClientError> {
         self.stream.write_all(data).await.map_err(io_err)?;
         self.stream.flush().await.map_err(io_err)
+    }
+
+    /// Connect, read the greeting, EHLO, and STARTTLS when offered and `tls` is given: a session
+    /// ready for transactions, or the stage it ended at and the reply that stands for it (the
+    /// server's own, such as a `421` greeting, or a local `451` for a lost connection).
+    pub async fn open(
+        host: &str,
+        port: u16,
+        helo: &str,
+        connect_timeout: Duration,
+        command_timeout: Duration,
+        tls: Option<(Arc<ClientConfig>, &str)>,
+    ) -> Result<Client, (Stage, Reply)> {
+        let peer = format!("{host}:{port}");
+        let mut c = Client::tcp(host, port, connect_timeout)
+            .await
+            .map_err(|e| (Stage::Connect, Reply::new(451, Some((4, 4, 1)), format!("{peer}: {e}"))))?;
+        let greeting = c.read_reply("greeting").await.map_err(|e| (Stage::Greeting, lost(&peer, &e)))?;
+        if !greeting.is_positive() {
+            c.quit().await;
+            return Err((Stage::Greeting, greeting));
+        }
+        c.timeout_for_commands(command_timeout);
+        match c.ehlo(helo).await {
+            Ok(r) if r.is_positive() => {}
+            Ok(r) => {
+                c.quit().await;
+                return Err((Stage::Ehlo, r));
+            }
+            Err(e) => return Err((Stage::Ehlo, lost(&peer, &e))),
+        }
+        match tls {
+            Some((config, server)) if c.caps.starttls => {
+                c.starttls(config, server, helo).await.map_err(|r| (Stage::StartTls, r))
+            }
+            _ => Ok(c),
+        }
     }
 
     /// Read one complete reply.
@@ -205,11 +313,15 @@ impl Client {
         self.timeout = t;
     }
 
-    /// EHLO (HELO if EHLO is refused); records the capabilities.
+    /// EHLO (HELO if EHLO is refused as unknown); records the capabilities. A `421` (or any
+    /// refusal other than "command not recognised") is returned as is.
     pub async fn ehlo(&mut self, name: &str) -> Result<Reply, ClientError> {
         self.write(format!("EHLO {name}\r\n").as_bytes()).await?;
         let r = self.read_reply("EHLO").await?;
         if !r.is_positive() {
+            if !(500..=504).contains(&r.code) {
+                return Ok(r);
+            }
             self.write(format!("HELO {name}\r\n").as_bytes()).await?;
             self.caps = Caps::default();
             return self.read_reply("HELO").await;
@@ -233,83 +345,111 @@ impl Client {
         Ok(r)
     }
 
-    /// STARTTLS and a new EHLO. On a refused STARTTLS the plain connection stays usable.
-    pub async fn starttls(mut self, tls: Arc<ClientConfig>, server: &str, helo: &str) -> Result<Client, ClientError> {
-        self.write(b"STARTTLS\r\n").await?;
-        let r = self.read_reply("STARTTLS").await?;
+    /// STARTTLS and a new EHLO. A refused STARTTLS (other than `421`) leaves the plain
+    /// connection usable (`Ok`); a `421`, a failed handshake or a refused EHLO afterwards is
+    /// `Err` with the reply that stands for it.
+    pub async fn starttls(mut self, tls: Arc<ClientConfig>, server: &str, helo: &str) -> Result<Client, Reply> {
+        let peer = self.peer.clone();
+        self.write(b"STARTTLS\r\n").await.map_err(|e| lost(&peer, &e))?;
+        let r = self.read_reply("STARTTLS").await.map_err(|e| lost(&peer, &e))?;
+        if r.code == 421 {
+            return Err(r);
+        }
         if r.code != 220 {
             return Ok(self);
         }
-        let Stream::Plain(tcp) = self.stream else { return Err(ClientError::Protocol("TLS already active".into())) };
+        let Stream::Plain(tcp) = self.stream else {
+            return Err(Reply::new(451, Some((4, 7, 5)), "TLS already active"));
+        };
         let name = ServerName::try_from(server.to_string())
             .unwrap_or_else(|_| ServerName::try_from("localhost".to_string()).expect("valid name"));
         let connector = tokio_rustls::TlsConnector::from(tls);
-        let stream = tokio::time::timeout(self.timeout, connector.connect(name, tcp))
-            .await
-            .map_err(|_| ClientError::Timeout("TLS handshake"))?
-            .map_err(io_err)?;
+        let stream = match tokio::time::timeout(self.timeout, connector.connect(name, tcp)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(Reply::new(451, Some((4, 7, 5)), format!("{peer}: TLS handshake failed: {e}"))),
+            Err(_) => return Err(Reply::new(451, Some((4, 7, 5)), format!("{peer}: timeout in the TLS handshake"))),
+        };
         let mut c = Client {
             stream: Stream::Tls(Box::new(stream)),
+            peer: self.peer.clone(),
             buf: Vec::new(),
             timeout: self.timeout,
             caps: Caps::default(),
             tls: true,
         };
-        c.ehlo(helo).await?;
+        let r = c.ehlo(helo).await.map_err(|e| lost(&peer, &e))?;
+        if !r.is_positive() {
+            return Err(r);
+        }
         Ok(c)
     }
 
-    /// One transaction: MAIL, every RCPT, DATA and the message (pipelined when offered).
-    pub async fn send(&mut self, from: &str, rcpts: &[String], message: &[u8]) -> Result<Transaction, ClientError> {
+    /// One transaction: MAIL, every RCPT, DATA and the message (pipelined when offered). Every
+    /// command gets a reply (see [`Transaction`]); the replies that arrived are kept even when
+    /// the connection is lost or closed with a `421` later in the batch.
+    pub async fn send(&mut self, from: &str, rcpts: &[String], message: &[u8]) -> Transaction {
         let mail_cmd = if self.caps.eight_bit {
             format!("MAIL FROM:<{from}> BODY=8BITMIME\r\n")
         } else {
             format!("MAIL FROM:<{from}>\r\n")
         };
         let rcpt_cmds: Vec<String> = rcpts.iter().map(|r| format!("RCPT TO:<{r}>\r\n")).collect();
-        let (mail, rcpt_replies, data_reply) = if self.caps.pipelining {
+        let pipelining = self.caps.pipelining;
+        let mut replies = Replies { client: self, ended: None };
+        let (mail, rcpt_replies, data_reply) = if pipelining {
             let mut batch = mail_cmd.into_bytes();
             for c in &rcpt_cmds {
                 batch.extend_from_slice(c.as_bytes());
             }
             batch.extend_from_slice(b"DATA\r\n");
-            self.write(&batch).await?;
-            let mail = self.read_reply("MAIL FROM").await?;
+            // A failed write still leaves what the server said before it closed to be read.
+            let _ = replies.client.write(&batch).await;
+            let mail = replies.next("MAIL FROM").await;
             let mut rr = Vec::with_capacity(rcpts.len());
             for _ in rcpts {
-                rr.push(self.read_reply("RCPT TO").await?);
+                rr.push(replies.next("RCPT TO").await);
             }
-            let data = self.read_reply("DATA").await?;
+            let data = replies.next("DATA").await;
             (mail, rr, data)
         } else {
-            self.write(mail_cmd.as_bytes()).await?;
-            let mail = self.read_reply("MAIL FROM").await?;
+            let _ = replies.client.write(mail_cmd.as_bytes()).await;
+            let mail = replies.next("MAIL FROM").await;
             if !mail.is_positive() {
-                return Ok(Transaction { rcpts: vec![mail.clone(); rcpts.len()], mail, data: None });
+                let closed = replies.ended.is_some();
+                return Transaction { rcpts: vec![mail.clone(); rcpts.len()], mail, data: None, closed };
             }
             let mut rr = Vec::with_capacity(rcpts.len());
             for c in &rcpt_cmds {
-                self.write(c.as_bytes()).await?;
-                rr.push(self.read_reply("RCPT TO").await?);
+                if replies.ended.is_none() {
+                    let _ = replies.client.write(c.as_bytes()).await;
+                }
+                rr.push(replies.next("RCPT TO").await);
             }
             if !rr.iter().any(Reply::is_positive) {
-                return Ok(Transaction { mail, rcpts: rr, data: None });
+                let closed = replies.ended.is_some();
+                return Transaction { mail, rcpts: rr, data: None, closed };
             }
-            self.write(b"DATA\r\n").await?;
-            let data = self.read_reply("DATA").await?;
+            let _ = replies.client.write(b"DATA\r\n").await;
+            let data = replies.next("DATA").await;
             (mail, rr, data)
         };
+        let closed = replies.ended.is_some();
         if !mail.is_positive() {
             // Every recipient shares the MAIL FROM refusal.
-            return Ok(Transaction { rcpts: vec![mail.clone(); rcpts.len()], mail, data: None });
+            return Transaction { rcpts: vec![mail.clone(); rcpts.len()], mail, data: None, closed };
         }
         if data_reply.code != 354 {
             let data = rcpt_replies.iter().any(Reply::is_positive).then_some(data_reply);
-            return Ok(Transaction { mail, rcpts: rcpt_replies, data });
+            return Transaction { mail, rcpts: rcpt_replies, data, closed };
         }
-        self.write(&dot_stuff(message)).await?;
-        let done = self.read_reply("end of data").await?;
-        Ok(Transaction { mail, rcpts: rcpt_replies, data: Some(done) })
+        let (done, closed) = match replies.client.write(&dot_stuff(message)).await {
+            Ok(()) => {
+                let r = replies.next("end of data").await;
+                (r, replies.ended.is_some())
+            }
+            Err(e) => (lost(&replies.client.peer, &e), true),
+        };
+        Transaction { mail, rcpts: rcpt_replies, data: Some(done), closed }
     }
 
     /// RSET before the next transaction on this connection.
