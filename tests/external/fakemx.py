@@ -13,6 +13,12 @@ accepted, deferred and refused recipients:
     hard@…        554 5.0.0 Rejected for no stated reason (a hard bounce that is not 5.1.1)
     flaky@…       451 4.3.0 on the first attempt, 250 afterwards
     unusual-once@ 421 4.7.28 on the first attempt, 250 afterwards
+    gmail-close@  the multi-line 421-4.7.28 Gmail sends, and the connection is closed, on the
+                  first attempt; 250 afterwards
+
+Receiver-wide limits: `max_conns` (a connection beyond it gets `421 4.7.0 Too many concurrent
+connections` at the greeting and is closed) and `max_rcpts` (`452 4.5.3 Too many recipients`
+beyond that many RCPTs in one transaction).
 
 Every accepted message is recorded with its recipients and the time it arrived.
 """
@@ -32,11 +38,19 @@ REPLIES = {
 }
 
 
+GMAIL_4_7_28 = ("421-4.7.28 Gmail has detected an unusual rate of unsolicited mail originating\r\n"
+                "421-4.7.28 from your SPF domain. To protect our users from spam, mail sent from\r\n"
+                "421 4.7.28 your domain has been temporarily rate limited.")
+
+
 class FakeMX:
-    def __init__(self):
+    def __init__(self, max_conns=None, max_rcpts=None):
         self.messages = []  # (time, mail_from, [rcpts], data)
         self.attempts = {}  # rcpt -> [times]
         self.connections = 0
+        self.max_conns, self.max_rcpts = max_conns, max_rcpts
+        self.open_now = self.open_peak = self.refused_conns = 0
+        self.transactions = 0
         self.hold = threading.Event()  # while set, the reply to end-of-data waits
         self.loop = asyncio.new_event_loop()
         self.port = None
@@ -57,6 +71,8 @@ class FakeMX:
         if local == "unusual-once":
             return ("421 4.7.28 Gmail has detected an unusual rate of unsolicited mail."
                     if len(self.attempts[rcpt.lower()]) == 1 else "250 2.1.5 Ok")
+        if local == "gmail-close":
+            return GMAIL_4_7_28 if len(self.attempts[rcpt.lower()]) == 1 else "250 2.1.5 Ok"
         if local == "flaky":
             return "451 4.3.0 Try again" if len(self.attempts[rcpt.lower()]) == 1 else "250 2.1.5 Ok"
         return REPLIES.get(local, "250 2.1.5 Ok")
@@ -64,8 +80,16 @@ class FakeMX:
     async def _session(self, reader, writer):
         self.connections += 1
         out = lambda s: writer.write((s + "\r\n").encode())
+        if self.max_conns is not None and self.open_now >= self.max_conns:
+            self.refused_conns += 1
+            out("421 4.7.0 Too many concurrent connections")
+            await writer.drain()
+            writer.close()
+            return
+        self.open_now += 1
+        self.open_peak = max(self.open_peak, self.open_now)
         out("220 fakemx.test ESMTP")
-        mail_from, rcpts = None, []
+        mail_from, rcpts, n_rcpt = None, [], 0
         try:
             while True:
                 line = await reader.readline()
@@ -76,14 +100,23 @@ class FakeMX:
                 if verb in ("EHLO", "HELO"):
                     out("250-fakemx.test\r\n250-PIPELINING\r\n250 8BITMIME")
                 elif verb == "MAIL":
-                    mail_from, rcpts = cmd.split(":", 1)[1].strip().split()[0].strip("<>"), []
+                    mail_from, rcpts, n_rcpt = cmd.split(":", 1)[1].strip().split()[0].strip("<>"), [], 0
+                    self.transactions += 1
                     out("250 2.1.0 Ok")
                 elif verb == "RCPT":
                     rcpt = cmd.split(":", 1)[1].strip().strip("<>")
+                    n_rcpt += 1
+                    if self.max_rcpts is not None and n_rcpt > self.max_rcpts:
+                        out("452 4.5.3 Too many recipients")
+                        await writer.drain()
+                        continue
                     r = self.reply_for(rcpt)
                     if r.startswith("250"):
                         rcpts.append(rcpt)
                     out(r)
+                    if r == GMAIL_4_7_28:  # as Gmail does: the reply, then the connection closes
+                        await writer.drain()
+                        break
                 elif verb == "DATA":
                     if not rcpts:
                         out("554 5.5.1 No valid recipients")
@@ -111,6 +144,7 @@ class FakeMX:
                     out("250 2.0.0 Ok")
                 await writer.drain()
         finally:
+            self.open_now -= 1
             writer.close()
 
     def delivered_to(self, rcpt):

@@ -18,6 +18,9 @@ pub enum Category {
     RecipientRateLimited,
     /// Too many recipients in one transaction (452 4.5.3).
     TooManyRecipients,
+    /// Too many connections from this sender at once (a cap at the greeting): fewer
+    /// connections, not a slower rate.
+    TooManyConnections,
     /// Authentication or transport problem (4.7.23–4.7.40: PTR, SPF, DKIM, DMARC, TLS):
     /// slowing down does not help; the configuration must be fixed.
     AuthOrTransport,
@@ -79,6 +82,8 @@ pub enum Action {
     },
     /// Retry the refused recipients in smaller transactions, at once.
     SplitTransaction,
+    /// Retry later over fewer connections; the rate stays.
+    FewerConnections,
     /// Raise a configuration incident for the lane and retry later.
     ConfigIncident,
     /// Wait exactly the Retry-After the API gave.
@@ -233,18 +238,26 @@ const RULES: &[Rule] = &[
     ),
     rule("expired", Code::Any, Enh::Is(4, 7), &["time expired", "delivery time expired"], true, Category::Expired),
     rule(
-        "rate-limited",
+        "connection-limit",
         Code::Class(4),
         Enh::Any,
         &[
-            "rate limit",
-            "try again later",
             "too many connections",
             "too many concurrent",
-            "throttl",
-            "temporarily deferred",
-            "too fast",
+            "too many simultaneous",
+            "too many sessions",
+            "connection limit",
+            "connections from your ip",
+            "concurrent connections",
         ],
+        false,
+        Category::TooManyConnections,
+    ),
+    rule(
+        "rate-limited",
+        Code::Class(4),
+        Enh::Any,
+        &["rate limit", "try again later", "throttl", "temporarily deferred", "too fast"],
         false,
         Category::RateLimited,
     ),
@@ -315,6 +328,7 @@ pub fn classify(r: &Reply, provider: Provider) -> Decision {
         Category::UnusualRate => Action::PauseLane { minutes: 10 },
         Category::RecipientRateLimited => Action::RetryRecipient,
         Category::TooManyRecipients => Action::SplitTransaction,
+        Category::TooManyConnections => Action::FewerConnections,
         Category::AuthOrTransport if permanent => bounce(BounceType::Transient, "General", false),
         Category::AuthOrTransport => Action::ConfigIncident,
         Category::DuplicateMessageId if permanent => bounce(BounceType::Transient, "ContentRejected", false),

@@ -22,7 +22,7 @@ use weir_classify::reply::Reply;
 use weir_store::ops::{self, AttemptResult, DueRecipient};
 use weir_submit::Service;
 
-use crate::client::{Client, ClientError};
+use crate::client::{Client, Stage};
 use crate::lane::{Lane, LaneLimits};
 use crate::route::{Route, RouteError, Router, Target};
 use crate::simulator::{self, Outcome};
@@ -121,6 +121,8 @@ struct Outcome1 {
     reply: Reply,
     mta: String,
     tls: bool,
+    /// The reply refused the connection, not this recipient: the lane was already told.
+    refused_connection: bool,
 }
 
 /// An event to emit once the results it reports are stored.
@@ -297,7 +299,13 @@ impl Engine {
                 let permanent = matches!(e, RouteError::NullMx(_) | RouteError::NoSuchDomain(_));
                 let outcomes = rcpts
                     .into_iter()
-                    .map(|rcpt| Outcome1 { rcpt, reply: reply.clone(), mta: String::new(), tls: false })
+                    .map(|rcpt| Outcome1 {
+                        rcpt,
+                        reply: reply.clone(),
+                        mta: String::new(),
+                        tls: false,
+                        refused_connection: false,
+                    })
                     .collect();
                 let _ = permanent;
                 self.finish("dns", Provider::Other, outcomes).await;
@@ -323,6 +331,20 @@ impl Engine {
     }
 
     fn dispatch(self: &Arc<Self>, lane: Arc<Lane>) {
+        // After refused connections, new ones wait (no reconnect storm); one delayed dispatch
+        // comes back when the wait is over.
+        let wait = lane.reconnect_wait(Instant::now());
+        if !wait.is_zero() {
+            if !lane.dispatch_pending.swap(true, Ordering::AcqRel) {
+                let this = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    lane.dispatch_pending.store(false, Ordering::Release);
+                    this.dispatch(lane);
+                });
+            }
+            return;
+        }
         loop {
             {
                 let allowed = lane.allowance(Instant::now()).connections as usize;
@@ -337,47 +359,48 @@ impl Engine {
         }
     }
 
-    async fn open(&self, route: &Route) -> Result<(Client, Target), Reply> {
-        let mut last = synth(451, (4, 4, 1), "No answer from any hosts listed in MX");
+    /// A session with the first target of `route` that takes one, or the stage and reply of the
+    /// last refusal.
+    async fn open(&self, route: &Route) -> Result<(Client, Target), (Stage, Reply)> {
+        let mut last = (Stage::Connect, synth(451, (4, 4, 1), "No answer from any hosts listed in MX"));
         for t in &route.targets {
             let ips = self.router.addrs(&t.host).await;
             let Some(ip) = ips.first() else {
-                last = synth(451, (4, 4, 3), format!("{}: no address found for the MX host", t.host));
+                last = (Stage::Connect, synth(451, (4, 4, 3), format!("{}: no address found for the MX host", t.host)));
                 continue;
             };
-            match Client::connect(&ip.to_string(), t.port, self.cfg.connect_timeout).await {
-                Ok((mut c, greeting)) => {
-                    if !greeting.is_positive() {
-                        last = greeting;
-                        c.quit().await;
-                        continue;
-                    }
-                    c.timeout_for_commands(self.cfg.command_timeout);
-                    if let Err(e) = c.ehlo(&self.cfg.helo_name).await {
-                        last = synth(451, (4, 4, 2), format!("{}:{}: {e}", t.host, t.port));
-                        continue;
-                    }
-                    if self.cfg.starttls && c.caps.starttls {
-                        match c.starttls(self.tls.clone(), &t.host, &self.cfg.helo_name).await {
-                            Ok(tls) => return Ok((tls, t.clone())),
-                            Err(e) => {
-                                last = synth(451, (4, 7, 5), format!("{}:{}: STARTTLS failed: {e}", t.host, t.port));
-                                continue;
-                            }
-                        }
-                    }
-                    return Ok((c, t.clone()));
-                }
-                Err(e) => last = synth(451, (4, 4, 1), format!("{}:{}: {e}", t.host, t.port)),
+            let tls = self.cfg.starttls.then(|| (self.tls.clone(), t.host.as_str()));
+            let (connect, command) = (self.cfg.connect_timeout, self.cfg.command_timeout);
+            match Client::open(&ip.to_string(), t.port, &self.cfg.helo_name, connect, command, tls).await {
+                Ok(c) => return Ok((c, t.clone())),
+                Err(refused) => last = refused,
             }
         }
         Err(last)
     }
 
+    /// Emit lane timeline entries as LaneChange events.
+    fn lane_changes(&self, lane: &Lane, changes: Vec<weir_pacing::controller::TimelineEntry>) {
+        for change in changes {
+            let mut v = serde_json::to_value(&change).unwrap_or(Value::Null);
+            v["at"] = json!(self.svc.now_ms());
+            self.events.lane_change(&lane.key, lane.provider.as_str(), v);
+        }
+    }
+
+    /// One connection task of a lane: takes jobs from the lane's queue until it is empty, the
+    /// lane allows fewer connections, or the receiver refuses the connection while others of
+    /// the lane are open.
     async fn connection(self: Arc<Self>, lane: Arc<Lane>) {
         let mut conn: Option<(Client, Target)> = None;
         let mut sent = 0usize;
+        let mut left = false;
         loop {
+            // Surplus connections close between transactions when the allowance drops.
+            if lane.leave_if_surplus(Instant::now()) {
+                left = true;
+                break;
+            }
             let bulk_ok = lane.allowance(Instant::now()).bulk_allowed;
             let job = {
                 let mut q = lane.queue.lock();
@@ -401,6 +424,7 @@ impl Engine {
                 // A long pause: do not hold an idle connection open through it.
                 if let Some((c, _)) = conn.take() {
                     c.quit().await;
+                    lane.set_established(false);
                 }
             }
             if !wait.is_zero() {
@@ -412,114 +436,180 @@ impl Engine {
             if !reuse {
                 if let Some((c, _)) = conn.take() {
                     c.quit().await;
+                    lane.set_established(false);
                 }
                 sent = 0;
             } else if let Some((c, _)) = conn.as_mut()
                 && c.rset().await.map(|r| !r.is_positive()).unwrap_or(true)
             {
                 conn = None;
+                lane.set_established(false);
             }
             if conn.is_none() {
+                let gate = lane.reconnect_wait(Instant::now());
+                if !gate.is_zero() {
+                    tokio::time::sleep(gate).await;
+                }
                 match self.open(&job.route).await {
-                    Ok(c) => conn = Some(c),
-                    Err(reply) => {
-                        let outcomes = job
-                            .rcpts
-                            .into_iter()
-                            .map(|rcpt| Outcome1 { rcpt, reply: reply.clone(), mta: String::new(), tls: false })
-                            .collect();
-                        self.finish(&lane.key, lane.provider, outcomes).await;
+                    Ok(c) => {
+                        lane.set_established(true);
+                        conn = Some(c);
+                    }
+                    Err((stage, reply)) => {
+                        if self.connection_refused(&lane, job, stage, reply).await {
+                            let mut conns = lane.connections.lock();
+                            *conns -= 1;
+                            left = true;
+                            break;
+                        }
                         continue;
                     }
                 }
             }
             let Some((client, target)) = conn.as_mut() else { continue };
             let mta = format!("{}:{}", target.host, target.port);
-            let body = match self.svc.store().read(|c| ops::spool_body(c, &job.rcpts[0].message_id)) {
-                Ok(Some(b)) => b,
-                other => {
-                    tracing::error!(message = %job.rcpts[0].message_id, ?other, "spooled body missing");
-                    let reply = synth(451, (4, 3, 0), "local error: message body unavailable");
-                    let outcomes = job
-                        .rcpts
-                        .into_iter()
-                        .map(|rcpt| Outcome1 { rcpt, reply: reply.clone(), mta: mta.clone(), tls: false })
-                        .collect();
-                    self.finish(&lane.key, lane.provider, outcomes).await;
-                    continue;
-                }
-            };
-            let mut outcomes = Vec::with_capacity(job.rcpts.len());
-            let mut broken = false;
-            let per_txn = lane.limits.recipients_per_transaction.max(1);
-            let mut rest = job.rcpts.into_iter().peekable();
-            while rest.peek().is_some() {
-                let chunk: Vec<DueRecipient> = rest.by_ref().take(per_txn).collect();
-                if broken {
-                    let r = synth(451, (4, 4, 2), "connection lost");
-                    outcomes.extend(chunk.into_iter().map(|rcpt| Outcome1 {
-                        rcpt,
-                        reply: r.clone(),
-                        mta: mta.clone(),
-                        tls: false,
-                    }));
-                    continue;
-                }
-                let addrs: Vec<String> = chunk.iter().map(|r| r.address.clone()).collect();
-                let tls = client.tls;
-                match client.send(&chunk[0].mail_from, &addrs, &body).await {
-                    Ok(txn) => {
-                        for (rcpt, rr) in chunk.into_iter().zip(txn.rcpts) {
-                            let reply = if rr.is_positive() { txn.data.clone().unwrap_or(rr) } else { rr };
-                            outcomes.push(Outcome1 { rcpt, reply, mta: mta.clone(), tls });
-                        }
-                        // A 421 closes the connection; otherwise reset it for the next chunk.
-                        if outcomes.iter().any(|o| o.reply.code == 421)
-                            || (rest.peek().is_some() && client.rset().await.is_err())
-                        {
-                            broken = true;
-                        }
-                    }
-                    Err(e) => {
-                        let r = match e {
-                            ClientError::Timeout(what) => {
-                                synth(451, (4, 4, 2), format!("{mta}: timeout waiting for the reply to {what}"))
-                            }
-                            other => synth(451, (4, 4, 2), format!("{mta}: {other}")),
-                        };
-                        outcomes.extend(chunk.into_iter().map(|rcpt| Outcome1 {
-                            rcpt,
-                            reply: r.clone(),
-                            mta: mta.clone(),
-                            tls,
-                        }));
-                        broken = true;
-                    }
-                }
-            }
-            if broken {
+            let (outcomes, untried, closed) = self.transactions(&lane, client, &mta, job.rcpts).await;
+            if closed {
+                // The server ended the session (421, close, timeout): never reused.
                 conn = None;
+                lane.set_established(false);
+            }
+            if !untried.is_empty() {
+                // Recipients the closed session never reached go back to the lane, first in line.
+                lane.queue.lock().push_front(Job {
+                    rcpts: untried,
+                    domain: job.domain.clone(),
+                    route: job.route.clone(),
+                });
             }
             sent += 1;
-            self.finish(&lane.key, lane.provider, outcomes).await;
+            if !outcomes.is_empty() {
+                self.finish(&lane.key, lane.provider, outcomes).await;
+            }
         }
         if let Some((c, _)) = conn {
             c.quit().await;
+            lane.set_established(false);
         }
         let last = {
             let mut conns = lane.connections.lock();
-            *conns -= 1;
+            if !left {
+                *conns -= 1;
+            }
             *conns == 0
         };
         if !lane.queue.lock().is_empty() {
             self.dispatch(lane);
         } else if last {
-            for change in lane.drained(Instant::now()) {
-                let mut v = serde_json::to_value(&change).unwrap_or(Value::Null);
-                v["at"] = json!(self.svc.now_ms());
-                self.events.lane_change(&lane.key, lane.provider.as_str(), v);
+            let changes = lane.drained(Instant::now());
+            self.lane_changes(&lane, changes);
+        }
+    }
+
+    /// The receiver refused a connection (or it failed) before a session. The lane uses fewer
+    /// connections and waits before the next; the rate is left alone, except for replies that
+    /// say something about the sender (4.7.28, TS04, reputation, authentication), which go to the
+    /// controller as any reply would. With other sessions of the lane open, the job goes back
+    /// to the queue untried and `true` says this task should end; alone, the recipients are
+    /// deferred with the reply.
+    async fn connection_refused(&self, lane: &Arc<Lane>, job: Job, stage: Stage, reply: Reply) -> bool {
+        let category = weir_classify::classify::category(&reply, lane.provider).0;
+        tracing::debug!(lane = %lane.key, stage = stage.as_str(), %reply, "connection refused");
+        let changes = lane.on_connection_refused(Instant::now(), &reply.to_string());
+        self.lane_changes(lane, changes);
+        if matches!(
+            category,
+            Category::UnusualRate | Category::YahooDeferral | Category::Reputation | Category::AuthOrTransport
+        ) {
+            let changes = lane.on_reply(Instant::now(), category, &reply.to_string());
+            self.lane_changes(lane, changes);
+        }
+        if lane.established() > 0 {
+            lane.queue.lock().push_front(job);
+            return true;
+        }
+        let mta = String::new();
+        let outcomes = job
+            .rcpts
+            .into_iter()
+            .map(|rcpt| Outcome1 { rcpt, reply: reply.clone(), mta: mta.clone(), tls: false, refused_connection: true })
+            .collect();
+        self.finish(&lane.key, lane.provider, outcomes).await;
+        false
+    }
+
+    /// Deliver one job's recipients over `client`, in transactions of at most the lane's
+    /// recipients per transaction. Returns the outcomes, the recipients never tried because
+    /// the session ended, and whether it ended.
+    async fn transactions(
+        &self,
+        lane: &Lane,
+        client: &mut Client,
+        mta: &str,
+        rcpts: Vec<DueRecipient>,
+    ) -> (Vec<Outcome1>, Vec<DueRecipient>, bool) {
+        let mut outcomes = Vec::with_capacity(rcpts.len());
+        let body = match self.svc.store().read(|c| ops::spool_body(c, &rcpts[0].message_id)) {
+            Ok(Some(b)) => b,
+            other => {
+                tracing::error!(message = %rcpts[0].message_id, ?other, "spooled body missing");
+                let reply = synth(451, (4, 3, 0), "local error: message body unavailable");
+                outcomes.extend(rcpts.into_iter().map(|rcpt| Outcome1 {
+                    rcpt,
+                    reply: reply.clone(),
+                    mta: mta.to_string(),
+                    tls: false,
+                    refused_connection: false,
+                }));
+                return (outcomes, Vec::new(), false);
+            }
+        };
+        let mut per_txn = lane.limits.recipients_per_transaction.max(1);
+        let mut pending: std::collections::VecDeque<DueRecipient> = rcpts.into();
+        let mut first_txn = true;
+        while !pending.is_empty() {
+            if !first_txn && client.rset().await.map(|r| !r.is_positive()).unwrap_or(true) {
+                return (outcomes, pending.into(), true);
+            }
+            first_txn = false;
+            let chunk: Vec<DueRecipient> = pending.drain(..per_txn.min(pending.len())).collect();
+            let addrs: Vec<String> = chunk.iter().map(|r| r.address.clone()).collect();
+            let tls = client.tls;
+            let txn = client.send(&chunk[0].mail_from, &addrs, &body).await;
+            let mut again = Vec::new();
+            let n = chunk.len();
+            for (rcpt, rr) in chunk.into_iter().zip(txn.rcpts) {
+                // 452 4.5.3: this server takes fewer recipients per transaction; the rest go in
+                // the next one on this connection.
+                if !txn.closed && weir_classify::classify::category(&rr, lane.provider).0 == Category::TooManyRecipients
+                {
+                    again.push((rcpt, rr));
+                    continue;
+                }
+                let reply = if rr.is_positive() { txn.data.clone().unwrap_or(rr) } else { rr };
+                outcomes.push(Outcome1 { rcpt, reply, mta: mta.to_string(), tls, refused_connection: false });
+            }
+            let taken = n - again.len();
+            if taken == 0 {
+                // Not one recipient taken: defer them rather than loop.
+                outcomes.extend(again.into_iter().map(|(rcpt, reply)| Outcome1 {
+                    rcpt,
+                    reply,
+                    mta: mta.to_string(),
+                    tls,
+                    refused_connection: false,
+                }));
+            } else if !again.is_empty() {
+                per_txn = taken;
+                for (rcpt, _) in again.into_iter().rev() {
+                    pending.push_front(rcpt);
+                }
+            }
+            if txn.closed {
+                return (outcomes, pending.into(), true);
             }
         }
+        (outcomes, Vec::new(), false)
     }
 
     async fn simulate(self: Arc<Self>, rcpts: Vec<DueRecipient>) {
@@ -541,7 +631,13 @@ impl Engine {
                 }
                 None => synth(250, (2, 0, 0), "Ok"),
             };
-            outcomes.push(Outcome1 { rcpt, reply, mta: simulator::DOMAIN.into(), tls: true });
+            outcomes.push(Outcome1 {
+                rcpt,
+                reply,
+                mta: simulator::DOMAIN.into(),
+                tls: true,
+                refused_connection: false,
+            });
         }
         self.finish("simulator", Provider::Other, outcomes).await;
     }
@@ -569,7 +665,7 @@ impl Engine {
         let mut suppress_now: Vec<DueRecipient> = Vec::new();
         for o in &outcomes {
             let d = classify(&o.reply, provider);
-            if let Some(l) = &lane {
+            if let Some(l) = lane.as_ref().filter(|_| !o.refused_connection) {
                 for change in l.on_reply(Instant::now(), d.category, &o.reply.to_string()) {
                     let mut v = serde_json::to_value(&change).unwrap_or(Value::Null);
                     v["at"] = json!(now);

@@ -3,6 +3,7 @@
 //! the simulator runs, fed with every classified reply of the lane.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -88,8 +89,15 @@ pub struct Lane {
     pub limits: LaneLimits,
     /// Work waiting for a connection.
     pub queue: Mutex<VecDeque<crate::engine::Job>>,
-    /// Connections open now.
+    /// Connection tasks running now (connecting, idle or in a transaction).
     pub connections: Mutex<usize>,
+    /// Of those, sessions the receiver accepted (greeted and answered EHLO) and still open.
+    established: AtomicUsize,
+    /// After a refused connection, no new one before this instant; and how many were refused
+    /// in a row (the wait doubles).
+    reconnect: Mutex<(Option<Instant>, u32)>,
+    /// A delayed dispatch is already waiting for the reconnect gate.
+    pub dispatch_pending: AtomicBool,
     controller: Mutex<Controller>,
     /// Next instant a message may start.
     next_slot: Mutex<Instant>,
@@ -106,6 +114,9 @@ impl Lane {
             limits,
             queue: Mutex::new(VecDeque::new()),
             connections: Mutex::new(0),
+            established: AtomicUsize::new(0),
+            reconnect: Mutex::new((None, 0)),
+            dispatch_pending: AtomicBool::new(false),
             controller: Mutex::new(Controller::new(limits.pacing(template), 0)),
             next_slot: Mutex::new(Instant::now()),
             epoch: Instant::now(),
@@ -145,6 +156,55 @@ impl Lane {
         c.on_tick(self.ms(now));
         c.on_reply(self.ms(now), category, reply);
         c.timeline().get(before..).map(<[TimelineEntry]>::to_vec).unwrap_or_default()
+    }
+
+    /// Leave if this lane runs more connection tasks than it is allowed now (the caller's task
+    /// then ends, its count released). Checked between transactions, so none is cut short.
+    pub fn leave_if_surplus(&self, now: Instant) -> bool {
+        let allowed = self.allowance(now).connections as usize;
+        let mut conns = self.connections.lock();
+        if *conns > allowed {
+            *conns -= 1;
+            return true;
+        }
+        false
+    }
+
+    /// A session was established (or, with `false`, one ended).
+    pub fn set_established(&self, up: bool) {
+        if up {
+            self.established.fetch_add(1, Ordering::Relaxed);
+            self.reconnect.lock().1 = 0;
+        } else {
+            self.established.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Sessions open now.
+    pub fn established(&self) -> usize {
+        self.established.load(Ordering::Relaxed)
+    }
+
+    /// A connection was refused or failed before a session: fewer connections (once per event
+    /// window), and new connections wait, doubling from one second up to a minute while refusals
+    /// go on. Returns the timeline entries it caused.
+    pub fn on_connection_refused(&self, now: Instant, reason: &str) -> Vec<TimelineEntry> {
+        {
+            let mut r = self.reconnect.lock();
+            let wait = Duration::from_secs(1u64 << r.1.min(6)).min(Duration::from_secs(60));
+            r.0 = Some(now + wait);
+            r.1 += 1;
+        }
+        let mut c = self.controller.lock();
+        let before = c.timeline().len();
+        c.on_tick(self.ms(now));
+        c.on_connection_refused(self.ms(now), Some(self.established() as u32), reason);
+        c.timeline().get(before..).map(<[TimelineEntry]>::to_vec).unwrap_or_default()
+    }
+
+    /// How long a new connection must wait after refusals.
+    pub fn reconnect_wait(&self, now: Instant) -> Duration {
+        self.reconnect.lock().0.map_or(Duration::ZERO, |t| t.saturating_duration_since(now))
     }
 
     /// The lane's queue is empty and its last connection is closing.

@@ -97,8 +97,8 @@ pub struct Allowance {
 pub struct TimelineEntry {
     /// When.
     pub at: Millis,
-    /// `pause`, `resume`, `slow_down`, `step_up`, `warmup_step`, `warmup_fallback`,
-    /// `incident`, `incident_cleared`, `retry_after`, `drained`.
+    /// `pause`, `resume`, `slow_down`, `fewer_connections`, `step_up`, `warmup_step`,
+    /// `warmup_fallback`, `incident`, `incident_cleared`, `retry_after`, `drained`.
     pub kind: &'static str,
     /// The reply (or reason) that triggered it.
     pub reason: String,
@@ -132,8 +132,18 @@ pub struct Controller {
     probe_factor: f64,
     /// When the last step up happened (a throttle soon after it means the step failed).
     last_step: Option<Millis>,
+    /// Connections the receiver was seen to refuse above; step-ups stay under it and probe one
+    /// more only after several clean intervals.
+    conn_ceiling: Option<u32>,
+    /// Clean intervals since the connection ceiling was set or last probed.
+    clean_at_conn_ceiling: u32,
+    /// When connections were last lowered for a refused connection (one change per window).
+    last_conn_cut: Option<Millis>,
     timeline: Vec<TimelineEntry>,
 }
+
+/// Clean intervals at the connection ceiling before one more connection is tried.
+const CONN_PROBE_INTERVALS: u32 = 10;
 
 impl Controller {
     /// A controller for a lane first seen at `now`.
@@ -161,6 +171,9 @@ impl Controller {
             accepted_secs: std::collections::VecDeque::new(),
             probe_factor: 1.0,
             last_step: None,
+            conn_ceiling: None,
+            clean_at_conn_ceiling: 0,
+            last_conn_cut: None,
             timeline: Vec::new(),
         }
     }
@@ -254,7 +267,7 @@ impl Controller {
                 }
                 self.ceiling = Some(self.ceiling.map_or(self.rate, |c| c.min(self.rate)));
                 let new_rate = self.decreased_rate(now);
-                if reply.contains("onnections") || new_rate <= self.rate * self.cfg.decrease {
+                if new_rate <= self.rate * self.cfg.decrease {
                     self.conns = ((f64::from(self.conns) * self.cfg.decrease).floor() as u32).max(1);
                 }
                 self.rate = new_rate;
@@ -282,6 +295,7 @@ impl Controller {
                 self.restart_interval(now);
                 self.note(now, "pause", reply);
             }
+            Category::TooManyConnections => self.on_connection_refused(now, None, reply),
             Category::AuthOrTransport => {
                 self.incident_last = now;
                 if self.incident_since.is_none() {
@@ -290,6 +304,28 @@ impl Controller {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A connection was refused (a connection cap at the greeting, a refused or failed connect)
+    /// while `established` others were open: use fewer connections, at most one change per
+    /// event window (the refusals that follow are answers to attempts already made), down to
+    /// what the receiver did accept at once. The message rate is not the problem and stays.
+    pub fn on_connection_refused(&mut self, now: Millis, established: Option<u32>, reason: &str) {
+        if self.last_conn_cut.is_some_and(|t| now.saturating_sub(t) < self.cfg.decrease_cooldown_ms) {
+            return;
+        }
+        let mut conns = self.conns.saturating_sub(1);
+        if let Some(e) = established {
+            conns = conns.min(e);
+        }
+        let conns = conns.max(1);
+        self.conn_ceiling = Some(conns);
+        self.clean_at_conn_ceiling = 0;
+        self.last_conn_cut = Some(now);
+        if conns != self.conns {
+            self.conns = conns;
+            self.note(now, "fewer_connections", reason);
         }
     }
 
@@ -375,8 +411,18 @@ impl Controller {
                 None => self.rate = (self.rate + self.cfg.recover_step * max).min(max),
             }
         }
-        // Connections one at a time, only after a clean interval.
-        if self.conns < self.cfg.max_connections {
+        // Connections one at a time, only after a clean interval; past a connection cap the
+        // receiver showed, one more only after several clean intervals.
+        if let Some(c) = self.conn_ceiling
+            && self.conns >= c
+        {
+            self.clean_at_conn_ceiling += 1;
+            if self.clean_at_conn_ceiling >= CONN_PROBE_INTERVALS {
+                self.conn_ceiling = Some(c + 1);
+                self.clean_at_conn_ceiling = 0;
+            }
+        }
+        if self.conns < self.cfg.max_connections && self.conn_ceiling.is_none_or(|c| self.conns < c) {
             self.conns += 1;
         }
         if (self.rate, self.conns) != before {

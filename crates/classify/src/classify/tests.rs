@@ -83,6 +83,9 @@ fn real_provider_texts() {
     assert_eq!(c("554 5.6.0 Message rejected: malformed"), Category::PermanentOther);
     assert_eq!(c("250 2.0.0 OK 1700000000 abc.123 - gsmtp"), Category::Accepted);
     assert_eq!(c("421 Service not available, closing transmission channel"), Category::RateLimited);
+    assert_eq!(c("421 4.7.0 Too many concurrent connections"), Category::TooManyConnections);
+    assert_eq!(c("421 4.7.0 Too many connections from your IP"), Category::TooManyConnections);
+    assert_eq!(act("421 4.7.0 Too many concurrent connections"), Action::FewerConnections);
     // Microsoft's per-recipient limit is recipient-scoped, not lane-scoped.
     assert_eq!(act("550 5.2.122 The recipient has exceeded their limit"), Action::RetryRecipient);
 }

@@ -31,6 +31,33 @@ fn gmail_4_7_28_pauses_then_resumes_with_one_connection() {
 }
 
 #[test]
+fn refused_connections_lower_concurrency_once_per_window_and_keep_the_rate() {
+    let mut c = Controller::new(PacingConfig { max_rate_per_min: 1200.0, max_connections: 5, ..Default::default() }, 0);
+    // Three refusals at once while two connections were open: one change, to two.
+    for t in [1000, 1010, 1020] {
+        c.on_connection_refused(t, Some(2), "421 4.7.0 Too many concurrent connections");
+    }
+    let a = c.allowance(2000);
+    assert_eq!((a.connections, a.rate_per_min, a.paused_until), (2, 1200.0, None));
+    // The same refusal as a classified reply (no count of open connections): one step.
+    c.on_reply(1000 + c.cfg.decrease_cooldown_ms, Category::TooManyConnections, "421 4.7.0 Too many connections");
+    assert_eq!(c.allowance(10_000).connections, 1);
+    assert_eq!(c.allowance(10_000).rate_per_min, 1200.0);
+    // Clean intervals do not climb straight back into the cap: one more only after several.
+    let mut t = 10_000;
+    let mut seen = vec![];
+    for _ in 0..15 {
+        c.on_reply(t + 1, Category::Accepted, "250");
+        t += MIN;
+        c.on_tick(t);
+        seen.push(c.allowance(t).connections);
+    }
+    assert_eq!(seen[0], 1, "{seen:?}");
+    assert_eq!(seen[9], 2, "{seen:?}");
+    assert!(c.timeline().iter().all(|e| e.kind != "slow_down"));
+}
+
+#[test]
 fn throttling_decreases_multiplicatively_and_recovers_stepwise() {
     let cfg = PacingConfig { max_rate_per_min: 1000.0, max_connections: 10, ..Default::default() };
     let mut c = Controller::new(cfg, 0);

@@ -1,0 +1,87 @@
+"""The delivery engine's pacing against receivers on loopback that throttle and cap as providers
+do (fakemx.py), through the real server: replies reach the lane controller, connections follow
+the lane, and refusals of a connection do not slow the message rate. Pacing timings are scaled
+down (pause 3 s instead of 10 min)."""
+
+import json
+import tempfile
+import time
+
+from test_delivery import events, sender, start, urlopen_admin, wait_for
+from fakemx import FakeMX
+
+MSG = {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}
+
+
+def lane(w, mx):
+    return json.loads(urlopen_admin(w, "/admin/v1/delivery"))["lanes"].get(f"route:127.0.0.1:{mx.port}", {})
+
+
+def test_rcpt_421_4_7_28_then_close_pauses_the_lane():
+    """Gmail answers an over-rate RCPT with the multi-line 421-4.7.28 and closes the connection,
+    while the rest of the pipelined batch is unanswered. That reply must reach the controller."""
+    mx = FakeMX()
+    with tempfile.TemporaryDirectory() as tmp:
+        w = start(tmp, f'routes = {{ "fake.test" = "127.0.0.1:{mx.port}" }}\n'
+                       '[delivery.pacing]\npause_ms = 3000\nstep_interval_ms = 500\n')
+        try:
+            ses = sender(w, "--production", "--max-rate", "100").client()
+            ses.send_email(Source="a@acme.test", Message=MSG,
+                           Destination={"ToAddresses": ["ok1@fake.test", "gmail-close@fake.test", "ok2@fake.test"]})
+            wait_for(lambda: lane(w, mx).get("timeline"), what="a timeline entry")
+            first = lane(w, mx)["timeline"][0]
+            assert first["kind"] == "pause" and "4.7.28" in first["reason"], first
+            delays = wait_for(lambda: len(events(w, "DeliveryDelay")) == 3 and events(w, "DeliveryDelay"),
+                              what="three deferrals")
+            # Every recipient of the transaction was deferred with Gmail's own reply, none with a
+            # local "connection lost".
+            assert all("4.7.28" in d["deliveryDelay"]["delayedRecipients"][0]["diagnosticCode"] for d in delays), delays
+            wait_for(lambda: sorted(r for m in mx.messages for r in m[2])
+                     == ["gmail-close@fake.test", "ok1@fake.test", "ok2@fake.test"], timeout=30,
+                     what="all three delivered after the pause")
+            assert min(m[0] for m in mx.messages) - mx.attempts["gmail-close@fake.test"][0] >= 2.8, "not paused"
+        finally:
+            w.stop()
+
+
+def test_connection_cap_at_the_greeting_lowers_concurrency_not_the_rate():
+    """A receiver that takes two connections at once and greets a third with 421 4.7.0 Too many
+    concurrent connections: weir settles on two connections, keeps its rate, defers no
+    recipient and does not storm the receiver with reconnects."""
+    mx = FakeMX(max_conns=2)
+    with tempfile.TemporaryDirectory() as tmp:
+        w = start(tmp, f'routes = {{ "fake.test" = "127.0.0.1:{mx.port}" }}\n'
+                       '[delivery.pacing]\nstep_interval_ms = 500\n'
+                       f'[delivery.lanes."route:127.0.0.1:{mx.port}"]\nmax_connections = 5\nmessages_per_connection = 1000\n')
+        try:
+            ses = sender(w, "--production", "--max-rate", "1000").client()
+            for i in range(150):
+                ses.send_email(Source="a@acme.test", Message=MSG, Destination={"ToAddresses": [f"r{i}@fake.test"]})
+            wait_for(lambda: len(mx.messages) >= 150, timeout=60, what="all 150 delivered")
+            l = lane(w, mx)
+            kinds = [e["kind"] for e in l["timeline"]]
+            assert "fewer_connections" in kinds, kinds
+            assert "slow_down" not in kinds and "pause" not in kinds, kinds
+            assert l["safe_rate_per_minute"] == 600000, l["safe_rate_per_minute"]
+            assert l["first_attempt_deferrals"] == 0 and l["deferrals"] == 0, l
+            assert mx.open_peak <= 2
+            assert mx.refused_conns <= 6, f"reconnect storm: {mx.refused_conns} refused connections"
+            assert not events(w, "DeliveryDelay")
+        finally:
+            w.stop()
+
+
+def test_452_too_many_recipients_sends_the_rest_in_the_next_transaction():
+    mx = FakeMX(max_rcpts=3)
+    with tempfile.TemporaryDirectory() as tmp:
+        w = start(tmp, f'routes = {{ "fake.test" = "127.0.0.1:{mx.port}" }}\n')
+        try:
+            ses = sender(w, "--production", "--max-rate", "100").client()
+            to = [f"r{i}@fake.test" for i in range(8)]
+            ses.send_email(Source="a@acme.test", Message=MSG, Destination={"ToAddresses": to})
+            wait_for(lambda: sum(len(m[2]) for m in mx.messages) == 8, what="all eight delivered")
+            assert [len(m[2]) for m in mx.messages] == [3, 3, 2]
+            assert mx.connections == 1
+            assert not events(w, "DeliveryDelay")
+        finally:
+            w.stop()
