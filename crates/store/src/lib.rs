@@ -55,11 +55,15 @@ pub struct StoreOptions {
     pub max_batch: usize,
     /// `synchronous=FULL` (fsync every commit) when true; NORMAL otherwise (benchmarks only).
     pub fsync: bool,
+    /// Writes commit on the caller's thread, one transaction each, instead of in groups on the
+    /// writer thread. For the simulator: nothing waits on another thread, so a paused tokio
+    /// clock never advances while a write is in progress. Not for a server (it blocks).
+    pub inline_writes: bool,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { max_batch: 512, fsync: true }
+        StoreOptions { max_batch: 512, fsync: true, inline_writes: false }
     }
 }
 
@@ -89,7 +93,11 @@ impl Store {
         let reader =
             Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         configure(&reader, opts.fsync)?;
-        let writer = writer::Writer::start(conn, opts.max_batch)?;
+        let writer = if opts.inline_writes {
+            writer::Writer::inline(conn)
+        } else {
+            writer::Writer::start(conn, opts.max_batch)?
+        };
         Ok(Store { path, writer, reader: Mutex::new(reader) })
     }
 

@@ -354,12 +354,14 @@ pub struct DueRecipient {
 }
 
 /// Up to `limit` queued recipients due at `now_ms`: transactional first, then oldest first.
+/// (`priority IN (0, 1)` lets the index range-scan each priority up to `now_ms` instead of
+/// visiting every queued row, most of them waiting for a later retry.)
 pub fn due_recipients(c: &Connection, now_ms: i64, limit: usize) -> Result<Vec<DueRecipient>> {
     let mut st = c.prepare_cached(
         "SELECT r.message_id, r.idx, r.address, r.attempts, r.first_reply, m.account_id, m.region, m.mail_from,
                 m.created_ms, m.configuration_set, r.priority
          FROM recipients r JOIN messages m ON m.id = r.message_id
-         WHERE r.state = 'queued' AND r.next_attempt_ms <= ?1
+         WHERE r.state = 'queued' AND r.priority IN (0, 1) AND r.next_attempt_ms <= ?1
          ORDER BY r.priority, r.next_attempt_ms LIMIT ?2",
     )?;
     let rows = st.query_map(params![now_ms, limit as i64], |r| {
@@ -380,10 +382,34 @@ pub fn due_recipients(c: &Connection, now_ms: i64, limit: usize) -> Result<Vec<D
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Take due recipients into the delivery engine's memory (`picked`): the next look for due
+/// recipients no longer returns them. Nothing has been sent yet.
+pub fn pick(c: &Connection, ids: &[(String, i64)]) -> Result<()> {
+    let mut st = c.prepare_cached(
+        "UPDATE recipients SET state = 'picked' WHERE message_id = ?1 AND idx = ?2 AND state = 'queued'",
+    )?;
+    for (m, i) in ids {
+        st.execute(params![m, i])?;
+    }
+    Ok(())
+}
+
+/// Give picked recipients back to the queue, unsent.
+pub fn unpick(c: &Connection, ids: &[(String, i64)]) -> Result<()> {
+    let mut st = c.prepare_cached(
+        "UPDATE recipients SET state = 'queued' WHERE message_id = ?1 AND idx = ?2 AND state = 'picked'",
+    )?;
+    for (m, i) in ids {
+        st.execute(params![m, i])?;
+    }
+    Ok(())
+}
+
 /// Mark recipients as being sent right now (so that a crash can tell possible duplicates).
 pub fn mark_sending(c: &Connection, ids: &[(String, i64)], now_ms: i64) -> Result<()> {
     let mut st = c.prepare_cached(
-        "UPDATE recipients SET state = 'sending', updated_ms = ?3 WHERE message_id = ?1 AND idx = ?2 AND state = 'queued'",
+        "UPDATE recipients SET state = 'sending', updated_ms = ?3
+         WHERE message_id = ?1 AND idx = ?2 AND state IN ('queued', 'picked')",
     )?;
     for (m, i) in ids {
         st.execute(params![m, i, now_ms])?;
@@ -391,9 +417,11 @@ pub fn mark_sending(c: &Connection, ids: &[(String, i64)], now_ms: i64) -> Resul
     Ok(())
 }
 
-/// After a restart: recipients caught mid-send go back to the queue. Returns how many (each may
-/// already have been delivered: a possible duplicate).
+/// After a restart: recipients caught mid-send go back to the queue, and so do those picked but
+/// not yet sent. Returns how many were mid-send (each may already have been delivered: a
+/// possible duplicate).
 pub fn requeue_interrupted(c: &Connection) -> Result<usize> {
+    c.execute("UPDATE recipients SET state = 'queued' WHERE state = 'picked'", [])?;
     Ok(c.execute("UPDATE recipients SET state = 'queued' WHERE state = 'sending'", [])?)
 }
 
@@ -458,6 +486,24 @@ pub fn hard_bounces(c: &Connection, account_id: i64, address: &str) -> Result<i6
         "SELECT count(*) FROM recipients r JOIN messages m ON m.id = r.message_id
          WHERE m.account_id = ?1 AND r.address = ?2 AND r.state = 'bounced' AND r.last_reply LIKE '5%'",
         params![account_id, address],
+        |r| r.get(0),
+    )?)
+}
+
+/// Whether any recipient is not final yet (queued, picked or being sent).
+pub fn any_unfinished(c: &Connection) -> Result<bool> {
+    Ok(c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM recipients WHERE state IN ('queued', 'picked', 'sending'))",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// When the last recipient of this priority (0 transactional, 1 bulk) was delivered.
+pub fn last_delivery_ms(c: &Connection, priority: i64) -> Result<Option<i64>> {
+    Ok(c.query_row(
+        "SELECT max(updated_ms) FROM recipients WHERE state = 'delivered' AND priority = ?1",
+        [priority],
         |r| r.get(0),
     )?)
 }

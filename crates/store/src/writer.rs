@@ -27,6 +27,8 @@ pub struct WriterStats {
 }
 
 pub(crate) struct Writer {
+    /// Inline mode: writes run on the caller's thread, each in its own transaction.
+    inline: Option<Mutex<Connection>>,
     tx: Mutex<Option<mpsc::Sender<Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     commits: Arc<AtomicU64>,
@@ -42,7 +44,30 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("weir-store-writer".into())
             .spawn(move || run(conn, rx, max_batch.max(1), &c2, &j2))?;
-        Ok(Writer { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)), commits, jobs })
+        Ok(Writer { inline: None, tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)), commits, jobs })
+    }
+
+    /// A writer without a thread: every write commits on the caller's thread before it returns.
+    pub(crate) fn inline(conn: Connection) -> Writer {
+        Writer {
+            inline: Some(Mutex::new(conn)),
+            tx: Mutex::new(None),
+            thread: Mutex::new(None),
+            commits: Arc::new(AtomicU64::new(0)),
+            jobs: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn run_inline<T>(&self, conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let r = in_savepoint(conn, f);
+        if let Err(e) = conn.execute_batch("COMMIT") {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(StoreError::Commit(e.to_string()));
+        }
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.jobs.fetch_add(1, Ordering::Relaxed);
+        r
     }
 
     fn send(&self, job: Job) -> std::result::Result<(), Job> {
@@ -57,6 +82,9 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        if let Some(conn) = &self.inline {
+            return self.run_inline(&conn.lock(), f);
+        }
         let (done, wait) = oneshot::channel::<Result<T>>();
         let job: Job = Box::new(move |conn| {
             let outcome = in_savepoint(conn, f);
@@ -78,6 +106,12 @@ impl Writer {
     where
         F: FnOnce(&Connection) -> Result<()> + Send + 'static,
     {
+        if let Some(conn) = &self.inline {
+            if let Err(e) = self.run_inline(&conn.lock(), f) {
+                tracing::warn!(error = %e, "detached write failed");
+            }
+            return;
+        }
         let job: Job = Box::new(move |conn| {
             if let Err(e) = in_savepoint(conn, f) {
                 tracing::warn!(error = %e, "detached write failed");
