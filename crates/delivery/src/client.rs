@@ -1,6 +1,7 @@
 //! A thin SMTP client for delivery. Unlike submission libraries it keeps going when some
 //! recipients are refused, and reports one reply per recipient.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -28,9 +29,36 @@ pub enum ClientError {
     Protocol(String),
 }
 
+/// A byte stream to a receiving server.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A connection being opened.
+pub type Connecting<'a> = Pin<Box<dyn Future<Output = io::Result<Box<dyn Io>>> + Send + 'a>>;
+
+/// Opens connections to receiving servers: TCP in the server, in-memory pipes to modelled
+/// receivers in the simulator. Everything above it (sessions, lanes, pacing) is the same code.
+pub trait Connector: Send + Sync {
+    /// A connection to `host:port` (`host` an IP address).
+    fn connect<'a>(&'a self, host: &'a str, port: u16) -> Connecting<'a>;
+}
+
+/// Connections over TCP.
+pub struct TcpConnector;
+
+impl Connector for TcpConnector {
+    fn connect<'a>(&'a self, host: &'a str, port: u16) -> Connecting<'a> {
+        Box::pin(async move {
+            let tcp = TcpStream::connect((host, port)).await?;
+            let _ = tcp.set_nodelay(true);
+            Ok(Box::new(tcp) as Box<dyn Io>)
+        })
+    }
+}
+
 enum Stream {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    Plain(Box<dyn Io>),
+    Tls(Box<tokio_rustls::client::TlsStream<Box<dyn Io>>>),
 }
 
 impl AsyncRead for Stream {
@@ -227,13 +255,22 @@ impl Client {
 
     /// A TCP connection, before the greeting.
     async fn tcp(host: &str, port: u16, timeout: Duration) -> Result<Client, ClientError> {
-        let tcp = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
+        Client::connect_via(&TcpConnector, host, port, timeout).await
+    }
+
+    /// A connection through `connector`, before the greeting.
+    async fn connect_via(
+        connector: &dyn Connector,
+        host: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<Client, ClientError> {
+        let io = tokio::time::timeout(timeout, connector.connect(host, port))
             .await
             .map_err(|_| ClientError::Timeout("connect"))?
             .map_err(io_err)?;
-        let _ = tcp.set_nodelay(true);
         Ok(Client {
-            stream: Stream::Plain(tcp),
+            stream: Stream::Plain(io),
             peer: format!("{host}:{port}"),
             buf: Vec::with_capacity(4096),
             timeout,
@@ -251,6 +288,7 @@ impl Client {
     /// ready for transactions, or the stage it ended at and the reply that stands for it (the
     /// server's own, such as a `421` greeting, or a local `451` for a lost connection).
     pub async fn open(
+        connector: &dyn Connector,
         host: &str,
         port: u16,
         helo: &str,
@@ -259,7 +297,7 @@ impl Client {
         tls: Option<(Arc<ClientConfig>, &str)>,
     ) -> Result<Client, (Stage, Reply)> {
         let peer = format!("{host}:{port}");
-        let mut c = Client::tcp(host, port, connect_timeout)
+        let mut c = Client::connect_via(connector, host, port, connect_timeout)
             .await
             .map_err(|e| (Stage::Connect, Reply::new(451, Some((4, 4, 1)), format!("{peer}: {e}"))))?;
         let greeting = c.read_reply("greeting").await.map_err(|e| (Stage::Greeting, lost(&peer, &e)))?;

@@ -9,7 +9,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock: the real one in the server, a virtual one (paused, auto-advancing) in the simulator.
+use tokio::time::Instant;
 
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -22,7 +25,7 @@ use weir_classify::reply::Reply;
 use weir_store::ops::{self, AttemptResult, DueRecipient};
 use weir_submit::Service;
 
-use crate::client::{Client, Stage};
+use crate::client::{Client, Connector, Stage, TcpConnector};
 use crate::lane::{Lane, LaneLimits};
 use crate::route::{Route, RouteError, Router, Target};
 use crate::simulator::{self, Outcome};
@@ -105,6 +108,7 @@ pub struct Engine {
     router: Router,
     events: Arc<EventLog>,
     tls: Arc<rustls::ClientConfig>,
+    connector: Arc<dyn Connector>,
     inflight: Mutex<HashSet<(String, i64)>>,
     lanes: Mutex<HashMap<String, Arc<Lane>>>,
     stats: Mutex<BTreeMap<String, LaneStats>>,
@@ -113,6 +117,18 @@ pub struct Engine {
     stopping: AtomicBool,
     /// Recipients caught mid-send by the last stop are still to be requeued.
     requeue_pending: AtomicBool,
+    /// Recipients left the in-flight set (the scheduler may have room again).
+    released: tokio::sync::Notify,
+}
+
+/// What one scheduler pass found.
+enum Tick {
+    /// New due recipients, now in flight.
+    Picked,
+    /// Due recipients, all already in flight.
+    AllInFlight,
+    /// Nothing due.
+    Nothing,
 }
 
 /// One recipient's reply from one attempt.
@@ -146,18 +162,37 @@ impl Engine {
             router,
             events,
             tls: crate::client::opportunistic_tls(),
+            connector: Arc::new(TcpConnector),
             inflight: Mutex::new(HashSet::new()),
             lanes: Mutex::new(HashMap::new()),
             stats: Mutex::new(BTreeMap::new()),
             possible_duplicates: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             requeue_pending: AtomicBool::new(true),
+            released: tokio::sync::Notify::new(),
         })
+    }
+
+    /// The same engine reaching receivers through `connector` (the simulator's in-memory
+    /// receivers) instead of TCP.
+    pub fn with_connector(mut self, connector: Arc<dyn Connector>) -> Engine {
+        self.connector = connector;
+        self
     }
 
     /// Recipients being delivered right now.
     pub fn in_flight(&self) -> usize {
         self.inflight.lock().len()
+    }
+
+    /// Counters of every lane.
+    pub fn lane_stats(&self) -> BTreeMap<String, LaneStats> {
+        self.stats.lock().clone()
+    }
+
+    /// A lane's timeline, times in milliseconds since the lane was created.
+    pub fn lane_timeline(&self, key: &str) -> Vec<weir_pacing::controller::TimelineEntry> {
+        self.lanes.lock().get(key).map(|l| l.raw_timeline()).unwrap_or_default()
     }
 
     /// Lane counters and engine state, as JSON (admin API).
@@ -199,6 +234,7 @@ impl Engine {
 
     /// Run until `shutdown` turns true.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut idle = 0u32;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -207,11 +243,25 @@ impl Engine {
                 self.requeue_interrupted().await;
             }
             self.events.retry_pending();
-            if let Err(e) = self.tick().await {
-                tracing::error!(error = %e, "delivery scheduler");
-            }
+            let wait = match self.tick().await {
+                // Everything due is already in flight (waiting in lanes): poll less often until
+                // a recipient is released, instead of re-reading the same rows every interval.
+                Ok(Tick::AllInFlight) => {
+                    idle = (idle + 1).min(3);
+                    self.cfg.poll_interval * (1 << idle)
+                }
+                Ok(Tick::Picked | Tick::Nothing) => {
+                    idle = 0;
+                    self.cfg.poll_interval
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "delivery scheduler");
+                    self.cfg.poll_interval
+                }
+            };
             tokio::select! {
-                _ = tokio::time::sleep(self.cfg.poll_interval) => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.released.notified(), if idle > 0 => {}
                 _ = shutdown.changed() => {}
             }
         }
@@ -236,28 +286,31 @@ impl Engine {
         }
     }
 
-    async fn tick(self: &Arc<Self>) -> Result<(), weir_store::StoreError> {
+    async fn tick(self: &Arc<Self>) -> Result<Tick, weir_store::StoreError> {
         let busy = self.inflight.lock().len();
         if busy >= self.cfg.max_in_flight {
-            return Ok(());
+            return Ok(Tick::AllInFlight);
         }
         let room = self.cfg.max_in_flight - busy;
         let now = self.svc.now_ms();
-        let due = self.svc.store().read(|c| ops::due_recipients(c, now, room + busy))?;
+        // Picked recipients are out of the due set, so this reads only what is new.
+        let due = self.svc.store().read(|c| ops::due_recipients(c, now, room))?;
         let mut picked: Vec<DueRecipient> = Vec::new();
         {
             let mut inflight = self.inflight.lock();
             for d in due {
-                if picked.len() >= room {
-                    break;
-                }
                 if inflight.insert((d.message_id.clone(), d.idx)) {
                     picked.push(d);
                 }
             }
         }
         if picked.is_empty() {
-            return Ok(());
+            return Ok(if busy > 0 { Tick::AllInFlight } else { Tick::Nothing });
+        }
+        let ids: Vec<(String, i64)> = picked.iter().map(|r| (r.message_id.clone(), r.idx)).collect();
+        if let Err(e) = self.svc.store().write(move |c| ops::pick(c, &ids)).await {
+            self.release(picked.iter());
+            return Err(e);
         }
         // One job per (message, domain), in due order.
         let mut groups: Vec<((String, String), Vec<DueRecipient>)> = Vec::new();
@@ -273,7 +326,7 @@ impl Engine {
             let this = self.clone();
             tokio::spawn(async move { this.route_job(domain, rcpts).await });
         }
-        Ok(())
+        Ok(Tick::Picked)
     }
 
     async fn route_job(self: Arc<Self>, domain: String, rcpts: Vec<DueRecipient>) {
@@ -331,9 +384,11 @@ impl Engine {
     }
 
     fn dispatch(self: &Arc<Self>, lane: Arc<Lane>) {
-        // After refused connections, new ones wait (no reconnect storm); one delayed dispatch
-        // comes back when the wait is over.
-        let wait = lane.reconnect_wait(Instant::now());
+        // After refused connections, new ones wait (no reconnect storm); while only held bulk
+        // mail is queued, no connection is started only to find nothing to send. One delayed
+        // dispatch comes back when the wait is over.
+        let now = Instant::now();
+        let wait = lane.reconnect_wait(now).max(lane.bulk_hold(now).unwrap_or_default());
         if !wait.is_zero() {
             if !lane.dispatch_pending.swap(true, Ordering::AcqRel) {
                 let this = self.clone();
@@ -371,7 +426,17 @@ impl Engine {
             };
             let tls = self.cfg.starttls.then(|| (self.tls.clone(), t.host.as_str()));
             let (connect, command) = (self.cfg.connect_timeout, self.cfg.command_timeout);
-            match Client::open(&ip.to_string(), t.port, &self.cfg.helo_name, connect, command, tls).await {
+            match Client::open(
+                self.connector.as_ref(),
+                &ip.to_string(),
+                t.port,
+                &self.cfg.helo_name,
+                connect,
+                command,
+                tls,
+            )
+            .await
+            {
                 Ok(c) => return Ok((c, t.clone())),
                 Err(refused) => last = refused,
             }
@@ -415,8 +480,8 @@ impl Engine {
             let ids: Vec<(String, i64)> = job.rcpts.iter().map(|r| (r.message_id.clone(), r.idx)).collect();
             let now_ms = self.svc.now_ms();
             if let Err(e) = self.svc.store().write(move |c| ops::mark_sending(c, &ids, now_ms)).await {
-                tracing::error!(error = %e, "cannot mark recipients as being sent; they stay queued until storage recovers");
-                self.release(job.rcpts.iter());
+                tracing::error!(error = %e, "cannot mark recipients as being sent; they go back to the queue when storage recovers");
+                self.unpick(job.rcpts).await;
                 continue;
             }
             let wait = lane.reserve(Instant::now());
@@ -509,9 +574,9 @@ impl Engine {
     /// The receiver refused a connection (or it failed) before a session. The lane uses fewer
     /// connections and waits before the next; the rate is left alone, except for replies that
     /// say something about the sender (4.7.28, TS04, reputation, authentication), which go to the
-    /// controller as any reply would. With other sessions of the lane open, the job goes back
-    /// to the queue untried and `true` says this task should end; alone, the recipients are
-    /// deferred with the reply.
+    /// controller as any reply would. With other connections of the lane open, the job goes back
+    /// to the queue untried and `true` says this task should end; alone, the lane's queued
+    /// recipients are deferred with the reply.
     async fn connection_refused(&self, lane: &Arc<Lane>, job: Job, stage: Stage, reply: Reply) -> bool {
         let category = weir_classify::classify::category(&reply, lane.provider).0;
         tracing::debug!(lane = %lane.key, stage = stage.as_str(), %reply, "connection refused");
@@ -524,17 +589,31 @@ impl Engine {
             let changes = lane.on_reply(Instant::now(), category, &reply.to_string());
             self.lane_changes(lane, changes);
         }
-        if lane.established() > 0 {
+        // Other connections of the lane are open or still opening: the receiver is there, this
+        // one was over its cap. The job waits for them.
+        if lane.established() > 0 || *lane.connections.lock() > 1 {
             lane.queue.lock().push_front(job);
             return true;
         }
-        let mta = String::new();
-        let outcomes = job
-            .rcpts
-            .into_iter()
-            .map(|rcpt| Outcome1 { rcpt, reply: reply.clone(), mta: mta.clone(), tls: false, refused_connection: true })
-            .collect();
-        self.finish(&lane.key, lane.provider, outcomes).await;
+        // The only connection of the lane was refused: the receiver takes nothing now. This job
+        // and everything queued behind it are deferred with that reply (as an MTA marks a
+        // destination dead), rather than tried one by one against it.
+        let mut jobs = vec![job];
+        jobs.extend(lane.queue.lock().drain(..));
+        for job in jobs {
+            let outcomes = job
+                .rcpts
+                .into_iter()
+                .map(|rcpt| Outcome1 {
+                    rcpt,
+                    reply: reply.clone(),
+                    mta: String::new(),
+                    tls: false,
+                    refused_connection: true,
+                })
+                .collect();
+            self.finish(&lane.key, lane.provider, outcomes).await;
+        }
         false
     }
 
@@ -798,12 +877,32 @@ impl Engine {
         self.release(outcomes.iter().map(|o| &o.rcpt));
     }
 
+    /// Give picked, unsent recipients back to the queue (retried until storage takes it, or the
+    /// engine stops: the next start requeues them), then out of the in-flight set.
+    async fn unpick(&self, rcpts: Vec<DueRecipient>) {
+        let ids: Vec<(String, i64)> = rcpts.iter().map(|r| (r.message_id.clone(), r.idx)).collect();
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let ids = ids.clone();
+            if self.svc.store().write(move |c| ops::unpick(c, &ids)).await.is_ok() {
+                break;
+            }
+            if self.stopping.load(Ordering::Relaxed) {
+                return;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+        self.release(rcpts.iter());
+    }
+
     /// Take recipients out of the in-flight set (they are picked again from the spool).
     fn release<'a>(&self, rcpts: impl Iterator<Item = &'a DueRecipient>) {
         let mut inflight = self.inflight.lock();
         for r in rcpts {
             inflight.remove(&(r.message_id.clone(), r.idx));
         }
+        self.released.notify_one();
     }
 
     /// Record `results` and the feedback counts; on a storage failure (a full disk) try again,

@@ -4,7 +4,9 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use parking_lot::Mutex;
 use serde::Deserialize;
@@ -202,6 +204,19 @@ impl Lane {
         c.timeline().get(before..).map(<[TimelineEntry]>::to_vec).unwrap_or_default()
     }
 
+    /// When everything queued is bulk and bulk is held (a pause, an incident): how long until
+    /// the hold may be over. A connection now would find nothing to send.
+    pub fn bulk_hold(&self, now: Instant) -> Option<Duration> {
+        let a = self.allowance(now);
+        if a.bulk_allowed || self.queue.lock().iter().any(|j| j.rcpts.iter().all(|r| r.priority == 0)) {
+            return None;
+        }
+        Some(match a.paused_until {
+            Some(until) => Duration::from_millis(until.saturating_sub(self.ms(now)).max(1)),
+            None => Duration::from_secs(1),
+        })
+    }
+
     /// How long a new connection must wait after refusals.
     pub fn reconnect_wait(&self, now: Instant) -> Duration {
         self.reconnect.lock().0.map_or(Duration::ZERO, |t| t.saturating_duration_since(now))
@@ -213,6 +228,11 @@ impl Lane {
         let before = c.timeline().len();
         c.on_drained(self.ms(now));
         c.timeline().get(before..).map(<[TimelineEntry]>::to_vec).unwrap_or_default()
+    }
+
+    /// The incident timeline, times in milliseconds since the lane was created.
+    pub fn raw_timeline(&self) -> Vec<TimelineEntry> {
+        self.controller.lock().timeline().to_vec()
     }
 
     /// The incident timeline, with wall-clock times (Unix ms) given `now_unix_ms`.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
-use weir_delivery::client::{Client, Stage};
+use weir_delivery::client::{Client, Stage, TcpConnector};
 
 /// What the receiver does in answer to one command.
 #[derive(Clone)]
@@ -94,7 +94,7 @@ fn normal(cmd: &str) -> Vec<Step> {
 const SECOND: Duration = Duration::from_secs(1);
 
 async fn session(port: u16) -> Result<Client, (Stage, weir_classify::reply::Reply)> {
-    Client::open("127.0.0.1", port, "weir.test", SECOND, SECOND, None).await
+    Client::open(&TcpConnector, "127.0.0.1", port, "weir.test", SECOND, SECOND, None).await
 }
 
 fn rcpts(n: usize) -> Vec<String> {
@@ -271,10 +271,11 @@ async fn starttls_421_ends_the_session_with_that_reply() {
     }))
     .await;
     let tls = weir_delivery::client::opportunistic_tls();
-    let (stage, reply) = Client::open("127.0.0.1", port, "weir.test", SECOND, SECOND, Some((tls, "mx.test")))
-        .await
-        .err()
-        .expect("refused");
+    let (stage, reply) =
+        Client::open(&TcpConnector, "127.0.0.1", port, "weir.test", SECOND, SECOND, Some((tls, "mx.test")))
+            .await
+            .err()
+            .expect("refused");
     assert_eq!((stage, reply.code), (Stage::StartTls, 421));
 }
 
@@ -287,9 +288,10 @@ async fn failed_tls_handshake_is_a_starttls_stage_failure() {
     }))
     .await;
     let tls = weir_delivery::client::opportunistic_tls();
-    let (stage, reply) = Client::open("127.0.0.1", port, "weir.test", SECOND, SECOND, Some((tls, "mx.test")))
-        .await
-        .err()
-        .expect("refused");
+    let (stage, reply) =
+        Client::open(&TcpConnector, "127.0.0.1", port, "weir.test", SECOND, SECOND, Some((tls, "mx.test")))
+            .await
+            .err()
+            .expect("refused");
     assert_eq!((stage, reply.code, reply.enhanced), (Stage::StartTls, 451, Some((4, 7, 5))));
 }

@@ -55,6 +55,9 @@ pub struct PacingConfig {
     pub incident_clear_ms: Millis,
     /// Lowest rate ever used, messages per minute.
     pub min_rate_per_min: f64,
+    /// Adapt to the replies. Off, the lane keeps its normal rate and connections whatever the
+    /// receivers say (the simulator's fixed-rate and Postfix-like baselines run this way).
+    pub adaptive: bool,
 }
 
 impl Default for PacingConfig {
@@ -74,6 +77,7 @@ impl Default for PacingConfig {
             pause_ms: 600_000,
             incident_clear_ms: 600_000,
             min_rate_per_min: 1.0,
+            adaptive: true,
         }
     }
 }
@@ -240,6 +244,9 @@ impl Controller {
 
     /// A reply of this lane, classified.
     pub fn on_reply(&mut self, now: Millis, category: Category, reply: &str) {
+        if !self.cfg.adaptive {
+            return;
+        }
         match category {
             Category::Accepted => {
                 self.accepted += 1;
@@ -312,6 +319,9 @@ impl Controller {
     /// event window (the refusals that follow are answers to attempts already made), down to
     /// what the receiver did accept at once. The message rate is not the problem and stays.
     pub fn on_connection_refused(&mut self, now: Millis, established: Option<u32>, reason: &str) {
+        if !self.cfg.adaptive {
+            return;
+        }
         if self.last_conn_cut.is_some_and(|t| now.saturating_sub(t) < self.cfg.decrease_cooldown_ms) {
             return;
         }
@@ -356,6 +366,9 @@ impl Controller {
 
     /// Advance time: resume after a pause, clear incidents, step up after a clean interval.
     pub fn on_tick(&mut self, now: Millis) {
+        if !self.cfg.adaptive {
+            return;
+        }
         if let Some(u) = self.paused_until
             && now >= u
         {

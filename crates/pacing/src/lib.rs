@@ -5,11 +5,10 @@
 //! - [`controller`]: the lane controller — a pure state machine fed with every classified
 //!   reply and a clock value; it decides the allowed connections and message rate, pauses and
 //!   resumes, ramps (warm-up and recovery) and records an incident timeline.
-//! - [`sim`]: modelled providers with hidden limits and a reputation, the weir controller and
-//!   two baselines (fixed rate, Postfix-like static concurrency) run in virtual time.
+//!
+//! The delivery engine's lanes run it; `weir-sim` runs that engine against modelled receivers.
 
 pub mod controller;
-pub mod sim;
 
 /// Milliseconds (virtual or wall clock) — the controller never reads a clock itself.
 pub type Millis = u64;
