@@ -105,8 +105,11 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         fit_caps(nofile, cfg.http.max_connections, cfg.smtp.max_connections);
     let token = dir.admin_token()?;
     let store = Arc::new(
-        Store::open(dir.path(), StoreOptions { max_batch: cfg.spool.max_batch, fsync: cfg.spool.fsync })
-            .with_context(|| format!("cannot open the store in {}", dir.path().display()))?,
+        Store::open(
+            dir.path(),
+            StoreOptions { max_batch: cfg.spool.max_batch, fsync: cfg.spool.fsync, ..Default::default() },
+        )
+        .with_context(|| format!("cannot open the store in {}", dir.path().display()))?,
     );
     let defaults = RegionSettings {
         max_24h: cfg.defaults.max_24h,

@@ -1,12 +1,12 @@
-//! `weir simulate SCENARIO.toml`: the real lane controller against modelled providers, beside a
-//! fixed-rate and a Postfix-like sender, in virtual time.
+//! `weir simulate SCENARIO.toml`: the real delivery engine against modelled receivers, in
+//! virtual time, beside the same engine as a fixed-rate and as a Postfix-like sender.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use weir_pacing::sim::{LaneReport, Scenario};
+use weir_sim::{LaneReport, Scenario};
 
 /// Options of `weir simulate`.
 #[derive(Args)]
@@ -34,7 +34,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         let s: Scenario = toml::from_str(&text).with_context(|| format!("invalid scenario {}", path.display()))?;
         let started = Instant::now();
-        let reports = weir_pacing::sim::run(&s);
+        let reports = weir_sim::run(&s).with_context(|| format!("simulation of {} failed", path.display()))?;
         let wall = started.elapsed().as_secs_f64();
         let attempts: u64 = reports.iter().map(|r| r.attempts).sum();
         if args.json {
@@ -46,12 +46,22 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         }
         println!("== {} ({}): {} simulated delivery attempts in {:.2} s wall", s.name, path.display(), attempts, wall);
         println!(
-            "{:<14} {:<13} {:>9} {:>9} {:>7} {:>12} {:>10} {:>6} {:>9}",
-            "provider", "sender", "drain_min", "best_min", "ratio", "1st_defer%", "final_del%", "conns", "tx_drain"
+            "{:<14} {:<13} {:>9} {:>9} {:>7} {:>12} {:>10} {:>6} {:>8} {:>9} {:>9}",
+            "provider",
+            "sender",
+            "drain_min",
+            "best_min",
+            "ratio",
+            "1st_defer%",
+            "final_del%",
+            "conns",
+            "refused",
+            "deferrals",
+            "tx_drain"
         );
         for r in &reports {
             println!(
-                "{:<14} {:<13} {:>9.1} {:>9.1} {:>7.3} {:>12.3} {:>10.2} {:>6} {:>9.1}{}",
+                "{:<14} {:<13} {:>9.1} {:>9.1} {:>7.3} {:>12.3} {:>10.2} {:>6} {:>8} {:>9} {:>9.1}{}",
                 r.provider,
                 r.sender,
                 r.drain_minutes,
@@ -60,6 +70,8 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 r.first_deferral_rate_after_5min * 100.0,
                 r.final_delivery_rate * 100.0,
                 r.max_connections_used,
+                r.connections_refused,
+                r.deferrals,
                 r.transactional_drain_minutes,
                 if r.drained { "" } else { "  (time limit)" }
             );
