@@ -302,8 +302,10 @@ def test_send_reject_events_and_webhooks():
                 assert send["mail"]["messageId"] == r["MessageId"]
                 assert send["send"]["destination"] == ["success@simulator.amazonses.com"]
                 assert events(w, "Reject")[0]["reject"]["reason"].startswith("Email address is not verified")
-                status = json.loads(urlopen_admin(w, "/admin/v1/delivery"))
-                assert status["webhooks"]["delivered"] >= 3 and status["webhooks"]["failed"] == 0
+                # The counter moves once the hook's answer is read, a moment after the POST arrived.
+                status = wait_for(lambda: (st := json.loads(urlopen_admin(w, "/admin/v1/delivery")))
+                                  ["webhooks"]["delivered"] >= 3 and st, what="webhook deliveries counted")
+                assert status["webhooks"]["failed"] == 0
             finally:
                 w.stop()
     finally:

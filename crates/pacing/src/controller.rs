@@ -143,6 +143,11 @@ pub struct Controller {
     clean_at_conn_ceiling: u32,
     /// When connections were last lowered for a refused connection (one change per window).
     last_conn_cut: Option<Millis>,
+    /// The rate of the last clean interval: known to be accepted.
+    last_clean_rate: Option<f64>,
+    /// After a 4.7.28, no probing above the ceiling before this (a probe that fails costs a
+    /// pause of at least ten minutes).
+    no_probe_until: Millis,
     timeline: Vec<TimelineEntry>,
 }
 
@@ -178,6 +183,8 @@ impl Controller {
             conn_ceiling: None,
             clean_at_conn_ceiling: 0,
             last_conn_cut: None,
+            last_clean_rate: None,
+            no_probe_until: 0,
             timeline: Vec::new(),
         }
     }
@@ -294,8 +301,16 @@ impl Controller {
                 if self.paused_until.is_some_and(|u| u > now) {
                     return;
                 }
-                self.ceiling = Some(self.ceiling.map_or(self.rate, |c| c.min(self.rate)) * self.cfg.decrease);
-                self.rate = (self.rate * self.cfg.decrease * self.cfg.decrease).max(self.cfg.min_rate_per_min);
+                let refused = self.rate;
+                let ceiling = match self.last_clean_rate {
+                    // A rate known to be clean, under the refused one: come back to it exactly
+                    // (the ceiling keeps the margin above it).
+                    Some(clean) if clean < refused => clean / self.cfg.ceiling_margin,
+                    _ => refused * self.cfg.decrease,
+                };
+                self.ceiling = Some(self.ceiling.map_or(ceiling, |c| c.min(ceiling)));
+                self.rate = (refused * self.cfg.decrease * self.cfg.decrease).max(self.cfg.min_rate_per_min);
+                self.no_probe_until = now + self.cfg.pause_ms * 6;
                 self.conns = 1;
                 self.paused_until = Some(now + self.cfg.pause_ms);
                 self.last_decrease = Some(now);
@@ -390,6 +405,7 @@ impl Controller {
         }
         let clean = self.deferred == 0 && self.accepted > 0;
         if clean {
+            self.last_clean_rate = Some(self.rate);
             self.step_up(now);
             self.last_step = Some(now);
             let decay = if self.warming { 0.5 } else { 0.85 };
@@ -414,6 +430,7 @@ impl Controller {
                 Some(c) if self.rate < c * self.cfg.ceiling_margin => {
                     self.rate = (self.rate + self.cfg.recover_step * max).min(c * self.cfg.ceiling_margin).min(max);
                 }
+                Some(_) if now < self.no_probe_until => {}
                 Some(c) => {
                     // Probe gently above what was refused before: the provider may now accept more.
                     self.rate = (self.rate * (1.0 + self.cfg.probe_step)).min(max);

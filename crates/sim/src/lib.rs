@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use weir_classify::backoff::Schedule;
-use weir_delivery::client::{Connecting, Connector, Io};
+use weir_delivery::client::{Connecting, Connector, Io, TcpConnector};
 use weir_delivery::engine::LaneStats;
 use weir_delivery::lane::LaneLimits;
 use weir_delivery::route::{AddrFuture, MxFuture, Resolver, Router};
@@ -49,6 +49,10 @@ pub struct Scenario {
     /// Seed of the choices of invalid and transactional recipients.
     #[serde(default)]
     pub seed: u64,
+    /// First retry after this many seconds, for every sender (scaled real-time runs); the
+    /// senders' own schedules otherwise (weir 15 minutes, Postfix 5).
+    #[serde(default)]
+    pub retry_first_seconds: Option<u64>,
     /// weir's lane: its normal rate and connections (`max_rate_per_min`, `max_connections`),
     /// warm-up start, and pacing tuning.
     pub weir: PacingConfig,
@@ -236,10 +240,25 @@ pub fn best_minutes(p: &ProviderRun) -> f64 {
     minute
 }
 
+/// Where the receivers are and whose clock runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// In-memory pipes, tokio's paused clock (hours in seconds).
+    Virtual,
+    /// The receiver listens on loopback TCP, the engine connects over TCP, in real time (give the
+    /// scenario short pacing timings and `retry_first_seconds`).
+    Loopback,
+}
+
 /// Run one sender against one receiver, in virtual time.
 pub fn run_lane(s: &Scenario, p: &ProviderRun, sender: Sender) -> Result<LaneReport, SimError> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build()?;
-    rt.block_on(simulate(s, p, sender))
+    run_lane_in(s, p, sender, Mode::Virtual)
+}
+
+/// Run one sender against one receiver in `mode`.
+pub fn run_lane_in(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> Result<LaneReport, SimError> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(mode == Mode::Virtual).build()?;
+    rt.block_on(simulate(s, p, sender, mode))
 }
 
 /// The counters of the simulation's one lane.
@@ -247,7 +266,7 @@ fn lane_stats(engine: &Engine) -> (String, LaneStats) {
     engine.lane_stats().into_iter().next().unwrap_or_default()
 }
 
-async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender) -> Result<LaneReport, SimError> {
+async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> Result<LaneReport, SimError> {
     let dir = tempfile::tempdir()?;
     let store = Arc::new(Store::open(dir.path(), StoreOptions { max_batch: 512, fsync: false, inline_writes: true })?);
     let origin = Instant::now();
@@ -352,6 +371,10 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender) -> Result<LaneR
             },
         ),
     };
+    let schedule = match s.retry_first_seconds {
+        Some(first) => Schedule { first: Duration::from_secs(first), max: Duration::from_secs(first * 4), ..schedule },
+        None => schedule,
+    };
     let cfg = DeliveryConfig {
         helo_name: "weir.sim".into(),
         max_in_flight: 2000,
@@ -364,10 +387,12 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender) -> Result<LaneR
         pacing,
     };
     let events = Arc::new(weir_store::events::EventLog::open(dir.path())?);
-    let router = Router::new(HashMap::new(), None, Arc::new(SimResolver(mx)), 25);
-    let engine = Arc::new(
-        Engine::new(svc.clone(), cfg, router, events)?.with_connector(Arc::new(MemConnector(receiver.clone()))),
-    );
+    let (connector, port): (Arc<dyn Connector>, u16) = match mode {
+        Mode::Virtual => (Arc::new(MemConnector(receiver.clone())), 25),
+        Mode::Loopback => (Arc::new(TcpConnector), receiver.clone().listen("127.0.0.1:0").await?.port()),
+    };
+    let router = Router::new(HashMap::new(), None, Arc::new(SimResolver(mx)), port);
+    let engine = Arc::new(Engine::new(svc.clone(), cfg, router, events)?.with_connector(connector));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let running = tokio::spawn(engine.clone().run(stopped));
 

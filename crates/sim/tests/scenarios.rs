@@ -77,3 +77,43 @@ fn shipped_scenarios_parse() {
         assert!(!s.providers.is_empty());
     }
 }
+
+/// The same engine and receiver over loopback TCP in real time, pacing timings scaled down
+/// (pause 10 min → 4 s, step 60 s → 1 s, first retry 15 min → 2 s).
+#[test]
+fn gmail_like_receiver_over_loopback_in_scaled_real_time() {
+    let s: Scenario = toml::from_str(
+        r#"
+name = "loopback"
+max_hours = 0.05
+retry_first_seconds = 2
+[weir]
+max_rate_per_min = 2400.0
+max_connections = 5
+pause_ms = 4000
+step_interval_ms = 1000
+decrease_cooldown_ms = 500
+[baselines]
+fixed_rate_per_min = 2400.0
+fixed_connections = 5
+postfix_connections = 10
+[[provider]]
+name = "gmail"
+messages = 300
+[provider.receiver]
+style = "gmail"
+limit_per_min = 1200.0
+max_connections = 5
+reply_delay_ms = 5
+"#,
+    )
+    .expect("scenario");
+    let weir = weir_sim::run_lane_in(&s, &s.providers[0], Sender::Weir, weir_sim::Mode::Loopback).expect("run");
+    eprintln!("{}", serde_json::to_string(&weir).expect("json"));
+    assert!(weir.drained && weir.final_delivery_rate >= 0.999, "{weir:?}");
+    let k = kinds(&weir);
+    assert_eq!(k.first(), Some(&"pause"), "{k:?}");
+    assert!(weir.timeline[0].reason.contains("4.7.28"), "{:?}", weir.timeline[0]);
+    // 300 at 1,200/min is 15 s at best; one scaled pause (4 s) and a clean climb fit in 40.
+    assert!(weir.drain_minutes * 60.0 < 40.0, "drained in {:.1} s", weir.drain_minutes * 60.0);
+}

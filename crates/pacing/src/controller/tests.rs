@@ -31,6 +31,33 @@ fn gmail_4_7_28_pauses_then_resumes_with_one_connection() {
 }
 
 #[test]
+fn after_a_second_4_7_28_the_lane_returns_to_its_last_clean_rate_and_does_not_probe_for_an_hour() {
+    let cfg = PacingConfig { max_rate_per_min: 3000.0, max_connections: 10, ..Default::default() };
+    let mut c = Controller::new(cfg, 0);
+    c.on_reply(1000, Category::UnusualRate, "421 4.7.28");
+    let mut t = 1000 + 10 * MIN;
+    c.on_tick(t);
+    let resumed = c.allowance(t).rate_per_min;
+    // A clean interval at the resumed rate, then a step up that is refused.
+    c.on_reply(t + 1, Category::Accepted, "250");
+    t += MIN;
+    c.on_tick(t);
+    assert!(c.allowance(t).rate_per_min > resumed);
+    c.on_reply(t + 1, Category::UnusualRate, "421 4.7.28");
+    t += 10 * MIN + 2;
+    let mut rates = vec![];
+    // The pause took ten of the sixty minutes without probing.
+    for _ in 0..45 {
+        c.on_reply(t + 1, Category::Accepted, "250");
+        t += MIN;
+        c.on_tick(t);
+        rates.push(c.allowance(t).rate_per_min);
+    }
+    let top = rates.iter().copied().fold(0.0, f64::max);
+    assert!((top - resumed).abs() < 1e-6, "back to {resumed}, never above for an hour: {rates:?}");
+}
+
+#[test]
 fn refused_connections_lower_concurrency_once_per_window_and_keep_the_rate() {
     let mut c = Controller::new(PacingConfig { max_rate_per_min: 1200.0, max_connections: 5, ..Default::default() }, 0);
     // Three refusals at once while two connections were open: one change, to two.
