@@ -135,3 +135,23 @@ def fresh_weir():
         if w.proc.poll() is None:
             w.proc.kill()
             w.proc.wait()
+
+
+def wait_for(pred, timeout=20, what="condition"):
+    """Poll `pred` until it returns something truthy (returned), or fail after `timeout` s."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def events(w, kind=None):
+    """The events weir wrote to events.jsonl, of one type or all."""
+    path = w.data_dir / "events.jsonl"
+    if not path.exists():
+        return []
+    out = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    return [e for e in out if kind is None or e["eventType"] == kind]

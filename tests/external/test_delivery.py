@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Weir
+from conftest import Weir, events, wait_for
 from fakemx import FakeMX
 
 pytestmark = pytest.mark.skipif(shutil.which("smtp-sink") is None and not os.environ.get("CI"),
@@ -34,24 +34,6 @@ def port_open(port):
         return True
     except OSError:
         return False
-
-
-def wait_for(pred, timeout=20, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def events(weir, kind=None):
-    path = weir.data_dir / "events.jsonl"
-    if not path.exists():
-        return []
-    out = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
-    return [e for e in out if kind is None or e["eventType"] == kind]
 
 
 def sender(w, *quota_flags):

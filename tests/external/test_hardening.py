@@ -18,26 +18,8 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import WEIR, Weir
+from conftest import WEIR, Weir, events, wait_for
 from fakemx import FakeMX
-
-
-def wait_for(pred, timeout=20, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def events(w, kind):
-    path = w.data_dir / "events.jsonl"
-    if not path.exists():
-        return []
-    out = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
-    return [e for e in out if e["eventType"] == kind]
 
 
 def server(tmp, config="", delivery_to=None, data=None, log=None):

@@ -7,7 +7,8 @@ import json
 import tempfile
 import time
 
-from test_delivery import events, sender, start, urlopen_admin, wait_for
+from conftest import events, wait_for
+from test_delivery import sender, start, urlopen_admin
 from fakemx import FakeMX
 
 MSG = {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}

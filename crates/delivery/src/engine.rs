@@ -27,7 +27,7 @@ use weir_submit::Service;
 
 use crate::client::{Client, Connector, Stage, TcpConnector};
 use crate::lane::{Lane, LaneLimits};
-use crate::route::{Route, RouteError, Router, Target};
+use crate::route::{Route, Router, Target};
 use crate::simulator::{self, Outcome};
 use weir_store::events::{EventLog, Failure, MailInfo};
 
@@ -146,6 +146,14 @@ type Announce = Box<dyn FnOnce(&EventLog) + Send>;
 
 fn synth(code: u16, enh: (u8, u16, u16), text: impl Into<String>) -> Reply {
     Reply::new(code, Some(enh), text)
+}
+
+/// The same reply, from no server, for every recipient of a job that was not tried.
+fn untried(rcpts: Vec<DueRecipient>, reply: &Reply, refused_connection: bool) -> Vec<Outcome1> {
+    rcpts
+        .into_iter()
+        .map(|rcpt| Outcome1 { rcpt, reply: reply.clone(), mta: String::new(), tls: false, refused_connection })
+        .collect()
 }
 
 impl Engine {
@@ -348,20 +356,9 @@ impl Engine {
                 self.dispatch(lane);
             }
             Err(e) => {
+                // NullMx and NoSuchDomain carry 5xx codes: they bounce; DNS failures defer.
                 let reply = Reply::parse(&e.to_string()).unwrap_or_else(|| synth(451, (4, 4, 3), e.to_string()));
-                let permanent = matches!(e, RouteError::NullMx(_) | RouteError::NoSuchDomain(_));
-                let outcomes = rcpts
-                    .into_iter()
-                    .map(|rcpt| Outcome1 {
-                        rcpt,
-                        reply: reply.clone(),
-                        mta: String::new(),
-                        tls: false,
-                        refused_connection: false,
-                    })
-                    .collect();
-                let _ = permanent;
-                self.finish("dns", Provider::Other, outcomes).await;
+                self.finish("dns", Provider::Other, untried(rcpts, &reply, false)).await;
             }
         }
     }
@@ -601,18 +598,7 @@ impl Engine {
         let mut jobs = vec![job];
         jobs.extend(lane.queue.lock().drain(..));
         for job in jobs {
-            let outcomes = job
-                .rcpts
-                .into_iter()
-                .map(|rcpt| Outcome1 {
-                    rcpt,
-                    reply: reply.clone(),
-                    mta: String::new(),
-                    tls: false,
-                    refused_connection: true,
-                })
-                .collect();
-            self.finish(&lane.key, lane.provider, outcomes).await;
+            self.finish(&lane.key, lane.provider, untried(job.rcpts, &reply, true)).await;
         }
         false
     }

@@ -241,18 +241,26 @@ impl Model {
         self.open = self.open.saturating_sub(1);
     }
 
+    /// The refusal for one more message now, if the sender is escalated or over the rate.
+    fn over_rate(&mut self, now: u64) -> Option<Answer> {
+        self.refill(now);
+        let answer = if self.escalated(now) {
+            self.escalation_answer()
+        } else if self.tokens < 1.0 {
+            self.rate_answer()
+        } else {
+            return None;
+        };
+        self.refused_for_rate(now);
+        Some(answer)
+    }
+
     /// MAIL FROM. Yahoo refuses here when over the rate.
     pub fn mail(&mut self, now: u64) -> Answer {
-        if self.spec.style == Style::Yahoo {
-            self.refill(now);
-            if self.escalated(now) {
-                self.refused_for_rate(now);
-                return self.escalation_answer();
-            }
-            if self.tokens < 1.0 {
-                self.refused_for_rate(now);
-                return self.rate_answer();
-            }
+        if self.spec.style == Style::Yahoo
+            && let Some(refusal) = self.over_rate(now)
+        {
+            return refusal;
         }
         Answer::ok("250 2.1.0 OK")
     }
@@ -263,17 +271,12 @@ impl Model {
         if self.spec.max_recipients > 0 && nth > self.spec.max_recipients {
             return Answer::ok("452 4.5.3 Too many recipients");
         }
-        self.refill(now);
-        if !self.spec.throttle_at_data_end {
-            if self.escalated(now) {
-                self.refused_for_rate(now);
-                return self.escalation_answer();
-            }
-            if self.tokens < 1.0 {
-                self.refused_for_rate(now);
-                return self.rate_answer();
-            }
+        if !self.spec.throttle_at_data_end
+            && let Some(refusal) = self.over_rate(now)
+        {
+            return refusal;
         }
+        self.refill(now);
         if self.spec.per_recipient_per_hour > 0 {
             let q = self.per_rcpt.entry(address.to_ascii_lowercase()).or_default();
             while q.front().is_some_and(|t| now.saturating_sub(*t) > 3_600_000) {
