@@ -800,10 +800,24 @@ impl Engine {
                         tracing::error!(lane = %lane_key, reply = %reply_text, "configuration incident: fix authentication/transport");
                     }
                     let attempt = o.rcpt.attempts as u32 + 1;
-                    let next = if d.category == Category::TooManyRecipients {
-                        Some(now + 1000)
-                    } else {
-                        self.cfg.schedule.next_attempt(o.rcpt.created_ms, now, attempt, rand::random::<f64>())
+                    let scheduled =
+                        self.cfg.schedule.next_attempt(o.rcpt.created_ms, now, attempt, rand::random::<f64>());
+                    let next = match (d.category, &lane) {
+                        (Category::TooManyRecipients, _) => Some(now + 1000),
+                        // The lane was throttled, not this recipient: it is tried again when the
+                        // lane may send again (its pause over, or a minute), not after the
+                        // recipient backoff, which only lengthens the drain. Only with pacing on:
+                        // a lane that does not slow down would just be refused again.
+                        (
+                            Category::RateLimited
+                            | Category::YahooDeferral
+                            | Category::UnusualRate
+                            | Category::TooManyConnections,
+                            Some(l),
+                        ) if self.cfg.pacing.adaptive => {
+                            scheduled.map(|t| t.min(now + l.retry_after_throttle(Instant::now()).as_millis() as i64))
+                        }
+                        _ => scheduled,
                     };
                     match next {
                         Some(t) => {

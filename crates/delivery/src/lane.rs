@@ -217,6 +217,16 @@ impl Lane {
         })
     }
 
+    /// When to try again a recipient deferred because the lane was throttled: when its pause
+    /// is over, and not sooner than a minute.
+    pub fn retry_after_throttle(&self, now: Instant) -> Duration {
+        let paused = self
+            .allowance(now)
+            .paused_until
+            .map_or(Duration::ZERO, |until| Duration::from_millis(until.saturating_sub(self.ms(now))));
+        paused.max(Duration::from_secs(60))
+    }
+
     /// How long a new connection must wait after refusals.
     pub fn reconnect_wait(&self, now: Instant) -> Duration {
         self.reconnect.lock().0.map_or(Duration::ZERO, |t| t.saturating_duration_since(now))
