@@ -117,18 +117,6 @@ pub struct Engine {
     stopping: AtomicBool,
     /// Recipients caught mid-send by the last stop are still to be requeued.
     requeue_pending: AtomicBool,
-    /// Recipients left the in-flight set (the scheduler may have room again).
-    released: tokio::sync::Notify,
-}
-
-/// What one scheduler pass found.
-enum Tick {
-    /// New due recipients, now in flight.
-    Picked,
-    /// Due recipients, all already in flight.
-    AllInFlight,
-    /// Nothing due.
-    Nothing,
 }
 
 /// One recipient's reply from one attempt.
@@ -177,7 +165,6 @@ impl Engine {
             possible_duplicates: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             requeue_pending: AtomicBool::new(true),
-            released: tokio::sync::Notify::new(),
         })
     }
 
@@ -242,7 +229,6 @@ impl Engine {
 
     /// Run until `shutdown` turns true.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let mut idle = 0u32;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -251,25 +237,11 @@ impl Engine {
                 self.requeue_interrupted().await;
             }
             self.events.retry_pending();
-            let wait = match self.tick().await {
-                // Everything due is already in flight (waiting in lanes): poll less often until
-                // a recipient is released, instead of re-reading the same rows every interval.
-                Ok(Tick::AllInFlight) => {
-                    idle = (idle + 1).min(3);
-                    self.cfg.poll_interval * (1 << idle)
-                }
-                Ok(Tick::Picked | Tick::Nothing) => {
-                    idle = 0;
-                    self.cfg.poll_interval
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "delivery scheduler");
-                    self.cfg.poll_interval
-                }
-            };
+            if let Err(e) = self.tick().await {
+                tracing::error!(error = %e, "delivery scheduler");
+            }
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.released.notified(), if idle > 0 => {}
+                _ = tokio::time::sleep(self.cfg.poll_interval) => {}
                 _ = shutdown.changed() => {}
             }
         }
@@ -294,10 +266,10 @@ impl Engine {
         }
     }
 
-    async fn tick(self: &Arc<Self>) -> Result<Tick, weir_store::StoreError> {
+    async fn tick(self: &Arc<Self>) -> Result<(), weir_store::StoreError> {
         let busy = self.inflight.lock().len();
         if busy >= self.cfg.max_in_flight {
-            return Ok(Tick::AllInFlight);
+            return Ok(());
         }
         let room = self.cfg.max_in_flight - busy;
         let now = self.svc.now_ms();
@@ -313,7 +285,7 @@ impl Engine {
             }
         }
         if picked.is_empty() {
-            return Ok(if busy > 0 { Tick::AllInFlight } else { Tick::Nothing });
+            return Ok(());
         }
         let ids: Vec<(String, i64)> = picked.iter().map(|r| (r.message_id.clone(), r.idx)).collect();
         if let Err(e) = self.svc.store().write(move |c| ops::pick(c, &ids)).await {
@@ -334,7 +306,7 @@ impl Engine {
             let this = self.clone();
             tokio::spawn(async move { this.route_job(domain, rcpts).await });
         }
-        Ok(Tick::Picked)
+        Ok(())
     }
 
     async fn route_job(self: Arc<Self>, domain: String, rcpts: Vec<DueRecipient>) {
@@ -902,7 +874,6 @@ impl Engine {
         for r in rcpts {
             inflight.remove(&(r.message_id.clone(), r.idx));
         }
-        self.released.notify_one();
     }
 
     /// Record `results` and the feedback counts; on a storage failure (a full disk) try again,

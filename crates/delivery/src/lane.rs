@@ -153,10 +153,17 @@ impl Lane {
     /// Feed a classified reply of this lane to its controller; returns the timeline entries it
     /// caused (pause, slow-down, incident, …).
     pub fn on_reply(&self, now: Instant, category: Category, reply: &str) -> Vec<TimelineEntry> {
+        self.changes(now, |c, t| {
+            c.on_tick(t);
+            c.on_reply(t, category, reply);
+        })
+    }
+
+    /// Apply `f` to the controller at `now`; the timeline entries it added.
+    fn changes(&self, now: Instant, f: impl FnOnce(&mut Controller, Millis)) -> Vec<TimelineEntry> {
         let mut c = self.controller.lock();
         let before = c.timeline().len();
-        c.on_tick(self.ms(now));
-        c.on_reply(self.ms(now), category, reply);
+        f(&mut c, self.ms(now));
         c.timeline().get(before..).map(<[TimelineEntry]>::to_vec).unwrap_or_default()
     }
 
@@ -197,11 +204,11 @@ impl Lane {
             r.0 = Some(now + wait);
             r.1 += 1;
         }
-        let mut c = self.controller.lock();
-        let before = c.timeline().len();
-        c.on_tick(self.ms(now));
-        c.on_connection_refused(self.ms(now), Some(self.established() as u32), reason);
-        c.timeline().get(before..).map(<[TimelineEntry]>::to_vec).unwrap_or_default()
+        let established = self.established() as u32;
+        self.changes(now, |c, t| {
+            c.on_tick(t);
+            c.on_connection_refused(t, Some(established), reason);
+        })
     }
 
     /// When everything queued is bulk and bulk is held (a pause, an incident): how long until
@@ -234,10 +241,7 @@ impl Lane {
 
     /// The lane's queue is empty and its last connection is closing.
     pub fn drained(&self, now: Instant) -> Vec<TimelineEntry> {
-        let mut c = self.controller.lock();
-        let before = c.timeline().len();
-        c.on_drained(self.ms(now));
-        c.timeline().get(before..).map(<[TimelineEntry]>::to_vec).unwrap_or_default()
+        self.changes(now, |c, t| c.on_drained(t))
     }
 
     /// The incident timeline, times in milliseconds since the lane was created.

@@ -385,22 +385,20 @@ pub fn due_recipients(c: &Connection, now_ms: i64, limit: usize) -> Result<Vec<D
 /// Take due recipients into the delivery engine's memory (`picked`): the next look for due
 /// recipients no longer returns them. Nothing has been sent yet.
 pub fn pick(c: &Connection, ids: &[(String, i64)]) -> Result<()> {
-    let mut st = c.prepare_cached(
-        "UPDATE recipients SET state = 'picked' WHERE message_id = ?1 AND idx = ?2 AND state = 'queued'",
-    )?;
-    for (m, i) in ids {
-        st.execute(params![m, i])?;
-    }
-    Ok(())
+    move_state(c, ids, "queued", "picked")
 }
 
 /// Give picked recipients back to the queue, unsent.
 pub fn unpick(c: &Connection, ids: &[(String, i64)]) -> Result<()> {
-    let mut st = c.prepare_cached(
-        "UPDATE recipients SET state = 'queued' WHERE message_id = ?1 AND idx = ?2 AND state = 'picked'",
-    )?;
+    move_state(c, ids, "picked", "queued")
+}
+
+/// Move these recipients from state `from` to `to` (those in another state are left alone).
+fn move_state(c: &Connection, ids: &[(String, i64)], from: &str, to: &str) -> Result<()> {
+    let mut st =
+        c.prepare_cached("UPDATE recipients SET state = ?4 WHERE message_id = ?1 AND idx = ?2 AND state = ?3")?;
     for (m, i) in ids {
-        st.execute(params![m, i])?;
+        st.execute(params![m, i, from, to])?;
     }
     Ok(())
 }
