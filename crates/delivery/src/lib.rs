@@ -9,13 +9,20 @@
 //!   connection, recipients per transaction.
 //! - [`simulator`]: the SES mailbox simulator, without the network.
 //! - [`webhooks`]: events POSTed to configured URLs, retried, never blocking delivery.
-//! - [`engine`]: the scheduler: picks due recipients, hands them to lanes, applies what the
-//!   classifier (`weir-classify`) decides for each reply.
+//! - [`engine`]: the engine's state and entry points; its rooms are `scheduler` (due
+//!   recipients out of the spool, into lanes, connection tasks started within each lane's
+//!   allowance), `connection` (one SMTP session at a time, obeying the lane) and `outcome`
+//!   (what the classifier, `weir-classify`, decides for each reply, recorded durably, then
+//!   events and suppression). Receivers are reached through [`client::Connector`]: TCP, or the
+//!   simulator's in-memory pipes.
 
 pub mod client;
+mod connection;
 pub mod engine;
 pub mod lane;
+mod outcome;
 pub mod route;
+mod scheduler;
 pub mod simulator;
 pub mod webhooks;
 

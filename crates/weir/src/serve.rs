@@ -157,7 +157,11 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         }
     }
 
-    let engine = if cfg.delivery.enabled { Some(delivery_engine(&cfg, svc.clone(), events.clone())?) } else { None };
+    let engine = if cfg.delivery.enabled {
+        Some(delivery_engine(&cfg, svc.clone(), store.clone(), events.clone())?)
+    } else {
+        None
+    };
     let engine_task = engine.clone().map(|e| tokio::spawn(e.run(stop_rx.clone())));
     let state = AppState {
         delivery_status: engine.clone().map(|e| -> weir_api::StatusFn {
@@ -238,6 +242,7 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
 fn delivery_engine(
     cfg: &Config,
     svc: Arc<Service>,
+    spool: Arc<Store>,
     events: Arc<weir_store::events::EventLog>,
 ) -> anyhow::Result<Arc<weir_delivery::Engine>> {
     use weir_delivery::route::{HickoryResolver, Resolver, Router, StaticResolver, parse_target};
@@ -277,7 +282,7 @@ fn delivery_engine(
         smarthost = ?d.smarthost, routes = d.routes.len(), static_mx = d.mx.len(),
         "delivery engine running"
     );
-    Ok(Arc::new(weir_delivery::Engine::new(svc, ecfg, router, events)?))
+    Ok(Arc::new(weir_delivery::Engine::new(svc, spool, ecfg, router, events)?))
 }
 
 fn weir_classify_schedule(d: &crate::config::DeliverySection) -> weir_delivery::engine::Schedule {

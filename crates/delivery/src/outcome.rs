@@ -1,0 +1,320 @@
+//! Outcome handling: each recipient's reply classified, its new state recorded durably, then
+//! events, suppression and lane statistics, and the recipient released from the in-flight set.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::time::Instant;
+use weir_classify::classify::{Action, Category, classify};
+use weir_classify::provider::Provider;
+use weir_classify::reply::Reply;
+use weir_store::events::{EventLog, Failure, MailInfo};
+use weir_store::ops::{self, AttemptResult, DueRecipient};
+
+use crate::engine::{Engine, LaneStats};
+use crate::simulator::{self, Outcome};
+
+/// One recipient's reply from one attempt.
+pub(crate) struct RcptOutcome {
+    pub(crate) rcpt: DueRecipient,
+    pub(crate) reply: Reply,
+    pub(crate) mta: String,
+    pub(crate) tls: bool,
+    /// The reply refused the connection, not this recipient: the lane was already told.
+    pub(crate) refused_connection: bool,
+}
+
+/// An event to emit once the results it reports are stored.
+type Announce = Box<dyn FnOnce(&EventLog) + Send>;
+
+pub(crate) fn synth(code: u16, enh: (u8, u16, u16), text: impl Into<String>) -> Reply {
+    Reply::new(code, Some(enh), text)
+}
+
+/// The same reply, from no server, for every recipient of a job that was not tried.
+pub(crate) fn untried(rcpts: Vec<DueRecipient>, reply: &Reply, refused_connection: bool) -> Vec<RcptOutcome> {
+    rcpts
+        .into_iter()
+        .map(|rcpt| RcptOutcome { rcpt, reply: reply.clone(), mta: String::new(), tls: false, refused_connection })
+        .collect()
+}
+
+impl Engine {
+    pub(crate) async fn simulate(self: Arc<Self>, rcpts: Vec<DueRecipient>) {
+        let mut outcomes = Vec::new();
+        for rcpt in rcpts {
+            let reply = match simulator::outcome(&rcpt.address) {
+                Some(Outcome::Delivered(r)) => r,
+                Some(Outcome::Complaint(r)) => {
+                    let mail = self.mail_info(&rcpt);
+                    let now = self.svc.now_ms();
+                    self.events.complaint(&mail, now, &rcpt.address);
+                    let (a, reg) = (rcpt.account_id, rcpt.region.clone());
+                    self.spool.write_detached(move |c| ops::record_feedback(c, a, &reg, now, 0, 1));
+                    r
+                }
+                Some(Outcome::Bounce(r)) => r,
+                Some(Outcome::Suppressed) => {
+                    synth(550, (5, 1, 1), "Address is on the suppression list (mailbox simulator)")
+                }
+                None => synth(250, (2, 0, 0), "Ok"),
+            };
+            outcomes.push(RcptOutcome {
+                rcpt,
+                reply,
+                mta: simulator::DOMAIN.into(),
+                tls: true,
+                refused_connection: false,
+            });
+        }
+        self.finish("simulator", Provider::Other, outcomes).await;
+    }
+
+    pub(crate) fn mail_info(&self, r: &DueRecipient) -> MailInfo {
+        let account = self.svc.account_by_id(r.account_id).map(|a| a.name.clone()).unwrap_or_default();
+        MailInfo {
+            message_id: r.message_id.clone(),
+            source: r.mail_from.clone(),
+            timestamp_ms: r.created_ms,
+            account,
+            region: r.region.clone(),
+        }
+    }
+
+    /// Apply the classifier's decision for every outcome, durably, then tell the world (events,
+    /// suppression) and release the recipients.
+    pub(crate) async fn finish(&self, lane_key: &str, provider: Provider, outcomes: Vec<RcptOutcome>) {
+        let now = self.svc.now_ms();
+        let lane = self.lanes.lock().get(lane_key).cloned();
+        let mut results = Vec::with_capacity(outcomes.len());
+        let mut bounces: Vec<(i64, String)> = Vec::new();
+        // Events and suppressions wait for the results' commit: none announces what is not stored.
+        let mut announce: Vec<Announce> = Vec::new();
+        let mut suppress_now: Vec<DueRecipient> = Vec::new();
+        for o in &outcomes {
+            let d = classify(&o.reply, provider);
+            if let Some(l) = lane.as_ref().filter(|_| !o.refused_connection) {
+                for change in l.on_reply(Instant::now(), d.category, &o.reply.to_string()) {
+                    let mut v = serde_json::to_value(&change).unwrap_or(Value::Null);
+                    v["at"] = json!(now);
+                    self.events.lane_change(lane_key, provider.as_str(), v);
+                }
+            }
+            let mail = self.mail_info(&o.rcpt);
+            let first = o.rcpt.attempts == 0;
+            let reply_text = o.reply.to_string();
+            let status = o.reply.enhanced_str().unwrap_or_else(|| format!("{}.0.0", o.reply.code / 100));
+            let diagnostic = format!("smtp; {reply_text}");
+            let mut stats = self.stats.lock();
+            let s = stats
+                .entry(lane_key.to_string())
+                .or_insert_with(|| LaneStats { provider: provider.as_str().into(), ..Default::default() });
+            if first {
+                s.first_attempts += 1;
+            }
+            let (state, next, deferral) = match d.action {
+                Action::Delivered => {
+                    s.delivered += 1;
+                    if !first {
+                        s.delivered_after_retry += 1;
+                    }
+                    let (rcpt, reply, mta, tls) = (o.rcpt.address.clone(), reply_text.clone(), o.mta.clone(), o.tls);
+                    announce.push(Box::new(move |ev| ev.delivery(&mail, now, &rcpt, &reply, &mta, tls)));
+                    ("delivered", 0, false)
+                }
+                Action::Bounce { bounce_type, subtype, suppress } => {
+                    // A second hard bounce of the same address suppresses it too.
+                    let suppress = suppress
+                        || (bounce_type == weir_classify::classify::BounceType::Permanent
+                            && self
+                                .svc
+                                .store()
+                                .read(|c| ops::hard_bounces(c, o.rcpt.account_id, &o.rcpt.address))
+                                .unwrap_or(0)
+                                >= 1);
+                    s.bounced += 1;
+                    let (rcpt, kind, status, diagnostic) =
+                        (o.rcpt.address.clone(), bounce_type.as_str(), status.clone(), diagnostic.clone());
+                    announce.push(Box::new(move |ev| {
+                        let f = Failure { kind, subtype, status: &status, diagnostic: &diagnostic };
+                        ev.bounce(&mail, now, &rcpt, &f);
+                    }));
+                    bounces.push((o.rcpt.account_id, o.rcpt.region.clone()));
+                    if suppress
+                        && o.rcpt
+                            .address
+                            .to_ascii_lowercase()
+                            .rsplit_once('@')
+                            .is_none_or(|(_, dom)| dom != simulator::DOMAIN)
+                    {
+                        let settings = self.svc.region_settings(o.rcpt.account_id, &o.rcpt.region);
+                        if settings.suppressed_reasons.iter().any(|r| r == "BOUNCE") {
+                            suppress_now.push(o.rcpt.clone());
+                        }
+                    }
+                    ("bounced", 0, false)
+                }
+                action => {
+                    s.deferrals += 1;
+                    if first {
+                        s.first_attempt_deferrals += 1;
+                    }
+                    if matches!(action, Action::ConfigIncident) {
+                        tracing::error!(lane = %lane_key, reply = %reply_text, "configuration incident: fix authentication/transport");
+                    }
+                    let attempt = o.rcpt.attempts as u32 + 1;
+                    let scheduled =
+                        self.cfg.schedule.next_attempt(o.rcpt.created_ms, now, attempt, rand::random::<f64>());
+                    let next = match (d.category, &lane) {
+                        (Category::TooManyRecipients, _) => Some(now + 1000),
+                        // The lane was throttled, not this recipient: it is tried again when the
+                        // lane may send again (its pause over, or a minute), not after the
+                        // recipient backoff, which only lengthens the drain. Only with pacing on:
+                        // a lane that does not slow down would just be refused again.
+                        (
+                            Category::RateLimited
+                            | Category::YahooDeferral
+                            | Category::UnusualRate
+                            | Category::TooManyConnections,
+                            Some(l),
+                        ) if self.cfg.pacing.adaptive => {
+                            scheduled.map(|t| t.min(now + l.retry_after_throttle(Instant::now()).as_millis() as i64))
+                        }
+                        _ => scheduled,
+                    };
+                    match next {
+                        Some(t) => {
+                            let (rcpt, subtype, status, diagnostic) =
+                                (o.rcpt.address.clone(), delay_type(d.category), status.clone(), diagnostic.clone());
+                            announce.push(Box::new(move |ev| {
+                                let f = Failure { kind: "", subtype, status: &status, diagnostic: &diagnostic };
+                                ev.delay(&mail, now, &rcpt, &f, t);
+                            }));
+                            ("queued", t, true)
+                        }
+                        None => {
+                            s.expired += 1;
+                            let first_reason = o.rcpt.first_reply.clone().unwrap_or(reply_text.clone());
+                            let diag = format!("smtp; retry window expired; first deferral: {first_reason}");
+                            let rcpt = o.rcpt.address.clone();
+                            announce.push(Box::new(move |ev| {
+                                let f = Failure {
+                                    kind: "Transient",
+                                    subtype: "General",
+                                    status: "4.4.7",
+                                    diagnostic: &diag,
+                                };
+                                ev.bounce(&mail, now, &rcpt, &f);
+                            }));
+                            ("expired", 0, true)
+                        }
+                    }
+                }
+            };
+            drop(stats);
+            results.push(AttemptResult {
+                message_id: o.rcpt.message_id.clone(),
+                idx: o.rcpt.idx,
+                state: state.into(),
+                next_attempt_ms: next,
+                reply: reply_text,
+                deferral,
+            });
+        }
+        if self.record(results, bounces, now).await {
+            for a in announce {
+                a(&self.events);
+            }
+            for r in suppress_now {
+                let svc = self.svc.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = svc
+                        .put_suppressed(r.account_id, &r.region, &r.address, "BOUNCE", Some(r.message_id.clone()))
+                        .await
+                    {
+                        tracing::error!(error = %e, "cannot add to the suppression list");
+                    }
+                });
+            }
+        }
+        self.release(outcomes.iter().map(|o| &o.rcpt));
+    }
+
+    /// Give picked, unsent recipients back to the queue (retried until storage takes it, or the
+    /// engine stops: the next start requeues them), then out of the in-flight set.
+    pub(crate) async fn unpick(&self, rcpts: Vec<DueRecipient>) {
+        let ids: Vec<(String, i64)> = rcpts.iter().map(|r| (r.message_id.clone(), r.idx)).collect();
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let ids = ids.clone();
+            if self.spool.write(move |c| ops::unpick(c, &ids)).await.is_ok() {
+                break;
+            }
+            if self.stopping.load(Ordering::Relaxed) {
+                return;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+        self.release(rcpts.iter());
+    }
+
+    /// Take recipients out of the in-flight set (they are picked again from the spool).
+    pub(crate) fn release<'a>(&self, rcpts: impl Iterator<Item = &'a DueRecipient>) {
+        let mut inflight = self.inflight.lock();
+        for r in rcpts {
+            inflight.remove(&(r.message_id.clone(), r.idx));
+        }
+    }
+
+    /// Record `results` and the feedback counts; on a storage failure (a full disk) try again,
+    /// backing off, until it works or the engine stops. Returns whether they were recorded.
+    pub(crate) async fn record(&self, results: Vec<AttemptResult>, bounces: Vec<(i64, String)>, now: i64) -> bool {
+        let mut pause = Duration::from_millis(100);
+        let mut failures = 0u32;
+        loop {
+            let (r, b) = (results.clone(), bounces.clone());
+            let write = self.spool.write(move |c| {
+                ops::record_attempts(c, &r, now)?;
+                for (a, reg) in &b {
+                    ops::record_feedback(c, *a, reg, now, 1, 0)?;
+                }
+                Ok(())
+            });
+            match write.await {
+                Ok(()) => {
+                    if failures > 0 {
+                        tracing::info!(attempts = failures + 1, "delivery results recorded after storage recovered");
+                    }
+                    return true;
+                }
+                Err(e) => {
+                    if failures.is_multiple_of(50) {
+                        tracing::error!(error = %e, recipients = results.len(), "cannot record delivery results; retrying");
+                    }
+                    failures += 1;
+                }
+            }
+            if self.stopping.load(Ordering::Relaxed) {
+                // They stay `sending` and are requeued (counted as possible duplicates) at the next start.
+                return false;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+fn delay_type(c: Category) -> &'static str {
+    match c {
+        Category::RateLimited | Category::UnusualRate | Category::YahooDeferral | Category::RecipientRateLimited => {
+            "RecipientServerError"
+        }
+        Category::MailboxFull => "MailboxFull",
+        Category::AuthOrTransport => "TransientCommunicationFailure",
+        Category::TooManyRecipients => "TooManyRequests",
+        _ => "General",
+    }
+}

@@ -1,0 +1,153 @@
+//! The scheduler: due recipients out of the spool, grouped into jobs, routed to lanes, and
+//! connection tasks started as each lane's allowance permits.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::time::Instant;
+use weir_classify::provider::Provider;
+use weir_classify::reply::Reply;
+use weir_store::ops::{self, DueRecipient};
+
+use crate::engine::{Engine, Job};
+use crate::lane::{Lane, LaneLimits};
+use crate::outcome::{synth, untried};
+use crate::route::Route;
+use crate::simulator;
+
+impl Engine {
+    /// Put recipients caught in the middle of a transaction by the last stop back in the queue;
+    /// tried again on every tick until storage takes it.
+    pub(crate) async fn requeue_interrupted(&self) {
+        match self.spool.write(ops::requeue_interrupted).await {
+            Ok(n) => {
+                self.requeue_pending.store(false, Ordering::Relaxed);
+                if n > 0 {
+                    self.possible_duplicates.fetch_add(n as u64, Ordering::Relaxed);
+                    tracing::warn!(
+                        recipients = n,
+                        "requeued recipients interrupted mid-transaction (possible duplicates)"
+                    );
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot requeue interrupted recipients yet; will retry"),
+        }
+    }
+
+    pub(crate) async fn tick(self: &Arc<Self>) -> Result<(), weir_store::StoreError> {
+        let busy = self.inflight.lock().len();
+        if busy >= self.cfg.max_in_flight {
+            return Ok(());
+        }
+        let room = self.cfg.max_in_flight - busy;
+        let now = self.svc.now_ms();
+        // Picked recipients are out of the due set, so this reads only what is new.
+        let due = self.spool.read(|c| ops::due_recipients(c, now, room))?;
+        let mut picked: Vec<DueRecipient> = Vec::new();
+        {
+            let mut inflight = self.inflight.lock();
+            for d in due {
+                if inflight.insert((d.message_id.clone(), d.idx)) {
+                    picked.push(d);
+                }
+            }
+        }
+        if picked.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<(String, i64)> = picked.iter().map(|r| (r.message_id.clone(), r.idx)).collect();
+        if let Err(e) = self.spool.write(move |c| ops::pick(c, &ids)).await {
+            self.release(picked.iter());
+            return Err(e);
+        }
+        // One job per (message, domain), in due order.
+        let mut groups: Vec<((String, String), Vec<DueRecipient>)> = Vec::new();
+        for d in picked {
+            let domain = d.address.rsplit_once('@').map(|(_, dom)| dom.to_ascii_lowercase()).unwrap_or_default();
+            let key = (d.message_id.clone(), domain);
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, v)) => v.push(d),
+                None => groups.push((key, vec![d])),
+            }
+        }
+        for ((_, domain), rcpts) in groups {
+            let this = self.clone();
+            tokio::spawn(async move { this.route_job(domain, rcpts).await });
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn route_job(self: Arc<Self>, domain: String, rcpts: Vec<DueRecipient>) {
+        if domain == simulator::DOMAIN {
+            return self.simulate(rcpts).await;
+        }
+        match self.router.route(&domain).await {
+            Ok(route) => {
+                let lane = self.lane(&route);
+                let bulk = rcpts.iter().any(|r| r.priority > 0);
+                let job = Job { rcpts, domain, route };
+                let mut q = lane.queue.lock();
+                // Transactional work goes ahead of any bulk work already waiting in the lane.
+                match q.iter().position(|j| j.rcpts.iter().any(|r| r.priority > 0)) {
+                    Some(i) if !bulk => q.insert(i, job),
+                    _ => q.push_back(job),
+                }
+                drop(q);
+                self.dispatch(lane);
+            }
+            Err(e) => {
+                // NullMx and NoSuchDomain carry 5xx codes: they bounce; DNS failures defer.
+                let reply = Reply::parse(&e.to_string()).unwrap_or_else(|| synth(451, (4, 4, 3), e.to_string()));
+                self.finish("dns", Provider::Other, untried(rcpts, &reply, false)).await;
+            }
+        }
+    }
+
+    pub(crate) fn lane(&self, route: &Route) -> Arc<Lane> {
+        let mut lanes = self.lanes.lock();
+        lanes
+            .entry(route.lane.clone())
+            .or_insert_with(|| {
+                let limits = self
+                    .cfg
+                    .lanes
+                    .get(&route.lane)
+                    .or_else(|| self.cfg.lanes.get(route.provider.as_str()))
+                    .copied()
+                    .unwrap_or_else(|| LaneLimits::for_provider(route.provider));
+                Arc::new(Lane::new(route.lane.clone(), route.provider, limits, &self.cfg.pacing))
+            })
+            .clone()
+    }
+
+    pub(crate) fn dispatch(self: &Arc<Self>, lane: Arc<Lane>) {
+        // After refused connections, new ones wait (no reconnect storm); while only held bulk
+        // mail is queued, no connection is started only to find nothing to send. One delayed
+        // dispatch comes back when the wait is over.
+        let now = Instant::now();
+        let wait = lane.reconnect_wait(now).max(lane.bulk_hold(now).unwrap_or_default());
+        if !wait.is_zero() {
+            if !lane.dispatch_pending.swap(true, Ordering::AcqRel) {
+                let this = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    lane.dispatch_pending.store(false, Ordering::Release);
+                    this.dispatch(lane);
+                });
+            }
+            return;
+        }
+        loop {
+            {
+                let allowed = lane.allowance(Instant::now()).connections as usize;
+                let mut conns = lane.connections.lock();
+                if *conns >= allowed || lane.queue.lock().is_empty() {
+                    return;
+                }
+                *conns += 1;
+            }
+            let (this, l) = (self.clone(), lane.clone());
+            tokio::spawn(async move { this.connection(l).await });
+        }
+    }
+}
