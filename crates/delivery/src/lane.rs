@@ -196,13 +196,16 @@ impl Lane {
 
     /// A connection was refused or failed before a session: fewer connections (once per event
     /// window), and new connections wait, doubling from one second up to a minute while refusals
-    /// go on. Returns the timeline entries it caused.
+    /// go on. Refusals of connections opened together (before the current wait was set) are one
+    /// event: they do not lengthen the wait. Returns the timeline entries it caused.
     pub fn on_connection_refused(&self, now: Instant, reason: &str) -> Vec<TimelineEntry> {
         {
             let mut r = self.reconnect.lock();
-            let wait = Duration::from_secs(1u64 << r.1.min(6)).min(Duration::from_secs(60));
-            r.0 = Some(now + wait);
-            r.1 += 1;
+            if r.0.is_none_or(|until| now >= until) {
+                let wait = Duration::from_secs(1u64 << r.1.min(6)).min(Duration::from_secs(60));
+                r.0 = Some(now + wait);
+                r.1 += 1;
+            }
         }
         let established = self.established() as u32;
         self.changes(now, |c, t| {
@@ -281,5 +284,18 @@ mod tests {
         assert!(l.reserve(t) >= Duration::from_secs(599));
         assert_eq!(l.allowance(t).connections, 1);
         assert_eq!(l.timeline(t, 1_000_000)[0].kind, "pause");
+    }
+
+    #[test]
+    fn refusals_of_connections_opened_together_set_one_wait_and_later_ones_double_it() {
+        let l = Lane::new("x".into(), Provider::Other, LaneLimits::default(), &PacingConfig::default());
+        let t = Instant::now();
+        for i in 0..8 {
+            l.on_connection_refused(t + Duration::from_millis(i), "421 4.7.0 Too many concurrent connections");
+        }
+        assert_eq!(l.reconnect_wait(t), Duration::from_secs(1));
+        let later = t + Duration::from_secs(1);
+        l.on_connection_refused(later, "421 4.7.0 Too many concurrent connections");
+        assert_eq!(l.reconnect_wait(later), Duration::from_secs(2));
     }
 }

@@ -143,13 +143,23 @@ pub struct Controller {
     clean_at_conn_ceiling: u32,
     /// When connections were last lowered for a refused connection (one change per window).
     last_conn_cut: Option<Millis>,
-    /// The rate of the last clean interval: known to be accepted.
-    last_clean_rate: Option<f64>,
+    /// The highest rate held without a throttling reply for a whole proof window (`pause_ms`):
+    /// known to be accepted. One clean step interval proves little when the receiver counts
+    /// over a longer window than the interval.
+    proven_rate: Option<f64>,
+    /// Since when the lane has held its current rate without a throttling reply.
+    level_since: Millis,
+
     /// After a 4.7.28, no probing above the ceiling before this (a probe that fails costs a
     /// pause of at least ten minutes).
     no_probe_until: Millis,
     timeline: Vec<TimelineEntry>,
 }
+
+/// After a 4.7.28, no probing above the ceiling for this many pauses' time: a probe step gains
+/// a few percent and, refused, costs a whole pause, so it pays only over a long horizon (two
+/// hours with Gmail's ten-minute pause).
+const NO_PROBE_PAUSES: u64 = 12;
 
 /// Clean intervals at the connection ceiling before one more connection is tried.
 const CONN_PROBE_INTERVALS: u32 = 10;
@@ -183,7 +193,9 @@ impl Controller {
             conn_ceiling: None,
             clean_at_conn_ceiling: 0,
             last_conn_cut: None,
-            last_clean_rate: None,
+            proven_rate: None,
+            level_since: now,
+
             no_probe_until: 0,
             timeline: Vec::new(),
         }
@@ -279,7 +291,14 @@ impl Controller {
                     self.probe_factor = (self.probe_factor * 2.0).min(32.0);
                     self.last_step = None;
                 }
-                self.ceiling = Some(self.ceiling.map_or(self.rate, |c| c.min(self.rate)));
+                // The ceiling: the rate refused, or what the receiver was measured to take while
+                // refusing the rest, if lower (a receiver that counts over a window lets a rate
+                // somewhat above its limit pass for a while; the refused rate overstates it).
+                let refused = match self.measured_rate(now) {
+                    Some(m) => self.rate.min(m.max(self.rate * self.cfg.decrease)),
+                    None => self.rate,
+                };
+                self.ceiling = Some(self.ceiling.map_or(refused, |c| c.min(refused)));
                 let new_rate = self.decreased_rate(now);
                 if new_rate <= self.rate * self.cfg.decrease {
                     self.conns = ((f64::from(self.conns) * self.cfg.decrease).floor() as u32).max(1);
@@ -290,6 +309,7 @@ impl Controller {
                 }
                 self.last_decrease = Some(now);
                 self.restart_interval(now);
+                self.level_since = now;
                 if self.warming {
                     self.note(now, "warmup_fallback", reply);
                 } else {
@@ -302,19 +322,24 @@ impl Controller {
                     return;
                 }
                 let refused = self.rate;
-                let ceiling = match self.last_clean_rate {
-                    // A rate known to be clean, under the refused one: come back to it exactly
-                    // (the ceiling keeps the margin above it).
-                    Some(clean) if clean < refused => clean / self.cfg.ceiling_margin,
-                    _ => refused * self.cfg.decrease,
-                };
-                self.ceiling = Some(self.ceiling.map_or(ceiling, |c| c.min(ceiling)));
                 self.rate = (refused * self.cfg.decrease * self.cfg.decrease).max(self.cfg.min_rate_per_min);
-                self.no_probe_until = now + self.cfg.pause_ms * 6;
+                // Recovery climbs only to a rate known to be clean (the ceiling keeps the margin
+                // above it). With none under the refused rate, nothing between the resumed rate
+                // and the refused one is known to pass, and a step that fails costs another
+                // pause of ten minutes or more: the lane stays at the resumed rate until probing
+                // is allowed again.
+                let known = match self.proven_rate {
+                    Some(clean) if clean < refused => clean.max(self.rate),
+                    _ => self.rate,
+                };
+                let ceiling = known / self.cfg.ceiling_margin;
+                self.ceiling = Some(self.ceiling.map_or(ceiling, |c| c.min(ceiling)));
+                self.no_probe_until = now + self.cfg.pause_ms * NO_PROBE_PAUSES;
                 self.conns = 1;
                 self.paused_until = Some(now + self.cfg.pause_ms);
                 self.last_decrease = Some(now);
                 self.restart_interval(now);
+                self.level_since = now;
                 self.note(now, "pause", reply);
             }
             Category::TooManyConnections => self.on_connection_refused(now, None, reply),
@@ -370,6 +395,7 @@ impl Controller {
         let until = now + retry_after_ms;
         self.paused_until = Some(self.paused_until.map_or(until, |u| u.max(until)));
         self.restart_interval(until);
+        self.level_since = until;
         self.note(now, "retry_after", &format!("HTTP 429, Retry-After {} s", retry_after_ms / 1000));
     }
 
@@ -389,6 +415,7 @@ impl Controller {
         {
             self.paused_until = None;
             self.restart_interval(now);
+            self.level_since = now;
             self.note(now, "resume", "pause over");
         }
         if self.paused_until.is_some() {
@@ -404,8 +431,13 @@ impl Controller {
             return;
         }
         let clean = self.deferred == 0 && self.accepted > 0;
+        if self.deferred > 0 {
+            self.level_since = now;
+        }
         if clean {
-            self.last_clean_rate = Some(self.rate);
+            if now.saturating_sub(self.level_since) >= self.cfg.pause_ms {
+                self.proven_rate = Some(self.proven_rate.map_or(self.rate, |p| p.max(self.rate)));
+            }
             self.step_up(now);
             self.last_step = Some(now);
             let decay = if self.warming { 0.5 } else { 0.85 };
@@ -430,7 +462,12 @@ impl Controller {
                 Some(c) if self.rate < c * self.cfg.ceiling_margin => {
                     self.rate = (self.rate + self.cfg.recover_step * max).min(c * self.cfg.ceiling_margin).min(max);
                 }
-                Some(_) if now < self.no_probe_until => {}
+                // Above a ceiling, one probe step per proof window (a pause's length), each from
+                // a rate held clean that long: a receiver counting over a window longer than a
+                // step interval lets a small overshoot pass for a while, and every failed probe
+                // costs deferrals (after a 4.7.28, a pause: no probing at all before the time
+                // set then).
+                Some(_) if now < self.no_probe_until || now.saturating_sub(self.level_since) < self.cfg.pause_ms => {}
                 Some(c) => {
                     // Probe gently above what was refused before: the provider may now accept more.
                     self.rate = (self.rate * (1.0 + self.cfg.probe_step)).min(max);
@@ -454,6 +491,9 @@ impl Controller {
         }
         if self.conns < self.cfg.max_connections && self.conn_ceiling.is_none_or(|c| self.conns < c) {
             self.conns += 1;
+        }
+        if self.rate != before.0 {
+            self.level_since = now;
         }
         if (self.rate, self.conns) != before {
             self.note(now, if self.warming { "warmup_step" } else { "step_up" }, "clean interval");

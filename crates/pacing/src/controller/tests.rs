@@ -31,22 +31,23 @@ fn gmail_4_7_28_pauses_then_resumes_with_one_connection() {
 }
 
 #[test]
-fn after_a_second_4_7_28_the_lane_returns_to_its_last_clean_rate_and_does_not_probe_for_an_hour() {
+fn after_a_failed_probe_the_lane_returns_to_the_rate_it_held_clean_and_does_not_probe_again_soon() {
     let cfg = PacingConfig { max_rate_per_min: 3000.0, max_connections: 10, ..Default::default() };
     let mut c = Controller::new(cfg, 0);
     c.on_reply(1000, Category::UnusualRate, "421 4.7.28");
     let mut t = 1000 + 10 * MIN;
     c.on_tick(t);
-    let resumed = c.allowance(t).rate_per_min;
-    // A clean interval at the resumed rate, then a step up that is refused.
-    c.on_reply(t + 1, Category::Accepted, "250");
-    t += MIN;
-    c.on_tick(t);
-    assert!(c.allowance(t).rate_per_min > resumed);
+    let held = c.allowance(t).rate_per_min;
+    // Held clean for two hours (no probing after a 4.7.28), then one probe step, refused.
+    while c.allowance(t).rate_per_min <= held {
+        c.on_reply(t + 1, Category::Accepted, "250");
+        t += MIN;
+        c.on_tick(t);
+        assert!(t < 3 * 60 * MIN, "never probed");
+    }
     c.on_reply(t + 1, Category::UnusualRate, "421 4.7.28");
     t += 10 * MIN + 2;
     let mut rates = vec![];
-    // The pause took ten of the sixty minutes without probing.
     for _ in 0..45 {
         c.on_reply(t + 1, Category::Accepted, "250");
         t += MIN;
@@ -54,7 +55,57 @@ fn after_a_second_4_7_28_the_lane_returns_to_its_last_clean_rate_and_does_not_pr
         rates.push(c.allowance(t).rate_per_min);
     }
     let top = rates.iter().copied().fold(0.0, f64::max);
-    assert!((top - resumed).abs() < 1e-6, "back to {resumed}, never above for an hour: {rates:?}");
+    assert!((top - held).abs() < 1e-6, "back to {held}, never above for 45 minutes: {rates:?}");
+}
+
+#[test]
+fn after_a_4_7_28_a_rate_clean_for_one_short_interval_is_not_taken_as_proven() {
+    // Scaled timings: a 2 s step against a receiver that counts over longer windows.
+    let cfg = PacingConfig {
+        max_rate_per_min: 1200.0,
+        max_connections: 5,
+        pause_ms: 10_000,
+        step_interval_ms: 2_000,
+        ..Default::default()
+    };
+    let mut c = Controller::new(cfg, 0);
+    c.on_reply(500, Category::UnusualRate, "421 4.7.28");
+    let mut t = 10_500;
+    c.on_tick(t);
+    let resumed = c.allowance(t).rate_per_min;
+    let mut rates = vec![];
+    for _ in 0..120 {
+        c.on_reply(t + 1, Category::Accepted, "250");
+        t += 2_000;
+        c.on_tick(t);
+        rates.push(c.allowance(t).rate_per_min);
+    }
+    // Probing starts after twelve pauses' time, then one step per proof window (a pause's
+    // length), not one per clean step interval.
+    let steps = rates.windows(2).filter(|w| w[1] > w[0]).count();
+    assert!(rates[..54].iter().all(|r| (*r - resumed).abs() < 1e-6), "{rates:?}");
+    assert!((1..=14).contains(&steps), "{steps} probe steps in four minutes: {rates:?}");
+}
+
+#[test]
+fn a_first_4_7_28_with_no_clean_rate_known_resumes_lower_and_does_not_climb_into_another_pause() {
+    let cfg = PacingConfig { max_rate_per_min: 3000.0, max_connections: 10, ..Default::default() };
+    let mut c = Controller::new(cfg, 0);
+    c.on_reply(1000, Category::UnusualRate, "421 4.7.28");
+    let mut t = 1000 + 10 * MIN;
+    c.on_tick(t);
+    let resumed = c.allowance(t).rate_per_min;
+    assert!(resumed < 3000.0 * 0.5, "{resumed}");
+    let mut conns = vec![];
+    for _ in 0..45 {
+        c.on_reply(t + 1, Category::Accepted, "250");
+        t += MIN;
+        c.on_tick(t);
+        assert!((c.allowance(t).rate_per_min - resumed).abs() < 1e-6, "no climb above {resumed} for an hour");
+        conns.push(c.allowance(t).connections);
+    }
+    // Connections still come back, one per clean interval.
+    assert_eq!(conns[..3], [2, 3, 4]);
 }
 
 #[test]
