@@ -74,9 +74,19 @@ pub struct Store {
     reader: Mutex<Connection>,
 }
 
-fn configure(conn: &Connection, fsync: bool) -> Result<()> {
+fn configure(conn: &Connection, opts: &StoreOptions) -> Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
+    // The simulator's throwaway spool (inline writes) never waits for the disk.
+    let sync = if opts.fsync {
+        "FULL"
+    } else if opts.inline_writes {
+        "OFF"
+    } else {
+        "NORMAL"
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    // Every statement of the hot path stays prepared (rusqlite keeps 16 by default).
+    conn.set_prepared_statement_cache_capacity(128);
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     Ok(())
@@ -88,11 +98,11 @@ impl Store {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("weir.db");
         let conn = Connection::open(&path)?;
-        configure(&conn, opts.fsync)?;
+        configure(&conn, &opts)?;
         schema::migrate(&conn)?;
         let reader =
             Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-        configure(&reader, opts.fsync)?;
+        configure(&reader, &opts)?;
         let writer = if opts.inline_writes {
             writer::Writer::inline(conn)
         } else {

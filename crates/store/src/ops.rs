@@ -323,7 +323,7 @@ pub fn spool_list(c: &Connection) -> Result<Vec<SpoolSummary>> {
 
 /// The MIME body of a spooled message.
 pub fn spool_body(c: &Connection, id: &str) -> Result<Option<Vec<u8>>> {
-    Ok(c.query_row("SELECT body FROM messages WHERE id = ?1", [id], |r| r.get(0)).optional()?)
+    Ok(c.prepare_cached("SELECT body FROM messages WHERE id = ?1")?.query_row([id], |r| r.get(0)).optional()?)
 }
 
 /// A recipient due for a delivery attempt, with what the engine needs of its message.
@@ -480,21 +480,17 @@ pub fn recipient_states(c: &Connection) -> Result<Vec<(String, i64)>> {
 
 /// Hard bounces already recorded for `address` in the account's mail.
 pub fn hard_bounces(c: &Connection, account_id: i64, address: &str) -> Result<i64> {
-    Ok(c.query_row(
+    Ok(c.prepare_cached(
         "SELECT count(*) FROM recipients r JOIN messages m ON m.id = r.message_id
          WHERE m.account_id = ?1 AND r.address = ?2 AND r.state = 'bounced' AND r.last_reply LIKE '5%'",
-        params![account_id, address],
-        |r| r.get(0),
-    )?)
+    )?
+    .query_row(params![account_id, address], |r| r.get(0))?)
 }
 
 /// Whether any recipient is not final yet (queued, picked or being sent).
 pub fn any_unfinished(c: &Connection) -> Result<bool> {
-    Ok(c.query_row(
-        "SELECT EXISTS (SELECT 1 FROM recipients WHERE state IN ('queued', 'picked', 'sending'))",
-        [],
-        |r| r.get(0),
-    )?)
+    Ok(c.prepare_cached("SELECT EXISTS (SELECT 1 FROM recipients WHERE state IN ('queued', 'picked', 'sending'))")?
+        .query_row([], |r| r.get(0))?)
 }
 
 /// When the last recipient of this priority (0 transactional, 1 bulk) was delivered.

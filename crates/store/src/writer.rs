@@ -59,15 +59,22 @@ impl Writer {
     }
 
     fn run_inline<T>(&self, conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        conn.execute_batch("BEGIN IMMEDIATE")?;
-        let r = in_savepoint(conn, f);
-        if let Err(e) = conn.execute_batch("COMMIT") {
-            let _ = conn.execute_batch("ROLLBACK");
+        exec(conn, "BEGIN IMMEDIATE")?;
+        // One job per transaction: its failure undoes the transaction, no savepoint needed.
+        let r = match f(conn) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = exec(conn, "ROLLBACK");
+                return Err(e);
+            }
+        };
+        if let Err(e) = exec(conn, "COMMIT") {
+            let _ = exec(conn, "ROLLBACK");
             return Err(StoreError::Commit(e.to_string()));
         }
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.jobs.fetch_add(1, Ordering::Relaxed);
-        r
+        Ok(r)
     }
 
     fn send(&self, job: Job) -> std::result::Result<(), Job> {
@@ -141,16 +148,22 @@ impl Drop for Writer {
     }
 }
 
+/// A fixed statement, prepared once per connection (these run several times per write).
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute([])
+}
+
 /// Run one job inside a savepoint so that its failure does not undo the rest of the group.
 fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-    conn.execute_batch("SAVEPOINT job")?;
+    exec(conn, "SAVEPOINT job")?;
     match f(conn) {
         Ok(v) => {
-            conn.execute_batch("RELEASE job")?;
+            exec(conn, "RELEASE job")?;
             Ok(v)
         }
         Err(e) => {
-            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            exec(conn, "ROLLBACK TO job")?;
+            exec(conn, "RELEASE job")?;
             Err(e)
         }
     }
@@ -168,7 +181,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>, max_batch: usize, commits: &At
         }
         let n = batch.len() as u64;
         let mut completes: Vec<Complete> = Vec::with_capacity(batch.len());
-        let begin = conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::from);
+        let begin = exec(&conn, "BEGIN IMMEDIATE").map_err(StoreError::from);
         if let Err(e) = begin {
             tracing::error!(error = %e, "cannot begin a transaction");
             // Dropping the jobs unanswered makes each caller see `WriterGone`-style failure.
@@ -178,10 +191,10 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>, max_batch: usize, commits: &At
         for job in batch.drain(..) {
             completes.push(job(&conn));
         }
-        let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
+        let commit = exec(&conn, "COMMIT").map(|_| ()).map_err(StoreError::from);
         if let Err(e) = &commit {
             tracing::error!(error = %e, "group commit failed");
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = exec(&conn, "ROLLBACK");
         } else {
             commits.fetch_add(1, Ordering::Relaxed);
             jobs.fetch_add(n, Ordering::Relaxed);
