@@ -49,6 +49,10 @@ pub struct Scenario {
     /// Seed of the choices of invalid and transactional recipients.
     #[serde(default)]
     pub seed: u64,
+    /// The lane's first this many seconds (finding the receiver's limits) are left out of the
+    /// settled first-deferral rate: 300 (five minutes), or five scaled minutes in scaled runs.
+    #[serde(default = "default_settle")]
+    pub settle_seconds: u64,
     /// First retry after this many seconds, for every sender (scaled real-time runs); the
     /// senders' own schedules otherwise (weir 15 minutes, Postfix 5).
     #[serde(default)]
@@ -65,6 +69,10 @@ pub struct Scenario {
 
 fn default_hours() -> f64 {
     48.0
+}
+
+fn default_settle() -> u64 {
+    300
 }
 
 /// Baseline senders: the same engine with pacing off.
@@ -136,8 +144,9 @@ pub struct LaneReport {
     pub best_minutes: f64,
     /// drain / best.
     pub drain_ratio: f64,
-    /// First-attempt deferrals / first attempts, counting first attempts after minute 5.
-    pub first_deferral_rate_after_5min: f64,
+    /// First-attempt deferrals / first attempts, counting first attempts after the lane's first
+    /// `settle_seconds`.
+    pub first_deferral_rate_settled: f64,
     /// First-attempt deferrals / first attempts, all.
     pub first_deferral_rate: f64,
     /// Delivered / valid recipients.
@@ -159,12 +168,12 @@ pub struct LaneReport {
     pub timeline: Vec<TimelineEntry>,
 }
 
-/// Run every receiver of the scenario with every sender.
-pub fn run(s: &Scenario) -> Result<Vec<LaneReport>, SimError> {
+/// Run every receiver of the scenario with each of `senders`, in `mode`.
+pub fn run(s: &Scenario, senders: &[Sender], mode: Mode) -> Result<Vec<LaneReport>, SimError> {
     let mut out = Vec::new();
     for p in &s.providers {
-        for sender in [Sender::Weir, Sender::Fixed, Sender::Postfix] {
-            out.push(run_lane(s, p, sender)?);
+        for &sender in senders {
+            out.push(run_lane_in(s, p, sender, mode)?);
         }
     }
     Ok(out)
@@ -392,17 +401,17 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> 
         Mode::Loopback => (Arc::new(TcpConnector), receiver.clone().listen("127.0.0.1:0").await?.port()),
     };
     let router = Router::new(HashMap::new(), None, Arc::new(SimResolver(mx)), port);
-    let engine = Arc::new(Engine::new(svc.clone(), cfg, router, events)?.with_connector(connector));
+    let engine = Arc::new(Engine::new(svc.clone(), store.clone(), cfg, router, events)?.with_connector(connector));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let running = tokio::spawn(engine.clone().run(stopped));
 
     let limit = Duration::from_secs_f64(s.max_hours * 3600.0);
-    let mut at_5min: Option<LaneStats> = None;
+    let mut at_settled: Option<LaneStats> = None;
     let drained = loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let t = origin.elapsed();
-        if at_5min.is_none() && t >= Duration::from_secs(300) {
-            at_5min = Some(lane_stats(&engine).1);
+        if at_settled.is_none() && t >= Duration::from_secs(s.settle_seconds) {
+            at_settled = Some(lane_stats(&engine).1);
         }
         if !store.read(ops::any_unfinished)? {
             break true;
@@ -414,9 +423,9 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> 
     let _ = stop.send(true);
     let _ = running.await;
     let (lane_key, end) = lane_stats(&engine);
-    let start5 = at_5min.unwrap_or_else(|| end.clone());
-    let first_after = end.first_attempts - start5.first_attempts;
-    let deferred_after = end.first_attempt_deferrals - start5.first_attempt_deferrals;
+    let settled = at_settled.unwrap_or_else(|| end.clone());
+    let first_after = end.first_attempts - settled.first_attempts;
+    let deferred_after = end.first_attempt_deferrals - settled.first_attempt_deferrals;
     let (first, first_deferred, delivered) = (end.first_attempts, end.first_attempt_deferrals, end.delivered);
     let valid = (0..p.messages).filter(|n| !chance(s.seed, *n, p.invalid_fraction)).count() as f64;
     let start_ms = (base_ns / 1_000_000) as i64;
@@ -432,7 +441,7 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> 
         drain_minutes,
         best_minutes: best,
         drain_ratio: if best > 0.0 { drain_minutes / best } else { 0.0 },
-        first_deferral_rate_after_5min: if first_after == 0 { 0.0 } else { deferred_after as f64 / first_after as f64 },
+        first_deferral_rate_settled: if first_after == 0 { 0.0 } else { deferred_after as f64 / first_after as f64 },
         first_deferral_rate: if first == 0 { 0.0 } else { first_deferred as f64 / first as f64 },
         final_delivery_rate: if valid == 0.0 { 1.0 } else { delivered as f64 / valid },
         max_connections_used: counters.peak_connections,

@@ -70,8 +70,16 @@ fn connection_cap_at_the_greeting_lowers_concurrency_and_keeps_the_rate() {
 
 #[test]
 fn shipped_scenarios_parse() {
-    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenarios")).expect("dir") {
-        let path = entry.expect("entry").path();
+    let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenarios"));
+    let mut paths = Vec::new();
+    for dir in [root.to_path_buf(), root.join("scaled")] {
+        for entry in std::fs::read_dir(&dir).expect("dir") {
+            paths.push(entry.expect("entry").path());
+        }
+    }
+    let paths: Vec<_> = paths.into_iter().filter(|p| p.extension().is_some_and(|e| e == "toml")).collect();
+    assert!(paths.len() >= 10, "{paths:?}");
+    for path in paths {
         let text = std::fs::read_to_string(&path).expect("read");
         let s: Scenario = toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(!s.providers.is_empty());
