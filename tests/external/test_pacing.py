@@ -1,14 +1,16 @@
 """The delivery engine's pacing against receivers on loopback that throttle and cap as providers
-do (fakemx.py), through the real server: replies reach the lane controller, connections follow
-the lane, and refusals of a connection do not slow the message rate. Pacing timings are scaled
-down (pause 3 s instead of 10 min)."""
+do (fakemx.py, scripted per recipient; weir-receiver, a modelled provider with hidden limits),
+through the real server: replies reach the lane controller, connections follow the lane, and
+refusals of a connection do not slow the message rate. Pacing timings are scaled down."""
 
 import json
+import subprocess
 import tempfile
 import time
+from pathlib import Path
 
-from conftest import events, wait_for
-from test_delivery import sender, start, urlopen_admin
+from conftest import WEIR, events, wait_for
+from test_delivery import free_port, sender, start, urlopen_admin
 from fakemx import FakeMX
 
 MSG = {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}
@@ -86,3 +88,50 @@ def test_452_too_many_recipients_sends_the_rest_in_the_next_transaction():
             assert not events(w, "DeliveryDelay")
         finally:
             w.stop()
+
+
+def test_boto3_campaign_to_a_gmail_like_receiver_with_hidden_limits():
+    """A campaign through the real server to a modelled Gmail (weir-receiver: 600/min hidden;
+    over the rate a RCPT gets the multi-line 421-4.7.28 and the connection is closed; a sender
+    that keeps pushing is refused everything). weir starts at twice that rate, pauses at the
+    first 4.7.28 and resumes under the limit: every valid recipient delivered, the invalid ones
+    bounced, no escalation, few refusals. Pacing timings scaled (pause 10 s, step 2 s)."""
+    receiver_bin = Path(WEIR).parent / "weir-receiver"
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = Path(tmp) / "gmail.toml"
+        spec.write_text('style = "gmail"\nlimit_per_min = 600.0\nmax_connections = 10\n'
+                        'escalation_deferrals = 60\nescalation_minutes = 0.5\nreply_delay_ms = 5\n')
+        status = Path(tmp) / "status.json"
+        port = free_port()
+        rx = subprocess.Popen([str(receiver_bin), str(spec), f"127.0.0.1:{port}", str(status)])
+        try:
+            wait_for(status.exists, what="the receiver")
+            w = start(tmp, f'routes = {{ "gmail.test" = "127.0.0.1:{port}" }}\n'
+                           '[delivery.pacing]\npause_ms = 10000\nstep_interval_ms = 2000\n'
+                           f'[delivery.lanes."route:127.0.0.1:{port}"]\nmax_connections = 5\n'
+                           'messages_per_minute = 1200\n')
+            try:
+                ses = sender(w, "--production", "--max-24h", "-1", "--max-rate", "1000").client()
+                t0 = time.time()
+                for i in range(300):
+                    ses.send_email(Source="a@acme.test", Message=MSG, Destination={"ToAddresses": [f"r{i}@gmail.test"]})
+                for i in range(3):
+                    ses.send_email(Source="a@acme.test", Message=MSG,
+                                   Destination={"ToAddresses": [f"invalid{i}@gmail.test"]})
+                counters = lambda: json.loads(status.read_text())
+                wait_for(lambda: counters()["accepted"] >= 300, timeout=120, what="300 accepted by the receiver")
+                drain = time.time() - t0
+                c = counters()
+                l = json.loads(urlopen_admin(w, "/admin/v1/delivery"))["lanes"][f"route:127.0.0.1:{port}"]
+                first = l["timeline"][0]
+                assert first["kind"] == "pause" and "4.7.28" in first["reason"], l["timeline"]
+                assert c["accepted"] == 300 and c["escalations"] == 0, c
+                assert c["rate_refusals"] <= 30, c
+                wait_for(lambda: len(events(w, "Bounce")) == 3, what="three bounces")
+                # 30 s at the hidden rate, plus the one scaled pause and the first second.
+                assert drain < 60, f"drained in {drain:.1f} s"
+            finally:
+                w.stop()
+        finally:
+            rx.kill()
+            rx.wait()

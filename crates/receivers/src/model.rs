@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Whose words and habits the receiver has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -98,7 +98,7 @@ const GENERIC_RATE: &str = "450 4.7.1 Rate limit exceeded, try again later";
 const TOO_MANY_CONNECTIONS: &str = "421 4.7.0 Too many concurrent connections";
 
 /// Counters a test or report reads.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Counters {
     /// Messages accepted (per recipient).
     pub accepted: u64,
