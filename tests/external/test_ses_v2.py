@@ -4,6 +4,7 @@ import json
 
 import pytest
 from botocore.exceptions import ClientError
+from conftest import events, wait_for
 
 
 def err(e: ClientError):
@@ -119,3 +120,22 @@ def test_aws_cli_v2(acct):
     assert r.returncode == 0, r.stderr
     r = acct.aws("sesv2", "list-suppressed-destinations", "--reasons", "BOUNCE", "COMPLAINT", "--page-size", "10")
     assert [s["EmailAddress"] for s in json.loads(r.stdout)["SuppressedDestinationSummaries"]] == ["x@acme.test"]
+
+
+def test_send_to_a_suppressed_address_emits_an_on_account_suppression_list_bounce(acct):
+    """As SES: the send is accepted, the suppressed address is not sent to, and a Bounce event
+    (Permanent, OnAccountSuppressionList) says so; the other recipient is queued."""
+    v2 = acct.client("sesv2")
+    v2.put_suppressed_destination(EmailAddress="gone@acme.test", Reason="BOUNCE")
+    r = v2.send_email(FromEmailAddress="a@acme.test", Content=SIMPLE,
+                      Destination={"ToAddresses": ["gone@acme.test", "here@acme.test"]})
+    bounces = wait_for(lambda: [e for e in events(acct.weir, "Bounce") if e["mail"]["messageId"] == r["MessageId"]],
+                       what="the bounce event")
+    b = bounces[0]["bounce"]
+    assert (b["bounceType"], b["bounceSubType"]) == ("Permanent", "OnAccountSuppressionList"), b
+    assert [x["emailAddress"] for x in b["bouncedRecipients"]] == ["gone@acme.test"]
+    assert "suppression list" in b["bouncedRecipients"][0]["diagnosticCode"]
+    spool = json.loads(acct.weir.cli("spool", "list", "--json"))
+    m = [m for m in spool if m["message_id"] == r["MessageId"]][0]
+    assert {x["address"]: x["state"] for x in m["recipients"]} == {"gone@acme.test": "suppressed",
+                                                                    "here@acme.test": "queued"}

@@ -579,6 +579,8 @@ impl Service {
         let priority = i64::from(bulk);
         let info =
             self.events.as_ref().map(|_| (self.mail_info(account, &sub, (now / 1_000_000) as i64), sub.tags.clone()));
+        let suppressed: Vec<String> =
+            states.iter().filter(|(_, st)| *st == RecipientState::Suppressed).map(|(r, _)| r.clone()).collect();
         let entry = SpoolEntry {
             id: sub.message_id.clone(),
             account_id: account.id,
@@ -599,6 +601,14 @@ impl Service {
             Ok(()) => {
                 if let (Some(ev), Some((mail, tags))) = (&self.events, info) {
                     ev.send(&mail, &distinct, &tags);
+                    // As SES: accepted, not sent to addresses on the account's suppression
+                    // list, and a Bounce event says so.
+                    for rcpt in &suppressed {
+                        ev.bounce(&mail, mail.timestamp_ms, rcpt, &SUPPRESSED_BOUNCE);
+                    }
+                }
+                for rcpt in &suppressed {
+                    tracing::info!(message_id = %sub.message_id, recipient = %rcpt, "not sent: the address is on the account's suppression list");
                 }
                 Ok(sub.message_id)
             }
@@ -610,6 +620,14 @@ impl Service {
         }
     }
 }
+
+/// The Bounce SES reports for a recipient on the account-level suppression list.
+const SUPPRESSED_BOUNCE: weir_store::events::Failure<'static> = weir_store::events::Failure {
+    kind: "Permanent",
+    subtype: "OnAccountSuppressionList",
+    status: "5.1.1",
+    diagnostic: "Amazon SES did not send the message to this address because it is on the suppression list for your account.",
+};
 
 /// SES's rule for configuration set names: 1-64 ASCII letters, digits, '-' and '_'.
 pub fn check_configuration_set_name(name: &str) -> Result<(), SubmitError> {
