@@ -1,4 +1,5 @@
-//! The sending-quota engine, exactly as SES defines it (see DESIGN.md, "Quota semantics").
+//! The sending-quota engine, exactly as SES defines it: a rolling 24-hour quota and a maximum
+//! send rate, counted per recipient, per account and region.
 //!
 //! # Layout
 //! - [`Limits`]: what an operator grants one (account, region).
