@@ -11,6 +11,7 @@ use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use weir_store::model::{IdentityKind, RegionSettings};
+use weir_store::queue;
 use weir_submit::AdminError;
 
 use crate::auth::is_region;
@@ -112,6 +113,52 @@ impl RegionPatch {
 }
 
 /// Check the bearer token (before the body is read).
+/// A queue filter from the query string (`state`, `account`, `recipient`, `lane`,
+/// `older_than_seconds`, `limit`), for one message when `id` is given.
+fn queue_filter(query: &str, id: Option<&str>) -> Result<(queue::QueueFilter, usize), Response> {
+    let mut f = queue::QueueFilter { message_id: id.map(str::to_string), ..Default::default() };
+    let mut limit = 1000usize;
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        let v = v.into_owned();
+        match k.as_ref() {
+            "state" => {
+                const STATES: [&str; 8] =
+                    ["queued", "held", "picked", "sending", "delivered", "bounced", "expired", "suppressed"];
+                if !STATES.contains(&v.as_str()) {
+                    return Err(fail(
+                        StatusCode::BAD_REQUEST,
+                        format!("unknown state '{v}': one of {}", STATES.join(", ")),
+                    ));
+                }
+                f.state = Some(v);
+            }
+            "account" => f.account = Some(v),
+            "recipient" => f.recipient = Some(v),
+            "lane" => f.lane = Some(v),
+            "older_than_seconds" => {
+                let s: i64 = v.parse().map_err(|_| {
+                    fail(StatusCode::BAD_REQUEST, format!("older_than_seconds must be a whole number, not '{v}'"))
+                })?;
+                f.older_than_ms = Some(s.saturating_mul(1000));
+            }
+            "limit" => {
+                limit = v
+                    .parse()
+                    .map_err(|_| fail(StatusCode::BAD_REQUEST, format!("limit must be a whole number, not '{v}'")))?;
+            }
+            other => {
+                return Err(fail(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "unknown queue filter '{other}': use state, account, recipient, lane, older_than_seconds or limit"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok((f, limit))
+}
+
 pub fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let token = values.next().and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
@@ -155,6 +202,50 @@ async fn route(st: &AppState, raw: &RawRequest) -> Result<Response, Response> {
             Some(f) => Ok(reply(StatusCode::OK, f())),
             None => Err(fail(StatusCode::NOT_FOUND, "the delivery engine is not running (delivery.enabled = false)")),
         },
+        (&Method::GET, ["queue"]) => {
+            let (f, limit) = queue_filter(&raw.query, None)?;
+            let rows = svc.queue_rows(&f, limit).map_err(admin_error)?;
+            Ok(reply(StatusCode::OK, json!(rows)))
+        }
+        (&Method::GET, ["queue", "summary"]) => {
+            let rows = svc.queue_summary().map_err(admin_error)?;
+            Ok(reply(StatusCode::OK, json!(rows)))
+        }
+        (&Method::GET, ["queue", id]) => {
+            let (f, _) = queue_filter(&raw.query, Some(id))?;
+            let rows = svc.queue_rows(&f, usize::MAX).map_err(admin_error)?;
+            if rows.is_empty() {
+                return Err(fail(StatusCode::NOT_FOUND, format!("no message {id} in the spool")));
+            }
+            Ok(reply(StatusCode::OK, json!(rows)))
+        }
+        (&Method::POST, ["queue", action]) | (&Method::POST, ["queue", _, action]) => {
+            let id = match segs.as_slice() {
+                [_, id, _] => Some(*id),
+                _ => None,
+            };
+            let (f, _) = queue_filter(&raw.query, id)?;
+            if id.is_none() && f.is_unfiltered() {
+                return Err(fail(
+                    StatusCode::BAD_REQUEST,
+                    "a queue command needs a message id or at least one filter (state, account, recipient, lane, older_than_seconds)",
+                ));
+            }
+            let n = match *action {
+                "retry" => svc.queue_action(queue::Action::Retry, f).await,
+                "hold" => svc.queue_action(queue::Action::Hold, f).await,
+                "release" => svc.queue_action(queue::Action::Release, f).await,
+                "delete" => svc.queue_delete(f).await,
+                other => {
+                    return Err(fail(
+                        StatusCode::NOT_FOUND,
+                        format!("unknown queue command '{other}': use retry, hold, release or delete"),
+                    ));
+                }
+            }
+            .map_err(admin_error)?;
+            Ok(reply(StatusCode::OK, json!({ "recipients": n })))
+        }
         (&Method::GET, ["accounts"]) => {
             let list: Vec<Value> = svc
                 .accounts()

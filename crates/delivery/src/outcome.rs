@@ -221,6 +221,7 @@ impl Engine {
                 next_attempt_ms: next,
                 reply: reply_text,
                 deferral,
+                lane: lane_key.to_string(),
             });
         }
         if self.record(results, bounces, now).await {

@@ -12,6 +12,7 @@
 pub mod events;
 pub mod model;
 pub mod ops;
+pub mod queue;
 pub mod schema;
 mod writer;
 

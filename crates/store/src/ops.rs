@@ -438,17 +438,20 @@ pub struct AttemptResult {
     pub reply: String,
     /// Whether this was a deferral (kept as the first deferral reason if none yet).
     pub deferral: bool,
+    /// The lane that made the attempt.
+    pub lane: String,
 }
 
 /// Record attempt outcomes.
 pub fn record_attempts(c: &Connection, results: &[AttemptResult], now_ms: i64) -> Result<()> {
     let mut st = c.prepare_cached(
         "UPDATE recipients SET state = ?3, next_attempt_ms = ?4, attempts = attempts + 1, last_reply = ?5,
-           first_reply = CASE WHEN first_reply IS NULL AND ?6 THEN ?5 ELSE first_reply END, updated_ms = ?7
+           first_reply = CASE WHEN first_reply IS NULL AND ?6 THEN ?5 ELSE first_reply END, updated_ms = ?7,
+           lane = ?8
          WHERE message_id = ?1 AND idx = ?2",
     )?;
     for r in results {
-        st.execute(params![r.message_id, r.idx, r.state, r.next_attempt_ms, r.reply, r.deferral, now_ms])?;
+        st.execute(params![r.message_id, r.idx, r.state, r.next_attempt_ms, r.reply, r.deferral, now_ms, r.lane])?;
     }
     Ok(())
 }

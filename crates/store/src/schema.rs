@@ -67,6 +67,7 @@ CREATE TABLE IF NOT EXISTS recipients (
     first_reply     TEXT,
     updated_ms      INTEGER NOT NULL DEFAULT 0,
     priority        INTEGER NOT NULL DEFAULT 0,
+    lane            TEXT,
     PRIMARY KEY (message_id, idx)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS recipients_due ON recipients (state, next_attempt_ms);
@@ -109,6 +110,7 @@ pub fn migrate(conn: &Connection) -> Result<()> {
         ("first_reply", "TEXT"),
         ("updated_ms", "INTEGER NOT NULL DEFAULT 0"),
         ("priority", "INTEGER NOT NULL DEFAULT 0"),
+        ("lane", "TEXT"),
     ] {
         if !cols.iter().any(|c| c == name) {
             conn.execute_batch(&format!("ALTER TABLE recipients ADD COLUMN {name} {ddl}"))?;

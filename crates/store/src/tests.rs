@@ -110,6 +110,7 @@ async fn transactional_is_due_before_bulk() {
         next_attempt_ms: 0,
         reply: "250 ok".into(),
         deferral: false,
+        lane: "other".into(),
     }];
     store.write(move |c| ops::record_attempts(c, &done, 2)).await.expect("record");
     let states = store.read(ops::recipient_states).expect("states");

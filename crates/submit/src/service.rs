@@ -11,7 +11,7 @@ use rand::Rng;
 use weir_mail::address::{Mailbox, normalize};
 use weir_quota::{Limits, QuotaState, Refusal};
 use weir_store::model::*;
-use weir_store::{Store, StoreError, ops};
+use weir_store::{Store, StoreError, ops, queue};
 
 use crate::catalog::{Catalog, RegionKey};
 use crate::region_upper;
@@ -203,6 +203,51 @@ impl Service {
             account: account.name.clone(),
             region: sub.region.clone(),
         }
+    }
+
+    /// Recipients in the spool matching `f` (the operator's queue listing), at most `limit`.
+    pub fn queue_rows(&self, f: &queue::QueueFilter, limit: usize) -> Result<Vec<queue::QueueRow>, AdminError> {
+        let now = self.now_ms();
+        Ok(self.store.read(|c| queue::rows(c, f, now, limit))?)
+    }
+
+    /// What is waiting in the spool, by state and lane.
+    pub fn queue_summary(&self) -> Result<Vec<queue::SummaryRow>, AdminError> {
+        Ok(self.store.read(queue::summary)?)
+    }
+
+    /// Retry now, hold or release the recipients `f` selects; returns how many changed.
+    pub async fn queue_action(&self, action: queue::Action, f: queue::QueueFilter) -> Result<usize, AdminError> {
+        let now = self.now_ms();
+        Ok(self.store.write(move |c| queue::apply(c, action, &f, now)).await?)
+    }
+
+    /// Take the queued or held recipients `f` selects out of the queue as bounced (the operator
+    /// deleted them), each with a Bounce event; returns how many.
+    pub async fn queue_delete(&self, f: queue::QueueFilter) -> Result<usize, AdminError> {
+        const REPLY: &str = "554 5.0.0 Deleted from the queue by the operator";
+        let now = self.now_ms();
+        let rows = self.store.write(move |c| queue::bounce(c, &f, now, REPLY)).await?;
+        for r in &rows {
+            tracing::info!(message_id = %r.message_id, recipient = %r.address, "deleted from the queue by the operator");
+            if let Some(ev) = &self.events {
+                let mail = weir_store::events::MailInfo {
+                    message_id: r.message_id.clone(),
+                    source: r.mail_from.clone(),
+                    timestamp_ms: r.created_ms,
+                    account: r.account.clone(),
+                    region: r.region.clone(),
+                };
+                let f = weir_store::events::Failure {
+                    kind: "Permanent",
+                    subtype: "General",
+                    status: "5.0.0",
+                    diagnostic: "smtp; 554 5.0.0 Deleted from the queue by the operator",
+                };
+                ev.bounce(&mail, now, &r.address, &f);
+            }
+        }
+        Ok(rows.len())
     }
 
     /// Current time, Unix nanoseconds.

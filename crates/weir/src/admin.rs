@@ -107,7 +107,8 @@ pub enum SpoolCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Print the number of spooled messages.
+    /// Print the number of messages still waiting (a recipient queued, held or being sent);
+    /// delivered and bounced ones are not counted.
     Count,
 }
 
@@ -158,7 +159,8 @@ impl Client {
         Ok(Client { base: base.trim_end_matches('/').to_string(), token, agent })
     }
 
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    /// One admin API call; an error status becomes the error's message.
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
         let url = format!("{}{}", self.base, path);
         let auth = format!("Bearer {}", self.token);
         let resp = match (method, body) {
@@ -189,7 +191,8 @@ impl Client {
     }
 }
 
-fn seg(s: &str) -> String {
+/// A path segment, percent-encoded.
+pub fn seg(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "-_.~@".contains(c) { c.to_string() } else { format!("%{:02X}", c as u32) }
@@ -324,9 +327,13 @@ pub fn identity(cmd: IdentityCmd, c: &Client) -> anyhow::Result<()> {
 /// Run `weir spool …` against the database directly.
 pub fn spool(cmd: SpoolCmd, data_dir: &Path) -> anyhow::Result<()> {
     let conn = weir_store::Store::open_read_only(data_dir)?;
+    if let SpoolCmd::Count = cmd {
+        println!("{}", weir_store::queue::waiting_messages(&conn)?);
+        return Ok(());
+    }
     let list = weir_store::ops::spool_list(&conn)?;
     match cmd {
-        SpoolCmd::Count => println!("{}", list.len()),
+        SpoolCmd::Count => {}
         SpoolCmd::List { json } => {
             if json {
                 let v: Vec<Value> = list

@@ -9,6 +9,7 @@
 mod admin;
 mod config;
 mod data_dir;
+mod queue;
 mod serve;
 mod simulate;
 
@@ -55,6 +56,14 @@ enum Command {
     },
     /// Run the lane controller and two baselines against modelled providers in virtual time.
     Simulate(simulate::SimulateArgs),
+    /// Queue control through the running server: summary, list, show, retry, hold, release,
+    /// delete.
+    Queue {
+        #[command(subcommand)]
+        cmd: queue::QueueCmd,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Inspect the spool (works whether or not the server runs).
     Spool {
         #[command(subcommand)]
@@ -72,6 +81,7 @@ fn main() -> anyhow::Result<()> {
         Command::Identity { cmd, target } => {
             admin::identity(cmd, &admin::Client::new(&target.data_dir, target.server)?)
         }
+        Command::Queue { cmd, target } => queue::run(cmd, &admin::Client::new(&target.data_dir, target.server)?),
         Command::Spool { cmd, target } => admin::spool(cmd, &target.data_dir),
         Command::Simulate(args) => simulate::run(args),
     }
