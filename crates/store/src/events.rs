@@ -35,6 +35,12 @@ struct Sink {
     pending: Vec<u8>,
     /// Events dropped because `pending` was full.
     dropped: u64,
+    /// Where the file is.
+    path: std::path::PathBuf,
+    /// Rotate when the file reaches this size...
+    max_bytes: u64,
+    /// ... keeping this many rotated files (`events.jsonl.1` newest).
+    keep: u32,
 }
 
 impl Sink {
@@ -47,6 +53,11 @@ impl Sink {
             Ok(()) => {
                 self.len += self.pending.len() as u64;
                 self.pending.clear();
+                if self.len >= self.max_bytes
+                    && let Err(e) = self.rotate()
+                {
+                    tracing::error!(error = %e, "cannot rotate events.jsonl; it keeps growing");
+                }
                 Ok(())
             }
             Err(e) => {
@@ -54,6 +65,31 @@ impl Sink {
                 Err(e)
             }
         }
+    }
+}
+
+impl Sink {
+    /// `events.jsonl` becomes `events.jsonl.1` (the others shift, the oldest goes), and a new
+    /// file starts.
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let name = |n: u32| {
+            let mut p = self.path.clone().into_os_string();
+            p.push(format!(".{n}"));
+            std::path::PathBuf::from(p)
+        };
+        if self.keep == 0 {
+            std::fs::remove_file(&self.path)?;
+        } else {
+            for n in (1..self.keep).rev() {
+                if name(n).exists() {
+                    std::fs::rename(name(n), name(n + 1))?;
+                }
+            }
+            std::fs::rename(&self.path, name(1))?;
+        }
+        self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.len = 0;
+        Ok(())
     }
 }
 
@@ -83,11 +119,17 @@ fn iso(ms: i64) -> String {
 }
 
 impl EventLog {
-    /// Append to `dir/events.jsonl`.
+    /// Append to `dir/events.jsonl`, never rotated.
     pub fn open(dir: &Path) -> std::io::Result<EventLog> {
-        let file = OpenOptions::new().create(true).append(true).open(dir.join("events.jsonl"))?;
+        Self::open_rotating(dir, u64::MAX, 0)
+    }
+
+    /// Append to `dir/events.jsonl`, rotated at `max_bytes` into `events.jsonl.1` … `.keep`.
+    pub fn open_rotating(dir: &Path, max_bytes: u64, keep: u32) -> std::io::Result<EventLog> {
+        let path = dir.join("events.jsonl");
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
         let len = file.metadata()?.len();
-        let sink = Sink { file, len, pending: Vec::new(), dropped: 0 };
+        let sink = Sink { file, len, pending: Vec::new(), dropped: 0, path, max_bytes, keep };
         Ok(EventLog { sink: Mutex::new(sink), listeners: RwLock::new(Vec::new()) })
     }
 

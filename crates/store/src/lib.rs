@@ -13,6 +13,7 @@ pub mod events;
 pub mod model;
 pub mod ops;
 pub mod queue;
+pub mod retention;
 pub mod schema;
 mod writer;
 

@@ -100,7 +100,15 @@ CREATE TABLE IF NOT EXISTS send_stats (
 
 /// Create missing tables and columns.
 pub fn migrate(conn: &Connection) -> Result<()> {
+    // Pages freed by retention go back to the file system (incremental vacuum). A database
+    // created before needs one full VACUUM to switch.
+    let auto_vacuum: i64 = conn.pragma_query_value(None, "auto_vacuum", |r| r.get(0))?;
+    if auto_vacuum != 2 {
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        conn.execute_batch("VACUUM")?;
+    }
     conn.execute_batch(SCHEMA)?;
+    conn.execute_batch("CREATE INDEX IF NOT EXISTS messages_created ON messages (created_ms)")?;
     // Columns added after the first schema: add them to databases created before.
     let cols: Vec<String> = conn
         .prepare("SELECT name FROM pragma_table_info('recipients')")?

@@ -116,3 +116,36 @@ async fn transactional_is_due_before_bulk() {
     let states = store.read(ops::recipient_states).expect("states");
     assert_eq!(states, vec![("delivered".to_string(), 1), ("queued".to_string(), 2)]);
 }
+
+#[tokio::test]
+async fn retention_removes_only_finished_mail_older_than_its_cutoffs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
+    let a = store.write(|c| ops::insert_account(c, "acme", "AKIA1", "s", 0)).await.expect("account");
+    for (id, second) in [("old-done", 10), ("old-waiting", 10), ("mid-done", 50), ("new-done", 90)] {
+        store.write(move |c| ops::enqueue(c, &entry(id, a.id, second, 1))).await.expect("enqueue");
+    }
+    let done: Vec<ops::AttemptResult> = [("old-done", 10_000), ("mid-done", 50_000), ("new-done", 90_000)]
+        .into_iter()
+        .map(|(id, _)| ops::AttemptResult {
+            message_id: id.into(),
+            idx: 0,
+            state: "delivered".into(),
+            next_attempt_ms: 0,
+            reply: "250 ok".into(),
+            deferral: false,
+            lane: "other".into(),
+        })
+        .collect();
+    for (r, at) in done.into_iter().zip([10_000, 50_000, 90_000]) {
+        store.write(move |c| ops::record_attempts(c, &[r], at)).await.expect("record");
+    }
+    // Bodies before 60 s, rows before 30 s.
+    let p = store.write(|c| retention::purge(c, 60_000, 30_000, 100, 100)).await.expect("purge");
+    assert_eq!(p, retention::Purged { bodies: 1, messages: 1 });
+    let left: Vec<String> = store.read(ops::spool_list).expect("list").into_iter().map(|m| m.id).collect();
+    assert_eq!(left, vec!["old-waiting", "mid-done", "new-done"]);
+    assert_eq!(store.read(|c| ops::spool_body(c, "mid-done")).expect("body"), Some(vec![]));
+    assert!(!store.read(|c| ops::spool_body(c, "new-done")).expect("body").expect("kept").is_empty());
+    assert!(!store.read(|c| ops::spool_body(c, "old-waiting")).expect("body").expect("kept").is_empty());
+}

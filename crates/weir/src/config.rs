@@ -24,6 +24,38 @@ pub struct Config {
     pub smtp: SmtpSection,
     /// Delivery to the recipients' servers.
     pub delivery: DeliverySection,
+    /// What is kept, and for how long.
+    pub retention: RetentionConfig,
+}
+
+/// `[retention]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Bodies of messages whose recipients are all final are removed this long after their
+    /// last change.
+    pub body_seconds: u64,
+    /// Their message and recipient rows, this long after (sending statistics are kept apart,
+    /// 14 days).
+    pub metadata_seconds: u64,
+    /// `events.jsonl` is rotated at this size ...
+    pub events_max_bytes: u64,
+    /// ... keeping this many rotated files.
+    pub events_files: u32,
+    /// How often the purge runs.
+    pub interval_seconds: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            body_seconds: 3 * 86_400,
+            metadata_seconds: 30 * 86_400,
+            events_max_bytes: 256 << 20,
+            events_files: 5,
+            interval_seconds: 60,
+        }
+    }
 }
 
 /// `[delivery]`.
@@ -233,6 +265,7 @@ impl Default for Config {
             defaults: RegionDefaults::default(),
             spool: SpoolConfig::default(),
             message: MessageConfig::default(),
+            retention: RetentionConfig::default(),
             smtp: SmtpSection::default(),
             delivery: DeliverySection::default(),
         }

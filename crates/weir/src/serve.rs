@@ -117,7 +117,11 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         burst_seconds: cfg.defaults.burst_seconds,
         ..RegionSettings::sandbox()
     };
-    let events = Arc::new(weir_store::events::EventLog::open(dir.path())?);
+    let events = Arc::new(weir_store::events::EventLog::open_rotating(
+        dir.path(),
+        cfg.retention.events_max_bytes,
+        cfg.retention.events_files,
+    )?);
     let svc = Arc::new(
         Service::open(
             store.clone(),
@@ -163,6 +167,7 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         None
     };
     let engine_task = engine.clone().map(|e| tokio::spawn(e.run(stop_rx.clone())));
+    let retention_task = tokio::spawn(retention(store.clone(), cfg.retention.clone(), stop_rx.clone()));
     let state = AppState {
         delivery_status: engine.clone().map(|e| -> weir_api::StatusFn {
             let w = webhook_stats.clone();
@@ -220,6 +225,7 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     if let Some(t) = engine_task {
         let _ = t.await;
     }
+    let _ = retention_task.await;
     if let Some(e) = &engine {
         // Let deliveries already under way finish and record their results.
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
@@ -237,6 +243,52 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     store.shutdown();
     dir.remove_server_info();
     Ok(())
+}
+
+/// Remove what retention no longer keeps, every `interval_seconds`, in batches (each its own
+/// short transaction, so sends are not held up), until a batch finds less than a full one.
+async fn retention(
+    store: Arc<Store>,
+    cfg: crate::config::RetentionConfig,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    const BATCH: usize = 500;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(cfg.interval_seconds.max(1))) => {}
+            _ = stop.changed() => return,
+        }
+        let mut total = weir_store::retention::Purged::default();
+        loop {
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+            let body = now - (cfg.body_seconds as i64).saturating_mul(1000);
+            let meta = now - (cfg.metadata_seconds as i64).saturating_mul(1000);
+            match store.write(move |c| weir_store::retention::purge(c, body, meta, BATCH, 2000)).await {
+                Ok(p) => {
+                    total.bodies += p.bodies;
+                    total.messages += p.messages;
+                    if p.bodies < BATCH && p.messages < BATCH {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "retention purge failed; tried again later");
+                    break;
+                }
+            }
+            if *stop.borrow() {
+                return;
+            }
+        }
+        if total != weir_store::retention::Purged::default() {
+            tracing::info!(
+                bodies = total.bodies,
+                messages = total.messages,
+                "retention: removed what is no longer kept"
+            );
+        }
+    }
 }
 
 fn delivery_engine(
