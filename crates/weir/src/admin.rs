@@ -126,8 +126,11 @@ impl Client {
         let token = std::fs::read_to_string(&token_path)
             .with_context(|| {
                 format!(
-                    "cannot read the admin token {} (start the server with `weir serve` first)",
-                    token_path.display()
+                    "cannot read the admin token {}: no weir server has used the data dir {} \
+                     (give the server's data dir with --data-dir or WEIR_DATA_DIR; it is \
+                     relative to the current directory)",
+                    token_path.display(),
+                    data_dir.display()
                 )
             })?
             .trim()

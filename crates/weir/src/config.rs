@@ -28,6 +28,26 @@ pub struct Config {
     pub retention: RetentionConfig,
 }
 
+/// A listen address: `IP:port`, or `host:port` with a host name this machine resolves
+/// (`localhost:8787`), IPv4 preferred.
+pub fn listen_addr(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    let bad = || format!("'{s}' is not a listen address such as 127.0.0.1:8787 or localhost:8787");
+    if !s.contains(':') {
+        return Err(bad());
+    }
+    let addrs: Vec<SocketAddr> = s.to_socket_addrs().map_err(|_| bad())?.collect();
+    addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).copied().ok_or_else(bad)
+}
+
+fn de_listen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let s = String::deserialize(d)?;
+    listen_addr(&s).map_err(serde::de::Error::custom)
+}
+
 /// `[retention]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -139,8 +159,10 @@ pub struct SmtpSection {
     /// Run the SMTP listeners.
     pub enabled: bool,
     /// STARTTLS listener (SES: 25, 587, 2587).
+    #[serde(deserialize_with = "de_listen")]
     pub listen: SocketAddr,
     /// Implicit-TLS listener (SES: 465, 2465).
+    #[serde(deserialize_with = "de_listen")]
     pub listen_tls: SocketAddr,
     /// SES region of these listeners (quota, identities, SMTP password).
     pub region: String,
@@ -204,6 +226,7 @@ impl Default for SmtpSection {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// Listen address of the SES APIs and the admin API.
+    #[serde(deserialize_with = "de_listen")]
     pub listen: SocketAddr,
     /// Largest request body read (the v2 40 MB limit after base64 and JSON needs ~56 MB).
     pub max_body_bytes: usize,
@@ -408,6 +431,16 @@ mod tests {
         // The block runs to the end of the example: the last sections are in it too.
         assert_eq!(cfg.delivery.lanes["google"].max_connections, 5);
         assert_eq!(cfg.http.max_inflight_body_bytes, 512 * 1024 * 1024);
+    }
+
+    #[test]
+    fn listen_addresses_take_host_names() {
+        assert_eq!(listen_addr("localhost:8788"), Ok(SocketAddr::from(([127, 0, 0, 1], 8788))));
+        assert_eq!(listen_addr("[::1]:25").map(|a| a.port()), Ok(25));
+        let e = listen_addr("8788").expect_err("no host");
+        assert!(e.contains("not a listen address such as 127.0.0.1:8787"), "{e}");
+        let c: Config = toml::from_str("[http]\nlisten = \"localhost:9001\"\n").expect("host name in config");
+        assert_eq!(c.http.listen, SocketAddr::from(([127, 0, 0, 1], 9001)));
     }
 
     #[test]

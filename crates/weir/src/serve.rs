@@ -25,13 +25,13 @@ pub struct ServeArgs {
     #[arg(long, env = "WEIR_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// HTTP listen address (use port 0 for any free port; the bound address goes to server.json).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::config::listen_addr)]
     http: Option<SocketAddr>,
     /// SMTP submission listener with STARTTLS.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::config::listen_addr)]
     smtp: Option<SocketAddr>,
     /// SMTP submission listener with implicit TLS.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::config::listen_addr)]
     smtps: Option<SocketAddr>,
     /// Do not run the SMTP listeners.
     #[arg(long)]
