@@ -278,7 +278,8 @@ fn lane_stats(engine: &Engine) -> (String, LaneStats) {
 async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> Result<LaneReport, SimError> {
     // A throwaway spool: in memory-backed /dev/shm where the machine has it.
     let shm = std::path::Path::new("/dev/shm");
-    let dir = if shm.is_dir() { tempfile::tempdir_in(shm).or_else(|_| tempfile::tempdir())? } else { tempfile::tempdir()? };
+    let dir =
+        if shm.is_dir() { tempfile::tempdir_in(shm).or_else(|_| tempfile::tempdir())? } else { tempfile::tempdir()? };
     let store = Arc::new(Store::open(dir.path(), StoreOptions { max_batch: 512, fsync: false, inline_writes: true })?);
     let origin = Instant::now();
     // 2026-01-01T00:00:00Z plus virtual time.
