@@ -442,3 +442,67 @@ def test_real_dns_resolution_against_a_loopback_dns_server(mx):
                 w.stop()
     finally:
         dns.stop()
+
+
+def test_each_message_and_attempt_is_logged_with_its_message_id(mx):
+    """At the default level, one plain-text line when a message is accepted and one per attempt
+    (lane, MTA, reply, and when deferred the next attempt), each with the MessageId."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "weir"
+        data.mkdir()
+        cfg = Path(tmp) / "weir.toml"
+        cfg.write_text("[delivery]\npoll_interval_ms = 50\nretry_first_seconds = 60\nstarttls = false\n"
+                       f'routes = {{ "fake.test" = "127.0.0.1:{mx.port}" }}\n')
+        log = Path(tmp) / "weir.log"
+        w = Weir(data, extra_args=("--config", str(cfg)), log=log).start()
+        try:
+            ses = sender(w, "--production", "--max-rate", "100").client()
+            mid = ses.send_email(Source="a@acme.test", Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}},
+                                 Destination={"ToAddresses": ["ok@fake.test", "defer@fake.test", "nosuch@fake.test"]}
+                                 )["MessageId"]
+            lines = lambda: [l for l in log.read_text().splitlines() if mid in l]
+            got = wait_for(lambda: len(lines()) >= 4 and lines(), what="four log lines")
+            text = "\n".join(got)
+            assert "\x1b[" not in log.read_text(), "colour codes in a log file"
+            accepted = [l for l in got if " accepted" in l]
+            assert len(accepted) == 1 and "recipients=3" in accepted[0], got
+            assert any(" delivered" in l and "recipient=ok@fake.test" in l and "lane=" in l and "mta=" in l
+                       for l in got), text
+            deferred = [l for l in got if " deferred" in l]
+            assert deferred and "recipient=defer@fake.test" in deferred[0] and "451" in deferred[0], text
+            assert "next_attempt_in_s=" in deferred[0], text
+            assert any(" bounced" in l and "recipient=nosuch@fake.test" in l and "550" in l for l in got), text
+        finally:
+            w.stop()
+
+
+def test_metrics_after_real_sends_and_deliveries(mx):
+    """`GET /metrics` (admin token) after sends through boto3: SES event counters per account and
+    region, request counters, the waiting recipient in the spool gauge under its lane, and the
+    lane's own gauges. Without the token: refused."""
+    import urllib.error
+    import urllib.request
+    with tempfile.TemporaryDirectory() as tmp:
+        w = start(tmp, f'routes = {{ "fake.test" = "127.0.0.1:{mx.port}" }}\n')
+        try:
+            a = sender(w, "--production", "--max-rate", "100")
+            ses = a.client()
+            msg = {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}
+            ses.send_email(Source="a@acme.test", Message=msg, Destination={"ToAddresses": ["ok@fake.test"]})
+            ses.send_email(Source="a@acme.test", Message=msg, Destination={"ToAddresses": ["defer@fake.test"]})
+            wait_for(lambda: events(w, "DeliveryDelay"), what="a deferral")
+            text = urlopen_admin(w, "/metrics")
+            lane = f"route:127.0.0.1:{mx.port}"
+            acct = f'account="{a.name}",region="us-east-1"'
+            assert f'weir_ses_events_total{{event="Send",{acct}}} 2' in text, text
+            assert f'weir_ses_events_total{{event="Delivery",{acct}}} 1' in text, text
+            assert 'weir_http_requests_total{api="v1",status="200"}' in text, text
+            assert f'weir_spool_recipients{{state="queued",lane="{lane}"}} 1' in text, text
+            assert f'weir_lane_connections_allowed{{lane="{lane}",provider="other"}}' in text, text
+            assert f'weir_lane_first_attempts{{lane="{lane}",provider="other"}} 2' in text, text
+            assert "weir_http_request_duration_seconds_bucket" in text
+            with pytest.raises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(w.base + "/metrics", timeout=5)
+            assert e.value.code in (401, 403)
+        finally:
+            w.stop()

@@ -60,6 +60,10 @@ pub struct AppState {
     pub delivery_status: Option<StatusFn>,
     /// Body bytes all requests may hold at once.
     pub body_budget: body::BodyBudget,
+    /// Request counters and latency.
+    pub metrics: Arc<weir_metrics::Metrics>,
+    /// `GET /metrics`: the Prometheus text, with the scrape-time gauges read.
+    pub metrics_text: Option<Arc<dyn Fn() -> String + Send + Sync>>,
 }
 
 /// A request as received, with the body read.
@@ -95,14 +99,42 @@ enum Target {
     Ses(Flavor),
 }
 
-/// Answer one request.
+/// Answer one request, counted and timed.
 pub async fn dispatch(st: AppState, req: Request<Body>) -> Response {
+    let started = std::time::Instant::now();
+    let api = if req.uri().path().starts_with("/admin/") || req.uri().path() == "/metrics" {
+        "admin"
+    } else if req.uri().path().starts_with("/v2/") {
+        "v2"
+    } else {
+        "v1"
+    };
+    let metrics = st.metrics.clone();
+    let resp = answer(st, req).await;
+    metrics.request(api, resp.status().as_u16(), started.elapsed().as_secs_f64());
+    resp
+}
+
+async fn answer(st: AppState, req: Request<Body>) -> Response {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or("").to_string();
     let request_id = uuid::Uuid::new_v4().to_string();
     if path == "/health" {
         return (StatusCode::OK, "ok\n").into_response();
+    }
+    if path == "/metrics" {
+        // Scraped with the admin token (Prometheus: `authorization: {credentials: …}`).
+        if let Err(e) = admin::authorize(&st, &parts.headers) {
+            return admin::fail(e.status, e.message);
+        }
+        let text = st.metrics_text.as_ref().map(|f| f()).unwrap_or_default();
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            text,
+        )
+            .into_response();
     }
     let target = if path.starts_with("/admin/") {
         Target::Admin

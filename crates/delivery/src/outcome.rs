@@ -214,6 +214,22 @@ impl Engine {
                 }
             };
             drop(stats);
+            // One line per attempt, at the default level: what an operator greps for first.
+            let (id, rcpt, attempt) = (&o.rcpt.message_id, &o.rcpt.address, o.rcpt.attempts + 1);
+            match state {
+                "queued" => tracing::info!(
+                    message_id = %id, recipient = %rcpt, lane = %lane_key, mta = %o.mta, attempt,
+                    reply = %reply_text, next_attempt_in_s = (next - now) / 1000, "deferred"
+                ),
+                "expired" => tracing::info!(
+                    message_id = %id, recipient = %rcpt, lane = %lane_key, mta = %o.mta, attempt,
+                    reply = %reply_text, "expired: retry window over, bounced"
+                ),
+                _ => tracing::info!(
+                    message_id = %id, recipient = %rcpt, lane = %lane_key, mta = %o.mta, attempt,
+                    reply = %reply_text, "{state}"
+                ),
+            }
             results.push(AttemptResult {
                 message_id: o.rcpt.message_id.clone(),
                 idx: o.rcpt.idx,

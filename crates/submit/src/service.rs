@@ -624,6 +624,7 @@ impl Service {
         let priority = i64::from(bulk);
         let info =
             self.events.as_ref().map(|_| (self.mail_info(account, &sub, (now / 1_000_000) as i64), sub.tags.clone()));
+        let sub_size = sub.mime.len();
         let suppressed: Vec<String> =
             states.iter().filter(|(_, st)| *st == RecipientState::Suppressed).map(|(r, _)| r.clone()).collect();
         let entry = SpoolEntry {
@@ -652,6 +653,10 @@ impl Service {
                         ev.bounce(&mail, mail.timestamp_ms, rcpt, &SUPPRESSED_BOUNCE);
                     }
                 }
+                tracing::info!(
+                    message_id = %sub.message_id, account = %account.name, region = %sub.region,
+                    origin = %sub.origin, recipients = distinct.len(), size = sub_size, "accepted"
+                );
                 for rcpt in &suppressed {
                     tracing::info!(message_id = %sub.message_id, recipient = %rcpt, "not sent: the address is on the account's suppression list");
                 }

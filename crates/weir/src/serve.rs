@@ -134,6 +134,18 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         )?
         .with_events(events.clone()),
     );
+    let metrics = Arc::new(weir_metrics::Metrics::new());
+    {
+        // Every SES event counted where it is emitted, whichever front door or engine emits it.
+        let m = metrics.clone();
+        events.add_listener(Box::new(move |e: &serde_json::Value| {
+            if let (Some(t), Some(a), Some(r)) =
+                (e["eventType"].as_str(), e["mail"]["sendingAccountId"].as_str(), e["mail"]["region"].as_str())
+            {
+                m.event(t, a, r);
+            }
+        }));
+    }
     let webhook_stats = Arc::new(weir_delivery::webhooks::WebhookStats::default());
     if !cfg.delivery.webhooks.is_empty() {
         events.add_listener(weir_delivery::webhooks::start(
@@ -190,6 +202,8 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
             v2_daily_quota_code: cfg.http.v2_daily_quota_error.clone(),
         }),
         body_budget: weir_api::body::BodyBudget::new(cfg.http.max_inflight_body_bytes),
+        metrics: metrics.clone(),
+        metrics_text: Some(metrics_text(metrics.clone(), store.clone(), engine.clone())),
     };
     let limits = weir_api::server::HttpLimits {
         caps: weir_listen::Caps { total: cfg.http.max_connections, per_ip: cfg.http.max_connections_per_ip },
@@ -243,6 +257,53 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     store.shutdown();
     dir.remove_server_info();
     Ok(())
+}
+
+/// `GET /metrics`: counters, plus the spool and the lanes read at scrape time.
+fn metrics_text(
+    metrics: Arc<weir_metrics::Metrics>,
+    store: Arc<Store>,
+    engine: Option<Arc<weir_delivery::Engine>>,
+) -> Arc<dyn Fn() -> String + Send + Sync> {
+    Arc::new(move || {
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let spool: Vec<weir_metrics::SpoolSnapshot> = store
+            .read(weir_store::queue::summary)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| weir_metrics::SpoolSnapshot {
+                state: r.state,
+                lane: r.lane,
+                recipients: r.recipients,
+                oldest_age_seconds: (now - r.oldest_created_ms).max(0) as f64 / 1000.0,
+            })
+            .collect();
+        let lanes: Vec<weir_metrics::LaneSnapshot> = engine
+            .as_ref()
+            .map(|e| {
+                let status = e.status();
+                e.lane_stats()
+                    .into_iter()
+                    .map(|(key, s)| {
+                        let v = &status["lanes"][&key];
+                        weir_metrics::LaneSnapshot {
+                            lane: key.clone(),
+                            provider: s.provider.clone(),
+                            connections_allowed: v["connections_allowed"].as_i64().unwrap_or(0),
+                            safe_rate_per_minute: v["safe_rate_per_minute"].as_f64().unwrap_or(0.0),
+                            paused: v["paused"].as_bool().unwrap_or(false),
+                            first_deferral_ratio: v["first_deferral_rate"].as_f64().unwrap_or(0.0),
+                            final_delivery_ratio: v["final_delivery_rate"].as_f64().unwrap_or(0.0),
+                            first_attempts: s.first_attempts,
+                            deferrals: s.deferrals,
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        metrics.render(&spool, &lanes)
+    })
 }
 
 /// Remove what retention no longer keeps, every `interval_seconds`, in batches (each its own

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The cost of per-message logging on the API front door: durable SendEmail over HTTP with SigV4
+# (weir-loadgen), the server logging at the default level (one line per accepted message, to a
+# file) beside the same server with WEIR_LOG=warn, alternating rounds in one run.
+#
+#   benches/logging_cost.sh [ROUNDS] [SECONDS] [CONCURRENCY]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source benches/lib.sh
+ROUNDS=${1:-3}
+SECS=${2:-8}
+CONC=${3:-64}
+cargo build --release -q -p weir -p weir-loadgen
+WEIR=target/release/weir
+LOAD=target/release/weir-loadgen
+work=$(mktemp -d)
+cleanup() { kill "${weir_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+round() {  # level
+  local dir=$work/$1-$RANDOM
+  WEIR_LOG=$1 $WEIR serve --data-dir "$dir" --http 127.0.0.1:0 --no-smtp --no-delivery 2>"$dir.log" & weir_pid=$!
+  for _ in $(seq 100); do [ -f "$dir/server.json" ] && break; sleep 0.05; done
+  local url creds akid secret
+  url=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["http"])' "$dir/server.json")
+  creds=$($WEIR account create bench --json --data-dir "$dir")
+  akid=$(echo "$creds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_key_id"])')
+  secret=$(echo "$creds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret_access_key"])')
+  $WEIR account quota bench --region us-east-1 --production --max-24h -1 --max-rate -1 --data-dir "$dir" >/dev/null
+  $WEIR identity add bench --region us-east-1 bench.test --verified --data-dir "$dir" >/dev/null
+  $LOAD --label "$1" --endpoint "$url" --access-key "$akid" --secret "$secret" \
+    --concurrency "$CONC" --duration "$SECS" --from sender@bench.test --to rcpt@bench.test
+  kill "$weir_pid"; wait "$weir_pid" 2>/dev/null || true
+  echo "  ($1: $(grep -c ' accepted' "$dir.log" || true) 'accepted' log lines)" >&2
+}
+
+results=()
+for _ in $(seq "$ROUNDS"); do
+  results+=("$(round info)")
+  results+=("$(round warn)")
+done
+printf '%s\n' "${results[@]}"
+python3 - "${results[@]}" <<'PY'
+import json, statistics, sys
+rows = [json.loads(r) for r in sys.argv[1:]]
+on = [r["per_second"] for r in rows if r["label"] == "info"]
+off = [r["per_second"] for r in rows if r["label"] == "warn"]
+print(f"per-message logs on (info): median {statistics.median(on):.0f}/s {on}; "
+      f"off (warn): median {statistics.median(off):.0f}/s {off}; "
+      f"on/off = {statistics.median(on) / statistics.median(off):.3f}")
+PY
