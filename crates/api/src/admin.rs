@@ -54,6 +54,7 @@ fn region_json(st: &AppState, account_id: i64, region: &str) -> Value {
         "sandbox": !s.production,
         "sending_enabled": s.sending_enabled,
         "suppressed_reasons": s.suppressed_reasons,
+        "enforcement": s.enforcement,
         "sent_last_24h": q.sent_last_24h,
     })
 }
@@ -66,6 +67,7 @@ struct RegionPatch {
     burst_seconds: Option<f64>,
     production: Option<bool>,
     sending_enabled: Option<bool>,
+    enforcement: Option<String>,
 }
 
 impl RegionPatch {
@@ -85,16 +87,26 @@ impl RegionPatch {
         {
             return Err(format!("burst_seconds must be a non-negative number, not {b}"));
         }
+        if let Some(e) = &self.enforcement
+            && !["HEALTHY", "PROBATION", "SHUTDOWN"].contains(&e.as_str())
+        {
+            return Err(format!("enforcement must be HEALTHY, PROBATION or SHUTDOWN, not '{e}'"));
+        }
         Ok(())
     }
 
-    fn apply(self, s: &mut RegionSettings) {
+    fn apply(self, s: &mut RegionSettings, now_ms: i64) {
         if let Some(v) = self.production {
             if v && !s.production {
                 // Leaving the sandbox lifts the recipient rule; quotas stay what the operator sets.
                 s.production = true;
             } else if !v {
-                *s = RegionSettings { sending_enabled: s.sending_enabled, ..RegionSettings::sandbox() };
+                *s = RegionSettings {
+                    sending_enabled: s.sending_enabled,
+                    enforcement: s.enforcement.clone(),
+                    enforcement_reset_ms: s.enforcement_reset_ms,
+                    ..RegionSettings::sandbox()
+                };
             }
         }
         if let Some(v) = self.max_24h {
@@ -108,6 +120,10 @@ impl RegionPatch {
         }
         if let Some(v) = self.sending_enabled {
             s.sending_enabled = v;
+        }
+        if let Some(v) = self.enforcement {
+            s.enforcement = v;
+            s.enforcement_reset_ms = now_ms;
         }
     }
 }
@@ -274,7 +290,8 @@ async fn route(st: &AppState, raw: &RawRequest) -> Result<Response, Response> {
                 (&Method::PUT, []) => {
                     let patch: RegionPatch = parse(&raw.body)?;
                     patch.validate().map_err(|m| fail(StatusCode::BAD_REQUEST, m))?;
-                    svc.update_region_settings(a.id, region, |s| patch.apply(s)).await.map_err(admin_error)?;
+                    let now = svc.now_ms();
+                    svc.update_region_settings(a.id, region, |s| patch.apply(s, now)).await.map_err(admin_error)?;
                     Ok(reply(StatusCode::OK, region_json(st, a.id, region)))
                 }
                 (&Method::POST, ["identities"]) => {

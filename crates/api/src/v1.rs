@@ -149,7 +149,8 @@ async fn run(st: &AppState, caller: &Caller, p: &Params, action: &str, rid: &str
         }
         "GetAccountSendingEnabled" => {
             let s = svc.region_settings(acct, region);
-            Ok(xml::ok(action, Some(&el("Enabled", if s.sending_enabled { "true" } else { "false" })), rid))
+            let enabled = s.sending_enabled && s.enforcement != "SHUTDOWN";
+            Ok(xml::ok(action, Some(&el("Enabled", if enabled { "true" } else { "false" })), rid))
         }
         "UpdateAccountSendingEnabled" => {
             let enabled = match p.get("Enabled") {

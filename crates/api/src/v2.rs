@@ -286,10 +286,10 @@ fn get_account(st: &AppState, caller: &Caller) -> Value {
     let q = st.svc.quota_view(caller.account.id, &caller.region);
     json!({
         "DedicatedIpAutoWarmupEnabled": false,
-        "EnforcementStatus": "HEALTHY",
+        "EnforcementStatus": s.enforcement,
         "ProductionAccessEnabled": s.production,
         "SendQuota": {"Max24HourSend": q.max_24h, "MaxSendRate": q.max_rate, "SentLast24Hours": q.sent_last_24h},
-        "SendingEnabled": s.sending_enabled,
+        "SendingEnabled": s.sending_enabled && s.enforcement != "SHUTDOWN",
         "SuppressionAttributes": {"SuppressedReasons": s.suppressed_reasons},
     })
 }

@@ -203,6 +203,22 @@ impl EventLog {
         );
     }
 
+    /// An (account, region)'s reputation enforcement status changed: weir's own event type (SES
+    /// tells the account owner by mail).
+    pub fn enforcement(&self, account: &str, region: &str, from: &str, to: &str, volumes: (i64, i64, i64)) {
+        let (sent, bounces, complaints) = volumes;
+        let rate = |n: i64| if sent > 0 { n as f64 / sent as f64 } else { 0.0 };
+        self.emit(&json!({
+            "eventType": "EnforcementChange",
+            "account": account,
+            "region": region,
+            "enforcement": {
+                "from": from, "to": to, "recipients": sent, "bounces": bounces, "complaints": complaints,
+                "bounceRate": rate(bounces), "complaintRate": rate(complaints),
+            },
+        }));
+    }
+
     /// A message accepted for delivery.
     pub fn send(&self, mail: &MailInfo, destination: &[String], tags: &[(String, String)]) {
         let tags: serde_json::Map<String, Value> = tags.iter().map(|(k, v)| (k.clone(), json!([v]))).collect();

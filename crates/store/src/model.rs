@@ -30,6 +30,12 @@ pub struct RegionSettings {
     pub sending_enabled: bool,
     /// Reasons that add addresses to the suppression list automatically.
     pub suppressed_reasons: Vec<String>,
+    /// Reputation enforcement, as SES reports it: `HEALTHY`, `PROBATION` (under review) or
+    /// `SHUTDOWN` (sending paused until the operator lifts it).
+    pub enforcement: String,
+    /// When the operator last set the enforcement status (Unix ms): sending before it no
+    /// longer counts toward the rates.
+    pub enforcement_reset_ms: i64,
 }
 
 impl RegionSettings {
@@ -42,6 +48,8 @@ impl RegionSettings {
             production: false,
             sending_enabled: true,
             suppressed_reasons: vec!["BOUNCE".into(), "COMPLAINT".into()],
+            enforcement: "HEALTHY".into(),
+            enforcement_reset_ms: 0,
         }
     }
 }

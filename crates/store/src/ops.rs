@@ -49,11 +49,12 @@ pub fn list_accounts(c: &Connection) -> Result<Vec<Account>> {
 /// Store the settings of one (account, region).
 pub fn upsert_region(c: &Connection, account_id: i64, region: &str, s: &RegionSettings) -> Result<()> {
     c.execute(
-        "INSERT INTO account_regions (account_id, region, max_24h, max_rate, burst_seconds, production, sending_enabled, suppressed_reasons)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+        "INSERT INTO account_regions (account_id, region, max_24h, max_rate, burst_seconds, production, sending_enabled, suppressed_reasons, enforcement, enforcement_reset_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (account_id, region) DO UPDATE SET max_24h = excluded.max_24h, max_rate = excluded.max_rate,
            burst_seconds = excluded.burst_seconds, production = excluded.production,
-           sending_enabled = excluded.sending_enabled, suppressed_reasons = excluded.suppressed_reasons",
+           sending_enabled = excluded.sending_enabled, suppressed_reasons = excluded.suppressed_reasons,
+           enforcement = excluded.enforcement, enforcement_reset_ms = excluded.enforcement_reset_ms",
         params![
             account_id,
             region,
@@ -62,7 +63,9 @@ pub fn upsert_region(c: &Connection, account_id: i64, region: &str, s: &RegionSe
             s.burst_seconds,
             s.production,
             s.sending_enabled,
-            s.suppressed_reasons.join(",")
+            s.suppressed_reasons.join(","),
+            s.enforcement,
+            s.enforcement_reset_ms
         ],
     )?;
     Ok(())
@@ -71,7 +74,7 @@ pub fn upsert_region(c: &Connection, account_id: i64, region: &str, s: &RegionSe
 /// Every stored (account, region) settings row.
 pub fn list_regions(c: &Connection) -> Result<Vec<(i64, String, RegionSettings)>> {
     let mut st = c.prepare(
-        "SELECT account_id, region, max_24h, max_rate, burst_seconds, production, sending_enabled, suppressed_reasons FROM account_regions",
+        "SELECT account_id, region, max_24h, max_rate, burst_seconds, production, sending_enabled, suppressed_reasons, enforcement, enforcement_reset_ms FROM account_regions",
     )?;
     let rows = st.query_map([], |r| {
         let reasons: String = r.get(7)?;
@@ -85,6 +88,8 @@ pub fn list_regions(c: &Connection) -> Result<Vec<(i64, String, RegionSettings)>
                 production: r.get(5)?,
                 sending_enabled: r.get(6)?,
                 suppressed_reasons: reasons.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+                enforcement: r.get(8)?,
+                enforcement_reset_ms: r.get(9)?,
             },
         ))
     })?;
@@ -273,6 +278,19 @@ pub fn send_statistics(c: &Connection, account_id: i64, region: &str, now_s: i64
             rejects: r.get(4)?,
         })
     })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Recipients sent to, bounces and complaints of every (account, region) per statistics bucket
+/// (start, Unix seconds) since `from_s`: the volume reputation is judged on.
+pub type Volume = (i64, String, i64, i64, i64, i64);
+
+/// See [`Volume`].
+pub fn reputation_volumes(c: &Connection, from_s: i64) -> Result<Vec<Volume>> {
+    let mut st = c.prepare_cached(
+        "SELECT account_id, region, bucket, delivery_attempts, bounces, complaints FROM send_stats WHERE bucket >= ?1",
+    )?;
+    let rows = st.query_map([from_s], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 

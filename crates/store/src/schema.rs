@@ -22,6 +22,8 @@ CREATE TABLE IF NOT EXISTS account_regions (
     production         INTEGER NOT NULL,
     sending_enabled    INTEGER NOT NULL,
     suppressed_reasons TEXT NOT NULL,
+    enforcement        TEXT NOT NULL DEFAULT 'HEALTHY',
+    enforcement_reset_ms INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (account_id, region)
 );
 CREATE TABLE IF NOT EXISTS identities (
@@ -122,6 +124,17 @@ pub fn migrate(conn: &Connection) -> Result<()> {
     ] {
         if !cols.iter().any(|c| c == name) {
             conn.execute_batch(&format!("ALTER TABLE recipients ADD COLUMN {name} {ddl}"))?;
+        }
+    }
+    let cols: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('account_regions')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (name, ddl) in
+        [("enforcement", "TEXT NOT NULL DEFAULT 'HEALTHY'"), ("enforcement_reset_ms", "INTEGER NOT NULL DEFAULT 0")]
+    {
+        if !cols.iter().any(|c| c == name) {
+            conn.execute_batch(&format!("ALTER TABLE account_regions ADD COLUMN {name} {ddl}"))?;
         }
     }
     // Transactional (priority 0) before bulk (1).

@@ -15,6 +15,7 @@ use weir_store::{Store, StoreError, ops, queue};
 
 use crate::catalog::{Catalog, RegionKey};
 use crate::region_upper;
+use crate::reputation;
 
 /// Most recipients in one message (To + Cc + Bcc, or RCPT TO).
 pub const MAX_RECIPIENTS: usize = 50;
@@ -145,7 +146,8 @@ fn limits_of(s: &RegionSettings) -> Limits {
         max_24h: u64::try_from(s.max_24h).ok(),
         max_rate: (s.max_rate > 0.0).then_some(s.max_rate),
         burst_seconds: s.burst_seconds,
-        sending_enabled: s.sending_enabled,
+        // A reputation shutdown pauses sending whatever the account's own setting says.
+        sending_enabled: s.sending_enabled && s.enforcement != "SHUTDOWN",
     }
 }
 
@@ -203,6 +205,43 @@ impl Service {
             account: account.name.clone(),
             region: sub.region.clone(),
         }
+    }
+
+    /// Judge every (account, region)'s bounce and complaint rates over the last `window_s`
+    /// seconds (SES's thresholds in `t`); a change of enforcement status is stored, logged and
+    /// announced as an event. Returns how many changed.
+    pub async fn enforce_reputation(&self, window_s: i64, t: &reputation::Thresholds) -> Result<usize, AdminError> {
+        let now_s = self.now_ms() / 1000;
+        let rows = self.store.read(|c| ops::reputation_volumes(c, now_s - window_s))?;
+        // Per (account, region), only buckets that began after the operator last set the status.
+        let mut volumes: std::collections::BTreeMap<(i64, String), (i64, i64, i64)> = Default::default();
+        for (id, region, bucket, sent, bounces, complaints) in rows {
+            let reset_s = self.region_settings(id, &region).enforcement_reset_ms / 1000;
+            if bucket < reset_s {
+                continue;
+            }
+            let v = volumes.entry((id, region)).or_default();
+            (v.0, v.1, v.2) = (v.0 + sent, v.1 + bounces, v.2 + complaints);
+        }
+        let mut changed = 0;
+        for ((id, region), (sent, bounces, complaints)) in volumes {
+            let current = self.region_settings(id, &region).enforcement;
+            let status = reputation::judge(&current, sent, bounces, complaints, t);
+            if status == current {
+                continue;
+            }
+            self.update_region_settings(id, &region, |s| s.enforcement = status.into()).await?;
+            let account = self.account_by_id(id).map(|a| a.name.clone()).unwrap_or_default();
+            tracing::warn!(
+                %account, %region, from = %current, to = status, recipients = sent, bounces, complaints,
+                "reputation enforcement status changed"
+            );
+            if let Some(ev) = &self.events {
+                ev.enforcement(&account, &region, &current, status, (sent, bounces, complaints));
+            }
+            changed += 1;
+        }
+        Ok(changed)
     }
 
     /// Recipients in the spool matching `f` (the operator's queue listing), at most `limit`.

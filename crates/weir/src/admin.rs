@@ -63,6 +63,9 @@ pub enum AccountCmd {
         /// Pause (false) or resume (true) sending.
         #[arg(long)]
         sending_enabled: Option<bool>,
+        /// Set the reputation enforcement status (HEALTHY lifts a SHUTDOWN).
+        #[arg(long)]
+        enforcement: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -274,6 +277,7 @@ pub fn account(cmd: AccountCmd, c: &Client) -> anyhow::Result<()> {
             production,
             sandbox,
             sending_enabled,
+            enforcement,
             json,
         } => {
             let path = format!("/admin/v1/accounts/{}/regions/{}", seg(&name), seg(&region));
@@ -295,6 +299,9 @@ pub fn account(cmd: AccountCmd, c: &Client) -> anyhow::Result<()> {
             }
             if let Some(v) = sending_enabled {
                 patch.insert("sending_enabled".into(), json!(v));
+            }
+            if let Some(v) = enforcement {
+                patch.insert("enforcement".into(), json!(v));
             }
             let v = if patch.is_empty() {
                 c.call("GET", &path, None)?

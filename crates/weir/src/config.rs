@@ -26,6 +26,59 @@ pub struct Config {
     pub delivery: DeliverySection,
     /// What is kept, and for how long.
     pub retention: RetentionConfig,
+    /// Reputation enforcement (SES's bounce and complaint thresholds).
+    pub reputation: ReputationConfig,
+}
+
+/// `[reputation]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReputationConfig {
+    /// Judge reputation at all.
+    pub enabled: bool,
+    /// Bounce rate that puts an account under review (PROBATION).
+    pub bounce_review: f64,
+    /// Bounce rate that pauses its sending (SHUTDOWN).
+    pub bounce_pause: f64,
+    /// Complaint rate that puts it under review.
+    pub complaint_review: f64,
+    /// Complaint rate that pauses its sending.
+    pub complaint_pause: f64,
+    /// Recipients needed in the window before rates count (a representative volume).
+    pub min_volume: i64,
+    /// The window rates are computed over (statistics are kept 14 days).
+    pub window_seconds: i64,
+    /// How often accounts are judged.
+    pub interval_seconds: u64,
+}
+
+impl Default for ReputationConfig {
+    fn default() -> Self {
+        let t = weir_submit::reputation::Thresholds::default();
+        ReputationConfig {
+            enabled: true,
+            bounce_review: t.bounce_review,
+            bounce_pause: t.bounce_pause,
+            complaint_review: t.complaint_review,
+            complaint_pause: t.complaint_pause,
+            min_volume: t.min_volume,
+            window_seconds: 7 * 86_400,
+            interval_seconds: 60,
+        }
+    }
+}
+
+impl ReputationConfig {
+    /// The thresholds of the pure judge.
+    pub fn thresholds(&self) -> weir_submit::reputation::Thresholds {
+        weir_submit::reputation::Thresholds {
+            bounce_review: self.bounce_review,
+            bounce_pause: self.bounce_pause,
+            complaint_review: self.complaint_review,
+            complaint_pause: self.complaint_pause,
+            min_volume: self.min_volume,
+        }
+    }
 }
 
 /// A listen address: `IP:port`, or `host:port` with a host name this machine resolves
@@ -289,6 +342,7 @@ impl Default for Config {
             spool: SpoolConfig::default(),
             message: MessageConfig::default(),
             retention: RetentionConfig::default(),
+            reputation: ReputationConfig::default(),
             smtp: SmtpSection::default(),
             delivery: DeliverySection::default(),
         }
@@ -350,6 +404,15 @@ impl Config {
             "defaults.max_rate must be -1 or positive"
         );
         anyhow::ensure!(self.spool.max_batch > 0, "spool.max_batch must be at least 1");
+        let r = &self.reputation;
+        for (name, review, pause) in
+            [("bounce", r.bounce_review, r.bounce_pause), ("complaint", r.complaint_review, r.complaint_pause)]
+        {
+            anyhow::ensure!(
+                0.0 < review && review <= pause && pause <= 1.0,
+                "reputation.{name}_review and {name}_pause must be rates with 0 < review <= pause <= 1"
+            );
+        }
         let h = &self.http;
         anyhow::ensure!(
             h.max_connections > 0 && h.max_connections_per_ip > 0,

@@ -180,6 +180,8 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     };
     let engine_task = engine.clone().map(|e| tokio::spawn(e.run(stop_rx.clone())));
     let retention_task = tokio::spawn(retention(store.clone(), cfg.retention.clone(), stop_rx.clone()));
+    let reputation_task =
+        cfg.reputation.enabled.then(|| tokio::spawn(reputation(svc.clone(), cfg.reputation.clone(), stop_rx.clone())));
     let state = AppState {
         delivery_status: engine.clone().map(|e| -> weir_api::StatusFn {
             let w = webhook_stats.clone();
@@ -240,6 +242,9 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         let _ = t.await;
     }
     let _ = retention_task.await;
+    if let Some(t) = reputation_task {
+        let _ = t.await;
+    }
     if let Some(e) = &engine {
         // Let deliveries already under way finish and record their results.
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
@@ -257,6 +262,24 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     store.shutdown();
     dir.remove_server_info();
     Ok(())
+}
+
+/// Judge every account's reputation every `interval_seconds` (SES's enforcement).
+async fn reputation(
+    svc: Arc<Service>,
+    cfg: crate::config::ReputationConfig,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let t = cfg.thresholds();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(cfg.interval_seconds.max(1))) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = svc.enforce_reputation(cfg.window_seconds, &t).await {
+            tracing::error!(error = %e, "reputation check failed; tried again later");
+        }
+    }
 }
 
 /// `GET /metrics`: counters, plus the spool and the lanes read at scrape time.

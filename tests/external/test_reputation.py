@@ -1,0 +1,48 @@
+"""Reputation enforcement as SES does it, end to end: a campaign with 12 % bounces pauses the
+account's sending (SHUTDOWN), GetAccount shows it, a send is refused with SES's error, an event
+says so; the operator lifts it and sending resumes."""
+
+import tempfile
+import time
+
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import events, wait_for
+from test_delivery import start
+
+
+def test_twelve_percent_bounces_pause_the_account_until_the_operator_lifts_it():
+    with tempfile.TemporaryDirectory() as tmp:
+        w = start(tmp, "[reputation]\nmin_volume = 50\ninterval_seconds = 1\n")
+        try:
+            a = w.account()
+            a.verify("acme.test")
+            a.quota("us-east-1", "--production", "--max-rate", "100")
+            v2 = a.client("sesv2")
+            content = {"Simple": {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}}
+            assert v2.get_account()["EnforcementStatus"] == "HEALTHY"
+            for i in range(50):
+                to = "bounce@simulator.amazonses.com" if i % 25 < 3 else "success@simulator.amazonses.com"
+                v2.send_email(FromEmailAddress="a@acme.test", Destination={"ToAddresses": [to]}, Content=content)
+            acct = wait_for(lambda: (g := v2.get_account())["EnforcementStatus"] == "SHUTDOWN" and g,
+                            timeout=30, what="the account paused")
+            assert acct["SendingEnabled"] is False
+            with pytest.raises(ClientError) as e:
+                v2.send_email(FromEmailAddress="a@acme.test", Content=content,
+                              Destination={"ToAddresses": ["success@simulator.amazonses.com"]})
+            assert e.value.response["Error"]["Code"] == "SendingPausedException"
+            v1 = a.client("ses")
+            assert v1.get_account_sending_enabled()["Enabled"] is False
+            changes = events(w, "EnforcementChange")
+            assert changes and changes[-1]["enforcement"]["to"] == "SHUTDOWN", changes
+            assert abs(changes[-1]["enforcement"]["bounceRate"] - 0.12) < 1e-9, changes[-1]
+            # The operator lifts it: sending works again, and the old bounces no longer count.
+            w.cli("account", "quota", a.name, "--region", "us-east-1", "--enforcement", "HEALTHY")
+            assert v2.get_account()["EnforcementStatus"] == "HEALTHY"
+            v2.send_email(FromEmailAddress="a@acme.test", Content=content,
+                          Destination={"ToAddresses": ["success@simulator.amazonses.com"]})
+            time.sleep(2.5)
+            assert v2.get_account()["EnforcementStatus"] == "HEALTHY"
+        finally:
+            w.stop()
