@@ -252,3 +252,26 @@ def test_swaks(weir, acct):
                               "--to", "b@acme.test", "--auth", "PLAIN", "--auth-user", acct.creds["smtp_username"],
                               "--auth-password", acct.creds["smtp_password"]], capture_output=True, text=True, timeout=30)
     assert wrapped.returncode == 0, wrapped.stdout + wrapped.stderr
+
+
+def test_smtp_sessions_and_auth_failures_are_counted_in_metrics(weir, acct):
+    from test_delivery import urlopen_admin
+
+    def value(text, name):
+        lines = [l for l in text.splitlines() if l.startswith(name)]
+        return sum(float(l.rsplit(" ", 1)[1]) for l in lines)
+
+    before = urlopen_admin(weir, "/metrics")
+    s = starttls(weir)
+    s.user, s.password = acct.creds["smtp_username"], "wrong-password"
+    with pytest.raises(smtplib.SMTPAuthenticationError):
+        s.auth("PLAIN", s.auth_plain)  # one attempt (login() would try PLAIN, then LOGIN)
+    s.close()
+    s = smtplib.SMTP_SSL(*weir.smtps, context=TLS, timeout=10)
+    s.quit()
+    after = urlopen_admin(weir, "/metrics")
+    assert value(after, "weir_smtp_auth_failures_total") == value(before, "weir_smtp_auth_failures_total") + 1
+    assert value(after, 'weir_smtp_sessions_total{listener="starttls"}') >= \
+        value(before, 'weir_smtp_sessions_total{listener="starttls"}') + 1
+    assert value(after, 'weir_smtp_sessions_total{listener="implicit_tls"}') >= \
+        value(before, 'weir_smtp_sessions_total{listener="implicit_tls"}') + 1

@@ -46,6 +46,13 @@ pub struct ApiLabels {
     pub api: String,
 }
 
+/// Labels of an SMTP listener.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    /// `starttls` or `implicit_tls`.
+    pub listener: String,
+}
+
 /// Labels of a spool gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SpoolLabels {
@@ -115,6 +122,8 @@ pub struct Metrics {
     lane_final_delivery: Family<LaneLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     lane_first_attempts: Family<LaneLabels, Gauge>,
     lane_deferrals: Family<LaneLabels, Gauge>,
+    smtp_sessions: Family<ListenerLabels, Counter>,
+    smtp_auth_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -177,8 +186,14 @@ impl Metrics {
         registry.register("lane_first_attempts", "First attempts made, since start", lane_first_attempts.clone());
         let lane_deferrals = Family::<LaneLabels, Gauge>::default();
         registry.register("lane_deferrals", "Deferral replies, since start", lane_deferrals.clone());
+        let smtp_sessions = Family::<ListenerLabels, Counter>::default();
+        registry.register("smtp_sessions", "SMTP submission sessions accepted, by listener", smtp_sessions.clone());
+        let smtp_auth_failures = Counter::default();
+        registry.register("smtp_auth_failures", "SMTP AUTH attempts refused", smtp_auth_failures.clone());
         Metrics {
             registry,
+            smtp_sessions,
+            smtp_auth_failures,
             events,
             requests,
             latency,
@@ -198,6 +213,17 @@ impl Metrics {
     pub fn event(&self, event: &str, account: &str, region: &str) {
         let l = EventLabels { event: event.into(), account: account.into(), region: region.into() };
         self.events.get_or_create(&l).inc();
+    }
+
+    /// An SMTP session began on a listener.
+    pub fn smtp_session(&self, implicit_tls: bool) {
+        let listener = if implicit_tls { "implicit_tls" } else { "starttls" };
+        self.smtp_sessions.get_or_create(&ListenerLabels { listener: listener.into() }).inc();
+    }
+
+    /// An SMTP AUTH was refused.
+    pub fn smtp_auth_failure(&self) {
+        self.smtp_auth_failures.inc();
     }
 
     /// An HTTP request was answered.

@@ -112,6 +112,8 @@ pub struct SmtpContext {
     pub conns: Arc<ConnLimiter>,
     /// Becomes true when the server shuts down.
     pub shutdown: watch::Receiver<bool>,
+    /// Session and AUTH-failure counters.
+    pub metrics: Arc<weir_metrics::Metrics>,
 }
 
 /// Accept connections until shutdown. With `implicit_tls`, the TLS handshake comes first (the
@@ -125,6 +127,7 @@ pub async fn serve(listener: TcpListener, ctx: SmtpContext, implicit_tls: bool) 
             _ = shutdown.changed() => break,
         };
         let ctx = ctx.clone();
+        ctx.metrics.smtp_session(implicit_tls);
         tokio::spawn(async move { handle(stream, peer, ctx, implicit_tls).await });
     }
 }

@@ -522,6 +522,7 @@ impl Session {
             None => {
                 let cfg = &self.ctx.cfg;
                 self.ctx.guard.auth_failed(self.peer.ip(), Instant::now(), cfg.auth_max_failures, cfg.auth_lockout);
+                self.ctx.metrics.smtp_auth_failure();
                 tokio::time::sleep(cfg.auth_failure_delay).await;
                 // The name is the client's: escaped and cut, it cannot forge or flood log lines.
                 let shown: String = user.chars().take(64).collect();

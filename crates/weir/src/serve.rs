@@ -218,7 +218,7 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     let mut smtp_conns = None;
     let mut smtp_tasks = Vec::new();
     if !smtp_listeners.is_empty() {
-        let ctx = smtp_context(&cfg, state.svc.clone(), stop_rx.clone())?;
+        let ctx = smtp_context(&cfg, state.svc.clone(), stop_rx.clone(), metrics.clone())?;
         smtp_conns = Some(ctx.conns.clone());
         for (l, implicit) in smtp_listeners {
             tracing::info!(bound = %l.local_addr()?, implicit_tls = implicit, region = %cfg.smtp.region, "SMTP submission listening");
@@ -434,6 +434,7 @@ fn smtp_context(
     cfg: &Config,
     svc: Arc<Service>,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    metrics: Arc<weir_metrics::Metrics>,
 ) -> anyhow::Result<weir_smtp::SmtpContext> {
     let s = &cfg.smtp;
     let tls = match (&s.tls_cert, &s.tls_key) {
@@ -479,6 +480,7 @@ fn smtp_context(
             per_ip: s.max_connections_per_ip,
         }),
         shutdown,
+        metrics,
     })
 }
 
