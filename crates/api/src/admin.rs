@@ -218,6 +218,27 @@ async fn route(st: &AppState, raw: &RawRequest) -> Result<Response, Response> {
             Some(f) => Ok(reply(StatusCode::OK, f())),
             None => Err(fail(StatusCode::NOT_FOUND, "the delivery engine is not running (delivery.enabled = false)")),
         },
+        (&Method::GET, ["overview"]) => {
+            // Every account and region in use: settings, quota use, and the last 14 days' rates.
+            let mut out = Vec::new();
+            for a in svc.accounts() {
+                for region in svc.regions_of(a.id) {
+                    let mut v = region_json(st, a.id, &region);
+                    let pts = svc.send_statistics(a.id, &region).unwrap_or_default();
+                    let (sent, bounces, complaints) = pts
+                        .iter()
+                        .fold((0, 0, 0), |t, p| (t.0 + p.delivery_attempts, t.1 + p.bounces, t.2 + p.complaints));
+                    let rate = |n: i64| if sent > 0 { n as f64 / sent as f64 } else { 0.0 };
+                    v["account"] = json!(a.name);
+                    v["region"] = json!(region);
+                    v["sent_14d"] = json!(sent);
+                    v["bounce_rate"] = json!(rate(bounces));
+                    v["complaint_rate"] = json!(rate(complaints));
+                    out.push(v);
+                }
+            }
+            Ok(reply(StatusCode::OK, json!(out)))
+        }
         (&Method::GET, ["queue"]) => {
             let (f, limit) = queue_filter(&raw.query, None)?;
             let rows = svc.queue_rows(&f, limit).map_err(admin_error)?;

@@ -123,6 +123,22 @@ async fn answer(st: AppState, req: Request<Body>) -> Response {
     if path == "/health" {
         return (StatusCode::OK, "ok\n").into_response();
     }
+    if path == "/dashboard" {
+        // The page holds no data: its script asks the admin API, with the token the operator
+        // gives it (kept in the tab's session storage, or in the URL fragment, never sent).
+        return (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+                ),
+            ],
+            include_str!("dashboard.html"),
+        )
+            .into_response();
+    }
     if path == "/metrics" {
         // Scraped with the admin token (Prometheus: `authorization: {credentials: …}`).
         if let Err(e) = admin::authorize(&st, &parts.headers) {

@@ -329,7 +329,22 @@ impl Service {
         self.catalog.read().by_id.get(&id).cloned()
     }
 
-    /// Every account.
+    /// Regions an account has settings or identities in.
+    pub fn regions_of(&self, account_id: i64) -> Vec<String> {
+        let cat = self.catalog.read();
+        let mut v: Vec<String> = cat
+            .regions
+            .keys()
+            .chain(cat.identities.keys())
+            .filter(|(id, _)| *id == account_id)
+            .map(|(_, r)| r.clone())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Every account, by id.
     pub fn accounts(&self) -> Vec<Arc<Account>> {
         let mut v: Vec<_> = self.catalog.read().by_name.values().cloned().collect();
         v.sort_by_key(|a| a.id);
