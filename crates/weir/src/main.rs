@@ -9,6 +9,7 @@
 mod admin;
 mod config;
 mod data_dir;
+mod doctor;
 mod queue;
 mod serve;
 mod simulate;
@@ -64,6 +65,9 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Read a delivery log (weir's events.jsonl or Postfix's mail.log) and report per provider:
+    /// deferral classes, first-deferral vs final delivery, pauses, what to change.
+    Doctor(doctor::DoctorArgs),
     /// Inspect the spool (works whether or not the server runs).
     Spool {
         #[command(subcommand)]
@@ -84,5 +88,6 @@ fn main() -> anyhow::Result<()> {
         Command::Queue { cmd, target } => queue::run(cmd, &admin::Client::new(&target.data_dir, target.server)?),
         Command::Spool { cmd, target } => admin::spool(cmd, &target.data_dir),
         Command::Simulate(args) => simulate::run(args),
+        Command::Doctor(args) => doctor::run(args),
     }
 }

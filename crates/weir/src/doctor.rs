@@ -1,0 +1,357 @@
+//! `weir doctor LOG…`: what a delivery log says about each provider — weir's own events.jsonl
+//! or a Postfix mail log (`/var/log/mail.log` format), told apart line by line. Per provider:
+//! the classes of deferral replies with examples, first-deferral vs final delivery rates with
+//! seed 004's bands, pauses and their causes, and what to change.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::Value;
+use weir_classify::classify::{Category, category};
+use weir_classify::provider::{Provider, of_host};
+use weir_classify::reply::{Reply, parse_enhanced};
+
+/// Options of `weir doctor`.
+#[derive(Args)]
+pub struct DoctorArgs {
+    /// Log files: weir's events.jsonl or Postfix's mail.log (either, or both).
+    #[arg(required = true)]
+    logs: Vec<PathBuf>,
+    /// Write an HTML report instead of text.
+    #[arg(long)]
+    html: bool,
+}
+
+/// How one attempt for one recipient ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Delivered,
+    Deferred,
+    Bounced,
+}
+
+/// One attempt read from a log line.
+#[derive(Debug, Clone, PartialEq)]
+struct Attempt {
+    /// Message and recipient (Postfix: queue id and recipient).
+    key: String,
+    provider: Provider,
+    status: Status,
+    reply: Option<Reply>,
+}
+
+/// What the lines said, per provider.
+#[derive(Debug, Default)]
+struct ProviderReport {
+    first_attempts: u64,
+    first_deferred: u64,
+    delivered: u64,
+    bounced: u64,
+    deferrals: u64,
+    classes: BTreeMap<String, (u64, Vec<String>)>,
+    categories: BTreeMap<String, Category>,
+    pauses: Vec<String>,
+}
+
+/// The analysis: every attempt in order, then per provider.
+#[derive(Debug, Default)]
+struct Doctor {
+    seen: HashMap<String, Status>,
+    providers: BTreeMap<&'static str, ProviderReport>,
+    lines: u64,
+    understood: u64,
+}
+
+impl Doctor {
+    fn line(&mut self, line: &str) {
+        self.lines += 1;
+        if line.trim_start().starts_with('{') {
+            if let Ok(v) = serde_json::from_str::<Value>(line) {
+                self.understood += 1;
+                for a in weir_event(&v) {
+                    self.attempt(a);
+                }
+                if v["eventType"] == "LaneChange" && v["lane"]["change"]["kind"] == "pause" {
+                    let p = v["lane"]["provider"].as_str().unwrap_or("other").to_string();
+                    let reason = v["lane"]["change"]["reason"].as_str().unwrap_or("").to_string();
+                    let provider = provider_named(&p);
+                    self.providers.entry(provider.as_str()).or_default().pauses.push(reason);
+                }
+            }
+        } else if let Some(a) = postfix_line(line) {
+            self.understood += 1;
+            self.attempt(a);
+        }
+    }
+
+    fn attempt(&mut self, a: Attempt) {
+        let r = self.providers.entry(a.provider.as_str()).or_default();
+        let first = !self.seen.contains_key(&a.key);
+        if first {
+            r.first_attempts += 1;
+            if a.status == Status::Deferred {
+                r.first_deferred += 1;
+            }
+        }
+        match a.status {
+            Status::Delivered => r.delivered += 1,
+            Status::Bounced => r.bounced += 1,
+            Status::Deferred => r.deferrals += 1,
+        }
+        if a.status != Status::Delivered
+            && let Some(reply) = &a.reply
+        {
+            let (cat, rule) = category(reply, a.provider);
+            let name = format!("{cat:?} ({rule})");
+            r.categories.insert(name.clone(), cat);
+            let e = r.classes.entry(name).or_default();
+            e.0 += 1;
+            if e.1.len() < 2 && !e.1.contains(&reply.to_string()) {
+                e.1.push(reply.to_string());
+            }
+        }
+        self.seen.insert(a.key, a.status);
+    }
+}
+
+fn provider_named(name: &str) -> Provider {
+    [Provider::Google, Provider::Microsoft, Provider::Yahoo, Provider::Apple]
+        .into_iter()
+        .find(|p| p.as_str() == name)
+        .unwrap_or(Provider::Other)
+}
+
+fn domain_provider(rcpt: &str) -> Provider {
+    let domain = rcpt.rsplit_once('@').map_or("", |(_, d)| d);
+    // Mailbox domains resolve to their provider's MX names (gmail.com → google.com and so on).
+    match domain.to_ascii_lowercase().as_str() {
+        "gmail.com" | "googlemail.com" => Provider::Google,
+        "outlook.com" | "hotmail.com" | "live.com" | "msn.com" => Provider::Microsoft,
+        "yahoo.com" | "aol.com" | "ymail.com" => Provider::Yahoo,
+        "icloud.com" | "me.com" | "mac.com" => Provider::Apple,
+        d => of_host(d),
+    }
+}
+
+/// `smtp; 451 4.7.500 …` → the reply.
+fn diagnostic(v: &Value) -> Option<Reply> {
+    let d = v["diagnosticCode"].as_str()?;
+    Reply::parse(d.strip_prefix("smtp; ").unwrap_or(d))
+}
+
+fn weir_event(v: &Value) -> Vec<Attempt> {
+    let id = v["mail"]["messageId"].as_str().unwrap_or("");
+    let make = |rcpt: &str, status, reply, mta: Option<&str>| Attempt {
+        key: format!("{id} {rcpt}"),
+        provider: mta
+            .map(|m| of_host(m.rsplit_once(':').map_or(m, |(h, _)| h)))
+            .filter(|p| *p != Provider::Other)
+            .unwrap_or_else(|| domain_provider(rcpt)),
+        status,
+        reply,
+    };
+    match v["eventType"].as_str() {
+        Some("Delivery") => v["delivery"]["recipients"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_str())
+            .map(|r| make(r, Status::Delivered, None, v["delivery"]["reportingMTA"].as_str()))
+            .collect(),
+        Some("DeliveryDelay") => v["deliveryDelay"]["delayedRecipients"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| make(r["emailAddress"].as_str().unwrap_or(""), Status::Deferred, diagnostic(r), None))
+            .collect(),
+        Some("Bounce") => v["bounce"]["bouncedRecipients"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| make(r["emailAddress"].as_str().unwrap_or(""), Status::Bounced, diagnostic(r), None))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `… postfix/smtp[1]: QID: to=<r@d>, relay=host[ip]:25, …, dsn=4.7.28, status=deferred (host … said: 421 … (in reply to RCPT TO command))`.
+fn postfix_line(line: &str) -> Option<Attempt> {
+    if !line.contains("postfix/") {
+        return None;
+    }
+    let (head, rest) = line.split_once(": to=<")?;
+    let qid = head.rsplit(' ').next()?;
+    let (rcpt, rest) = rest.split_once('>')?;
+    let field =
+        |name: &str| rest.split(", ").find_map(|f| f.strip_prefix(name)).map(|v| v.split(' ').next().unwrap_or(v));
+    let status = match field("status=")? {
+        "sent" => Status::Delivered,
+        "deferred" => Status::Deferred,
+        "bounced" | "expired" => Status::Bounced,
+        _ => return None,
+    };
+    let relay = field("relay=").unwrap_or("none");
+    let relay_host = relay.split('[').next().unwrap_or(relay);
+    let provider = Some(of_host(relay_host)).filter(|p| *p != Provider::Other).unwrap_or_else(|| domain_provider(rcpt));
+    let text = rest.split_once("status=").and_then(|(_, s)| s.split_once(" (")).map(|(_, t)| t.trim_end_matches(')'));
+    let reply = text.and_then(|t| {
+        let said = t.split_once(" said: ").map(|(_, s)| s.split(" (in reply to ").next().unwrap_or(s));
+        said.and_then(Reply::parse).or_else(|| {
+            // No server reply (connection refused, timeout): the DSN code stands for it.
+            let dsn = parse_enhanced(field("dsn=")?)?;
+            Some(Reply::new(if dsn.0 == 5 { 550 } else { 451 }, Some(dsn), t))
+        })
+    });
+    Some(Attempt { key: format!("{qid} {rcpt}"), provider, status, reply })
+}
+
+/// Seed 004's bands for the first-deferral rate.
+fn band(rate: f64) -> &'static str {
+    if rate < 0.005 {
+        "normal (under 0.5 %)"
+    } else if rate <= 0.02 {
+        "watch (0.5–2 %)"
+    } else {
+        "act (over 2 %)"
+    }
+}
+
+/// What to change for a class of deferrals (seed 004's remediation list).
+fn remedy(c: Category) -> Option<&'static str> {
+    Some(match c {
+        Category::UnusualRate => {
+            "Gmail 4.7.28: pause this provider for at least 10 minutes, resume on one connection, then lower the rate"
+        }
+        Category::RateLimited | Category::YahooDeferral | Category::ApiThrottle => {
+            "lower the rate and concurrency for this provider; recover stepwise, not in one jump"
+        }
+        Category::TooManyConnections => "lower the number of concurrent connections to this provider",
+        Category::RecipientRateLimited => "space out mail to the same recipients (a per-recipient limit)",
+        Category::AuthOrTransport => "fix authentication or transport: SPF, DKIM, DMARC alignment, TLS, reverse DNS",
+        Category::Reputation => "slow down and look at list quality and complaints: the provider distrusts the source",
+        Category::InvalidRecipient => "clean the list: remove addresses that do not exist",
+        Category::TooManyRecipients => "send fewer recipients per transaction",
+        _ => return None,
+    })
+}
+
+fn pct(n: u64, d: u64) -> f64 {
+    if d == 0 { 0.0 } else { n as f64 / d as f64 }
+}
+
+fn text_report(d: &Doctor) -> String {
+    let mut out = format!("weir doctor: {} lines read, {} understood\n", d.lines, d.understood);
+    for (name, r) in &d.providers {
+        let first = pct(r.first_deferred, r.first_attempts);
+        let final_ = pct(r.delivered, r.delivered + r.bounced);
+        out += &format!(
+            "\n== {name}\n  first attempts {}, first-deferral {:.2} % — {}\n  delivered {}, bounced {}: final delivery {:.2} %\n  deferral replies {}\n",
+            r.first_attempts,
+            first * 100.0,
+            band(first),
+            r.delivered,
+            r.bounced,
+            final_ * 100.0,
+            r.deferrals
+        );
+        if !r.classes.is_empty() {
+            out += "  replies by class:\n";
+            let mut classes: Vec<_> = r.classes.iter().collect();
+            classes.sort_by(|a, b| b.1.0.cmp(&a.1.0));
+            for (class, (n, examples)) in classes {
+                out += &format!("    {n:>7}  {class}\n");
+                for e in examples {
+                    out += &format!("             e.g. {e}\n");
+                }
+            }
+        }
+        if !r.pauses.is_empty() {
+            out += &format!("  pauses: {}\n", r.pauses.len());
+            for p in r.pauses.iter().take(3) {
+                out += &format!("    {p}\n");
+            }
+        }
+        let mut remedies: Vec<&str> = r.categories.values().filter_map(|c| remedy(*c)).collect();
+        remedies.dedup();
+        if !remedies.is_empty() || first >= 0.005 {
+            out += "  what to change:\n";
+            for m in remedies {
+                out += &format!("    - {m}\n");
+            }
+        }
+    }
+    out
+}
+
+fn html_report(d: &Doctor) -> String {
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>weir doctor</title></head><body><pre>{}</pre></body></html>\n",
+        esc(&text_report(d))
+    )
+}
+
+/// Run `weir doctor`.
+pub fn run(args: DoctorArgs) -> anyhow::Result<()> {
+    let mut d = Doctor::default();
+    let progress = std::io::stderr().is_terminal();
+    for path in &args.logs {
+        let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut read = 0u64;
+        for line in std::io::BufReader::new(f).lines() {
+            let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+            read += line.len() as u64 + 1;
+            d.line(&line);
+            if progress && d.lines.is_multiple_of(100_000) {
+                eprint!("\r{}: {:.0} %", path.display(), pct(read, size.max(1)) * 100.0);
+            }
+        }
+        if progress {
+            eprintln!("\r{}: done ({} lines so far)", path.display(), d.lines);
+        }
+    }
+    let report = if args.html { html_report(&d) } else { text_report(&d) };
+    std::io::stdout().write_all(report.as_bytes())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_postfix_deferral_with_gmail_s_multi_line_reply_is_read_whole() {
+        let l = "Dec 02 04:58:21 bench postfix/smtp[20671]: 1C12F98C02B: to=<user@gmail.com>, \
+                 relay=gmail-smtp-in.l.google.com[142.250.0.26]:25, delay=48, delays=48/0.1/0.02/0.01, dsn=4.7.28, \
+                 status=deferred (host gmail-smtp-in.l.google.com[142.250.0.26] said: 421-4.7.28 Gmail has detected \
+                 an unusual rate of unsolicited mail originating 421 4.7.28 from your IP address. (in reply to RCPT TO command))";
+        let a = postfix_line(l).expect("parsed");
+        assert_eq!((a.provider, a.status), (Provider::Google, Status::Deferred));
+        let r = a.reply.expect("reply");
+        assert_eq!((r.code, r.enhanced), (421, Some((4, 7, 28))));
+        assert_eq!(category(&r, Provider::Google).0, Category::UnusualRate);
+    }
+
+    #[test]
+    fn first_deferral_and_final_delivery_are_counted_per_recipient() {
+        let mut d = Doctor::default();
+        for l in [
+            "x postfix/smtp[1]: A1: to=<a@gmail.com>, relay=mx[1.2.3.4]:25, dsn=4.7.28, status=deferred (host mx[1.2.3.4] said: 421 4.7.28 unusual rate (in reply to RCPT TO command))",
+            "x postfix/smtp[1]: A1: to=<a@gmail.com>, relay=mx[1.2.3.4]:25, dsn=2.0.0, status=sent (250 ok)",
+            "x postfix/smtp[1]: B2: to=<b@gmail.com>, relay=mx[1.2.3.4]:25, dsn=2.0.0, status=sent (250 ok)",
+            "x postfix/smtp[1]: C3: to=<c@gmail.com>, relay=mx[1.2.3.4]:25, dsn=5.1.1, status=bounced (host mx said: 550 5.1.1 no such user (in reply to RCPT TO command))",
+        ] {
+            d.line(l);
+        }
+        let r = &d.providers["google"];
+        assert_eq!((r.first_attempts, r.first_deferred, r.delivered, r.bounced), (3, 1, 2, 1));
+        let text = text_report(&d);
+        assert!(text.contains("first-deferral 33.33 % — act"), "{text}");
+        assert!(text.contains("clean the list"), "{text}");
+        assert!(text.contains("pause this provider"), "{text}");
+    }
+}
