@@ -260,7 +260,7 @@ fn text_report(d: &Doctor) -> String {
         if !r.classes.is_empty() {
             out += "  replies by class:\n";
             let mut classes: Vec<_> = r.classes.iter().collect();
-            classes.sort_by(|a, b| b.1.0.cmp(&a.1.0));
+            classes.sort_by_key(|c| std::cmp::Reverse(c.1.0));
             for (class, (n, examples)) in classes {
                 out += &format!("    {n:>7}  {class}\n");
                 for e in examples {
