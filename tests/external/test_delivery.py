@@ -496,11 +496,19 @@ def test_metrics_after_real_sends_and_deliveries(mx):
             acct = f'account="{a.name}",region="us-east-1"'
             assert f'weir_ses_events_total{{event="Send",{acct}}} 2' in text, text
             assert f'weir_ses_events_total{{event="Delivery",{acct}}} 1' in text, text
-            assert 'weir_http_requests_total{api="v1",status="200"}' in text, text
+            assert 'weir_http_requests_total{api="v1",status="200",code=""}' in text, text
             assert f'weir_spool_recipients{{state="queued",lane="{lane}"}} 1' in text, text
             assert f'weir_lane_connections_allowed{{lane="{lane}",provider="other"}}' in text, text
             assert f'weir_lane_first_attempts{{lane="{lane}",provider="other"}} 2' in text, text
             assert "weir_http_request_duration_seconds_bucket" in text
+            assert f'weir_quota_sent_last_24h_recipients{{{acct}}} 2' in text, text
+            assert f'weir_reputation_enforcement{{{acct}}} 0' in text, text
+            # A refusal is counted with SES's error code.
+            from botocore.exceptions import ClientError
+            with pytest.raises(ClientError):
+                ses.send_email(Source="nobody@unverified.test", Message=msg, Destination={"ToAddresses": ["ok@fake.test"]})
+            text = urlopen_admin(w, "/metrics")
+            assert 'weir_http_requests_total{api="v1",status="400",code="MessageRejected"} 1' in text, text
             with pytest.raises(urllib.error.HTTPError) as e:
                 urllib.request.urlopen(w.base + "/metrics", timeout=5)
             assert e.value.code in (401, 403)

@@ -28,6 +28,10 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
+/// The SES error code of an error response (a response extension, read by the metrics).
+#[derive(Debug, Clone)]
+pub struct ErrorCode(pub String);
+
 impl ApiError {
     /// An error with the given status, code and message.
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
@@ -96,6 +100,8 @@ impl ApiError {
         if let Ok(v) = HeaderValue::from_str(request_id) {
             resp.headers_mut().insert("x-amzn-RequestId", v);
         }
+        // For the request counters: which SES error this was.
+        resp.extensions_mut().insert(ErrorCode(self.code.clone()));
         if let Some(secs) = self.retry_after {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }

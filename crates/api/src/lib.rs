@@ -111,7 +111,8 @@ pub async fn dispatch(st: AppState, req: Request<Body>) -> Response {
     };
     let metrics = st.metrics.clone();
     let resp = answer(st, req).await;
-    metrics.request(api, resp.status().as_u16(), started.elapsed().as_secs_f64());
+    let code = resp.extensions().get::<error::ErrorCode>().map_or("", |c| c.0.as_str());
+    metrics.request(api, resp.status().as_u16(), code, started.elapsed().as_secs_f64());
     resp
 }
 

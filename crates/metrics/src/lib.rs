@@ -37,6 +37,8 @@ pub struct RequestLabels {
     pub api: String,
     /// HTTP status code.
     pub status: String,
+    /// SES error code of a refusal (`Throttling`, `MessageRejected`, …); empty on success.
+    pub code: String,
 }
 
 /// Labels of the API flavour alone.
@@ -94,6 +96,32 @@ pub struct LaneSnapshot {
     pub deferrals: u64,
 }
 
+/// One (account, region)'s quota at scrape time.
+#[derive(Clone, Debug, Default)]
+pub struct QuotaSnapshot {
+    /// Account name.
+    pub account: String,
+    /// Region.
+    pub region: String,
+    /// Recipients accepted in the last 24 hours.
+    pub sent_last_24h: f64,
+    /// `Max24HourSend` (-1: unlimited).
+    pub max_24h: f64,
+    /// `MaxSendRate` per second (-1: unlimited).
+    pub max_rate: f64,
+    /// 0 healthy, 1 under review (PROBATION), 2 paused (SHUTDOWN).
+    pub enforcement: i64,
+}
+
+/// Labels of an (account, region).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccountLabels {
+    /// Account name.
+    pub account: String,
+    /// Region.
+    pub region: String,
+}
+
 /// One row of the spool summary at scrape time.
 #[derive(Clone, Debug, Default)]
 pub struct SpoolSnapshot {
@@ -124,6 +152,10 @@ pub struct Metrics {
     lane_deferrals: Family<LaneLabels, Gauge>,
     smtp_sessions: Family<ListenerLabels, Counter>,
     smtp_auth_failures: Counter,
+    quota_sent: Family<AccountLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    quota_max_24h: Family<AccountLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    quota_max_rate: Family<AccountLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    enforcement: Family<AccountLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -143,7 +175,11 @@ impl Metrics {
             events.clone(),
         );
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("http_requests", "HTTP requests answered, by API and status", requests.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by API, status and SES error code (quota refusals: Throttling, …)",
+            requests.clone(),
+        );
         let latency = Family::<ApiLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.000_25, 2.0, 14))
         });
@@ -190,8 +226,36 @@ impl Metrics {
         registry.register("smtp_sessions", "SMTP submission sessions accepted, by listener", smtp_sessions.clone());
         let smtp_auth_failures = Counter::default();
         registry.register("smtp_auth_failures", "SMTP AUTH attempts refused", smtp_auth_failures.clone());
+        let quota_sent = Family::default();
+        registry.register(
+            "quota_sent_last_24h_recipients",
+            "Recipients accepted in the last 24 hours, by account and region",
+            Family::clone(&quota_sent),
+        );
+        let quota_max_24h = Family::default();
+        registry.register(
+            "quota_max_24h_recipients",
+            "Max24HourSend by account and region (-1 unlimited)",
+            Family::clone(&quota_max_24h),
+        );
+        let quota_max_rate = Family::default();
+        registry.register(
+            "quota_max_send_rate_per_second",
+            "MaxSendRate by account and region (-1 unlimited)",
+            Family::clone(&quota_max_rate),
+        );
+        let enforcement = Family::<AccountLabels, Gauge>::default();
+        registry.register(
+            "reputation_enforcement",
+            "Enforcement status: 0 HEALTHY, 1 PROBATION, 2 SHUTDOWN",
+            enforcement.clone(),
+        );
         Metrics {
             registry,
+            quota_sent,
+            quota_max_24h,
+            quota_max_rate,
+            enforcement,
             smtp_sessions,
             smtp_auth_failures,
             events,
@@ -227,13 +291,25 @@ impl Metrics {
     }
 
     /// An HTTP request was answered.
-    pub fn request(&self, api: &str, status: u16, seconds: f64) {
-        self.requests.get_or_create(&RequestLabels { api: api.into(), status: status.to_string() }).inc();
+    pub fn request(&self, api: &str, status: u16, code: &str, seconds: f64) {
+        let l = RequestLabels { api: api.into(), status: status.to_string(), code: code.into() };
+        self.requests.get_or_create(&l).inc();
         self.latency.get_or_create(&ApiLabels { api: api.into() }).observe(seconds);
     }
 
     /// The text exposition, with the scrape-time gauges set from `spool` and `lanes`.
-    pub fn render(&self, spool: &[SpoolSnapshot], lanes: &[LaneSnapshot]) -> String {
+    pub fn render(&self, spool: &[SpoolSnapshot], lanes: &[LaneSnapshot], quotas: &[QuotaSnapshot]) -> String {
+        for f in [&self.quota_sent, &self.quota_max_24h, &self.quota_max_rate] {
+            f.clear();
+        }
+        self.enforcement.clear();
+        for q in quotas {
+            let l = AccountLabels { account: q.account.clone(), region: q.region.clone() };
+            self.quota_sent.get_or_create(&l).set(q.sent_last_24h);
+            self.quota_max_24h.get_or_create(&l).set(q.max_24h);
+            self.quota_max_rate.get_or_create(&l).set(q.max_rate);
+            self.enforcement.get_or_create(&l).set(q.enforcement);
+        }
         self.spool_recipients.clear();
         self.spool_oldest.clear();
         for r in spool {
@@ -274,14 +350,23 @@ mod tests {
         let m = Metrics::new();
         m.event("Send", "acme", "us-east-1");
         m.event("Send", "acme", "us-east-1");
-        m.request("v2", 200, 0.003);
+        m.request("v2", 200, "", 0.003);
         let spool = [SpoolSnapshot { state: "queued".into(), lane: None, recipients: 7, oldest_age_seconds: 12.5 }];
-        let text = m.render(&spool, &[]);
+        let quotas = [QuotaSnapshot {
+            account: "acme".into(),
+            region: "us-east-1".into(),
+            sent_last_24h: 3.0,
+            max_24h: 200.0,
+            max_rate: 1.0,
+            enforcement: 0,
+        }];
+        let text = m.render(&spool, &[], &quotas);
+        assert!(text.contains(r#"weir_quota_sent_last_24h_recipients{account="acme",region="us-east-1"} 3"#), "{text}");
         assert!(text.contains(r#"weir_ses_events_total{event="Send",account="acme",region="us-east-1"} 2"#), "{text}");
-        assert!(text.contains(r#"weir_http_requests_total{api="v2",status="200"} 1"#), "{text}");
+        assert!(text.contains(r#"weir_http_requests_total{api="v2",status="200",code=""} 1"#), "{text}");
         assert!(text.contains(r#"weir_spool_recipients{state="queued",lane="none"} 7"#), "{text}");
         // A gauge set at scrape time disappears when its row does.
-        let text = m.render(&[], &[]);
+        let text = m.render(&[], &[], &[]);
         assert!(!text.contains("weir_spool_recipients{"), "{text}");
     }
 }

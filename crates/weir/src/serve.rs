@@ -195,7 +195,7 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
                 v
             })
         }),
-        svc,
+        svc: svc.clone(),
         cfg: Arc::new(ApiConfig {
             max_skew_secs: cfg.http.max_skew_seconds,
             max_body_bytes: cfg.http.max_body_bytes,
@@ -205,7 +205,7 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         }),
         body_budget: weir_api::body::BodyBudget::new(cfg.http.max_inflight_body_bytes),
         metrics: metrics.clone(),
-        metrics_text: Some(metrics_text(metrics.clone(), store.clone(), engine.clone())),
+        metrics_text: Some(metrics_text(metrics.clone(), svc.clone(), store.clone(), engine.clone())),
     };
     let limits = weir_api::server::HttpLimits {
         caps: weir_listen::Caps { total: cfg.http.max_connections, per_ip: cfg.http.max_connections_per_ip },
@@ -285,6 +285,7 @@ async fn reputation(
 /// `GET /metrics`: counters, plus the spool and the lanes read at scrape time.
 fn metrics_text(
     metrics: Arc<weir_metrics::Metrics>,
+    svc: Arc<Service>,
     store: Arc<Store>,
     engine: Option<Arc<weir_delivery::Engine>>,
 ) -> Arc<dyn Fn() -> String + Send + Sync> {
@@ -325,7 +326,26 @@ fn metrics_text(
                     .collect()
             })
             .unwrap_or_default();
-        metrics.render(&spool, &lanes)
+        let mut quotas = Vec::new();
+        for a in svc.accounts() {
+            for region in svc.regions_of(a.id) {
+                let q = svc.quota_view(a.id, &region);
+                let enforcement = match svc.region_settings(a.id, &region).enforcement.as_str() {
+                    "SHUTDOWN" => 2,
+                    "PROBATION" => 1,
+                    _ => 0,
+                };
+                quotas.push(weir_metrics::QuotaSnapshot {
+                    account: a.name.clone(),
+                    region,
+                    sent_last_24h: q.sent_last_24h,
+                    max_24h: q.max_24h,
+                    max_rate: q.max_rate,
+                    enforcement,
+                });
+            }
+        }
+        metrics.render(&spool, &lanes, &quotas)
     })
 }
 
