@@ -3,7 +3,7 @@
 //! retry now, hold, release and bounce. Only recipients the engine does not hold (`queued`,
 //! `held`) are changed: one being sent finishes its attempt first.
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, params, params_from_iter};
 
 use crate::Result;
 
@@ -88,14 +88,16 @@ const FILTER: &str = "(?1 IS NULL OR r.message_id = ?1) AND (?2 IS NULL OR r.sta
     AND (?3 IS NULL OR a.name = ?3) AND (?4 IS NULL OR lower(r.address) = lower(?4))
     AND (?5 IS NULL OR r.lane = ?5) AND (?6 IS NULL OR m.created_ms <= ?6)";
 
-fn bind(f: &QueueFilter, now_ms: i64) -> [Box<dyn rusqlite::ToSql>; 6] {
-    [
+/// The filter's parameters ?1–?6, then `extra` as ?7.
+fn bind(f: &QueueFilter, now_ms: i64, extra: i64) -> Vec<Box<dyn rusqlite::ToSql>> {
+    vec![
         Box::new(f.message_id.clone()),
         Box::new(f.state.clone()),
         Box::new(f.account.clone()),
         Box::new(f.recipient.clone()),
         Box::new(f.lane.clone()),
         Box::new(f.older_than_ms.map(|age| now_ms - age)),
+        Box::new(extra),
     ]
 }
 
@@ -108,31 +110,27 @@ pub fn rows(c: &Connection, f: &QueueFilter, now_ms: i64, limit: usize) -> Resul
          WHERE {FILTER} ORDER BY m.created_ms, r.message_id, r.idx LIMIT ?7"
     );
     let mut st = c.prepare_cached(&sql)?;
-    let b = bind(f, now_ms);
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = st.query_map(
-        params![b[0].as_ref(), b[1].as_ref(), b[2].as_ref(), b[3].as_ref(), b[4].as_ref(), b[5].as_ref(), limit],
-        |r| {
-            let state: String = r.get(6)?;
-            let next: i64 = r.get(10)?;
-            Ok(QueueRow {
-                message_id: r.get(0)?,
-                idx: r.get(1)?,
-                account: r.get(2)?,
-                region: r.get(3)?,
-                mail_from: r.get(4)?,
-                address: r.get(5)?,
-                next_attempt_ms: (state == "queued").then_some(next),
-                state,
-                attempts: r.get(7)?,
-                last_reply: r.get(8)?,
-                first_reply: r.get(9)?,
-                created_ms: r.get(11)?,
-                updated_ms: r.get(12)?,
-                lane: r.get(13)?,
-            })
-        },
-    )?;
+    let b = bind(f, now_ms, i64::try_from(limit).unwrap_or(i64::MAX));
+    let rows = st.query_map(params_from_iter(b.iter()), |r| {
+        let state: String = r.get(6)?;
+        let next: i64 = r.get(10)?;
+        Ok(QueueRow {
+            message_id: r.get(0)?,
+            idx: r.get(1)?,
+            account: r.get(2)?,
+            region: r.get(3)?,
+            mail_from: r.get(4)?,
+            address: r.get(5)?,
+            next_attempt_ms: (state == "queued").then_some(next),
+            state,
+            attempts: r.get(7)?,
+            last_reply: r.get(8)?,
+            first_reply: r.get(9)?,
+            created_ms: r.get(11)?,
+            updated_ms: r.get(12)?,
+            lane: r.get(13)?,
+        })
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -187,16 +185,7 @@ pub fn apply(c: &Connection, action: Action, f: &QueueFilter, now_ms: i64) -> Re
            SELECT r.message_id, r.idx FROM recipients r JOIN messages m ON m.id = r.message_id
            JOIN accounts a ON a.id = m.account_id WHERE {FILTER})"
     );
-    let b = bind(f, now_ms);
-    Ok(c.prepare_cached(&sql)?.execute(params![
-        b[0].as_ref(),
-        b[1].as_ref(),
-        b[2].as_ref(),
-        b[3].as_ref(),
-        b[4].as_ref(),
-        b[5].as_ref(),
-        now_ms
-    ])?)
+    Ok(c.prepare_cached(&sql)?.execute(params_from_iter(bind(f, now_ms, now_ms).iter()))?)
 }
 
 /// Bounce the queued or held recipients `f` selects, with `reply` as their last reply; returns
