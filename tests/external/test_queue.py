@@ -3,13 +3,26 @@ listed, shown, held, released, retried and deleted with `weir queue …` against
 server (its admin API)."""
 
 import json
+import sqlite3
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 
 from conftest import WEIR, events, wait_for
 from fakemx import FakeMX
-from test_delivery import sender, start
+from conftest import Weir
+from test_delivery import sender
+
+
+def start(tmp, routes):
+    """A server whose deferred recipients wait 30 s: they sit `queued` while commands run."""
+    data = Path(tmp) / "weir"
+    data.mkdir()
+    cfg = Path(tmp) / "weir.toml"
+    cfg.write_text("[delivery]\npoll_interval_ms = 50\nretry_first_seconds = 30\nretry_max_seconds = 60\n"
+                   "starttls = false\n" + routes)
+    return Weir(data, extra_args=("--config", str(cfg))).start()
 
 
 def send(acct, *to):
@@ -39,10 +52,14 @@ def test_hold_release_retry_and_delete_a_deferred_message():
             assert [(x["message_id"], x["address"]) for x in listed] == [(mid, "defer@fake.test")]
             assert json.loads(w.cli("queue", "list", "--recipient", "nobody@fake.test", "--json")) == []
 
-            # Held: no more attempts until released.
+            # Held: no attempts until released, even when it falls due.
             assert "1 recipient" in w.cli("queue", "hold", mid)
-            time.sleep(0.5)
             tried = len(mx.attempts["defer@fake.test"])
+            db = sqlite3.connect(w.data_dir / "weir.db")
+            db.execute("UPDATE recipients SET next_attempt_ms = 0 WHERE message_id = ?", (mid,))
+            db.commit()
+            db.close()
+            assert "0 recipient" in w.cli("queue", "retry", mid)  # retry applies to queued ones only
             time.sleep(3)
             assert len(mx.attempts["defer@fake.test"]) == tried, "attempted while held"
             summary = json.loads(w.cli("queue", "summary", "--json"))
@@ -52,7 +69,10 @@ def test_hold_release_retry_and_delete_a_deferred_message():
             # Released: attempted again at once.
             assert "1 recipient" in w.cli("queue", "release", mid)
             wait_for(lambda: len(mx.attempts["defer@fake.test"]) > tried, what="an attempt after release")
-            assert "recipient" in w.cli("queue", "retry", "--recipient", "defer@fake.test")
+            wait_for(lambda: show(w, mid)["defer@fake.test"]["state"] == "queued", what="queued after the attempt")
+            tried = len(mx.attempts["defer@fake.test"])
+            assert "1 recipient" in w.cli("queue", "retry", "--recipient", "defer@fake.test")
+            wait_for(lambda: len(mx.attempts["defer@fake.test"]) > tried, what="an attempt after retry")
 
             # Deleted: out of the queue with a Bounce event, and never attempted again.
             wait_for(lambda: show(w, mid)["defer@fake.test"]["state"] == "queued", what="queued between attempts")
