@@ -7,6 +7,7 @@ import re
 import shlex
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from conftest import ROOT, Weir, events, wait_for
@@ -49,6 +50,8 @@ def test_readme_first_send_is_delivered():
                 if argv[0] == "swaks":
                     argv = [{"127.0.0.1:2587": f"{w.smtp[0]}:{w.smtp[1]}", "AKIA…": creds["smtp_username"],
                              "B…": creds["smtp_password"]}.get(a, a) for a in argv]
+                if argv[0] == "swaks" or "send-email" in argv:
+                    time.sleep(1.1)  # a new account is in the sandbox: one send per second
                 r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
                 assert r.returncode == 0, f"{cmd}\n{r.stdout}\n{r.stderr}"
             delivered = wait_for(lambda: len(events(w, "Delivery")) >= 2 and events(w, "Delivery"),
