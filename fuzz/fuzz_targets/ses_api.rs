@@ -53,6 +53,8 @@ fn world() -> &'static World {
             }),
             delivery_status: None,
             body_budget: weir_api::body::BodyBudget::new(1 << 24),
+            metrics: Arc::new(weir_metrics::Metrics::new()),
+            metrics_text: None,
         };
         World { rt, st, account, _dir: dir }
     })

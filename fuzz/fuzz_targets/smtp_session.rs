@@ -56,6 +56,7 @@ fn world() -> &'static World {
             guard: Arc::new(weir_smtp::guard::Guard::default()),
             conns: weir_listen::ConnLimiter::new(weir_listen::Caps { total: 1000, per_ip: 50 }),
             shutdown,
+            metrics: Arc::new(weir_metrics::Metrics::new()),
         };
         World { rt, ctx, _dir: dir }
     })
