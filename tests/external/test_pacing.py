@@ -34,6 +34,11 @@ def test_rcpt_421_4_7_28_then_close_pauses_the_lane():
             wait_for(lambda: lane(w, mx).get("timeline"), what="a timeline entry")
             first = lane(w, mx)["timeline"][0]
             assert first["kind"] == "pause" and "4.7.28" in first["reason"], first
+            text = urlopen_admin(w, "/metrics")
+            lane_labels = f'lane="route:127.0.0.1:{mx.port}",provider="other"'
+            assert f'weir_lane_changes_total{{{lane_labels},kind="pause"}} 1' in text, text
+            assert f'weir_lane_paused{{{lane_labels}}} 1' in text, text
+            assert 'weir_webhook_events{outcome="delivered"} 0' in text, text
             delays = wait_for(lambda: len(events(w, "DeliveryDelay")) == 3 and events(w, "DeliveryDelay"),
                               what="three deferrals")
             # Every recipient of the transaction was deferred with Gmail's own reply, none with a

@@ -48,6 +48,24 @@ pub struct ApiLabels {
     pub api: String,
 }
 
+/// Labels of a lane's timeline change.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LaneChangeLabels {
+    /// Lane key.
+    pub lane: String,
+    /// Provider.
+    pub provider: String,
+    /// `pause`, `resume`, `slow_down`, `fewer_connections`, `step_up`, `incident`, …
+    pub kind: String,
+}
+
+/// Labels of a webhook outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `delivered`, `failed` (given up after every retry) or `dropped` (queue full).
+    pub outcome: String,
+}
+
 /// Labels of an SMTP listener.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ListenerLabels {
@@ -152,6 +170,8 @@ pub struct Metrics {
     lane_deferrals: Family<LaneLabels, Gauge>,
     smtp_sessions: Family<ListenerLabels, Counter>,
     smtp_auth_failures: Counter,
+    lane_changes: Family<LaneChangeLabels, Counter>,
+    webhooks: Family<OutcomeLabels, Gauge>,
     quota_sent: Family<AccountLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     quota_max_24h: Family<AccountLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     quota_max_rate: Family<AccountLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
@@ -250,8 +270,18 @@ impl Metrics {
             "Enforcement status: 0 HEALTHY, 1 PROBATION, 2 SHUTDOWN",
             enforcement.clone(),
         );
+        let lane_changes = Family::<LaneChangeLabels, Counter>::default();
+        registry.register(
+            "lane_changes",
+            "Lane timeline changes (pauses, slow-downs, fewer connections, steps up, incidents)",
+            lane_changes.clone(),
+        );
+        let webhooks = Family::<OutcomeLabels, Gauge>::default();
+        registry.register("webhook_events", "Webhook events by outcome, since start", webhooks.clone());
         Metrics {
             registry,
+            lane_changes,
+            webhooks,
             quota_sent,
             quota_max_24h,
             quota_max_rate,
@@ -277,6 +307,19 @@ impl Metrics {
     pub fn event(&self, event: &str, account: &str, region: &str) {
         let l = EventLabels { event: event.into(), account: account.into(), region: region.into() };
         self.events.get_or_create(&l).inc();
+    }
+
+    /// A lane's timeline changed.
+    pub fn lane_change(&self, lane: &str, provider: &str, kind: &str) {
+        let l = LaneChangeLabels { lane: lane.into(), provider: provider.into(), kind: kind.into() };
+        self.lane_changes.get_or_create(&l).inc();
+    }
+
+    /// Webhook outcomes so far (set at scrape time).
+    pub fn webhooks(&self, delivered: u64, failed: u64, dropped: u64) {
+        for (outcome, n) in [("delivered", delivered), ("failed", failed), ("dropped", dropped)] {
+            self.webhooks.get_or_create(&OutcomeLabels { outcome: outcome.into() }).set(n as i64);
+        }
     }
 
     /// An SMTP session began on a listener.
@@ -365,6 +408,9 @@ mod tests {
         assert!(text.contains(r#"weir_ses_events_total{event="Send",account="acme",region="us-east-1"} 2"#), "{text}");
         assert!(text.contains(r#"weir_http_requests_total{api="v2",status="200",code=""} 1"#), "{text}");
         assert!(text.contains(r#"weir_spool_recipients{state="queued",lane="none"} 7"#), "{text}");
+        m.lane_change("gmail", "google", "pause");
+        let text = m.render(&spool, &[], &quotas);
+        assert!(text.contains(r#"weir_lane_changes_total{lane="gmail",provider="google",kind="pause"} 1"#), "{text}");
         // A gauge set at scrape time disappears when its row does.
         let text = m.render(&[], &[], &[]);
         assert!(!text.contains("weir_spool_recipients{"), "{text}");

@@ -143,6 +143,13 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
                 (e["eventType"].as_str(), e["mail"]["sendingAccountId"].as_str(), e["mail"]["region"].as_str())
             {
                 m.event(t, a, r);
+            } else if e["eventType"] == "LaneChange" {
+                let l = &e["lane"];
+                m.lane_change(
+                    l["key"].as_str().unwrap_or(""),
+                    l["provider"].as_str().unwrap_or(""),
+                    l["change"]["kind"].as_str().unwrap_or(""),
+                );
             }
         }));
     }
@@ -205,7 +212,15 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         }),
         body_budget: weir_api::body::BodyBudget::new(cfg.http.max_inflight_body_bytes),
         metrics: metrics.clone(),
-        metrics_text: Some(metrics_text(metrics.clone(), svc.clone(), store.clone(), engine.clone())),
+        metrics_text: Some({
+            let text = metrics_text(metrics.clone(), svc.clone(), store.clone(), engine.clone());
+            let (m, w) = (metrics.clone(), webhook_stats.clone());
+            Arc::new(move || {
+                use std::sync::atomic::Ordering::Relaxed;
+                m.webhooks(w.delivered.load(Relaxed), w.failed.load(Relaxed), w.dropped.load(Relaxed));
+                text()
+            })
+        }),
     };
     let limits = weir_api::server::HttpLimits {
         caps: weir_listen::Caps { total: cfg.http.max_connections, per_ip: cfg.http.max_connections_per_ip },
