@@ -149,8 +149,7 @@ async fn run(st: &AppState, caller: &Caller, p: &Params, action: &str, rid: &str
         }
         "GetAccountSendingEnabled" => {
             let s = svc.region_settings(acct, region);
-            let enabled = s.sending_enabled && s.enforcement != "SHUTDOWN";
-            Ok(xml::ok(action, Some(&el("Enabled", if enabled { "true" } else { "false" })), rid))
+            Ok(xml::ok(action, Some(&el("Enabled", if s.may_send() { "true" } else { "false" })), rid))
         }
         "UpdateAccountSendingEnabled" => {
             let enabled = match p.get("Enabled") {

@@ -289,7 +289,7 @@ fn get_account(st: &AppState, caller: &Caller) -> Value {
         "EnforcementStatus": s.enforcement,
         "ProductionAccessEnabled": s.production,
         "SendQuota": {"Max24HourSend": q.max_24h, "MaxSendRate": q.max_rate, "SentLast24Hours": q.sent_last_24h},
-        "SendingEnabled": s.sending_enabled && s.enforcement != "SHUTDOWN",
+        "SendingEnabled": s.may_send(),
         "SuppressionAttributes": {"SuppressedReasons": s.suppressed_reasons},
     })
 }

@@ -39,6 +39,11 @@ pub struct RegionSettings {
 }
 
 impl RegionSettings {
+    /// Whether it may send now: the account's own switch on, and no reputation shutdown.
+    pub fn may_send(&self) -> bool {
+        self.sending_enabled && self.enforcement != "SHUTDOWN"
+    }
+
     /// The SES sandbox defaults.
     pub fn sandbox() -> Self {
         RegionSettings {

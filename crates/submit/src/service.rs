@@ -146,8 +146,7 @@ fn limits_of(s: &RegionSettings) -> Limits {
         max_24h: u64::try_from(s.max_24h).ok(),
         max_rate: (s.max_rate > 0.0).then_some(s.max_rate),
         burst_seconds: s.burst_seconds,
-        // A reputation shutdown pauses sending whatever the account's own setting says.
-        sending_enabled: s.sending_enabled && s.enforcement != "SHUTDOWN",
+        sending_enabled: s.may_send(),
     }
 }
 
