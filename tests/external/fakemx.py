@@ -66,7 +66,8 @@ class FakeMX:
         self.loop.run_forever()
 
     def reply_for(self, rcpt):
-        local = rcpt.split("@")[0].lower()
+        # `nosuch+3@…` answers as `nosuch@…`: distinct addresses with the same behaviour.
+        local = rcpt.split("@")[0].lower().split("+")[0]
         self.attempts.setdefault(rcpt.lower(), []).append(time.time())
         if local == "unusual-once":
             return ("421 4.7.28 Gmail has detected an unusual rate of unsolicited mail."

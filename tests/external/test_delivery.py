@@ -46,12 +46,12 @@ def sender(w, *quota_flags):
     return a
 
 
-def start(tmp, delivery_toml):
+def start(tmp, delivery_toml, retry_first=1, retry_max=2):
     data = Path(tmp) / "weir"
     data.mkdir()
     cfg = Path(tmp) / "weir.toml"
-    cfg.write_text("[delivery]\npoll_interval_ms = 50\nretry_first_seconds = 1\nretry_max_seconds = 2\n"
-                   "starttls = false\n" + delivery_toml)
+    cfg.write_text(f"[delivery]\npoll_interval_ms = 50\nretry_first_seconds = {retry_first}\n"
+                   f"retry_max_seconds = {retry_max}\nstarttls = false\n" + delivery_toml)
     return Weir(data, extra_args=("--config", str(cfg))).start()
 
 

@@ -7,22 +7,16 @@ import sqlite3
 import subprocess
 import tempfile
 import time
-from pathlib import Path
 
 from conftest import WEIR, events, wait_for
 from fakemx import FakeMX
-from conftest import Weir
 from test_delivery import sender
+from test_delivery import start as start_delivering
 
 
 def start(tmp, routes):
     """A server whose deferred recipients wait 30 s: they sit `queued` while commands run."""
-    data = Path(tmp) / "weir"
-    data.mkdir()
-    cfg = Path(tmp) / "weir.toml"
-    cfg.write_text("[delivery]\npoll_interval_ms = 50\nretry_first_seconds = 30\nretry_max_seconds = 60\n"
-                   "starttls = false\n" + routes)
-    return Weir(data, extra_args=("--config", str(cfg))).start()
+    return start_delivering(tmp, routes, retry_first=30, retry_max=60)
 
 
 def send(acct, *to):

@@ -1,5 +1,6 @@
-"""Reputation enforcement as SES does it, end to end: a campaign with 12 % bounces pauses the
-account's sending (SHUTDOWN), GetAccount shows it, a send is refused with SES's error, an event
+"""Reputation enforcement as SES does it, end to end: a campaign with 12 % bounces (a fake
+receiver on loopback refusing 6 of 50 recipients with 550 5.1.1) pauses the account's sending
+(SHUTDOWN), GetAccount shows it, a send is refused with SES's error, an event
 says so; the operator lifts it and sending resumes."""
 
 import tempfile
@@ -9,12 +10,15 @@ import pytest
 from botocore.exceptions import ClientError
 
 from conftest import events, wait_for
+from fakemx import FakeMX
 from test_delivery import start
 
 
 def test_twelve_percent_bounces_pause_the_account_until_the_operator_lifts_it():
     with tempfile.TemporaryDirectory() as tmp:
-        w = start(tmp, "[reputation]\nmin_volume = 50\ninterval_seconds = 1\n")
+        mx = FakeMX()
+        w = start(tmp, f'routes = {{ "fake.test" = "127.0.0.1:{mx.port}" }}\n'
+                       "[reputation]\nmin_volume = 50\ninterval_seconds = 1\n")
         try:
             a = w.account()
             a.verify("acme.test")
@@ -23,14 +27,14 @@ def test_twelve_percent_bounces_pause_the_account_until_the_operator_lifts_it():
             content = {"Simple": {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}}
             assert v2.get_account()["EnforcementStatus"] == "HEALTHY"
             for i in range(50):
-                to = "bounce@simulator.amazonses.com" if i % 25 < 3 else "success@simulator.amazonses.com"
+                to = f"nosuch+{i}@fake.test" if i % 25 < 3 else f"ok+{i}@fake.test"
                 v2.send_email(FromEmailAddress="a@acme.test", Destination={"ToAddresses": [to]}, Content=content)
             acct = wait_for(lambda: (g := v2.get_account())["EnforcementStatus"] == "SHUTDOWN" and g,
                             timeout=30, what="the account paused")
             assert acct["SendingEnabled"] is False
             with pytest.raises(ClientError) as e:
                 v2.send_email(FromEmailAddress="a@acme.test", Content=content,
-                              Destination={"ToAddresses": ["success@simulator.amazonses.com"]})
+                              Destination={"ToAddresses": ["ok@fake.test"]})
             assert e.value.response["Error"]["Code"] == "SendingPausedException"
             v1 = a.client("ses")
             assert v1.get_account_sending_enabled()["Enabled"] is False
@@ -41,7 +45,7 @@ def test_twelve_percent_bounces_pause_the_account_until_the_operator_lifts_it():
             w.cli("account", "quota", a.name, "--region", "us-east-1", "--enforcement", "HEALTHY")
             assert v2.get_account()["EnforcementStatus"] == "HEALTHY"
             v2.send_email(FromEmailAddress="a@acme.test", Content=content,
-                          Destination={"ToAddresses": ["success@simulator.amazonses.com"]})
+                          Destination={"ToAddresses": ["ok@fake.test"]})
             time.sleep(2.5)
             assert v2.get_account()["EnforcementStatus"] == "HEALTHY"
         finally:

@@ -22,6 +22,19 @@ fn entry(id: &str, account_id: i64, second: u64, n: usize) -> SpoolEntry {
     }
 }
 
+/// Recipient 0 of `id` delivered, as the engine records it.
+fn delivered(id: &str) -> ops::AttemptResult {
+    ops::AttemptResult {
+        message_id: id.into(),
+        idx: 0,
+        state: "delivered".into(),
+        next_attempt_ms: 0,
+        reply: "250 ok".into(),
+        deferral: false,
+        lane: "other".into(),
+    }
+}
+
 #[tokio::test]
 async fn concurrent_writes_are_grouped_and_durable() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -103,15 +116,7 @@ async fn transactional_is_due_before_bulk() {
     store.write(move |c| ops::mark_sending(c, &ids, 1)).await.expect("sending");
     assert_eq!(store.read(|c| ops::due_recipients(c, 1_000_000, 10)).expect("due").len(), 2);
     assert_eq!(store.write(ops::requeue_interrupted).await.expect("requeue"), 1);
-    let done = vec![ops::AttemptResult {
-        message_id: "tx-new".into(),
-        idx: 0,
-        state: "delivered".into(),
-        next_attempt_ms: 0,
-        reply: "250 ok".into(),
-        deferral: false,
-        lane: "other".into(),
-    }];
+    let done = vec![delivered("tx-new")];
     store.write(move |c| ops::record_attempts(c, &done, 2)).await.expect("record");
     let states = store.read(ops::recipient_states).expect("states");
     assert_eq!(states, vec![("delivered".to_string(), 1), ("queued".to_string(), 2)]);
@@ -125,20 +130,8 @@ async fn retention_removes_only_finished_mail_older_than_its_cutoffs() {
     for (id, second) in [("old-done", 10), ("old-waiting", 10), ("mid-done", 50), ("new-done", 90)] {
         store.write(move |c| ops::enqueue(c, &entry(id, a.id, second, 1))).await.expect("enqueue");
     }
-    let done: Vec<ops::AttemptResult> = [("old-done", 10_000), ("mid-done", 50_000), ("new-done", 90_000)]
-        .into_iter()
-        .map(|(id, _)| ops::AttemptResult {
-            message_id: id.into(),
-            idx: 0,
-            state: "delivered".into(),
-            next_attempt_ms: 0,
-            reply: "250 ok".into(),
-            deferral: false,
-            lane: "other".into(),
-        })
-        .collect();
-    for (r, at) in done.into_iter().zip([10_000, 50_000, 90_000]) {
-        store.write(move |c| ops::record_attempts(c, &[r], at)).await.expect("record");
+    for (id, at) in [("old-done", 10_000), ("mid-done", 50_000), ("new-done", 90_000)] {
+        store.write(move |c| ops::record_attempts(c, &[delivered(id)], at)).await.expect("record");
     }
     // Bodies before 60 s, rows before 30 s.
     let p = store.write(|c| retention::purge(c, 60_000, 30_000, 100, 100)).await.expect("purge");
