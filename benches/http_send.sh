@@ -20,14 +20,7 @@ trap cleanup EXIT
 
 
 # weir: fsync on every group commit (the default), production account without quota limits.
-WEIR_LOG=warn $WEIR serve --data-dir "$work/weir" --http 127.0.0.1:0 & weir_pid=$!
-for _ in $(seq 100); do [ -f "$work/weir/server.json" ] && break; sleep 0.05; done
-weir_url=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["http"])' "$work/weir/server.json")
-creds=$($WEIR account create bench --json --data-dir "$work/weir")
-akid=$(echo "$creds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_key_id"])')
-secret=$(echo "$creds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret_access_key"])')
-$WEIR account quota bench --region us-east-1 --production --max-24h -1 --max-rate -1 --data-dir "$work/weir" >/dev/null
-$WEIR identity add bench --region us-east-1 bench.test --verified --data-dir "$work/weir" >/dev/null
+start_api_weir "$WEIR" "$work/weir"
 
 moto_port=$(free_port)
 moto_server -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 & moto_pid=$!

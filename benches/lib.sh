@@ -9,6 +9,24 @@
 # Its own config dir, queue and log under DIR (DIR's parent must be traversable by the postfix
 # user), nothing else on the machine touched. `stop_postfix DIR` stops it.
 
+#   start_api_weir WEIR DIR [SERVE_ARG ...]
+#                             start `WEIR serve` on DIR (HTTP on a free port, WEIR_LOG as set by the
+#                             caller, default warn) with an unlimited production account `bench`
+#                             that may send from bench.test; sets weir_pid, weir_url, akid, secret
+
+start_api_weir() {
+  local bin=$1 dir=$2 creds
+  shift 2
+  WEIR_LOG=${WEIR_LOG:-warn} $bin serve --data-dir "$dir" --http 127.0.0.1:0 "$@" & weir_pid=$!
+  for _ in $(seq 100); do [ -f "$dir/server.json" ] && break; sleep 0.05; done
+  weir_url=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["http"])' "$dir/server.json")
+  creds=$($bin account create bench --json --data-dir "$dir")
+  akid=$(echo "$creds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_key_id"])')
+  secret=$(echo "$creds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret_access_key"])')
+  $bin account quota bench --region us-east-1 --production --max-24h -1 --max-rate -1 --data-dir "$dir" >/dev/null
+  $bin identity add bench --region us-east-1 bench.test --verified --data-dir "$dir" >/dev/null
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 wait_port() {

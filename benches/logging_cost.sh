@@ -19,16 +19,8 @@ trap cleanup EXIT
 
 round() {  # level
   local dir=$work/$1-$RANDOM
-  WEIR_LOG=$1 $WEIR serve --data-dir "$dir" --http 127.0.0.1:0 --no-smtp --no-delivery 2>"$dir.log" & weir_pid=$!
-  for _ in $(seq 100); do [ -f "$dir/server.json" ] && break; sleep 0.05; done
-  local url creds akid secret
-  url=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["http"])' "$dir/server.json")
-  creds=$($WEIR account create bench --json --data-dir "$dir")
-  akid=$(echo "$creds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_key_id"])')
-  secret=$(echo "$creds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret_access_key"])')
-  $WEIR account quota bench --region us-east-1 --production --max-24h -1 --max-rate -1 --data-dir "$dir" >/dev/null
-  $WEIR identity add bench --region us-east-1 bench.test --verified --data-dir "$dir" >/dev/null
-  $LOAD --label "$1" --endpoint "$url" --access-key "$akid" --secret "$secret" \
+  WEIR_LOG=$1 start_api_weir "$WEIR" "$dir" --no-smtp --no-delivery 2>"$dir.log"
+  $LOAD --label "$1" --endpoint "$weir_url" --access-key "$akid" --secret "$secret" \
     --concurrency "$CONC" --duration "$SECS" --from sender@bench.test --to rcpt@bench.test
   kill "$weir_pid"; wait "$weir_pid" 2>/dev/null || true
   echo "  ($1: $(grep -c ' accepted' "$dir.log" || true) 'accepted' log lines)" >&2
