@@ -134,11 +134,52 @@ async fn retention_removes_only_finished_mail_older_than_its_cutoffs() {
         store.write(move |c| ops::record_attempts(c, &[delivered(id)], at)).await.expect("record");
     }
     // Bodies before 60 s, rows before 30 s.
-    let p = store.write(|c| retention::purge(c, 60_000, 30_000, 100, 100)).await.expect("purge");
-    assert_eq!(p, retention::Purged { bodies: 1, messages: 1 });
+    let p = store
+        .write(|c| retention::purge(c, &mut retention::Cursor::default(), 60_000, 30_000, 100, 100))
+        .await
+        .expect("purge");
+    assert_eq!(p, retention::Purged { bodies: 1, messages: 1, caught_up: true });
     let left: Vec<String> = store.read(ops::spool_list).expect("list").into_iter().map(|m| m.id).collect();
     assert_eq!(left, vec!["old-waiting", "mid-done", "new-done"]);
     assert_eq!(store.read(|c| ops::spool_body(c, "mid-done")).expect("body"), Some(vec![]));
     assert!(!store.read(|c| ops::spool_body(c, "new-done")).expect("body").expect("kept").is_empty());
     assert!(!store.read(|c| ops::spool_body(c, "old-waiting")).expect("body").expect("kept").is_empty());
+}
+
+#[tokio::test]
+async fn retention_comes_back_for_old_mail_that_finishes_after_a_sweep_passed_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
+    let a = store.write(|c| ops::insert_account(c, "acme", "AKIA1", "s", 0)).await.expect("account");
+    for (id, second) in [("a", 10), ("waiting", 11), ("b", 12), ("young", 90)] {
+        store.write(move |c| ops::enqueue(c, &entry(id, a.id, second, 1))).await.expect("enqueue");
+    }
+    for id in ["a", "b", "young"] {
+        store.write(move |c| ops::record_attempts(c, &[delivered(id)], 20_000)).await.expect("record");
+    }
+    // One message per step: the sweep needs several steps, leaves "waiting" and stops at "young".
+    let mut cursor = retention::Cursor::default();
+    let mut removed = 0;
+    for _ in 0..10 {
+        let mut c = cursor;
+        let (p, c) = store
+            .write(move |conn| retention::purge(conn, &mut c, 0, 30_000, 1, 0).map(|p| (p, c)))
+            .await
+            .expect("purge");
+        cursor = c;
+        removed += p.messages;
+        if p.caught_up {
+            break;
+        }
+    }
+    assert_eq!(removed, 2);
+    let left: Vec<String> = store.read(ops::spool_list).expect("list").into_iter().map(|m| m.id).collect();
+    assert_eq!(left, vec!["waiting", "young"]);
+    // Once it is finished, the next sweep finds it although the cursor had passed it.
+    store.write(move |c| ops::record_attempts(c, &[delivered("waiting")], 25_000)).await.expect("record");
+    let mut c = cursor;
+    let p = store.write(move |conn| retention::purge(conn, &mut c, 0, 30_000, 10, 0)).await.expect("purge");
+    assert_eq!((p.messages, p.caught_up), (1, true));
+    let left: Vec<String> = store.read(ops::spool_list).expect("list").into_iter().map(|m| m.id).collect();
+    assert_eq!(left, vec!["young"]);
 }

@@ -365,29 +365,34 @@ fn metrics_text(
 }
 
 /// Remove what retention no longer keeps, every `interval_seconds`, in batches (each its own
-/// short transaction, so sends are not held up), until a batch finds less than a full one.
+/// short transaction, so sends are not held up), until both sweeps have caught up.
 async fn retention(
     store: Arc<Store>,
     cfg: crate::config::RetentionConfig,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    use weir_store::retention::{Cursor, purge};
     const BATCH: usize = 500;
+    let mut cursor = Cursor::default();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(cfg.interval_seconds.max(1))) => {}
             _ = stop.changed() => return,
         }
-        let mut total = weir_store::retention::Purged::default();
+        let (mut bodies, mut messages) = (0, 0);
         loop {
             let now =
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
             let body = now - (cfg.body_seconds as i64).saturating_mul(1000);
             let meta = now - (cfg.metadata_seconds as i64).saturating_mul(1000);
-            match store.write(move |c| weir_store::retention::purge(c, body, meta, BATCH, 2000)).await {
-                Ok(p) => {
-                    total.bodies += p.bodies;
-                    total.messages += p.messages;
-                    if p.bodies < BATCH && p.messages < BATCH {
+            let mut c = cursor;
+            let step = store.write(move |conn| purge(conn, &mut c, body, meta, BATCH, 2000).map(|p| (p, c))).await;
+            match step {
+                Ok((p, c)) => {
+                    cursor = c;
+                    bodies += p.bodies;
+                    messages += p.messages;
+                    if p.caught_up {
                         break;
                     }
                 }
@@ -400,12 +405,8 @@ async fn retention(
                 return;
             }
         }
-        if total != weir_store::retention::Purged::default() {
-            tracing::info!(
-                bodies = total.bodies,
-                messages = total.messages,
-                "retention: removed what is no longer kept"
-            );
+        if bodies + messages > 0 {
+            tracing::info!(bodies, messages, "retention: removed what is no longer kept");
         }
     }
 }
