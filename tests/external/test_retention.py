@@ -1,12 +1,15 @@
 """Retention under constant load: bodies of finished mail go after `body_seconds`, the rows after
-`metadata_seconds`, events.jsonl is rotated, and the data dir stops growing (freed pages are
-given back by incremental vacuum). Real server, boto3 sends, smtp-sink as the receiver."""
+`metadata_seconds`, events.jsonl is rotated, and the data dir stops growing (new mail reuses the
+pages retention freed); `weir spool compact` gives them back once the server is stopped. Real
+server, boto3 sends, smtp-sink as the receiver."""
 
 import json
+import subprocess
 import tempfile
 import threading
 import time
 
+from conftest import WEIR
 from test_delivery import sender, sink, start  # noqa: F401  (sink is a fixture)
 
 BODY = "x" * 20_000
@@ -52,5 +55,14 @@ def test_disk_use_levels_off_under_constant_load(sink):  # noqa: F811
             assert rotated == ["events.jsonl", "events.jsonl.1", "events.jsonl.2"], rotated
             spool = json.loads(w.cli("spool", "list", "--json"))
             assert len(spool) < len(sent) / 2, "old messages' rows were not purged"
+            busy = subprocess.run([WEIR, "spool", "compact", "--data-dir", str(w.data_dir)],
+                                  capture_output=True, text=True)
+            assert busy.returncode != 0 and "in use by another weir server" in busy.stderr, busy
         finally:
             w.stop()
+        db = w.data_dir / "weir.db"
+        before = db.stat().st_size
+        out = w.cli("spool", "compact")
+        after = db.stat().st_size
+        assert after < before * 0.8, f"compact: {out!r}, {before} -> {after} bytes"
+        assert f"{after} after" in out, out

@@ -124,6 +124,21 @@ impl Store {
         Ok(conn)
     }
 
+    /// Rewrite the database of a stopped server into the smallest file (SQLite's VACUUM): pages
+    /// that retention freed, which new mail would otherwise reuse, go back to the file system.
+    /// Returns the file size before and after.
+    pub fn compact(dir: &Path) -> Result<(u64, u64)> {
+        let path = dir.join("weir.db");
+        if !path.exists() {
+            return Err(StoreError::NotFound(format!("no weir database at {}", path.display())));
+        }
+        let before = std::fs::metadata(&path)?.len();
+        let conn = Connection::open(&path)?;
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")?;
+        drop(conn);
+        Ok((before, std::fs::metadata(&path)?.len()))
+    }
+
     /// Path of the database file.
     pub fn path(&self) -> &Path {
         &self.path

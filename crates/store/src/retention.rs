@@ -56,16 +56,13 @@ pub struct Purged {
 }
 
 /// Look at up to `batch` messages in each sweep: empty the bodies of those finished before
-/// `body_cutoff_ms`, delete those finished before `metadata_cutoff_ms`; then give up to
-/// `vacuum_pages` free pages back to the file system (only where the database was created with
-/// incremental auto-vacuum).
+/// `body_cutoff_ms`, delete those finished before `metadata_cutoff_ms`. New mail reuses the pages freed (`Store::compact` shrinks the file).
 pub fn purge(
     c: &Connection,
     cursor: &mut Cursor,
     body_cutoff_ms: i64,
     metadata_cutoff_ms: i64,
     batch: usize,
-    vacuum_pages: u32,
 ) -> Result<Purged> {
     let limit = i64::try_from(batch).unwrap_or(i64::MAX);
     let mut out = Purged { caught_up: true, ..Purged::default() };
@@ -88,9 +85,6 @@ pub fn purge(
             }
             Ok(())
         })?;
-    }
-    if vacuum_pages > 0 {
-        c.execute_batch(&format!("PRAGMA incremental_vacuum({vacuum_pages})"))?;
     }
     Ok(out)
 }

@@ -135,7 +135,7 @@ async fn retention_removes_only_finished_mail_older_than_its_cutoffs() {
     }
     // Bodies before 60 s, rows before 30 s.
     let p = store
-        .write(|c| retention::purge(c, &mut retention::Cursor::default(), 60_000, 30_000, 100, 100))
+        .write(|c| retention::purge(c, &mut retention::Cursor::default(), 60_000, 30_000, 100))
         .await
         .expect("purge");
     assert_eq!(p, retention::Purged { bodies: 1, messages: 1, caught_up: true });
@@ -162,10 +162,8 @@ async fn retention_comes_back_for_old_mail_that_finishes_after_a_sweep_passed_it
     let mut removed = 0;
     for _ in 0..10 {
         let mut c = cursor;
-        let (p, c) = store
-            .write(move |conn| retention::purge(conn, &mut c, 0, 30_000, 1, 0).map(|p| (p, c)))
-            .await
-            .expect("purge");
+        let (p, c) =
+            store.write(move |conn| retention::purge(conn, &mut c, 0, 30_000, 1).map(|p| (p, c))).await.expect("purge");
         cursor = c;
         removed += p.messages;
         if p.caught_up {
@@ -178,7 +176,7 @@ async fn retention_comes_back_for_old_mail_that_finishes_after_a_sweep_passed_it
     // Once it is finished, the next sweep finds it although the cursor had passed it.
     store.write(move |c| ops::record_attempts(c, &[delivered("waiting")], 25_000)).await.expect("record");
     let mut c = cursor;
-    let p = store.write(move |conn| retention::purge(conn, &mut c, 0, 30_000, 10, 0)).await.expect("purge");
+    let p = store.write(move |conn| retention::purge(conn, &mut c, 0, 30_000, 10)).await.expect("purge");
     assert_eq!((p.messages, p.caught_up), (1, true));
     let left: Vec<String> = store.read(ops::spool_list).expect("list").into_iter().map(|m| m.id).collect();
     assert_eq!(left, vec!["young"]);

@@ -113,6 +113,9 @@ pub enum SpoolCmd {
     /// Print the number of messages still waiting (a recipient queued, held or being sent);
     /// delivered and bounced ones are not counted.
     Count,
+    /// Give the pages retention freed back to the file system (the server must be stopped; new
+    /// mail reuses them otherwise, so this is only needed to shrink the file).
+    Compact,
 }
 
 /// Client of the running server's admin API.
@@ -336,6 +339,14 @@ pub fn identity(cmd: IdentityCmd, c: &Client) -> anyhow::Result<()> {
 
 /// Run `weir spool …` against the database directly.
 pub fn spool(cmd: SpoolCmd, data_dir: &Path) -> anyhow::Result<()> {
+    if let SpoolCmd::Compact = cmd {
+        anyhow::ensure!(data_dir.is_dir(), "no data dir at {}", data_dir.display());
+        // Holding the data dir's lock keeps a server from starting meanwhile, and fails if one runs.
+        let _held = crate::data_dir::DataDir::open(data_dir)?;
+        let (before, after) = weir_store::Store::compact(data_dir)?;
+        println!("weir.db: {before} bytes before, {after} after");
+        return Ok(());
+    }
     let conn = weir_store::Store::open_read_only(data_dir)?;
     if let SpoolCmd::Count = cmd {
         println!("{}", weir_store::queue::waiting_messages(&conn)?);
@@ -343,7 +354,7 @@ pub fn spool(cmd: SpoolCmd, data_dir: &Path) -> anyhow::Result<()> {
     }
     let list = weir_store::ops::spool_list(&conn)?;
     match cmd {
-        SpoolCmd::Count => {}
+        SpoolCmd::Count | SpoolCmd::Compact => {}
         SpoolCmd::List { json } => {
             if json {
                 let v: Vec<Value> = list

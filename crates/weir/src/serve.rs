@@ -386,7 +386,7 @@ async fn retention(
             let body = now - (cfg.body_seconds as i64).saturating_mul(1000);
             let meta = now - (cfg.metadata_seconds as i64).saturating_mul(1000);
             let mut c = cursor;
-            let step = store.write(move |conn| purge(conn, &mut c, body, meta, BATCH, 2000).map(|p| (p, c))).await;
+            let step = store.write(move |conn| purge(conn, &mut c, body, meta, BATCH).map(|p| (p, c))).await;
             match step {
                 Ok((p, c)) => {
                     cursor = c;
