@@ -478,8 +478,9 @@ def test_each_message_and_attempt_is_logged_with_its_message_id(mx):
 
 def test_metrics_after_real_sends_and_deliveries(mx):
     """`GET /metrics` (admin token) after sends through boto3: SES event counters per account and
-    region, request counters, the waiting recipient in the spool gauge under its lane, and the
-    lane's own gauges. Without the token: refused."""
+    region, request counters, the waiting recipient in the spool gauge under its lane, the lane's
+    own gauges and its attempts by outcome and reply class, which survive a restart. Without the
+    token: refused."""
     import urllib.error
     import urllib.request
     with tempfile.TemporaryDirectory() as tmp:
@@ -499,7 +500,11 @@ def test_metrics_after_real_sends_and_deliveries(mx):
             assert 'weir_http_requests_total{api="v1",status="200",code=""}' in text, text
             assert f'weir_spool_recipients{{state="queued",lane="{lane}"}} 1' in text, text
             assert f'weir_lane_connections_allowed{{lane="{lane}",provider="other"}}' in text, text
-            assert f'weir_lane_first_attempts{{lane="{lane}",provider="other"}} 2' in text, text
+            assert f'weir_lane_first_attempts_total{{lane="{lane}",provider="other"}} 2' in text, text
+            assert f'weir_lane_first_attempt_deferrals_total{{lane="{lane}",provider="other"}} 1' in text, text
+            delivered = f'weir_delivery_attempts_total{{lane="{lane}",provider="other",outcome="delivered",class="accepted"}} 1'
+            assert delivered in text, text
+            assert f'weir_delivery_attempts_total{{lane="{lane}",provider="other",outcome="deferred",class="temporary_other"}}' in text, text
             assert "weir_http_request_duration_seconds_bucket" in text
             assert f'weir_quota_sent_last_24h_recipients{{{acct}}} 2' in text, text
             assert f'weir_reputation_enforcement{{{acct}}} 0' in text, text
@@ -512,5 +517,11 @@ def test_metrics_after_real_sends_and_deliveries(mx):
             with pytest.raises(urllib.error.HTTPError) as e:
                 urllib.request.urlopen(w.base + "/metrics", timeout=5)
             assert e.value.code in (401, 403)
+            # The delivery counters are kept in the spool: a restart does not reset them.
+            w.stop()
+            w.start()
+            text = urlopen_admin(w, "/metrics")
+            assert f'weir_lane_first_attempts_total{{lane="{lane}",provider="other"}} 2' in text, text
+            assert delivered in text, text
         finally:
             w.stop()

@@ -44,6 +44,30 @@ pub enum Category {
     PermanentOther,
 }
 
+impl Category {
+    /// Its name in metrics, events and the dashboard (`rate_limited`, `unusual_rate`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Accepted => "accepted",
+            Category::RateLimited => "rate_limited",
+            Category::UnusualRate => "unusual_rate",
+            Category::RecipientRateLimited => "recipient_rate_limited",
+            Category::TooManyRecipients => "too_many_recipients",
+            Category::TooManyConnections => "too_many_connections",
+            Category::AuthOrTransport => "auth_or_transport",
+            Category::YahooDeferral => "yahoo_deferral",
+            Category::DuplicateMessageId => "duplicate_message_id",
+            Category::InvalidRecipient => "invalid_recipient",
+            Category::MailboxFull => "mailbox_full",
+            Category::Reputation => "reputation",
+            Category::Expired => "expired",
+            Category::ApiThrottle => "api_throttle",
+            Category::TemporaryOther => "temporary_other",
+            Category::PermanentOther => "permanent_other",
+        }
+    }
+}
+
 /// SES bounce type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BounceType {

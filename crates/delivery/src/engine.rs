@@ -99,6 +99,54 @@ pub struct LaneStats {
     pub bounced: u64,
     /// Recipients expired (retry window over).
     pub expired: u64,
+    /// Attempts by outcome (`delivered`, `deferred`, `bounced`, `expired`) and reply class.
+    pub replies: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+impl LaneStats {
+    /// Count `n` attempts with this outcome (see [`LaneStats::replies`]), reply class and
+    /// whether they were first attempts: the one place the counters move, live and when they
+    /// are loaded from the spool at start.
+    pub fn add(&mut self, outcome: &str, class: &str, first: bool, n: u64) {
+        if first {
+            self.first_attempts += n;
+        }
+        match outcome {
+            "delivered" => {
+                self.delivered += n;
+                if !first {
+                    self.delivered_after_retry += n;
+                }
+            }
+            "bounced" => self.bounced += n,
+            _ => {
+                self.deferrals += n;
+                if first {
+                    self.first_attempt_deferrals += n;
+                }
+                if outcome == "expired" {
+                    self.expired += n;
+                }
+            }
+        }
+        *self.replies.entry(outcome.into()).or_default().entry(class.into()).or_default() += n;
+    }
+}
+
+/// Every lane's counters as the spool recorded them (so they survive a restart).
+fn load_stats(spool: &Store) -> BTreeMap<String, LaneStats> {
+    let mut stats: BTreeMap<String, LaneStats> = BTreeMap::new();
+    match spool.read(weir_store::ops::delivery_totals) {
+        Ok(rows) => {
+            for t in rows {
+                let s = stats.entry(t.lane).or_default();
+                s.provider = t.provider;
+                s.add(&t.outcome, &t.class, t.first, t.count);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot read the delivery totals; lane counters start at zero"),
+    }
+    stats
 }
 
 /// The delivery engine.
@@ -133,6 +181,7 @@ impl Engine {
     ) -> std::io::Result<Engine> {
         Ok(Engine {
             svc,
+            stats: Mutex::new(load_stats(&spool)),
             spool,
             cfg,
             router,
@@ -141,7 +190,6 @@ impl Engine {
             connector: Arc::new(TcpConnector),
             inflight: Mutex::new(HashSet::new()),
             lanes: Mutex::new(HashMap::new()),
-            stats: Mutex::new(BTreeMap::new()),
             possible_duplicates: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             requeue_pending: AtomicBool::new(true),

@@ -111,15 +111,8 @@ impl Engine {
             let s = stats
                 .entry(lane_key.to_string())
                 .or_insert_with(|| LaneStats { provider: provider.as_str().into(), ..Default::default() });
-            if first {
-                s.first_attempts += 1;
-            }
             let (state, next, deferral) = match d.action {
                 Action::Delivered => {
-                    s.delivered += 1;
-                    if !first {
-                        s.delivered_after_retry += 1;
-                    }
                     let (rcpt, reply, mta, tls) = (o.rcpt.address.clone(), reply_text.clone(), o.mta.clone(), o.tls);
                     announce.push(Box::new(move |ev| ev.delivery(&mail, now, &rcpt, &reply, &mta, tls)));
                     ("delivered", 0, false)
@@ -134,7 +127,6 @@ impl Engine {
                                 .read(|c| ops::hard_bounces(c, o.rcpt.account_id, &o.rcpt.address))
                                 .unwrap_or(0)
                                 >= 1);
-                    s.bounced += 1;
                     let (rcpt, kind, status, diagnostic) =
                         (o.rcpt.address.clone(), bounce_type.as_str(), status.clone(), diagnostic.clone());
                     announce.push(Box::new(move |ev| {
@@ -157,10 +149,6 @@ impl Engine {
                     ("bounced", 0, false)
                 }
                 action => {
-                    s.deferrals += 1;
-                    if first {
-                        s.first_attempt_deferrals += 1;
-                    }
                     if matches!(action, Action::ConfigIncident) {
                         tracing::error!(lane = %lane_key, reply = %reply_text, "configuration incident: fix authentication/transport");
                     }
@@ -195,7 +183,6 @@ impl Engine {
                             ("queued", t, true)
                         }
                         None => {
-                            s.expired += 1;
                             let first_reason = o.rcpt.first_reply.clone().unwrap_or(reply_text.clone());
                             let diag = format!("smtp; retry window expired; first deferral: {first_reason}");
                             let rcpt = o.rcpt.address.clone();
@@ -213,6 +200,7 @@ impl Engine {
                     }
                 }
             };
+            s.add(ops::attempt_outcome(state), d.category.as_str(), first, 1);
             drop(stats);
             // One line per attempt, at the default level: what an operator greps for first.
             let (id, rcpt, attempt) = (&o.rcpt.message_id, &o.rcpt.address, o.rcpt.attempts + 1);
@@ -238,6 +226,9 @@ impl Engine {
                 reply: reply_text,
                 deferral,
                 lane: lane_key.to_string(),
+                provider: provider.as_str(),
+                class: d.category.as_str(),
+                first,
             });
         }
         if self.record(results, bounces, now).await {

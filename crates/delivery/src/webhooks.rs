@@ -23,6 +23,8 @@ pub struct WebhookStats {
     pub failed: AtomicU64,
     /// Events dropped because a queue was full.
     pub dropped: AtomicU64,
+    /// Events queued or being posted now (the backlog).
+    pub pending: AtomicU64,
 }
 
 /// Start one sender per URL (`http://` only); returns the listener for the event log.
@@ -35,7 +37,9 @@ pub fn start(urls: Vec<String>, queue: usize, attempts: u32, stats: Arc<WebhookS
     }
     Box::new(move |event: &Value| {
         for tx in &senders {
-            if tx.try_send(event.clone()).is_err() {
+            if tx.try_send(event.clone()).is_ok() {
+                stats.pending.fetch_add(1, Ordering::Relaxed);
+            } else {
                 stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -66,6 +70,7 @@ async fn run(url: String, mut rx: mpsc::Receiver<Value>, attempts: u32, stats: A
                 Err(_) => tracing::debug!(%url, "webhook timed out"),
             }
         }
+        stats.pending.fetch_sub(1, Ordering::Relaxed);
         if ok {
             stats.delivered.fetch_add(1, Ordering::Relaxed);
         } else {

@@ -108,10 +108,25 @@ pub struct LaneSnapshot {
     pub first_deferral_ratio: f64,
     /// Delivered / finished.
     pub final_delivery_ratio: f64,
-    /// First attempts made (since start).
+    /// First attempts made (since the spool was created).
     pub first_attempts: u64,
-    /// Deferrals (since start).
-    pub deferrals: u64,
+    /// First attempts deferred.
+    pub first_attempt_deferrals: u64,
+    /// Attempts by (outcome, reply class).
+    pub replies: Vec<(String, String, u64)>,
+}
+
+/// Labels of delivery attempts by outcome and reply class.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    /// Lane key.
+    pub lane: String,
+    /// Provider.
+    pub provider: String,
+    /// `delivered`, `deferred`, `bounced`, `expired`.
+    pub outcome: String,
+    /// Reply class (`rate_limited`, `unusual_rate`, `mailbox_full`, …).
+    pub class: String,
 }
 
 /// One (account, region)'s quota at scrape time.
@@ -166,8 +181,10 @@ pub struct Metrics {
     lane_paused: Family<LaneLabels, Gauge>,
     lane_first_deferral: Family<LaneLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     lane_final_delivery: Family<LaneLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
-    lane_first_attempts: Family<LaneLabels, Gauge>,
-    lane_deferrals: Family<LaneLabels, Gauge>,
+    lane_first_attempts: Family<LaneLabels, Counter>,
+    lane_first_deferrals: Family<LaneLabels, Counter>,
+    attempts: Family<AttemptLabels, Counter>,
+    webhook_backlog: Gauge,
     smtp_sessions: Family<ListenerLabels, Counter>,
     smtp_auth_failures: Counter,
     lane_changes: Family<LaneChangeLabels, Counter>,
@@ -229,19 +246,35 @@ impl Metrics {
         let lane_first_deferral = Family::default();
         registry.register(
             "lane_first_deferral_ratio",
-            "First attempts deferred / first attempts, since start",
+            "First attempts deferred / first attempts, since the spool was created",
             Family::clone(&lane_first_deferral),
         );
         let lane_final_delivery = Family::default();
         registry.register(
             "lane_final_delivery_ratio",
-            "Recipients delivered / recipients finished, since start",
+            "Recipients delivered / recipients finished, since the spool was created",
             Family::clone(&lane_final_delivery),
         );
-        let lane_first_attempts = Family::<LaneLabels, Gauge>::default();
-        registry.register("lane_first_attempts", "First attempts made, since start", lane_first_attempts.clone());
-        let lane_deferrals = Family::<LaneLabels, Gauge>::default();
-        registry.register("lane_deferrals", "Deferral replies, since start", lane_deferrals.clone());
+        let lane_first_attempts = Family::<LaneLabels, Counter>::default();
+        registry.register(
+            "lane_first_attempts",
+            "First delivery attempts made (kept in the spool: survives restarts)",
+            lane_first_attempts.clone(),
+        );
+        let lane_first_deferrals = Family::<LaneLabels, Counter>::default();
+        registry.register(
+            "lane_first_attempt_deferrals",
+            "First delivery attempts deferred (kept in the spool: survives restarts)",
+            lane_first_deferrals.clone(),
+        );
+        let attempts = Family::<AttemptLabels, Counter>::default();
+        registry.register(
+            "delivery_attempts",
+            "Delivery attempts by lane, outcome and reply class (kept in the spool: survives restarts)",
+            attempts.clone(),
+        );
+        let webhook_backlog = Gauge::default();
+        registry.register("webhook_backlog_events", "Webhook events waiting to be posted", webhook_backlog.clone());
         let smtp_sessions = Family::<ListenerLabels, Counter>::default();
         registry.register("smtp_sessions", "SMTP submission sessions accepted, by listener", smtp_sessions.clone());
         let smtp_auth_failures = Counter::default();
@@ -299,7 +332,9 @@ impl Metrics {
             lane_first_deferral,
             lane_final_delivery,
             lane_first_attempts,
-            lane_deferrals,
+            lane_first_deferrals,
+            attempts,
+            webhook_backlog,
         }
     }
 
@@ -315,8 +350,9 @@ impl Metrics {
         self.lane_changes.get_or_create(&l).inc();
     }
 
-    /// Webhook outcomes so far (set at scrape time).
-    pub fn webhooks(&self, delivered: u64, failed: u64, dropped: u64) {
+    /// Webhook outcomes so far and events waiting (set at scrape time).
+    pub fn webhooks(&self, delivered: u64, failed: u64, dropped: u64, backlog: u64) {
+        self.webhook_backlog.set(backlog as i64);
         for (outcome, n) in [("delivered", delivered), ("failed", failed), ("dropped", dropped)] {
             self.webhooks.get_or_create(&OutcomeLabels { outcome: outcome.into() }).set(n as i64);
         }
@@ -360,7 +396,7 @@ impl Metrics {
             self.spool_recipients.get_or_create(&l).set(r.recipients);
             self.spool_oldest.get_or_create(&l).set(r.oldest_age_seconds);
         }
-        for f in [&self.lane_connections, &self.lane_paused, &self.lane_first_attempts, &self.lane_deferrals] {
+        for f in [&self.lane_connections, &self.lane_paused] {
             f.clear();
         }
         for f in [&self.lane_rate, &self.lane_first_deferral, &self.lane_final_delivery] {
@@ -373,14 +409,31 @@ impl Metrics {
             self.lane_paused.get_or_create(&l).set(i64::from(s.paused));
             self.lane_first_deferral.get_or_create(&l).set(s.first_deferral_ratio);
             self.lane_final_delivery.get_or_create(&l).set(s.final_delivery_ratio);
-            self.lane_first_attempts.get_or_create(&l).set(s.first_attempts as i64);
-            self.lane_deferrals.get_or_create(&l).set(s.deferrals as i64);
+            catch_up(&self.lane_first_attempts.get_or_create(&l), s.first_attempts);
+            catch_up(&self.lane_first_deferrals.get_or_create(&l), s.first_attempt_deferrals);
+            for (outcome, class, n) in &s.replies {
+                let l = AttemptLabels {
+                    lane: s.lane.clone(),
+                    provider: s.provider.clone(),
+                    outcome: outcome.clone(),
+                    class: class.clone(),
+                };
+                catch_up(&self.attempts.get_or_create(&l), *n);
+            }
         }
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             let _ = writeln!(out, "# encoding failed");
         }
         out
+    }
+}
+
+/// Bring a counter up to a total kept elsewhere (the spool): counters only go up.
+fn catch_up(c: &Counter, total: u64) {
+    let now = c.get();
+    if total > now {
+        c.inc_by(total - now);
     }
 }
 
@@ -411,6 +464,19 @@ mod tests {
         m.lane_change("gmail", "google", "pause");
         let text = m.render(&spool, &[], &quotas);
         assert!(text.contains(r#"weir_lane_changes_total{lane="gmail",provider="google",kind="pause"} 1"#), "{text}");
+        let lane = LaneSnapshot {
+            lane: "gmail".into(),
+            provider: "google".into(),
+            first_attempts: 5,
+            replies: vec![("deferred".into(), "unusual_rate".into(), 3)],
+            ..Default::default()
+        };
+        m.render(&spool, std::slice::from_ref(&lane), &quotas);
+        let text = m.render(&spool, &[lane], &quotas);
+        let deferred =
+            r#"weir_delivery_attempts_total{lane="gmail",provider="google",outcome="deferred",class="unusual_rate"} 3"#;
+        assert!(text.contains(deferred), "{text}");
+        assert!(text.contains(r#"weir_lane_first_attempts_total{lane="gmail",provider="google"} 5"#), "{text}");
         // A gauge set at scrape time disappears when its row does.
         let text = m.render(&[], &[], &[]);
         assert!(!text.contains("weir_spool_recipients{"), "{text}");

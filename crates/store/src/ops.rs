@@ -458,6 +458,56 @@ pub struct AttemptResult {
     pub deferral: bool,
     /// The lane that made the attempt.
     pub lane: String,
+    /// The lane's provider.
+    pub provider: &'static str,
+    /// The reply's class (the classifier's category: `rate_limited`, `accepted`, …).
+    pub class: &'static str,
+    /// Whether this was the recipient's first attempt.
+    pub first: bool,
+}
+
+/// Attempts of one (lane, outcome, class, first) since the spool was created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryTotal {
+    /// Lane key.
+    pub lane: String,
+    /// Provider.
+    pub provider: String,
+    /// `delivered`, `deferred`, `bounced`, `expired`.
+    pub outcome: String,
+    /// Reply class.
+    pub class: String,
+    /// First attempts.
+    pub first: bool,
+    /// Attempts.
+    pub count: u64,
+}
+
+/// The outcome an attempt counts as: the recipient's new state, a retry (`queued`) counted as
+/// `deferred`.
+pub fn attempt_outcome(state: &str) -> &'static str {
+    match state {
+        "delivered" => "delivered",
+        "bounced" => "bounced",
+        "expired" => "expired",
+        _ => "deferred",
+    }
+}
+
+/// Every row of the delivery totals.
+pub fn delivery_totals(c: &Connection) -> Result<Vec<DeliveryTotal>> {
+    let mut st = c.prepare_cached("SELECT lane, provider, outcome, class, first, count FROM delivery_totals")?;
+    let rows = st.query_map([], |r| {
+        Ok(DeliveryTotal {
+            lane: r.get(0)?,
+            provider: r.get(1)?,
+            outcome: r.get(2)?,
+            class: r.get(3)?,
+            first: r.get(4)?,
+            count: r.get::<_, i64>(5)?.max(0) as u64,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Record attempt outcomes.
@@ -468,8 +518,18 @@ pub fn record_attempts(c: &Connection, results: &[AttemptResult], now_ms: i64) -
            lane = ?8
          WHERE message_id = ?1 AND idx = ?2",
     )?;
+    let mut totals: std::collections::BTreeMap<(&str, &str, &str, &str, bool), i64> = Default::default();
     for r in results {
         st.execute(params![r.message_id, r.idx, r.state, r.next_attempt_ms, r.reply, r.deferral, now_ms, r.lane])?;
+        let outcome = attempt_outcome(&r.state);
+        *totals.entry((r.lane.as_str(), r.provider, outcome, r.class, r.first)).or_default() += 1;
+    }
+    let mut add = c.prepare_cached(
+        "INSERT INTO delivery_totals (lane, provider, outcome, class, first, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (lane, outcome, class, first) DO UPDATE SET count = count + excluded.count",
+    )?;
+    for ((lane, provider, outcome, class, first), n) in totals {
+        add.execute(params![lane, provider, outcome, class, first, n])?;
     }
     Ok(())
 }

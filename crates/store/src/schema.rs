@@ -87,6 +87,17 @@ CREATE TABLE IF NOT EXISTS quota_bucket (
     tat        INTEGER NOT NULL,
     PRIMARY KEY (account_id, region)
 ) WITHOUT ROWID;
+-- Delivery attempts since the spool was created, by lane, outcome, reply class and whether first
+-- attempts: written with the attempts themselves, so the counters survive a restart exactly.
+CREATE TABLE IF NOT EXISTS delivery_totals (
+    lane     TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    outcome  TEXT NOT NULL,
+    class    TEXT NOT NULL,
+    first    INTEGER NOT NULL,
+    count    INTEGER NOT NULL,
+    PRIMARY KEY (lane, outcome, class, first)
+) WITHOUT ROWID;
 -- GetSendStatistics: 15-minute buckets.
 CREATE TABLE IF NOT EXISTS send_stats (
     account_id        INTEGER NOT NULL,

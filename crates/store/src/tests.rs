@@ -32,6 +32,9 @@ fn delivered(id: &str) -> ops::AttemptResult {
         reply: "250 ok".into(),
         deferral: false,
         lane: "other".into(),
+        provider: "other",
+        class: "accepted",
+        first: true,
     }
 }
 

@@ -217,7 +217,12 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
             let (m, w) = (metrics.clone(), webhook_stats.clone());
             Arc::new(move || {
                 use std::sync::atomic::Ordering::Relaxed;
-                m.webhooks(w.delivered.load(Relaxed), w.failed.load(Relaxed), w.dropped.load(Relaxed));
+                m.webhooks(
+                    w.delivered.load(Relaxed),
+                    w.failed.load(Relaxed),
+                    w.dropped.load(Relaxed),
+                    w.pending.load(Relaxed),
+                );
                 text()
             })
         }),
@@ -335,7 +340,14 @@ fn metrics_text(
                             first_deferral_ratio: v["first_deferral_rate"].as_f64().unwrap_or(0.0),
                             final_delivery_ratio: v["final_delivery_rate"].as_f64().unwrap_or(0.0),
                             first_attempts: s.first_attempts,
-                            deferrals: s.deferrals,
+                            first_attempt_deferrals: s.first_attempt_deferrals,
+                            replies: s
+                                .replies
+                                .iter()
+                                .flat_map(|(outcome, classes)| {
+                                    classes.iter().map(move |(class, n)| (outcome.clone(), class.clone(), *n))
+                                })
+                                .collect(),
                         }
                     })
                     .collect()
