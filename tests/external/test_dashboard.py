@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 
 import pytest
+from botocore.exceptions import ClientError
 
 from conftest import events, wait_for
 from fakemx import FakeMX
@@ -38,6 +39,9 @@ def test_dashboard_shows_live_numbers_and_looks_up_a_message():
             mid = ses.send_email(Source="a@acme.test", Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}},
                                  Destination={"ToAddresses": ["ok@fake.test", "defer@fake.test"]})["MessageId"]
             wait_for(lambda: events(w, "Delivery") and events(w, "DeliveryDelay"), what="a delivery and a deferral")
+            with pytest.raises(ClientError):  # a rejected request is charted too
+                ses.send_email(Source="a@unverified.test", Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}},
+                               Destination={"ToAddresses": ["ok@fake.test"]})
             token = (w.data_dir / "admin-token").read_text().strip()
             page = dom(f"{w.base}/dashboard#token={token}&lookup={mid}")
             lane = f"route:127.0.0.1:{mx.port}"
@@ -48,6 +52,12 @@ def test_dashboard_shows_live_numbers_and_looks_up_a_message():
             lane_row = re.search(rf'<tr data-lane="{re.escape(lane)}">(.*?)</tr>', page).group(1)
             # One first attempt of two deferred: 50 %, in the "act" band.
             assert "50.00 %" in lane_row and "(act)" in lane_row, lane_row
+            assert re.search(r"temporary_other: [1-9]", lane_row), lane_row  # deferrals by reply class
+            # The 24-hour chart: this bucket's two recipients sent and one rejected request.
+            chart = re.search(r'<div id="chart">(.*?)</div>', page, re.S).group(1)
+            assert re.search(r'<rect class="sent" [^>]*data-value="2"', chart), chart
+            assert re.search(r'<rect class="rejects" [^>]*data-value="1"', chart), chart
+            assert re.search(r'<rect class="sent" [^>]*data-value="2"', account_row), account_row
             found = re.findall(rf'<tr data-message="{mid}">(.*?)</tr>', page)
             assert len(found) == 2, page
             assert any("ok@fake.test" in r and "delivered" in r for r in found), found

@@ -5,6 +5,7 @@ import os
 import smtplib
 import subprocess
 import tempfile
+from html.parser import HTMLParser
 from pathlib import Path
 
 from conftest import ROOT, WEIR, events, wait_for
@@ -46,9 +47,42 @@ def test_doctor_reads_a_postfix_mail_log():
             assert "delivered 1, bounced 1" in report, report
             assert "UnusualRate" in report and "InvalidRecipient" in report, report
             assert "pause this provider" in report and "clean the list" in report, report
-            assert "<pre>" in doctor(log, html=True)
+            page = Cells()
+            page.feed(doctor(log, html=True))
+            row = page.rows["other"]
+            assert row[1:3] == [("num", "4"), ("act", "50.00 % (act)")], row
+            assert any("UnusualRate" in text for _, text in page.cells), page.cells
+            assert "bar" in page.classes and "remedies" in page.classes, page.classes
         finally:
             subprocess.run(["bash", "-c", f"source {lib}; stop_postfix {pf}"], timeout=60)
+
+
+class Cells(HTMLParser):
+    """The report's table cells as (class, text), rows by their data-provider, and every class."""
+
+    def __init__(self):
+        super().__init__()
+        self.cells, self.rows, self.classes, self.row, self.cell = [], {}, set(), None, None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.classes.update((a.get("class") or "").split())
+        if tag == "tr":
+            self.row = self.rows.setdefault(a["data-provider"], []) if "data-provider" in a else None
+        elif tag == "td":
+            self.cell = [a.get("class") or "", ""]
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell[1] += data
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self.cell is not None:
+            cell = (self.cell[0], self.cell[1].strip())
+            self.cells.append(cell)
+            if self.row is not None:
+                self.row.append(cell)
+            self.cell = None
 
 
 def test_doctor_reads_weir_s_own_events():

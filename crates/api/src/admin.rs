@@ -234,6 +234,14 @@ async fn route(st: &AppState, raw: &RawRequest) -> Result<Response, Response> {
                     v["sent_14d"] = json!(sent);
                     v["bounce_rate"] = json!(rate(bounces));
                     v["complaint_rate"] = json!(rate(complaints));
+                    // The last 24 hours in 15-minute buckets, for the dashboard's charts.
+                    let since = svc.now_ms() / 1000 - 86_400;
+                    v["series"] = json!(
+                        pts.iter()
+                            .filter(|p| p.bucket >= since)
+                            .map(|p| json!([p.bucket * 1000, p.delivery_attempts, p.bounces, p.complaints, p.rejects]))
+                            .collect::<Vec<_>>()
+                    );
                     out.push(v);
                 }
             }

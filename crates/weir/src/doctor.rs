@@ -242,28 +242,61 @@ fn pct(n: u64, d: u64) -> f64 {
     if d == 0 { 0.0 } else { n as f64 / d as f64 }
 }
 
+/// One provider's findings, in the order a report shows them.
+struct Finding<'a> {
+    name: &'a str,
+    r: &'a ProviderReport,
+    first: f64,
+    final_: f64,
+    /// (class, replies, examples), most frequent first.
+    classes: Vec<(&'a str, u64, &'a [String])>,
+    remedies: Vec<&'static str>,
+}
+
+fn findings(d: &Doctor) -> Vec<Finding<'_>> {
+    d.providers
+        .iter()
+        .map(|(name, r)| {
+            let mut classes: Vec<_> = r.classes.iter().map(|(c, (n, e))| (c.as_str(), *n, e.as_slice())).collect();
+            classes.sort_by_key(|c| std::cmp::Reverse(c.1));
+            let mut remedies: Vec<&'static str> = Vec::new();
+            for m in r.categories.values().filter_map(|c| remedy(*c)) {
+                if !remedies.contains(&m) {
+                    remedies.push(m);
+                }
+            }
+            Finding {
+                name,
+                r,
+                first: pct(r.first_deferred, r.first_attempts),
+                final_: pct(r.delivered, r.delivered + r.bounced),
+                classes,
+                remedies,
+            }
+        })
+        .collect()
+}
+
 fn text_report(d: &Doctor) -> String {
     let mut out = format!("weir doctor: {} lines read, {} understood\n", d.lines, d.understood);
-    for (name, r) in &d.providers {
-        let first = pct(r.first_deferred, r.first_attempts);
-        let final_ = pct(r.delivered, r.delivered + r.bounced);
+    for f in findings(d) {
+        let r = f.r;
         out += &format!(
-            "\n== {name}\n  first attempts {}, first-deferral {:.2} % — {}\n  delivered {}, bounced {}: final delivery {:.2} %\n  deferral replies {}\n",
+            "\n== {}\n  first attempts {}, first-deferral {:.2} % — {}\n  delivered {}, bounced {}: final delivery {:.2} %\n  deferral replies {}\n",
+            f.name,
             r.first_attempts,
-            first * 100.0,
-            band(first),
+            f.first * 100.0,
+            band(f.first),
             r.delivered,
             r.bounced,
-            final_ * 100.0,
+            f.final_ * 100.0,
             r.deferrals
         );
-        if !r.classes.is_empty() {
+        if !f.classes.is_empty() {
             out += "  replies by class:\n";
-            let mut classes: Vec<_> = r.classes.iter().collect();
-            classes.sort_by_key(|c| std::cmp::Reverse(c.1.0));
-            for (class, (n, examples)) in classes {
+            for (class, n, examples) in &f.classes {
                 out += &format!("    {n:>7}  {class}\n");
-                for e in examples {
+                for e in *examples {
                     out += &format!("             e.g. {e}\n");
                 }
             }
@@ -274,11 +307,9 @@ fn text_report(d: &Doctor) -> String {
                 out += &format!("    {p}\n");
             }
         }
-        let mut remedies: Vec<&str> = r.categories.values().filter_map(|c| remedy(*c)).collect();
-        remedies.dedup();
-        if !remedies.is_empty() || first >= 0.005 {
+        if !f.remedies.is_empty() {
             out += "  what to change:\n";
-            for m in remedies {
+            for m in &f.remedies {
                 out += &format!("    - {m}\n");
             }
         }
@@ -286,12 +317,82 @@ fn text_report(d: &Doctor) -> String {
     out
 }
 
+/// The same findings as a page: a summary table with the rates in their bands, then per provider
+/// a bar chart of the reply classes with examples, the pauses and what to change.
 fn html_report(d: &Doctor) -> String {
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
-    format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>weir doctor</title></head><body><pre>{}</pre></body></html>\n",
-        esc(&text_report(d))
-    )
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    let band_class = |rate: f64| match band(rate) {
+        b if b.starts_with("normal") => "normal",
+        b if b.starts_with("watch") => "watch",
+        _ => "act",
+    };
+    let all = findings(d);
+    let mut out = String::from(concat!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>weir doctor</title><style>",
+        "body{font:14px system-ui,sans-serif;margin:24px;color:#1f2933}table{border-collapse:collapse}",
+        "td,th{padding:4px 10px;border-bottom:1px solid #e4e7eb;text-align:left}.num{text-align:right}",
+        ".normal{color:#15803d}.watch{color:#b45309}.act{color:#b91c1c;font-weight:600}",
+        ".bar{display:inline-block;height:10px;background:#f59e0b;vertical-align:middle}",
+        ".ex{color:#52606d;font-size:12px}h2{margin-top:28px}</style></head><body>\n",
+    ));
+    out += &format!(
+        "<h1>weir doctor</h1><p>{} lines read, {} understood. First-deferral bands (seed 004): under 0.5 % \
+         normal, 0.5–2 % watch, over 2 % act.</p>\n",
+        d.lines, d.understood
+    );
+    out += "<table id=\"summary\"><tr><th>provider</th><th>first attempts</th><th>first-deferral</th>\
+            <th>delivered</th><th>bounced</th><th>final delivery</th><th>deferral replies</th><th>pauses</th></tr>\n";
+    for f in &all {
+        out += &format!(
+            "<tr data-provider=\"{}\"><td>{}</td><td class=\"num\">{}</td><td class=\"{}\">{:.2} % ({})</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{:.2} %</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td></tr>\n",
+            esc(f.name),
+            esc(f.name),
+            f.r.first_attempts,
+            band_class(f.first),
+            f.first * 100.0,
+            band_class(f.first),
+            f.r.delivered,
+            f.r.bounced,
+            f.final_ * 100.0,
+            f.r.deferrals,
+            f.r.pauses.len()
+        );
+    }
+    out += "</table>\n";
+    for f in &all {
+        out += &format!("<h2>{}</h2>\n", esc(f.name));
+        if let Some(max) = f.classes.iter().map(|c| c.1).max() {
+            out += "<table class=\"classes\"><tr><th>replies</th><th></th><th>class (rule) and examples</th></tr>\n";
+            for (class, n, examples) in &f.classes {
+                let width = (*n as f64 / max as f64 * 200.0).round().max(1.0);
+                let ex: String = examples.iter().map(|e| format!("<div class=\"ex\">{}</div>", esc(e))).collect();
+                out += &format!(
+                    "<tr><td class=\"num\">{n}</td><td><span class=\"bar\" style=\"width:{width}px\"></span></td>\
+                     <td>{}{ex}</td></tr>\n",
+                    esc(class)
+                );
+            }
+            out += "</table>\n";
+        }
+        if !f.r.pauses.is_empty() {
+            out += &format!("<p>Pauses: {}</p><ul class=\"pauses\">", f.r.pauses.len());
+            for p in f.r.pauses.iter().take(5) {
+                out += &format!("<li>{}</li>", esc(p));
+            }
+            out += "</ul>\n";
+        }
+        if !f.remedies.is_empty() {
+            out += "<p>What to change:</p><ul class=\"remedies\">";
+            for m in &f.remedies {
+                out += &format!("<li>{}</li>", esc(m));
+            }
+            out += "</ul>\n";
+        }
+    }
+    out += "</body></html>\n";
+    out
 }
 
 /// Run `weir doctor`.

@@ -44,11 +44,15 @@ pub struct ServeArgs {
 /// Start the server and block until SIGINT or SIGTERM.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     use std::io::IsTerminal;
+    // Lines are written by a thread of their own, so a request never waits on stderr; nothing is
+    // dropped (a full buffer holds the logger back instead), and the guard flushes at exit.
+    let (writer, _flush_at_exit) =
+        tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| "info".into()))
         // Colour codes only for a terminal, never in a log file.
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .init();
     let mut cfg = match &args.config {
         Some(p) => Config::load(p)?,
