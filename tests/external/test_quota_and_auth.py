@@ -10,6 +10,8 @@ import botocore.auth
 import pytest
 from botocore.exceptions import ClientError
 
+from test_delivery import urlopen_admin
+
 MSG = {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}
 
 
@@ -70,6 +72,11 @@ def test_daily_quota_200(acct):
     # aws-cli prints "(reached max retries: N)" for retryable errors.
     assert "An error occurred (Throttling) when calling the SendEmail operation" in r.stderr
     assert r.stderr.strip().endswith(": Daily message quota exceeded.")
+    # Each refusal is counted by reason in /metrics: v1, v2 and every attempt of aws-cli's.
+    text = urlopen_admin(acct.weir, "/metrics")
+    line = f'weir_quota_refusals_total{{account="{acct.name}",region="us-east-1",reason="daily_quota"}} '
+    counted = [int(l[len(line):]) for l in text.splitlines() if l.startswith(line)]
+    assert counted and counted[0] >= 3, text
 
 
 def test_v2_rate_is_429(acct):

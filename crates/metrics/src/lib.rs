@@ -144,6 +144,19 @@ pub struct QuotaSnapshot {
     pub max_rate: f64,
     /// 0 healthy, 1 under review (PROBATION), 2 paused (SHUTDOWN).
     pub enforcement: i64,
+    /// Quota refusals since start by reason (`daily_quota`, `max_send_rate`, `sending_paused`).
+    pub refusals: Vec<(String, u64)>,
+}
+
+/// Labels of a quota refusal count.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// Account name.
+    pub account: String,
+    /// Region.
+    pub region: String,
+    /// `daily_quota`, `max_send_rate`, `sending_paused`.
+    pub reason: String,
 }
 
 /// Labels of an (account, region).
@@ -193,6 +206,7 @@ pub struct Metrics {
     quota_max_24h: Family<AccountLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     quota_max_rate: Family<AccountLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     enforcement: Family<AccountLabels, Gauge>,
+    refusals: Family<RefusalLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -303,6 +317,12 @@ impl Metrics {
             "Enforcement status: 0 HEALTHY, 1 PROBATION, 2 SHUTDOWN",
             enforcement.clone(),
         );
+        let refusals = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "quota_refusals",
+            "Sends refused by the quota, by account, region and reason (daily_quota, max_send_rate, sending_paused)",
+            refusals.clone(),
+        );
         let lane_changes = Family::<LaneChangeLabels, Counter>::default();
         registry.register(
             "lane_changes",
@@ -319,6 +339,7 @@ impl Metrics {
             quota_max_24h,
             quota_max_rate,
             enforcement,
+            refusals,
             smtp_sessions,
             smtp_auth_failures,
             events,
@@ -388,6 +409,10 @@ impl Metrics {
             self.quota_max_24h.get_or_create(&l).set(q.max_24h);
             self.quota_max_rate.get_or_create(&l).set(q.max_rate);
             self.enforcement.get_or_create(&l).set(q.enforcement);
+            for (reason, n) in &q.refusals {
+                let l = RefusalLabels { account: q.account.clone(), region: q.region.clone(), reason: reason.clone() };
+                catch_up(&self.refusals.get_or_create(&l), *n);
+            }
         }
         self.spool_recipients.clear();
         self.spool_oldest.clear();
@@ -455,12 +480,15 @@ mod tests {
             max_24h: 200.0,
             max_rate: 1.0,
             enforcement: 0,
+            refusals: vec![("max_send_rate".into(), 4)],
         }];
         let text = m.render(&spool, &[], &quotas);
         assert!(text.contains(r#"weir_quota_sent_last_24h_recipients{account="acme",region="us-east-1"} 3"#), "{text}");
         assert!(text.contains(r#"weir_ses_events_total{event="Send",account="acme",region="us-east-1"} 2"#), "{text}");
         assert!(text.contains(r#"weir_http_requests_total{api="v2",status="200",code=""} 1"#), "{text}");
         assert!(text.contains(r#"weir_spool_recipients{state="queued",lane="none"} 7"#), "{text}");
+        let refused = r#"weir_quota_refusals_total{account="acme",region="us-east-1",reason="max_send_rate"} 4"#;
+        assert!(text.contains(refused), "{text}");
         m.lane_change("gmail", "google", "pause");
         let text = m.render(&spool, &[], &quotas);
         assert!(text.contains(r#"weir_lane_changes_total{lane="gmail",provider="google",kind="pause"} 1"#), "{text}");

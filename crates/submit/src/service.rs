@@ -139,6 +139,8 @@ pub struct Service {
     config: ServiceConfig,
     clock: Clock,
     events: Option<Arc<weir_store::events::EventLog>>,
+    /// Quota refusals since start, by (account, region) and reason.
+    refusals: Mutex<HashMap<(RegionKey, &'static str), u64>>,
 }
 
 fn limits_of(s: &RegionSettings) -> Limits {
@@ -182,7 +184,15 @@ impl Service {
             quotas.insert(key, Arc::new(Mutex::new(QuotaState::restore(rec.seconds, rec.tat))));
         }
         store.write_detached(move |c| ops::prune(c, now_s as i64));
-        Ok(Service { store, catalog: RwLock::new(catalog), quotas: Mutex::new(quotas), config, clock, events: None })
+        Ok(Service {
+            store,
+            catalog: RwLock::new(catalog),
+            quotas: Mutex::new(quotas),
+            config,
+            clock,
+            events: None,
+            refusals: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Record Send and Reject events in `events`.
@@ -572,13 +582,33 @@ impl Service {
         weir_sigv4::constant_time_eq(expected.as_bytes(), password.as_bytes()).then_some(account)
     }
 
+    /// Count a quota refusal and turn it into the error the front doors answer with.
+    fn refused(&self, key: &RegionKey, r: Refusal) -> SubmitError {
+        let (reason, err) = match r {
+            Refusal::SendingPaused => ("sending_paused", SubmitError::SendingPaused),
+            Refusal::DailyQuotaExceeded { retry_after } => {
+                ("daily_quota", SubmitError::DailyQuotaExceeded { retry_after })
+            }
+            Refusal::MaxSendRateExceeded { retry_after } => {
+                ("max_send_rate", SubmitError::MaxSendRateExceeded { retry_after })
+            }
+        };
+        *self.refusals.lock().entry((key.clone(), reason)).or_default() += 1;
+        err
+    }
+
+    /// Quota refusals since start: (account id, region, reason, count).
+    pub fn quota_refusals(&self) -> Vec<(i64, String, &'static str, u64)> {
+        self.refusals.lock().iter().map(|((k, reason), n)| (k.0, k.1.clone(), *reason, *n)).collect()
+    }
+
     /// Could a one-recipient message from `source` be accepted now? Charges nothing; SMTP asks
     /// at MAIL FROM so that a client does not upload a body only to be refused.
     pub fn precheck(&self, account: &Account, region: &str, source: &Mailbox) -> Result<(), SubmitError> {
         let key: RegionKey = (account.id, region.to_string());
         let settings = self.region_settings(account.id, region);
         if !settings.sending_enabled {
-            return Err(SubmitError::SendingPaused);
+            return Err(self.refused(&key, Refusal::SendingPaused));
         }
         if !self.catalog.read().is_verified(&key, &source.addr) {
             return Err(SubmitError::MessageRejected(format!(
@@ -588,11 +618,7 @@ impl Service {
             )));
         }
         let now = self.now_ns();
-        self.quota_state(&key).lock().check(&limits_of(&settings), now, 1).map_err(|r| match r {
-            Refusal::SendingPaused => SubmitError::SendingPaused,
-            Refusal::DailyQuotaExceeded { retry_after } => SubmitError::DailyQuotaExceeded { retry_after },
-            Refusal::MaxSendRateExceeded { retry_after } => SubmitError::MaxSendRateExceeded { retry_after },
-        })
+        self.quota_state(&key).lock().check(&limits_of(&settings), now, 1).map_err(|r| self.refused(&key, r))
     }
 
     /// Admit and spool one message. Returns the MessageId once the message, its recipients and
@@ -663,11 +689,8 @@ impl Service {
 
         let now = self.now_ns();
         let quota = self.quota_state(&key);
-        let charge = quota.lock().admit(&limits_of(&settings), now, distinct.len() as u32).map_err(|r| match r {
-            Refusal::SendingPaused => SubmitError::SendingPaused,
-            Refusal::DailyQuotaExceeded { retry_after } => SubmitError::DailyQuotaExceeded { retry_after },
-            Refusal::MaxSendRateExceeded { retry_after } => SubmitError::MaxSendRateExceeded { retry_after },
-        })?;
+        let charge =
+            quota.lock().admit(&limits_of(&settings), now, distinct.len() as u32).map_err(|r| self.refused(&key, r))?;
         let tags_json = serde_json::Value::Array(
             sub.tags.iter().map(|(n, v)| serde_json::json!({"Name": n, "Value": v})).collect(),
         )

@@ -358,6 +358,7 @@ fn metrics_text(
             })
             .unwrap_or_default();
         let mut quotas = Vec::new();
+        let refusals = svc.quota_refusals();
         for a in svc.accounts() {
             for region in svc.regions_of(a.id) {
                 let q = svc.quota_view(a.id, &region);
@@ -368,11 +369,16 @@ fn metrics_text(
                 };
                 quotas.push(weir_metrics::QuotaSnapshot {
                     account: a.name.clone(),
-                    region,
                     sent_last_24h: q.sent_last_24h,
                     max_24h: q.max_24h,
                     max_rate: q.max_rate,
                     enforcement,
+                    refusals: refusals
+                        .iter()
+                        .filter(|r| r.0 == a.id && r.1 == region)
+                        .map(|r| (r.2.to_string(), r.3))
+                        .collect(),
+                    region,
                 });
             }
         }
