@@ -129,7 +129,7 @@ class FakeMX:
                         l = await reader.readline()
                         if l in (b".\r\n", b".\n", b""):
                             break
-                        data.append(l)
+                        data.append(l[1:] if l.startswith(b".") else l)  # dot-unstuffing (RFC 5321 4.5.2)
                     self.messages.append((time.time(), mail_from, list(rcpts), b"".join(data)))
                     while self.hold.is_set():
                         await asyncio.sleep(0.02)

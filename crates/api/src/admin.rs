@@ -346,6 +346,33 @@ async fn route(st: &AppState, raw: &RawRequest) -> Result<Response, Response> {
                         json!({"identity": id.identity, "kind": id.kind.as_str(), "status": id.status.as_str()}),
                     ))
                 }
+                (&Method::GET, ["identities", ident, "dns"]) => {
+                    // What to publish in DNS for this identity, and the status weir last saw.
+                    let i = svc
+                        .identity(a.id, region, ident)
+                        .ok_or_else(|| fail(StatusCode::NOT_FOUND, format!("no identity {ident} in {region}")))?;
+                    let domain = i.identity.rsplit_once('@').map_or(i.identity.as_str(), |(_, d)| d).to_string();
+                    let mut records: Vec<Value> = svc
+                        .dkim_dns_records(a.id, region, &domain)
+                        .into_iter()
+                        .map(|(name, value)| json!({"purpose": "DKIM", "name": name, "type": "TXT", "value": value}))
+                        .collect();
+                    if i.kind == IdentityKind::Domain {
+                        records.push(json!({"purpose": "domain verification", "name": format!("_amazonses.{domain}"),
+                                            "type": "TXT", "value": i.token}));
+                    }
+                    records
+                        .push(json!({"purpose": "DMARC (a start: monitor only)", "name": format!("_dmarc.{domain}"),
+                                        "type": "TXT", "value": "v=DMARC1; p=none;"}));
+                    let dkim = svc.dkim(a.id, region, &domain);
+                    Ok(reply(
+                        StatusCode::OK,
+                        json!({"identity": i.identity, "verification": i.status.as_str(),
+                               "dkim": dkim.as_ref().map_or("NOT_STARTED", |d| d.status.as_str()),
+                               "dkim_signing": dkim.as_ref().is_some_and(|d| d.enabled),
+                               "records": records}),
+                    ))
+                }
                 (&Method::GET, ["identities"]) => {
                     let list: Vec<Value> = svc
                         .identities(a.id, region)

@@ -243,6 +243,70 @@ async fn run(st: &AppState, caller: &Caller, p: &Params, action: &str, rid: &str
             };
             Ok(xml::ok(action, Some(&attrs), rid))
         }
+        "VerifyDomainDkim" => {
+            let domain = required(p, "Domain", "domain")?;
+            check_domain(domain)?;
+            if svc.identity(acct, region, domain).is_none() {
+                svc.put_identity(acct, region, domain, IdentityKind::Domain, false)
+                    .await
+                    .map_err(|e| ApiError::from_admin(e, Flavor::V1))?;
+            }
+            let d = svc
+                .start_easy_dkim(acct, region, domain, weir_mail::dkim::KeySpec::Rsa2048)
+                .await
+                .map_err(|e| ApiError::from_admin(e, Flavor::V1))?;
+            Ok(xml::ok(action, Some(&members("DkimTokens", d.tokens.iter().map(String::as_str))), rid))
+        }
+        "GetIdentityDkimAttributes" => {
+            if !p.has("Identities") {
+                return Err(ApiError::missing(&["identities"]));
+            }
+            let mut inner = String::new();
+            for w in &p.list("Identities") {
+                if svc.identity(acct, region, w).is_none() {
+                    continue;
+                }
+                // An address shows its domain's DKIM (signing follows the From domain).
+                let domain = w.rsplit_once('@').map_or(w.as_str(), |(_, d)| d);
+                let d = svc.dkim(acct, region, domain);
+                let (enabled, status, tokens) = match &d {
+                    Some(d) => (
+                        d.enabled,
+                        dkim_status_v1(&d.status),
+                        members("DkimTokens", d.tokens.iter().map(String::as_str)),
+                    ),
+                    None => (false, "NotStarted", String::new()),
+                };
+                inner.push_str(&format!(
+                    "<entry><key>{}</key><value><DkimEnabled>{enabled}</DkimEnabled>\
+                     <DkimVerificationStatus>{status}</DkimVerificationStatus>{tokens}</value></entry>",
+                    xml::escape(w)
+                ));
+            }
+            let attrs = if inner.is_empty() {
+                "<DkimAttributes/>".to_string()
+            } else {
+                format!("<DkimAttributes>{inner}</DkimAttributes>")
+            };
+            Ok(xml::ok(action, Some(&attrs), rid))
+        }
+        "SetIdentityDkimEnabled" => {
+            let ident = required(p, "Identity", "identity")?;
+            let enabled = match required(p, "DkimEnabled", "dkimEnabled")? {
+                "true" => true,
+                "false" => false,
+                v => return Err(ApiError::invalid(format!("Invalid DkimEnabled '{v}': must be true or false."))),
+            };
+            if ident.contains('@') {
+                return Err(ApiError::invalid(format!(
+                    "weir keeps DKIM per domain: enable or disable it on the domain of {ident}."
+                )));
+            }
+            svc.set_dkim_enabled(acct, region, ident, enabled)
+                .await
+                .map_err(|e| ApiError::from_admin(e, Flavor::V1))?;
+            Ok(xml::ok(action, Some(""), rid))
+        }
         "DeleteIdentity" | "DeleteVerifiedEmailAddress" => {
             let (key, member) =
                 if action == "DeleteIdentity" { ("Identity", "identity") } else { ("EmailAddress", "emailAddress") };
@@ -259,6 +323,17 @@ async fn run(st: &AppState, caller: &Caller, p: &Params, action: &str, rid: &str
             "InvalidAction",
             format!("Could not find operation {other} for version {version}"),
         )),
+    }
+}
+
+/// SES v1's spelling of a DKIM status.
+fn dkim_status_v1(s: &str) -> &'static str {
+    match s {
+        "SUCCESS" => "Success",
+        "FAILED" => "Failed",
+        "TEMPORARY_FAILURE" => "TemporaryFailure",
+        "NOT_STARTED" => "NotStarted",
+        _ => "Pending",
     }
 }
 

@@ -167,12 +167,46 @@ async fn route(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<Respo
                     format!("Email identity {id} does not exist."),
                 )
             })?;
-            let mut v = identity_json(&i);
+            let mut v = identity_json(st, caller, &i);
             v["FeedbackForwardingStatus"] = json!(true);
             v["VerificationStatus"] = json!(status_v2(i.status));
             v["Policies"] = json!({});
             v["Tags"] = json!([]);
             Ok(ok(v, rid))
+        }
+        (&Method::PUT, ["identities", id, "dkim"]) => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                signing_enabled: Option<bool>,
+            }
+            let id = label(id);
+            let i: In = parse(&raw.body)?;
+            known_identity(st, caller, &id)?;
+            st.svc
+                .set_dkim_enabled(caller.account.id, &caller.region, &id, i.signing_enabled.unwrap_or(false))
+                .await
+                .map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
+            Ok(ok(json!({}), rid))
+        }
+        (&Method::PUT, ["identities", id, "dkim", "signing"]) => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                signing_attributes_origin: Option<String>,
+                signing_attributes: Option<SigningAttributes>,
+            }
+            let id = label(id);
+            let i: In = parse(&raw.body)?;
+            let origin = i.signing_attributes_origin.ok_or_else(|| ApiError::missing(&["signingAttributesOrigin"]))?;
+            let ident = known_identity(st, caller, &id)?;
+            if ident.kind != IdentityKind::Domain {
+                return Err(bad(format!(
+                    "DKIM signing attributes are set on a domain identity; {id} is an email address."
+                )));
+            }
+            let d = put_signing(st, caller, &id, &origin, i.signing_attributes).await?;
+            Ok(ok(json!({"DkimStatus": d.status, "DkimTokens": d.tokens}), rid))
         }
         (&Method::DELETE, ["identities", id]) => {
             let id = label(id);
@@ -273,11 +307,107 @@ fn kind_v2(k: IdentityKind) -> &'static str {
     }
 }
 
-fn identity_json(i: &Identity) -> Value {
+fn identity_json(st: &AppState, caller: &Caller, i: &Identity) -> Value {
     json!({
         "IdentityType": kind_v2(i.kind),
         "VerifiedForSendingStatus": i.status == VerificationStatus::Success,
-        "DkimAttributes": {"SigningEnabled": false, "Status": "NOT_STARTED", "SigningAttributesOrigin": "AWS_SES"},
+        "DkimAttributes": dkim_json(st, caller, &i.identity),
+    })
+}
+
+/// `DkimAttributes` of an identity: its domain's DKIM (an address shows its domain's).
+fn dkim_json(st: &AppState, caller: &Caller, identity: &str) -> Value {
+    let domain = identity.rsplit_once('@').map_or(identity, |(_, d)| d);
+    match st.svc.dkim(caller.account.id, &caller.region, domain) {
+        None => {
+            json!({"SigningEnabled": false, "Status": "NOT_STARTED", "SigningAttributesOrigin": "AWS_SES", "Tokens": []})
+        }
+        Some(d) => {
+            let mut v = json!({
+                "SigningEnabled": d.enabled,
+                "Status": d.status,
+                "Tokens": d.tokens,
+                "SigningAttributesOrigin": d.origin,
+                "LastKeyGenerationTimestamp": d.generated_ms as f64 / 1000.0,
+            });
+            // Key lengths are SES's RSA ones; an Ed25519 key (a weir extension) shows none.
+            if d.key_spec.starts_with("RSA_") {
+                v["CurrentSigningKeyLength"] = json!(d.key_spec);
+            }
+            if d.next_key_spec.starts_with("RSA_") && d.origin == "AWS_SES" {
+                v["NextSigningKeyLength"] = json!(d.next_key_spec);
+            }
+            v
+        }
+    }
+}
+
+/// `DkimSigningAttributes` of CreateEmailIdentity and PutEmailIdentityDkimSigningAttributes.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct SigningAttributes {
+    domain_signing_selector: Option<String>,
+    domain_signing_private_key: Option<String>,
+    next_signing_key_length: Option<String>,
+}
+
+/// Start Easy DKIM (`AWS_SES`) or take the customer's key (`EXTERNAL`), with SES's checks.
+async fn put_signing(
+    st: &AppState,
+    caller: &Caller,
+    domain: &str,
+    origin: &str,
+    attrs: Option<SigningAttributes>,
+) -> Result<weir_submit::DkimView, ApiError> {
+    let attrs = attrs.unwrap_or_default();
+    let (acct, region) = (caller.account.id, caller.region.as_str());
+    match origin {
+        "AWS_SES" => {
+            let spec = match attrs.next_signing_key_length.as_deref() {
+                None | Some("RSA_2048_BIT") => weir_mail::dkim::KeySpec::Rsa2048,
+                Some("RSA_1024_BIT") => weir_mail::dkim::KeySpec::Rsa1024,
+                Some(other) => {
+                    return Err(bad(format!(
+                        "1 validation error detected: Value '{other}' at 'signingAttributes.nextSigningKeyLength' \
+                         failed to satisfy constraint: Member must satisfy enum value set: [RSA_1024_BIT, RSA_2048_BIT]"
+                    )));
+                }
+            };
+            st.svc.start_easy_dkim(acct, region, domain, spec).await.map_err(|e| ApiError::from_admin(e, Flavor::V2))
+        }
+        "EXTERNAL" => {
+            let selector = attrs
+                .domain_signing_selector
+                .ok_or_else(|| bad("DomainSigningSelector is required when SigningAttributesOrigin is EXTERNAL."))?;
+            let key = attrs
+                .domain_signing_private_key
+                .ok_or_else(|| bad("DomainSigningPrivateKey is required when SigningAttributesOrigin is EXTERNAL."))?;
+            let valid_selector = !selector.is_empty()
+                && selector.len() <= 63
+                && selector.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !selector.starts_with('-')
+                && !selector.ends_with('-');
+            if !valid_selector {
+                return Err(bad(format!(
+                    "Invalid DomainSigningSelector {selector}: 1 to 63 letters, digits and inner hyphens."
+                )));
+            }
+            st.svc
+                .put_external_dkim(acct, region, domain, &selector, &key)
+                .await
+                .map_err(|e| ApiError::from_admin(e, Flavor::V2))
+        }
+        other => Err(bad(format!(
+            "1 validation error detected: Value '{other}' at 'signingAttributesOrigin' failed to satisfy constraint: \
+             Member must satisfy enum value set: [AWS_SES, EXTERNAL]"
+        ))),
+    }
+}
+
+/// The identity, or SES's NotFoundException.
+fn known_identity(st: &AppState, caller: &Caller, id: &str) -> Result<Identity, ApiError> {
+    st.svc.identity(caller.account.id, &caller.region, id).ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "NotFoundException", format!("Email identity {id} does not exist."))
     })
 }
 
@@ -299,6 +429,7 @@ async fn create_identity(st: &AppState, caller: &Caller, raw: &RawRequest) -> Re
     #[serde(rename_all = "PascalCase")]
     struct In {
         email_identity: Option<String>,
+        dkim_signing_attributes: Option<SigningAttributes>,
     }
     let i: In = parse(&raw.body)?;
     let ident = i.email_identity.ok_or_else(|| ApiError::missing(&["emailIdentity"]))?;
@@ -309,6 +440,11 @@ async fn create_identity(st: &AppState, caller: &Caller, raw: &RawRequest) -> Re
         validate_addr(&format!("x@{ident}")).map_err(|e| bad(format!("Invalid domain name {ident}: {}", e.0)))?;
         IdentityKind::Domain
     };
+    // A supplied key is checked before anything is created.
+    if let Some(key) = i.dkim_signing_attributes.as_ref().and_then(|a| a.domain_signing_private_key.as_deref()) {
+        weir_mail::dkim::KeyPair::from_base64(key)
+            .map_err(|e| bad(format!("Invalid DomainSigningPrivateKey: {e}.")))?;
+    }
     if st.svc.identity(caller.account.id, &caller.region, &ident).is_some() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -321,7 +457,16 @@ async fn create_identity(st: &AppState, caller: &Caller, raw: &RawRequest) -> Re
         .put_identity(caller.account.id, &caller.region, &ident, kind, false)
         .await
         .map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
-    Ok(ok(identity_json(&id), &raw.request_id))
+    // A domain gets DKIM at once, as in SES: the customer's key if given, Easy DKIM otherwise.
+    if kind == IdentityKind::Domain {
+        let origin = if i.dkim_signing_attributes.as_ref().is_some_and(|a| a.domain_signing_private_key.is_some()) {
+            "EXTERNAL"
+        } else {
+            "AWS_SES"
+        };
+        put_signing(st, caller, &ident, origin, i.dkim_signing_attributes).await?;
+    }
+    Ok(ok(identity_json(st, caller, &id), &raw.request_id))
 }
 
 fn page_size(q: &[(String, String)], max: usize) -> Result<usize, ApiError> {

@@ -210,6 +210,23 @@ impl Engine {
         false
     }
 
+    /// The message as sent: with a DKIM signature when its From domain's DKIM signs (signed
+    /// per attempt, so a key enabled or rotated after acceptance is the one used).
+    fn signed_body(&self, r: &DueRecipient, body: Vec<u8>) -> Vec<u8> {
+        if !self.svc.dkim_in_use() {
+            return body;
+        }
+        let Some(domain) = weir_mail::dkim::from_domain(&body) else { return body };
+        let Some(signer) = self.svc.dkim_signer(r.account_id, &r.region, &domain) else { return body };
+        match signer.signed(&body) {
+            Ok(signed) => signed,
+            Err(e) => {
+                tracing::warn!(message_id = %r.message_id, error = %e, "DKIM signing failed; sent unsigned");
+                body
+            }
+        }
+    }
+
     /// Deliver one job's recipients over `client`, in transactions of at most the lane's
     /// recipients per transaction. Returns the outcomes, the recipients never tried because
     /// the session ended, and whether it ended.
@@ -236,6 +253,7 @@ impl Engine {
                 return (outcomes, Vec::new(), false);
             }
         };
+        let body = self.signed_body(&rcpts[0], body);
         let mut per_txn = lane.limits.recipients_per_transaction.max(1);
         let mut pending: VecDeque<DueRecipient> = rcpts.into();
         let mut first_txn = true;

@@ -101,6 +101,28 @@ impl HickoryResolver {
     }
 }
 
+impl HickoryResolver {
+    /// TXT records at `name`, each as its strings joined. `Ok(empty)` when the name has none
+    /// (or does not exist); `Err` when DNS did not answer.
+    pub async fn txt(&self, name: &str) -> Result<Vec<String>, String> {
+        let fqdn = format!("{}.", name.trim_end_matches('.'));
+        match self.0.txt_lookup(fqdn.as_str()).await {
+            Ok(lookup) => Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|rec| match &rec.data {
+                    hickory_resolver::proto::rr::RData::TXT(txt) => Some(
+                        txt.txt_data.iter().map(|part| String::from_utf8_lossy(part).into_owned()).collect::<String>(),
+                    ),
+                    _ => None,
+                })
+                .collect()),
+            Err(e) if e.is_nx_domain() || e.is_no_records_found() => Ok(vec![]),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
 impl Resolver for HickoryResolver {
     fn addrs<'a>(&'a self, host: &'a str) -> AddrFuture<'a> {
         Box::pin(async move {

@@ -10,6 +10,7 @@
 pub mod address;
 pub mod compose;
 pub mod crlf;
+pub mod dkim;
 pub mod message_id;
 pub mod raw;
 

@@ -9,6 +9,7 @@
 //! - [`ops`]: the SQL for each operation, as plain functions over a connection.
 //! - [`events`]: the SES-shaped event log (`events.jsonl`) and its listeners.
 
+pub mod dkim;
 pub mod events;
 pub mod model;
 pub mod ops;

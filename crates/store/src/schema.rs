@@ -87,6 +87,21 @@ CREATE TABLE IF NOT EXISTS quota_bucket (
     tat        INTEGER NOT NULL,
     PRIMARY KEY (account_id, region)
 ) WITHOUT ROWID;
+-- DKIM of domain identities: settings and keys (JSON [[selector, base64 DER], ...]).
+CREATE TABLE IF NOT EXISTS dkim (
+    account_id      INTEGER NOT NULL,
+    region          TEXT NOT NULL,
+    identity        TEXT NOT NULL,
+    enabled         INTEGER NOT NULL,
+    origin          TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    keys            TEXT NOT NULL,
+    key_spec        TEXT NOT NULL,
+    next_key_spec   TEXT NOT NULL,
+    generated_ms    INTEGER NOT NULL,
+    last_success_ms INTEGER NOT NULL,
+    PRIMARY KEY (account_id, region, identity)
+) WITHOUT ROWID;
 -- Delivery attempts since the spool was created, by lane, outcome, reply class and whether first
 -- attempts: written with the attempts themselves, so the counters survive a restart exactly.
 CREATE TABLE IF NOT EXISTS delivery_totals (

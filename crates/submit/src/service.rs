@@ -17,6 +17,9 @@ use crate::catalog::{Catalog, RegionKey};
 use crate::region_upper;
 use crate::reputation;
 
+mod dkim;
+pub use dkim::{DkimCheck, DkimView, DnsFinding, EASY_DKIM_TOKENS, status_after};
+
 /// Most recipients in one message (To + Cc + Bcc, or RCPT TO).
 pub const MAX_RECIPIENTS: usize = 50;
 
@@ -141,6 +144,8 @@ pub struct Service {
     events: Option<Arc<weir_store::events::EventLog>>,
     /// Quota refusals since start, by (account, region) and reason.
     refusals: Mutex<HashMap<(RegionKey, &'static str), u64>>,
+    /// DKIM of domain identities, by (account, region) and domain.
+    dkim: RwLock<HashMap<(RegionKey, String), dkim::DkimEntry>>,
 }
 
 fn limits_of(s: &RegionSettings) -> Limits {
@@ -179,6 +184,10 @@ impl Service {
         for (id, region, s) in store.read(ops::list_suppressed)? {
             catalog.suppression.entry((id, region)).or_default().insert(s.address.clone(), s);
         }
+        let mut dkim = HashMap::new();
+        for (id, region, d) in store.read(weir_store::dkim::list)? {
+            dkim.insert(((id, region), d.identity.clone()), dkim::DkimEntry::new(d));
+        }
         let mut quotas = HashMap::new();
         for (key, rec) in store.read(|c| ops::load_quotas(c, now_s))? {
             quotas.insert(key, Arc::new(Mutex::new(QuotaState::restore(rec.seconds, rec.tat))));
@@ -192,6 +201,7 @@ impl Service {
             clock,
             events: None,
             refusals: Mutex::new(HashMap::new()),
+            dkim: RwLock::new(dkim),
         })
     }
 
@@ -478,6 +488,7 @@ impl Service {
         if let Some(m) = self.catalog.write().identities.get_mut(&(account_id, region.to_string())) {
             m.remove(&name);
         }
+        self.delete_dkim(account_id, region, &name).await?;
         if existed { Ok(()) } else { Err(AdminError::NotFound(format!("Identity {identity} does not exist."))) }
     }
 

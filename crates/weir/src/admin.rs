@@ -88,6 +88,20 @@ pub enum IdentityCmd {
         #[arg(long)]
         verified: bool,
     },
+    /// The DNS records an identity needs (DKIM keys, domain verification, DMARC) and the
+    /// status weir last saw.
+    Dns {
+        /// Account name.
+        name: String,
+        /// Region.
+        #[arg(long)]
+        region: String,
+        /// Address or domain.
+        identity: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// List an account's identities in a region.
     List {
         /// Account name.
@@ -328,6 +342,32 @@ pub fn identity(cmd: IdentityCmd, c: &Client) -> anyhow::Result<()> {
                 v["kind"].as_str().unwrap_or(""),
                 v["status"].as_str().unwrap_or("")
             );
+            Ok(())
+        }
+        IdentityCmd::Dns { name, region, identity, json } => {
+            let path =
+                format!("/admin/v1/accounts/{}/regions/{}/identities/{}/dns", seg(&name), seg(&region), seg(&identity));
+            let v = c.call("GET", &path, None)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
+            println!(
+                "{}: verification {}, DKIM {} (signing {})",
+                v["identity"].as_str().unwrap_or(""),
+                v["verification"].as_str().unwrap_or(""),
+                v["dkim"].as_str().unwrap_or(""),
+                if v["dkim_signing"].as_bool().unwrap_or(false) { "enabled" } else { "disabled" }
+            );
+            for r in v["records"].as_array().into_iter().flatten() {
+                println!(
+                    "{}\t{}\t\"{}\"\t; {}",
+                    r["name"].as_str().unwrap_or(""),
+                    r["type"].as_str().unwrap_or(""),
+                    r["value"].as_str().unwrap_or(""),
+                    r["purpose"].as_str().unwrap_or("")
+                );
+            }
             Ok(())
         }
         IdentityCmd::List { name, region, json } => {

@@ -28,6 +28,26 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Reputation enforcement (SES's bounce and complaint thresholds).
     pub reputation: ReputationConfig,
+    /// DKIM signing and its DNS checks.
+    pub dkim: DkimConfig,
+}
+
+/// `[dkim]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DkimConfig {
+    /// How often each domain's DKIM records are looked up (through `delivery.dns_servers`, or
+    /// the system's resolver).
+    pub check_interval_seconds: u64,
+    /// Records missing this long after the keys were made (or after the last success) turn
+    /// the status to FAILED, as SES does after 72 hours.
+    pub fail_after_seconds: u64,
+}
+
+impl Default for DkimConfig {
+    fn default() -> Self {
+        DkimConfig { check_interval_seconds: 300, fail_after_seconds: 72 * 3600 }
+    }
 }
 
 /// `[reputation]`.
@@ -343,6 +363,7 @@ impl Default for Config {
             message: MessageConfig::default(),
             retention: RetentionConfig::default(),
             reputation: ReputationConfig::default(),
+            dkim: DkimConfig::default(),
             smtp: SmtpSection::default(),
             delivery: DeliverySection::default(),
         }

@@ -9,6 +9,7 @@
 mod admin;
 mod config;
 mod data_dir;
+mod dkim_check;
 mod doctor;
 mod queue;
 mod serve;

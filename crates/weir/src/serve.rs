@@ -193,6 +193,19 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     let retention_task = tokio::spawn(retention(store.clone(), cfg.retention.clone(), stop_rx.clone()));
     let reputation_task =
         cfg.reputation.enabled.then(|| tokio::spawn(reputation(svc.clone(), cfg.reputation.clone(), stop_rx.clone())));
+    // DKIM records are checked through the delivery's DNS servers, or the system's resolver.
+    let dkim_resolver = if cfg.delivery.dns_servers.is_empty() {
+        weir_delivery::route::HickoryResolver::system()
+    } else {
+        weir_delivery::route::HickoryResolver::with_servers(&cfg.delivery.dns_servers)
+    };
+    let dkim_task = match dkim_resolver {
+        Ok(r) => Some(tokio::spawn(crate::dkim_check::run(svc.clone(), r, cfg.dkim.clone(), stop_rx.clone()))),
+        Err(e) => {
+            tracing::warn!(error = %e, "no usable DNS configuration: DKIM records are not checked (set delivery.dns_servers)");
+            None
+        }
+    };
     let state = AppState {
         delivery_status: engine.clone().map(|e| -> weir_api::StatusFn {
             let w = webhook_stats.clone();
@@ -268,6 +281,10 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     let _ = retention_task.await;
     if let Some(t) = reputation_task {
         let _ = t.await;
+    }
+    // A DNS look-up under way may take its whole timeout; nothing of it needs finishing.
+    if let Some(t) = dkim_task {
+        t.abort();
     }
     if let Some(e) = &engine {
         // Let deliveries already under way finish and record their results.

@@ -1,0 +1,66 @@
+//! The periodic DNS check of every domain's DKIM records: each selector's TXT record must
+//! publish its key (a CNAME to where it is published is followed by the resolver).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use weir_delivery::route::HickoryResolver;
+use weir_submit::{DnsFinding, Service};
+
+use crate::config::DkimConfig;
+
+/// Check every domain now and then every `check_interval_seconds`, until `stop`.
+pub async fn run(
+    svc: Arc<Service>,
+    resolver: HickoryResolver,
+    cfg: DkimConfig,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let fail_after_ms = (cfg.fail_after_seconds as i64).saturating_mul(1000);
+    loop {
+        for (account_id, region, domain, records) in svc.dkim_checks() {
+            let finding = check(&resolver, &domain, &records).await;
+            match svc.record_dkim_check(account_id, &region, &domain, finding, fail_after_ms).await {
+                Ok(Some(status)) => tracing::info!(%domain, %region, %status, ?finding, "DKIM status changed"),
+                Ok(None) => {}
+                Err(e) => tracing::error!(%domain, error = %e, "cannot record a DKIM check"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(cfg.check_interval_seconds.max(1))) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn check(resolver: &HickoryResolver, domain: &str, records: &[(String, String)]) -> DnsFinding {
+    for (selector, key) in records {
+        match resolver.txt(&format!("{selector}._domainkey.{domain}")).await {
+            Err(_) => return DnsFinding::Unavailable,
+            Ok(txts) if !txts.iter().any(|t| published_key(t).as_deref() == Some(key.as_str())) => {
+                return DnsFinding::Missing;
+            }
+            Ok(_) => {}
+        }
+    }
+    DnsFinding::AllPublished
+}
+
+/// The `p=` of a DKIM key record, without the spaces DNS tools like to insert.
+fn published_key(txt: &str) -> Option<String> {
+    txt.split(';').find_map(|tag| {
+        let (name, value) = tag.split_once('=')?;
+        (name.trim() == "p").then(|| value.chars().filter(|c| !c.is_whitespace()).collect())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_is_read_from_a_record_with_spaces() {
+        assert_eq!(published_key("v=DKIM1; k=rsa; p=MIIB Ij AN").as_deref(), Some("MIIBIjAN"));
+        assert_eq!(published_key("v=DKIM1; k=rsa").as_deref(), None);
+    }
+}
