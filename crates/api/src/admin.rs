@@ -346,6 +346,35 @@ async fn route(st: &AppState, raw: &RawRequest) -> Result<Response, Response> {
                         json!({"identity": id.identity, "kind": id.kind.as_str(), "status": id.status.as_str()}),
                     ))
                 }
+                (&Method::POST, ["identities", ident, "dkim"]) => {
+                    // Easy DKIM for a domain, with the key type the operator picks (Ed25519 is
+                    // only offered here: SES's API knows RSA lengths alone).
+                    #[derive(Deserialize)]
+                    struct In {
+                        key: Option<String>,
+                    }
+                    let i: In = parse(&raw.body)?;
+                    let spec = match i.key.as_deref().unwrap_or("rsa2048") {
+                        "rsa2048" => weir_mail::dkim::KeySpec::Rsa2048,
+                        "rsa1024" => weir_mail::dkim::KeySpec::Rsa1024,
+                        "ed25519" => weir_mail::dkim::KeySpec::Ed25519,
+                        other => {
+                            return Err(fail(
+                                StatusCode::BAD_REQUEST,
+                                format!("unknown key type '{other}': rsa2048, rsa1024 or ed25519"),
+                            ));
+                        }
+                    };
+                    let id = svc.identity(a.id, region, ident).filter(|i| i.kind == IdentityKind::Domain).ok_or_else(
+                        || fail(StatusCode::NOT_FOUND, format!("no domain identity {ident} in {region}")),
+                    )?;
+                    let d = svc.start_easy_dkim(a.id, region, &id.identity, spec).await.map_err(admin_error)?;
+                    Ok(reply(
+                        StatusCode::OK,
+                        json!({"identity": id.identity, "status": d.status, "tokens": d.tokens,
+                                                    "key": d.key_spec}),
+                    ))
+                }
                 (&Method::GET, ["identities", ident, "dns"]) => {
                     // What to publish in DNS for this identity, and the status weir last saw.
                     let i = svc

@@ -88,6 +88,19 @@ pub enum IdentityCmd {
         #[arg(long)]
         verified: bool,
     },
+    /// Start Easy DKIM for a domain identity (three keys; publish them with `weir identity dns`).
+    Dkim {
+        /// Account name.
+        name: String,
+        /// Region.
+        #[arg(long)]
+        region: String,
+        /// Domain.
+        domain: String,
+        /// Key type: rsa2048 (SES's default), rsa1024 or ed25519.
+        #[arg(long, default_value = "rsa2048")]
+        key: String,
+    },
     /// The DNS records an identity needs (DKIM keys, domain verification, DMARC) and the
     /// status weir last saw.
     Dns {
@@ -341,6 +354,22 @@ pub fn identity(cmd: IdentityCmd, c: &Client) -> anyhow::Result<()> {
                 v["identity"].as_str().unwrap_or(""),
                 v["kind"].as_str().unwrap_or(""),
                 v["status"].as_str().unwrap_or("")
+            );
+            Ok(())
+        }
+        IdentityCmd::Dkim { name, region, domain, key } => {
+            let path =
+                format!("/admin/v1/accounts/{}/regions/{}/identities/{}/dkim", seg(&name), seg(&region), seg(&domain));
+            let v = c.call("POST", &path, Some(json!({ "key": key })))?;
+            println!(
+                "{}\tDKIM {}\t{}\ttokens {}",
+                v["identity"].as_str().unwrap_or(""),
+                v["status"].as_str().unwrap_or(""),
+                v["key"].as_str().unwrap_or(""),
+                v["tokens"]
+                    .as_array()
+                    .map(|t| t.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(" "))
+                    .unwrap_or_default()
             );
             Ok(())
         }
