@@ -203,3 +203,30 @@ def test_byodkim_key_and_selector_sign_and_verify(zone):
             assert b"s=sel1" in data and dkim_ok(zone, data), data[:400]
         finally:
             w.stop()
+
+
+def test_domain_verification_follows_the_amazonses_record(zone):
+    mx = FakeMX()
+    with tempfile.TemporaryDirectory() as tmp:
+        w = server(tmp, zone, mx, fail_after=4)
+        try:
+            a = w.account()
+            a.quota("us-east-1", "--production")
+            ses = a.client()
+            token = ses.verify_domain_identity(Domain="shop.test")["VerificationToken"]
+            ses.verify_domain_identity(Domain="nobody.test")
+
+            def status(d):
+                return ses.get_identity_verification_attributes(Identities=[d])["VerificationAttributes"][d][
+                    "VerificationStatus"]
+
+            assert status("shop.test") == "Pending"
+            msg = {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}
+            with pytest.raises(ses.exceptions.MessageRejected):
+                ses.send_email(Source="a@shop.test", Destination={"ToAddresses": ["x@fake.test"]}, Message=msg)
+            zone.publish("_amazonses.shop.test", token)
+            wait_for(lambda: status("shop.test") == "Success", what="Success once _amazonses carries the token")
+            ses.send_email(Source="a@shop.test", Destination={"ToAddresses": ["x@fake.test"]}, Message=msg)
+            wait_for(lambda: status("nobody.test") == "Failed", what="Failed after the (shortened) 72 hours")
+        finally:
+            w.stop()

@@ -492,6 +492,42 @@ impl Service {
         if existed { Ok(()) } else { Err(AdminError::NotFound(format!("Identity {identity} does not exist."))) }
     }
 
+    /// Domain identities waiting for their `_amazonses` record: (account id, region, domain,
+    /// token, created at).
+    pub fn verification_checks(&self) -> Vec<(i64, String, String, String, i64)> {
+        let cat = self.catalog.read();
+        cat.identities
+            .iter()
+            .flat_map(|((account_id, region), ids)| {
+                ids.values()
+                    .filter(|i| i.kind == IdentityKind::Domain && i.status != VerificationStatus::Success)
+                    .map(move |i| (*account_id, region.clone(), i.identity.clone(), i.token.clone(), i.created_ms))
+            })
+            .collect()
+    }
+
+    /// Set a domain identity's verification status (the DNS check's verdict); true if it changed.
+    pub async fn set_verification(
+        &self,
+        account_id: i64,
+        region: &str,
+        domain: &str,
+        status: VerificationStatus,
+    ) -> Result<bool, AdminError> {
+        let key = (account_id, region.to_string());
+        let Some(mut id) = self.catalog.read().identities.get(&key).and_then(|m| m.get(domain).cloned()) else {
+            return Ok(false);
+        };
+        if id.status == status {
+            return Ok(false);
+        }
+        id.status = status;
+        let (r, i2) = (region.to_string(), id.clone());
+        self.store.write(move |c| ops::upsert_identity(c, account_id, &r, &i2)).await?;
+        self.catalog.write().identities.entry(key).or_default().insert(domain.to_string(), id);
+        Ok(true)
+    }
+
     /// Every identity of (account, region), oldest first.
     pub fn identities(&self, account_id: i64, region: &str) -> Vec<Identity> {
         let mut v: Vec<Identity> = self

@@ -9,7 +9,7 @@
 mod admin;
 mod config;
 mod data_dir;
-mod dkim_check;
+mod dns_checks;
 mod doctor;
 mod queue;
 mod serve;

@@ -193,16 +193,17 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     let retention_task = tokio::spawn(retention(store.clone(), cfg.retention.clone(), stop_rx.clone()));
     let reputation_task =
         cfg.reputation.enabled.then(|| tokio::spawn(reputation(svc.clone(), cfg.reputation.clone(), stop_rx.clone())));
-    // DKIM records are checked through the delivery's DNS servers, or the system's resolver.
+    // DKIM and domain verification records are checked through the delivery's DNS servers, or
+    // the system's resolver.
     let dkim_resolver = if cfg.delivery.dns_servers.is_empty() {
         weir_delivery::route::HickoryResolver::system()
     } else {
         weir_delivery::route::HickoryResolver::with_servers(&cfg.delivery.dns_servers)
     };
     let dkim_task = match dkim_resolver {
-        Ok(r) => Some(tokio::spawn(crate::dkim_check::run(svc.clone(), r, cfg.dkim.clone(), stop_rx.clone()))),
+        Ok(r) => Some(tokio::spawn(crate::dns_checks::run(svc.clone(), r, cfg.dkim.clone(), stop_rx.clone()))),
         Err(e) => {
-            tracing::warn!(error = %e, "no usable DNS configuration: DKIM records are not checked (set delivery.dns_servers)");
+            tracing::warn!(error = %e, "no usable DNS configuration: DKIM and domain verification records are not checked (set delivery.dns_servers)");
             None
         }
     };

@@ -1,10 +1,12 @@
-//! The periodic DNS check of every domain's DKIM records: each selector's TXT record must
-//! publish its key (a CNAME to where it is published is followed by the resolver).
+//! The periodic DNS checks of domain identities: every selector's DKIM TXT record must publish
+//! its key (a CNAME to where it is published is followed by the resolver), and a domain waiting
+//! for verification is verified once `_amazonses.<domain>` carries its token, as in SES.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use weir_delivery::route::HickoryResolver;
+use weir_store::model::VerificationStatus;
 use weir_submit::{DnsFinding, Service};
 
 use crate::config::DkimConfig;
@@ -24,6 +26,18 @@ pub async fn run(
                 Ok(Some(status)) => tracing::info!(%domain, %region, %status, ?finding, "DKIM status changed"),
                 Ok(None) => {}
                 Err(e) => tracing::error!(%domain, error = %e, "cannot record a DKIM check"),
+            }
+        }
+        for (account_id, region, domain, token, created_ms) in svc.verification_checks() {
+            let status = match resolver.txt(&format!("_amazonses.{domain}")).await {
+                Ok(txts) if txts.iter().any(|t| t.trim() == token) => VerificationStatus::Success,
+                Ok(_) if svc.now_ms() - created_ms >= fail_after_ms => VerificationStatus::Failed,
+                _ => continue,
+            };
+            match svc.set_verification(account_id, &region, &domain, status).await {
+                Ok(true) => tracing::info!(%domain, %region, status = status.as_str(), "domain verification changed"),
+                Ok(false) => {}
+                Err(e) => tracing::error!(%domain, error = %e, "cannot record a domain verification"),
             }
         }
         tokio::select! {
