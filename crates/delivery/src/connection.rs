@@ -265,7 +265,13 @@ impl Engine {
             let chunk: Vec<DueRecipient> = pending.drain(..per_txn.min(pending.len())).collect();
             let addrs: Vec<String> = chunk.iter().map(|r| r.address.clone()).collect();
             let tls = client.tls;
-            let txn = client.send(&chunk[0].mail_from, &addrs, &body).await;
+            // With return paths configured, bounces come back to weir: the envelope sender names
+            // the message, and its recipient when the transaction carries one.
+            let mail_from = self
+                .svc
+                .return_path(&chunk[0].message_id, (chunk.len() == 1).then_some(chunk[0].idx))
+                .unwrap_or_else(|| chunk[0].mail_from.clone());
+            let txn = client.send(&mail_from, &addrs, &body).await;
             let mut again = Vec::new();
             let n = chunk.len();
             for (rcpt, rr) in chunk.into_iter().zip(txn.rcpts) {

@@ -11,6 +11,7 @@ pub mod address;
 pub mod compose;
 pub mod crlf;
 pub mod dkim;
+pub mod feedback;
 pub mod message_id;
 pub mod raw;
 

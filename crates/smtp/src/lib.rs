@@ -65,6 +65,9 @@ pub struct SmtpConfig {
     pub trusted_networks: Vec<ipnet::IpNet>,
     /// Account that trusted networks submit as.
     pub trusted_account: Option<String>,
+    /// A feedback listener instead of submission: no AUTH; RCPT only to weir's return paths;
+    /// what arrives is read as a bounce or complaint report, never relayed.
+    pub feedback: bool,
 }
 
 impl Default for SmtpConfig {
@@ -86,6 +89,7 @@ impl Default for SmtpConfig {
             max_errors: 20,
             trusted_networks: vec![],
             trusted_account: None,
+            feedback: false,
         }
     }
 }

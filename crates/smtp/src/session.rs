@@ -395,7 +395,7 @@ impl Session {
         if !self.tls && self.ctx.tls.is_some() {
             lines.push("STARTTLS".into());
         }
-        if self.tls || cfg.allow_plaintext_auth {
+        if (self.tls || cfg.allow_plaintext_auth) && !cfg.feedback {
             lines.push("AUTH PLAIN LOGIN".into());
         }
         lines.push("Ok".into());
@@ -432,6 +432,7 @@ impl Session {
                     return Action::StartTls;
                 }
             }
+            Request::Auth { .. } if self.ctx.cfg.feedback => self.reply(503, "5.5.1", "AUTH not available here"),
             Request::Auth { mechanism, initial_response } => self.auth_start(mechanism, initial_response).await,
             Request::Mail { from } => self.mail(from.address, from.size).await,
             Request::Rcpt { to } => self.rcpt(to.address),
@@ -551,6 +552,16 @@ impl Session {
         if self.mail_from.is_some() {
             return self.reply(503, "5.5.1", "Sender already specified");
         }
+        if self.ctx.cfg.feedback {
+            // Reports come from anyone, usually with the null sender `<>`: who sent it does not
+            // matter, only which return path it is for (checked at RCPT).
+            if size > self.ctx.cfg.max_message_bytes {
+                return self.reply(552, "5.3.4", "Message is too long.");
+            }
+            let addr = if address.is_empty() { "MAILER-DAEMON".to_string() } else { address };
+            self.mail_from = Some(Mailbox { name: None, addr });
+            return self.reply(250, "2.1.0", "Ok");
+        }
         let Some(account) = self.sender_account() else {
             return self.reply(530, "5.7.0", "Authentication required");
         };
@@ -574,6 +585,13 @@ impl Session {
         }
         if parse_mailbox(&address).is_err() {
             return self.reply(553, "5.1.3", &format!("<{address}> address unknown"));
+        }
+        if self.ctx.cfg.feedback && self.ctx.svc.feedback_target(&address).is_none() {
+            return self.reply(
+                550,
+                "5.1.1",
+                &format!("<{address}> no such return path here (this server relays nothing)"),
+            );
         }
         if self.rcpts.len() >= self.ctx.cfg.max_rcpt_commands {
             return self.reply(452, "4.5.3", "Too many recipients");
@@ -620,6 +638,18 @@ impl Session {
 
     async fn finish_data(&mut self) {
         let data = std::mem::take(&mut self.data);
+        if self.ctx.cfg.feedback {
+            let rcpts = std::mem::take(&mut self.rcpts);
+            self.reset_transaction();
+            let targets: Vec<_> = rcpts.iter().filter_map(|r| self.ctx.svc.feedback_target(r)).collect();
+            return match self.ctx.svc.ingest_feedback(&targets, &data).await {
+                Ok(_) => self.reply(250, "2.0.0", "Ok: report received"),
+                Err(e) => {
+                    tracing::error!(error = %e, "feedback report not recorded");
+                    self.reply(451, "4.3.0", "Temporary service failure")
+                }
+            };
+        }
         let (Some(source), Some(account)) = (self.mail_from.take(), self.sender_account()) else {
             self.reset_transaction();
             return self.reply(503, "5.5.1", "Need MAIL command");

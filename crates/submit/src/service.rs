@@ -18,6 +18,7 @@ use crate::region_upper;
 use crate::reputation;
 
 mod dkim;
+mod feedback;
 pub use dkim::{DkimCheck, DkimView, DnsFinding, EASY_DKIM_TOKENS, status_after};
 
 /// Most recipients in one message (To + Cc + Bcc, or RCPT TO).
@@ -146,6 +147,8 @@ pub struct Service {
     refusals: Mutex<HashMap<(RegionKey, &'static str), u64>>,
     /// DKIM of domain identities, by (account, region) and domain.
     dkim: RwLock<HashMap<(RegionKey, String), dkim::DkimEntry>>,
+    /// Return-path domain and the key of its tags, when mail comes back to weir.
+    return_path: Option<(String, Vec<u8>)>,
 }
 
 fn limits_of(s: &RegionSettings) -> Limits {
@@ -202,6 +205,7 @@ impl Service {
             events: None,
             refusals: Mutex::new(HashMap::new()),
             dkim: RwLock::new(dkim),
+            return_path: None,
         })
     }
 

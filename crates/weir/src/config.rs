@@ -30,6 +30,19 @@ pub struct Config {
     pub reputation: ReputationConfig,
     /// DKIM signing and its DNS checks.
     pub dkim: DkimConfig,
+    /// Return paths and the listener for the bounces and complaints that come back to them.
+    pub feedback: FeedbackConfig,
+}
+
+/// `[feedback]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedbackConfig {
+    /// Domain of the per-message return paths (its MX must point at `listen`). Unset: the
+    /// envelope sender stays the message's Source, and nothing comes back to weir.
+    pub return_path_domain: Option<String>,
+    /// Where the feedback listener takes DSNs and ARF reports (port 25 in production).
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// `[dkim]`.
@@ -364,6 +377,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             reputation: ReputationConfig::default(),
             dkim: DkimConfig::default(),
+            feedback: FeedbackConfig::default(),
             smtp: SmtpSection::default(),
             delivery: DeliverySection::default(),
         }

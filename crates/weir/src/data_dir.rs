@@ -135,6 +135,22 @@ impl DataDir {
         }
     }
 
+    /// A private key kept in the data dir under `name`: 32 random bytes made at first use, the
+    /// same ever after (so that what it signed stays valid across restarts).
+    pub fn secret(&self, name: &str) -> anyhow::Result<Vec<u8>> {
+        let path = self.path.join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(t) => hex::decode(t.trim())
+                .with_context(|| format!("{} is not hex; delete it to make a new one", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = rand::random::<[u8; 32]>();
+                self.write_private(name, format!("{}\n", hex::encode(key)).as_bytes())?;
+                Ok(key.to_vec())
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
     /// Write `server.json` whole or not at all (a reader never sees a torn file).
     pub fn write_server_info(&self, info: &serde_json::Value) -> anyhow::Result<()> {
         self.write_private("server.json", format!("{info}\n").as_bytes())

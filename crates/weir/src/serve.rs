@@ -126,18 +126,20 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         cfg.retention.events_max_bytes,
         cfg.retention.events_files,
     )?);
-    let svc = Arc::new(
-        Service::open(
-            store.clone(),
-            ServiceConfig {
-                default_region: defaults,
-                id_domain: cfg.message.id_domain.clone(),
-                bulk_configuration_sets: cfg.delivery.bulk_configuration_sets.clone(),
-            },
-            system_clock(),
-        )?
-        .with_events(events.clone()),
-    );
+    let svc = Service::open(
+        store.clone(),
+        ServiceConfig {
+            default_region: defaults,
+            id_domain: cfg.message.id_domain.clone(),
+            bulk_configuration_sets: cfg.delivery.bulk_configuration_sets.clone(),
+        },
+        system_clock(),
+    )?
+    .with_events(events.clone());
+    let svc = Arc::new(match &cfg.feedback.return_path_domain {
+        Some(domain) => svc.with_return_path(domain.to_ascii_lowercase(), dir.secret("return-path-key")?),
+        None => svc,
+    });
     let metrics = Arc::new(weir_metrics::Metrics::new());
     {
         // Every SES event counted where it is emitted, whichever front door or engine emits it.
@@ -175,6 +177,18 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", cfg.http.listen))?;
     let bound = listener.local_addr()?;
     let mut info = serde_json::json!({ "http": format!("http://{bound}"), "pid": std::process::id() });
+    let feedback_listener = match cfg.feedback.listen {
+        Some(addr) => {
+            anyhow::ensure!(
+                cfg.feedback.return_path_domain.is_some(),
+                "feedback.listen needs feedback.return_path_domain: the listener takes mail for those return paths only"
+            );
+            let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+            info["feedback"] = serde_json::json!(l.local_addr()?.to_string());
+            Some(l)
+        }
+        None => None,
+    };
     let mut smtp_listeners = Vec::new();
     if cfg.smtp.enabled {
         for (addr, implicit, key) in [(cfg.smtp.listen, false, "smtp"), (cfg.smtp.listen_tls, true, "smtps")] {
@@ -262,6 +276,13 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
             tracing::info!(bound = %l.local_addr()?, implicit_tls = implicit, region = %cfg.smtp.region, "SMTP submission listening");
             smtp_tasks.push(tokio::spawn(weir_smtp::serve(l, ctx.clone(), implicit)));
         }
+    }
+
+    if let Some(l) = feedback_listener {
+        let mut ctx = smtp_context(&cfg, state.svc.clone(), stop_rx.clone(), metrics.clone())?;
+        ctx.cfg = Arc::new(weir_smtp::SmtpConfig { feedback: true, trusted_networks: vec![], ..(*ctx.cfg).clone() });
+        tracing::info!(bound = %l.local_addr()?, "feedback listener (bounces and complaints) listening");
+        smtp_tasks.push(tokio::spawn(weir_smtp::serve(l, ctx, false)));
     }
 
     if let Err(e) = dir.write_server_info(&info) {

@@ -1,0 +1,194 @@
+//! Mail coming back: the per-message return path (VERP) weir puts in MAIL FROM so that
+//! asynchronous bounces and complaints find their message, and the reports themselves —
+//! delivery status notifications (RFC 3464) and ARF complaint reports (RFC 5965).
+
+use aws_lc_rs::hmac;
+use mail_parser::{MessageParser, MimeHeaders};
+
+/// Prefix of every return-path local part.
+const PREFIX: &str = "b+";
+
+/// The envelope sender for `message_id` (and, when the transaction carries one recipient, its
+/// index) at `domain`: `b+<message id>+<index or x>+<tag>@<domain>`, the tag a keyed hash so
+/// that nobody can forge a bounce for a message weir sent.
+pub fn return_path(message_id: &str, idx: Option<i64>, domain: &str, secret: &[u8]) -> String {
+    let idx = idx.map_or_else(|| "x".to_string(), |i| i.to_string());
+    format!("{PREFIX}{message_id}+{idx}+{}@{domain}", tag(message_id, &idx, secret))
+}
+
+/// The message (and recipient index, if the address names one) a return path stands for, when
+/// it is one of weir's at one of `domains` with a valid tag.
+pub fn parse_return_path(address: &str, domains: &[String], secret: &[u8]) -> Option<(String, Option<i64>)> {
+    let (local, domain) = address.rsplit_once('@')?;
+    if !domains.iter().any(|d| d.eq_ignore_ascii_case(domain)) {
+        return None;
+    }
+    let rest = local.strip_prefix(PREFIX)?;
+    let mut parts = rest.rsplitn(3, '+');
+    let (given, idx, message_id) = (parts.next()?, parts.next()?, parts.next()?);
+    let expected = tag(message_id, idx, secret);
+    // Constant-time comparison of the tags.
+    if given.len() != expected.len()
+        || aws_lc_rs::constant_time::verify_slices_are_equal(given.as_bytes(), expected.as_bytes()).is_err()
+    {
+        return None;
+    }
+    let idx = if idx == "x" { None } else { Some(idx.parse().ok()?) };
+    Some((message_id.to_string(), idx))
+}
+
+fn tag(message_id: &str, idx: &str, secret: &[u8]) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
+    let t = hmac::sign(&key, format!("{message_id}+{idx}").as_bytes());
+    t.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One recipient of a delivery status notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DsnRecipient {
+    /// Final-Recipient (or Original-Recipient), without the `rfc822;` type.
+    pub recipient: String,
+    /// `failed`, `delayed`, `delivered`, `relayed`, `expanded`.
+    pub action: String,
+    /// The enhanced status code (`5.1.1`).
+    pub status: String,
+    /// Diagnostic-Code, if any (`smtp; 550 5.1.1 …`).
+    pub diagnostic: Option<String>,
+}
+
+/// What came back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    /// A delivery status notification (RFC 3464).
+    Dsn(Vec<DsnRecipient>),
+    /// A complaint (ARF, RFC 5965), with its Feedback-Type (`abuse`, …).
+    Complaint {
+        /// Feedback-Type.
+        feedback_type: String,
+    },
+}
+
+/// Read a returned message: a `multipart/report` of type `delivery-status` or
+/// `feedback-report`; anything else is `None`.
+pub fn parse_report(message: &[u8]) -> Option<Report> {
+    let msg = MessageParser::default().parse(message)?;
+    let ct = msg.content_type()?;
+    if !ct.c_type.eq_ignore_ascii_case("multipart") || !ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report")) {
+        return None;
+    }
+    let report_type = ct.attribute("report-type")?.to_ascii_lowercase();
+    let wanted = match report_type.as_str() {
+        "delivery-status" => "delivery-status",
+        "feedback-report" => "feedback-report",
+        _ => return None,
+    };
+    let part = msg.parts.iter().find(|p| {
+        p.content_type().is_some_and(|c| {
+            c.c_type.eq_ignore_ascii_case("message") && c.subtype().is_some_and(|s| s.eq_ignore_ascii_case(wanted))
+        })
+    })?;
+    let body = &message[part.offset_body as usize..part.offset_end as usize];
+    let text = String::from_utf8_lossy(body);
+    if wanted == "feedback-report" {
+        let fields = field_groups(&text).into_iter().flatten().collect::<Vec<_>>();
+        let feedback_type = field(&fields, "feedback-type").unwrap_or("abuse").to_ascii_lowercase();
+        return Some(Report::Complaint { feedback_type });
+    }
+    // The first group is about the message; each later one about a recipient.
+    let recipients = field_groups(&text)
+        .into_iter()
+        .skip(1)
+        .filter_map(|g| {
+            let rcpt = field(&g, "final-recipient").or_else(|| field(&g, "original-recipient"))?;
+            let rcpt = rcpt.split_once(';').map_or(rcpt, |(_, a)| a).trim().to_string();
+            Some(DsnRecipient {
+                recipient: rcpt,
+                action: field(&g, "action")?.trim().to_ascii_lowercase(),
+                status: field(&g, "status")?.split_whitespace().next()?.to_string(),
+                diagnostic: field(&g, "diagnostic-code").map(|d| d.trim().to_string()),
+            })
+        })
+        .collect();
+    Some(Report::Dsn(recipients))
+}
+
+/// Groups of `Name: value` fields separated by blank lines (continuation lines unfolded).
+fn field_groups(text: &str) -> Vec<Vec<(String, String)>> {
+    let mut groups = vec![];
+    let mut cur: Vec<(String, String)> = vec![];
+    for line in text.lines() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            if !cur.is_empty() {
+                groups.push(std::mem::take(&mut cur));
+            }
+        } else if line.starts_with([' ', '\t']) {
+            if let Some(last) = cur.last_mut() {
+                last.1.push(' ');
+                last.1.push_str(line.trim());
+            }
+        } else if let Some((name, value)) = line.split_once(':') {
+            cur.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    if !cur.is_empty() {
+        groups.push(cur);
+    }
+    groups
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"s3cret";
+
+    #[test]
+    fn a_return_path_reads_back_and_a_forged_one_does_not() {
+        let domains = vec!["bounces.example.com".to_string()];
+        let rp = return_path("0100-abc-000000", Some(3), "bounces.example.com", SECRET);
+        assert_eq!(parse_return_path(&rp, &domains, SECRET), Some(("0100-abc-000000".into(), Some(3))));
+        let rp = return_path("0100-abc-000000", None, "bounces.example.com", SECRET);
+        assert_eq!(parse_return_path(&rp, &domains, SECRET), Some(("0100-abc-000000".into(), None)));
+        let forged = rp.replace("0100-abc", "0100-abd");
+        assert_eq!(parse_return_path(&forged, &domains, SECRET), None);
+        assert_eq!(parse_return_path(&rp, &domains, b"other"), None);
+        assert_eq!(parse_return_path(&rp.replace("bounces.example.com", "x.test"), &domains, SECRET), None);
+    }
+
+    #[test]
+    fn a_dsn_gives_each_recipient_s_action_and_status() {
+        let dsn = "From: MAILER-DAEMON@mx.test\r\nTo: b+m+0+t@bounces.test\r\nSubject: Undelivered\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status;\r\n boundary=\"B\"\r\n\r\n\
+--B\r\nContent-Type: text/plain\r\n\r\nI'm sorry.\r\n\r\n\
+--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.test\r\nArrival-Date: Tue, 1 Dec 2026 10:00:00 +0000\r\n\r\n\
+Final-Recipient: rfc822; nosuch@fake.test\r\nOriginal-Recipient: rfc822;nosuch@fake.test\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+Diagnostic-Code: smtp; 550 5.1.1 <nosuch@fake.test>:\r\n    Recipient address rejected\r\n\r\n\
+--B\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: a@acme.test\r\n\r\n--B--\r\n";
+        let r = parse_report(dsn.as_bytes()).expect("a report");
+        assert_eq!(
+            r,
+            Report::Dsn(vec![DsnRecipient {
+                recipient: "nosuch@fake.test".into(),
+                action: "failed".into(),
+                status: "5.1.1".into(),
+                diagnostic: Some("smtp; 550 5.1.1 <nosuch@fake.test>: Recipient address rejected".into()),
+            }])
+        );
+        assert_eq!(parse_report(b"Subject: hi\r\n\r\nnot a report\r\n"), None);
+    }
+
+    #[test]
+    fn an_arf_report_is_a_complaint_with_its_feedback_type() {
+        let arf = "From: fbl@isp.test\r\nTo: b+m+0+t@bounces.test\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=feedback-report; boundary=\"A\"\r\n\r\n\
+--A\r\nContent-Type: text/plain\r\n\r\nA complaint.\r\n\r\n\
+--A\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: isp/1.0\r\nVersion: 1\r\n\r\n\
+--A\r\nContent-Type: message/rfc822\r\n\r\nFrom: a@acme.test\r\nSubject: x\r\n\r\nbody\r\n--A--\r\n";
+        assert_eq!(parse_report(arf.as_bytes()), Some(Report::Complaint { feedback_type: "abuse".into() }));
+    }
+}

@@ -1,0 +1,109 @@
+"""Bounces and complaints that come back after delivery: weir sends with per-message return
+paths at its return-path domain; a real Postfix accepts the mail (250), fails to deliver it
+onward and sends its DSN to that return path, which reaches weir's feedback listener; weir
+emits SES's Bounce event and suppresses the address. A complaint report (ARF, our own fixture)
+to a return path becomes a Complaint. The listener relays nothing."""
+
+import os
+import smtplib
+import subprocess
+import tempfile
+from pathlib import Path
+
+from conftest import ROOT, events, wait_for
+from fakemx import FakeMX
+from test_delivery import free_port, sender, start
+
+ARF = """From: fbl@isp.test\r
+To: {to}\r
+Subject: complaint about a message\r
+MIME-Version: 1.0\r
+Content-Type: multipart/report; report-type=feedback-report; boundary="arf"\r
+\r
+--arf\r
+Content-Type: text/plain\r
+\r
+A user of ours marked a message as spam.\r
+\r
+--arf\r
+Content-Type: message/feedback-report\r
+\r
+Feedback-Type: abuse\r
+User-Agent: isp-fbl/2.0\r
+Version: 1\r
+\r
+--arf\r
+Content-Type: message/rfc822\r
+\r
+From: a@acme.test\r
+To: ok@fake.test\r
+Subject: s\r
+\r
+b\r
+--arf--\r
+"""
+
+
+def test_a_postfix_dsn_and_an_arf_report_come_back_as_bounce_and_complaint():
+    assert os.geteuid() == 0, "a private Postfix instance needs root (CI runs as root)"
+    mx = FakeMX()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chmod(tmp, 0o755)
+        fb_port, pf_port = free_port(), free_port()
+        pf = Path(tmp) / "postfix"
+        lib = ROOT / "benches" / "lib.sh"
+        # Postfix relays fake.test to the fake receiver and sends mail for the return-path domain
+        # (its bounces) to weir's feedback listener.
+        start_pf = (f'source {lib}; start_postfix {pf} {pf_port} {mx.port} "smtp_tls_security_level = none" '
+                    f'"transport_maps = inline:{{ bounces.test=smtp:[127.0.0.1]:{fb_port} }}"')
+        subprocess.run(["bash", "-c", start_pf], check=True, timeout=60)
+        w = start(tmp, f'routes = {{ "fake.test" = "127.0.0.1:{pf_port}" }}\n'
+                       f'[feedback]\nreturn_path_domain = "bounces.test"\nlisten = "127.0.0.1:{fb_port}"\n')
+        try:
+            wait_for(lambda: subprocess.run(["bash", "-c", f"echo > /dev/tcp/127.0.0.1/{pf_port}"],
+                                            capture_output=True).returncode == 0, what="Postfix")
+            a = sender(w, "--production", "--max-rate", "100")
+            ses = a.client()
+            msg = {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}
+            gone = ses.send_email(Source="a@acme.test", Destination={"ToAddresses": ["nosuch@fake.test"]},
+                                  Message=msg)["MessageId"]
+            ok = ses.send_email(Source="a@acme.test", Destination={"ToAddresses": ["ok@fake.test"]},
+                                Message=msg)["MessageId"]
+
+            # Postfix took both (weir logs Delivery), then refused nosuch@ onward and bounced.
+            bounce = wait_for(lambda: [e for e in events(w, "Bounce") if e["mail"]["messageId"] == gone],
+                              timeout=60, what="a Bounce from Postfix's DSN")[0]
+            assert any(e["mail"]["messageId"] == gone for e in events(w, "Delivery")), "first hop took it"
+            assert bounce["bounce"]["bounceType"] == "Permanent", bounce
+            assert bounce["bounce"]["bounceSubType"] == "NoEmail", bounce
+            rcpt = bounce["bounce"]["bouncedRecipients"][0]
+            assert rcpt["emailAddress"] == "nosuch@fake.test" and rcpt["status"] == "5.1.1", rcpt
+            assert "550" in rcpt["diagnosticCode"], rcpt
+            v2 = a.client("sesv2")
+            s = v2.get_suppressed_destination(EmailAddress="nosuch@fake.test")["SuppressedDestination"]
+            assert s["Reason"] == "BOUNCE" and s["Attributes"]["MessageId"] == gone, s
+
+            # The return path of the delivered message, as the receiver saw it.
+            wait_for(lambda: mx.delivered_to("ok@fake.test"), what="ok@ at the receiver")
+            return_path = mx.delivered_to("ok@fake.test")[0][1]
+            assert return_path.endswith("@bounces.test") and ok in return_path, return_path
+            with smtplib.SMTP("127.0.0.1", fb_port, timeout=10) as c:
+                c.sendmail("", [return_path], ARF.format(to=return_path).encode())
+            complaint = wait_for(lambda: events(w, "Complaint"), what="a Complaint")[0]
+            assert complaint["mail"]["messageId"] == ok, complaint
+            assert complaint["complaint"]["complainedRecipients"] == [{"emailAddress": "ok@fake.test"}], complaint
+            s = v2.get_suppressed_destination(EmailAddress="ok@fake.test")["SuppressedDestination"]
+            assert s["Reason"] == "COMPLAINT", s
+
+            # No relay, no forged return paths.
+            with smtplib.SMTP("127.0.0.1", fb_port, timeout=10) as c:
+                c.ehlo("x.test")
+                assert "auth" not in c.esmtp_features
+                c.mail("")
+                for to in ["victim@elsewhere.test", return_path.replace("@", "x@", 1),
+                           "b+" + ok + "+x+0000000000000000@bounces.test"]:
+                    code, _ = c.rcpt(to)
+                    assert code == 550, (to, code)
+        finally:
+            w.stop()
+            subprocess.run(["bash", "-c", f"source {lib}; stop_postfix {pf}"], timeout=60)
