@@ -13,7 +13,7 @@ import dkim
 import dns.message
 import dns.query
 import pytest
-from dnslib import QTYPE, RR, TXT
+from dnslib import MX, QTYPE, RR, TXT
 from dnslib.server import BaseResolver, DNSServer
 
 from conftest import wait_for
@@ -27,6 +27,7 @@ class Zone(BaseResolver):
 
     def __init__(self):
         self.txt = {}
+        self.mx = {}
         self.lock = threading.Lock()
 
     def publish(self, name, value):
@@ -42,6 +43,9 @@ class Zone(BaseResolver):
         name = str(request.q.qname).lower().rstrip(".")
         with self.lock:
             value = self.txt.get(name)
+            mx = self.mx.get(name)
+        if mx is not None and QTYPE[request.q.qtype] == "MX":
+            reply.add_answer(RR(request.q.qname, QTYPE.MX, rdata=MX(mx, 10), ttl=1))
         if value is not None and QTYPE[request.q.qtype] == "TXT":
             # A TXT string holds at most 255 bytes: long keys are split, as zone files do.
             chunks = [value[i:i + 255].encode() for i in range(0, len(value), 255)]

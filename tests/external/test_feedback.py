@@ -10,9 +10,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT, events, wait_for
 from fakemx import FakeMX
 from test_delivery import free_port, sender, start
+from test_dkim import zone  # noqa: F401  (a fixture)
 
 ARF = """From: fbl@isp.test\r
 To: {to}\r
@@ -107,3 +110,49 @@ def test_a_postfix_dsn_and_an_arf_report_come_back_as_bounce_and_complaint():
         finally:
             w.stop()
             subprocess.run(["bash", "-c", f"source {lib}; stop_postfix {pf}"], timeout=60)
+
+
+def test_custom_mail_from_domain_follows_its_mx_record_and_carries_the_return_path(zone):
+    mx = FakeMX()
+    with tempfile.TemporaryDirectory() as tmp:
+        fb_port = free_port()
+        w = start(tmp, f'routes = {{ "fake.test" = "127.0.0.1:{mx.port}" }}\n'
+                       f'dns_servers = ["127.0.0.1:{zone.port}"]\n'
+                       '[dkim]\ncheck_interval_seconds = 1\nfail_after_seconds = 600\n'
+                       f'[feedback]\nmx_host = "feedback.weir.test"\nlisten = "127.0.0.1:{fb_port}"\n')
+        try:
+            a = sender(w, "--production", "--max-rate", "100")
+            ses = a.client()
+            with pytest.raises(ses.exceptions.ClientError) as e:
+                ses.set_identity_mail_from_domain(Identity="acme.test", MailFromDomain="bounce.other.test")
+            assert "is not subdomain of the domain of the identity" in str(e.value), e.value
+            ses.set_identity_mail_from_domain(Identity="acme.test", MailFromDomain="bounce.acme.test",
+                                              BehaviorOnMXFailure="RejectMessage")
+
+            def attrs():
+                return ses.get_identity_mail_from_domain_attributes(Identities=["acme.test"])[
+                    "MailFromDomainAttributes"]["acme.test"]
+
+            assert attrs() == {"MailFromDomain": "bounce.acme.test", "MailFromDomainStatus": "Pending",
+                               "BehaviorOnMXFailure": "RejectMessage"}, attrs()
+            msg = {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}
+            # RejectMessage: no send while the MX record is missing.
+            with pytest.raises(ses.exceptions.MessageRejected):
+                ses.send_email(Source="a@acme.test", Destination={"ToAddresses": ["ok@fake.test"]}, Message=msg)
+            zone.mx["bounce.acme.test"] = "feedback.weir.test"
+            wait_for(lambda: attrs()["MailFromDomainStatus"] == "Success", what="MAIL FROM Success once the MX is there")
+            got = a.client("sesv2").get_email_identity(EmailIdentity="acme.test")["MailFromAttributes"]
+            assert got == {"MailFromDomain": "bounce.acme.test", "MailFromDomainStatus": "SUCCESS",
+                           "BehaviorOnMxFailure": "REJECT_MESSAGE"}, got
+            mid = ses.send_email(Source="a@acme.test", Destination={"ToAddresses": ["ok@fake.test"]},
+                                 Message=msg)["MessageId"]
+            wait_for(lambda: mx.delivered_to("ok@fake.test"), what="delivery")
+            return_path = mx.delivered_to("ok@fake.test")[0][1]
+            assert return_path.startswith(f"b+{mid}+0+") and return_path.endswith("@bounce.acme.test"), return_path
+            # The feedback listener takes mail for that return path.
+            with smtplib.SMTP("127.0.0.1", fb_port, timeout=10) as c:
+                c.ehlo("x.test")
+                c.mail("")
+                assert c.rcpt(return_path)[0] == 250
+        finally:
+            w.stop()

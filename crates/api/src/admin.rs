@@ -390,6 +390,12 @@ async fn route(st: &AppState, raw: &RawRequest) -> Result<Response, Response> {
                         records.push(json!({"purpose": "domain verification", "name": format!("_amazonses.{domain}"),
                                             "type": "TXT", "value": i.token}));
                     }
+                    if let Some(m) = svc.mail_from(a.id, region, &i.identity) {
+                        records.push(json!({"purpose": "MAIL FROM: bounces come back to weir", "name": m.domain,
+                                            "type": "MX", "value": "10 <the feedback listener's host, [feedback] mx_host>"}));
+                        records.push(json!({"purpose": "MAIL FROM: SPF for the return path", "name": m.domain,
+                                            "type": "TXT", "value": "v=spf1 mx ~all"}));
+                    }
                     records
                         .push(json!({"purpose": "DMARC (a start: monitor only)", "name": format!("_dmarc.{domain}"),
                                         "type": "TXT", "value": "v=DMARC1; p=none;"}));

@@ -270,11 +270,9 @@ async fn run(st: &AppState, caller: &Caller, p: &Params, action: &str, rid: &str
                 let domain = w.rsplit_once('@').map_or(w.as_str(), |(_, d)| d);
                 let d = svc.dkim(acct, region, domain);
                 let (enabled, status, tokens) = match &d {
-                    Some(d) => (
-                        d.enabled,
-                        dkim_status_v1(&d.status),
-                        members("DkimTokens", d.tokens.iter().map(String::as_str)),
-                    ),
+                    Some(d) => {
+                        (d.enabled, v1_status(&d.status), members("DkimTokens", d.tokens.iter().map(String::as_str)))
+                    }
                     None => (false, "NotStarted", String::new()),
                 };
                 inner.push_str(&format!(
@@ -307,6 +305,60 @@ async fn run(st: &AppState, caller: &Caller, p: &Params, action: &str, rid: &str
                 .map_err(|e| ApiError::from_admin(e, Flavor::V1))?;
             Ok(xml::ok(action, Some(""), rid))
         }
+        "SetIdentityMailFromDomain" => {
+            let ident = required(p, "Identity", "identity")?;
+            let behavior = match p.get("BehaviorOnMXFailure") {
+                None | Some("") | Some("UseDefaultValue") => "USE_DEFAULT_VALUE",
+                Some("RejectMessage") => "REJECT_MESSAGE",
+                Some(v) => {
+                    return Err(ApiError::invalid(format!(
+                        "1 validation error detected: Value '{v}' at 'behaviorOnMXFailure' failed to satisfy \
+                         constraint: Member must satisfy enum value set: [RejectMessage, UseDefaultValue]"
+                    )));
+                }
+            };
+            if svc.identity(acct, region, ident).is_none() {
+                return Err(ApiError::invalid(format!(
+                    "Identity {ident} is invalid. Must be a verified domain or address."
+                )));
+            }
+            svc.set_mail_from(acct, region, ident, p.get("MailFromDomain"), behavior)
+                .await
+                .map_err(|e| ApiError::from_admin(e, Flavor::V1))?;
+            Ok(xml::ok(action, Some(""), rid))
+        }
+        "GetIdentityMailFromDomainAttributes" => {
+            if !p.has("Identities") {
+                return Err(ApiError::missing(&["identities"]));
+            }
+            let mut inner = String::new();
+            for w in &p.list("Identities") {
+                if svc.identity(acct, region, w).is_none() {
+                    continue;
+                }
+                let (domain, status, behavior) = match svc.mail_from(acct, region, w) {
+                    Some(m) => (
+                        m.domain,
+                        v1_status(&m.status),
+                        if m.behavior == "REJECT_MESSAGE" { "RejectMessage" } else { "UseDefaultValue" },
+                    ),
+                    None => (String::new(), "Pending", "UseDefaultValue"),
+                };
+                inner.push_str(&format!(
+                    "<entry><key>{}</key><value><MailFromDomain>{}</MailFromDomain>\
+                     <MailFromDomainStatus>{status}</MailFromDomainStatus>\
+                     <BehaviorOnMXFailure>{behavior}</BehaviorOnMXFailure></value></entry>",
+                    xml::escape(w),
+                    xml::escape(&domain)
+                ));
+            }
+            let attrs = if inner.is_empty() {
+                "<MailFromDomainAttributes/>".to_string()
+            } else {
+                format!("<MailFromDomainAttributes>{inner}</MailFromDomainAttributes>")
+            };
+            Ok(xml::ok(action, Some(&attrs), rid))
+        }
         "DeleteIdentity" | "DeleteVerifiedEmailAddress" => {
             let (key, member) =
                 if action == "DeleteIdentity" { ("Identity", "identity") } else { ("EmailAddress", "emailAddress") };
@@ -326,8 +378,8 @@ async fn run(st: &AppState, caller: &Caller, p: &Params, action: &str, rid: &str
     }
 }
 
-/// SES v1's spelling of a DKIM status.
-fn dkim_status_v1(s: &str) -> &'static str {
+/// SES v1's spelling of a DKIM or MAIL FROM status.
+fn v1_status(s: &str) -> &'static str {
     match s {
         "SUCCESS" => "Success",
         "FAILED" => "Failed",

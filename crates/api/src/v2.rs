@@ -170,9 +170,39 @@ async fn route(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<Respo
             let mut v = identity_json(st, caller, &i);
             v["FeedbackForwardingStatus"] = json!(true);
             v["VerificationStatus"] = json!(status_v2(i.status));
+            if let Some(m) = st.svc.mail_from(caller.account.id, &caller.region, &id) {
+                v["MailFromAttributes"] = json!({"MailFromDomain": m.domain, "MailFromDomainStatus": m.status,
+                                                 "BehaviorOnMxFailure": m.behavior});
+            }
             v["Policies"] = json!({});
             v["Tags"] = json!([]);
             Ok(ok(v, rid))
+        }
+        (&Method::PUT, ["identities", id, "mail-from"]) => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct In {
+                mail_from_domain: Option<String>,
+                behavior_on_mx_failure: Option<String>,
+            }
+            let id = label(id);
+            let i: In = parse(&raw.body)?;
+            let behavior = match i.behavior_on_mx_failure.as_deref() {
+                None | Some("USE_DEFAULT_VALUE") => "USE_DEFAULT_VALUE",
+                Some("REJECT_MESSAGE") => "REJECT_MESSAGE",
+                Some(v) => {
+                    return Err(bad(format!(
+                        "1 validation error detected: Value '{v}' at 'behaviorOnMxFailure' failed to satisfy \
+                         constraint: Member must satisfy enum value set: [REJECT_MESSAGE, USE_DEFAULT_VALUE]"
+                    )));
+                }
+            };
+            known_identity(st, caller, &id)?;
+            st.svc
+                .set_mail_from(caller.account.id, &caller.region, &id, i.mail_from_domain.as_deref(), behavior)
+                .await
+                .map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
+            Ok(ok(json!({}), rid))
         }
         (&Method::PUT, ["identities", id, "dkim"]) => {
             #[derive(Deserialize)]

@@ -267,10 +267,12 @@ impl Engine {
             let tls = client.tls;
             // With return paths configured, bounces come back to weir: the envelope sender names
             // the message, and its recipient when the transaction carries one.
+            let first = &chunk[0];
+            let idx = (chunk.len() == 1).then_some(first.idx);
             let mail_from = self
                 .svc
-                .return_path(&chunk[0].message_id, (chunk.len() == 1).then_some(chunk[0].idx))
-                .unwrap_or_else(|| chunk[0].mail_from.clone());
+                .return_path_for(first.account_id, &first.region, &first.mail_from, &first.message_id, idx)
+                .unwrap_or_else(|| first.mail_from.clone());
             let txn = client.send(&mail_from, &addrs, &body).await;
             let mut again = Vec::new();
             let n = chunk.len();

@@ -11,6 +11,7 @@
 
 pub mod dkim;
 pub mod events;
+pub mod mail_from;
 pub mod model;
 pub mod ops;
 pub mod queue;

@@ -102,6 +102,18 @@ CREATE TABLE IF NOT EXISTS dkim (
     last_success_ms INTEGER NOT NULL,
     PRIMARY KEY (account_id, region, identity)
 ) WITHOUT ROWID;
+-- Custom MAIL FROM domains of identities.
+CREATE TABLE IF NOT EXISTS mail_from (
+    account_id      INTEGER NOT NULL,
+    region          TEXT NOT NULL,
+    identity        TEXT NOT NULL,
+    domain          TEXT NOT NULL,
+    behavior        TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    set_ms          INTEGER NOT NULL,
+    last_success_ms INTEGER NOT NULL,
+    PRIMARY KEY (account_id, region, identity)
+) WITHOUT ROWID;
 -- Delivery attempts since the spool was created, by lane, outcome, reply class and whether first
 -- attempts: written with the attempts themselves, so the counters survive a restart exactly.
 CREATE TABLE IF NOT EXISTS delivery_totals (

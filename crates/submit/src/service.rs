@@ -19,7 +19,9 @@ use crate::reputation;
 
 mod dkim;
 mod feedback;
+mod mail_from;
 pub use dkim::{DkimCheck, DkimView, DnsFinding, EASY_DKIM_TOKENS, status_after};
+pub use mail_from::{MailFromCheck, MailFromView};
 
 /// Most recipients in one message (To + Cc + Bcc, or RCPT TO).
 pub const MAX_RECIPIENTS: usize = 50;
@@ -147,8 +149,11 @@ pub struct Service {
     refusals: Mutex<HashMap<(RegionKey, &'static str), u64>>,
     /// DKIM of domain identities, by (account, region) and domain.
     dkim: RwLock<HashMap<(RegionKey, String), dkim::DkimEntry>>,
-    /// Return-path domain and the key of its tags, when mail comes back to weir.
-    return_path: Option<(String, Vec<u8>)>,
+    /// Default return-path domain (if any) and the key of return-path tags, when mail comes
+    /// back to weir.
+    return_path: Option<(Option<String>, Vec<u8>)>,
+    /// Custom MAIL FROM domains, by (account, region) and identity.
+    mail_from: RwLock<HashMap<(RegionKey, String), weir_store::mail_from::MailFromRecord>>,
 }
 
 fn limits_of(s: &RegionSettings) -> Limits {
@@ -191,6 +196,10 @@ impl Service {
         for (id, region, d) in store.read(weir_store::dkim::list)? {
             dkim.insert(((id, region), d.identity.clone()), dkim::DkimEntry::new(d));
         }
+        let mut mail_from = HashMap::new();
+        for (id, region, m) in store.read(weir_store::mail_from::list)? {
+            mail_from.insert(((id, region), m.identity.clone()), m);
+        }
         let mut quotas = HashMap::new();
         for (key, rec) in store.read(|c| ops::load_quotas(c, now_s))? {
             quotas.insert(key, Arc::new(Mutex::new(QuotaState::restore(rec.seconds, rec.tat))));
@@ -206,6 +215,7 @@ impl Service {
             refusals: Mutex::new(HashMap::new()),
             dkim: RwLock::new(dkim),
             return_path: None,
+            mail_from: RwLock::new(mail_from),
         })
     }
 
@@ -737,6 +747,7 @@ impl Service {
                 })
                 .collect()
         };
+        self.check_mail_from(account.id, &sub.region, &sub.source.addr)?;
 
         let now = self.now_ns();
         let quota = self.quota_state(&key);

@@ -43,6 +43,9 @@ pub struct FeedbackConfig {
     pub return_path_domain: Option<String>,
     /// Where the feedback listener takes DSNs and ARF reports (port 25 in production).
     pub listen: Option<std::net::SocketAddr>,
+    /// The host name of that listener: a custom MAIL FROM domain is set up (SUCCESS) once its MX
+    /// record points here.
+    pub mx_host: Option<String>,
 }
 
 /// `[dkim]`.

@@ -1,11 +1,13 @@
 //! The periodic DNS checks of domain identities: every selector's DKIM TXT record must publish
 //! its key (a CNAME to where it is published is followed by the resolver), and a domain waiting
-//! for verification is verified once `_amazonses.<domain>` carries its token, as in SES.
+//! for verification is verified once `_amazonses.<domain>` carries its token, and a custom MAIL
+//! FROM domain is set up once its MX points at the feedback listener (`feedback.mx_host`), as in
+//! SES.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use weir_delivery::route::HickoryResolver;
+use weir_delivery::route::{HickoryResolver, Resolver};
 use weir_store::model::VerificationStatus;
 use weir_submit::{DnsFinding, Service};
 
@@ -16,6 +18,7 @@ pub async fn run(
     svc: Arc<Service>,
     resolver: HickoryResolver,
     cfg: DkimConfig,
+    mx_host: Option<String>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let fail_after_ms = (cfg.fail_after_seconds as i64).saturating_mul(1000);
@@ -38,6 +41,24 @@ pub async fn run(
                 Ok(true) => tracing::info!(%domain, %region, status = status.as_str(), "domain verification changed"),
                 Ok(false) => {}
                 Err(e) => tracing::error!(%domain, error = %e, "cannot record a domain verification"),
+            }
+        }
+        for (account_id, region, identity, domain) in svc.mail_from_checks() {
+            let Some(host) = mx_host.as_deref() else { break };
+            let finding = match resolver.mx(&domain).await {
+                Ok(mx) if mx.iter().any(|(_, e)| e.trim_end_matches('.').eq_ignore_ascii_case(host)) => {
+                    DnsFinding::AllPublished
+                }
+                Ok(_)
+                | Err(
+                    weir_delivery::route::RouteError::NoSuchDomain(_) | weir_delivery::route::RouteError::NullMx(_),
+                ) => DnsFinding::Missing,
+                Err(_) => DnsFinding::Unavailable,
+            };
+            match svc.record_mail_from_check(account_id, &region, &identity, finding, fail_after_ms).await {
+                Ok(Some(status)) => tracing::info!(%identity, %domain, %status, "MAIL FROM domain status changed"),
+                Ok(None) => {}
+                Err(e) => tracing::error!(%domain, error = %e, "cannot record a MAIL FROM check"),
             }
         }
         tokio::select! {

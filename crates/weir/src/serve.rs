@@ -136,10 +136,11 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         system_clock(),
     )?
     .with_events(events.clone());
-    let svc = Arc::new(match &cfg.feedback.return_path_domain {
-        Some(domain) => svc.with_return_path(domain.to_ascii_lowercase(), dir.secret("return-path-key")?),
-        None => svc,
-    });
+    // Return paths: at the default domain if set, and at identities' MAIL FROM domains.
+    let svc = Arc::new(svc.with_return_path(
+        cfg.feedback.return_path_domain.as_ref().map(|d| d.to_ascii_lowercase()),
+        dir.secret("return-path-key")?,
+    ));
     let metrics = Arc::new(weir_metrics::Metrics::new());
     {
         // Every SES event counted where it is emitted, whichever front door or engine emits it.
@@ -179,10 +180,6 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     let mut info = serde_json::json!({ "http": format!("http://{bound}"), "pid": std::process::id() });
     let feedback_listener = match cfg.feedback.listen {
         Some(addr) => {
-            anyhow::ensure!(
-                cfg.feedback.return_path_domain.is_some(),
-                "feedback.listen needs feedback.return_path_domain: the listener takes mail for those return paths only"
-            );
             let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
             info["feedback"] = serde_json::json!(l.local_addr()?.to_string());
             Some(l)
@@ -215,7 +212,13 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         weir_delivery::route::HickoryResolver::with_servers(&cfg.delivery.dns_servers)
     };
     let dkim_task = match dkim_resolver {
-        Ok(r) => Some(tokio::spawn(crate::dns_checks::run(svc.clone(), r, cfg.dkim.clone(), stop_rx.clone()))),
+        Ok(r) => Some(tokio::spawn(crate::dns_checks::run(
+            svc.clone(),
+            r,
+            cfg.dkim.clone(),
+            cfg.feedback.mx_host.clone(),
+            stop_rx.clone(),
+        ))),
         Err(e) => {
             tracing::warn!(error = %e, "no usable DNS configuration: DKIM and domain verification records are not checked (set delivery.dns_servers)");
             None

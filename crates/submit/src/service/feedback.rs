@@ -1,7 +1,7 @@
 //! Mail coming back to the return path: delivery status notifications become SES Bounce events
 //! (and hard bounces go to the suppression list), ARF reports become Complaint events.
 
-use weir_mail::feedback::{Report, parse_report, parse_return_path, return_path};
+use weir_mail::feedback::{Report, parse_report, parse_return_path};
 use weir_store::events::{Failure, MailInfo};
 use weir_store::{ops, queue};
 
@@ -19,23 +19,18 @@ fn bounce_subtype(status: &str) -> &'static str {
 }
 
 impl Service {
-    /// Send mail with per-message return paths at `domain` (tags keyed with `secret`).
-    pub fn with_return_path(mut self, domain: String, secret: Vec<u8>) -> Self {
-        self.return_path = Some((domain, secret));
+    /// Send mail with per-message return paths (tags keyed with `secret`): at `default_domain`,
+    /// and at the MAIL FROM domains of identities that have one.
+    pub fn with_return_path(mut self, default_domain: Option<String>, secret: Vec<u8>) -> Self {
+        self.return_path = Some((default_domain, secret));
         self
-    }
-
-    /// The envelope sender for a message (and its one recipient in this transaction, if one),
-    /// when return paths are configured.
-    pub fn return_path(&self, message_id: &str, idx: Option<i64>) -> Option<String> {
-        self.return_path.as_ref().map(|(domain, secret)| return_path(message_id, idx, domain, secret))
     }
 
     /// The message (and recipient index) a return-path address stands for; `None` for any
     /// other address, which the feedback listener refuses.
     pub fn feedback_target(&self, address: &str) -> Option<(String, Option<i64>)> {
-        let (domain, secret) = self.return_path.as_ref()?;
-        parse_return_path(address, std::slice::from_ref(domain), secret)
+        let (_, secret) = self.return_path.as_ref()?;
+        parse_return_path(address, &self.return_path_domains(), secret)
     }
 
     /// Act on a message that came back to these return paths: returns how many events it made.

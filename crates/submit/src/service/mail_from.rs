@@ -1,0 +1,173 @@
+//! Custom MAIL FROM domains, as SES has them: a subdomain of the identity whose MX must point at
+//! weir's feedback listener; while DNS shows it, mail from the identity leaves with return paths
+//! at that domain; when it does not, mail uses the default return path (`USE_DEFAULT_VALUE`) or
+//! is refused (`REJECT_MESSAGE`).
+
+use weir_store::mail_from::{self as store_mail_from, MailFromRecord};
+
+use super::dkim::{DnsFinding, status_after};
+use super::{AdminError, Service, SubmitError};
+
+/// An identity's MAIL FROM domain as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailFromView {
+    /// The domain.
+    pub domain: String,
+    /// `USE_DEFAULT_VALUE` or `REJECT_MESSAGE`.
+    pub behavior: String,
+    /// `PENDING`, `SUCCESS`, `FAILED`, `TEMPORARY_FAILURE`.
+    pub status: String,
+}
+
+/// One MAIL FROM domain to check: (account id, region, identity, domain).
+pub type MailFromCheck = (i64, String, String, String);
+
+impl Service {
+    /// Set (or, with `None`, clear) an identity's MAIL FROM domain, with SES's rule: a subdomain
+    /// of the identity's domain.
+    pub async fn set_mail_from(
+        &self,
+        account_id: i64,
+        region: &str,
+        identity: &str,
+        domain: Option<&str>,
+        behavior: &str,
+    ) -> Result<Option<MailFromView>, AdminError> {
+        let ident = identity.to_ascii_lowercase();
+        let Some(domain) = domain.filter(|d| !d.is_empty()).map(str::to_ascii_lowercase) else {
+            let (r, i) = (region.to_string(), ident.clone());
+            self.store.write(move |c| store_mail_from::delete(c, account_id, &r, &i)).await?;
+            self.mail_from.write().remove(&((account_id, region.to_string()), ident));
+            return Ok(None);
+        };
+        let parent = ident.rsplit_once('@').map_or(ident.as_str(), |(_, d)| d);
+        if !domain.ends_with(&format!(".{parent}")) || domain.split('.').any(|l| l.is_empty()) {
+            return Err(AdminError::Invalid(format!(
+                "Provided MAIL-FROM domain '{domain}' is not subdomain of the domain of the identity '{identity}'."
+            )));
+        }
+        let record = MailFromRecord {
+            identity: ident.clone(),
+            domain,
+            behavior: behavior.to_string(),
+            status: "PENDING".into(),
+            set_ms: self.now_ms(),
+            last_success_ms: 0,
+        };
+        let (r, rec) = (region.to_string(), record.clone());
+        self.store.write(move |c| store_mail_from::upsert(c, account_id, &r, &rec)).await?;
+        let view = view(&record);
+        self.mail_from.write().insert(((account_id, region.to_string()), ident), record);
+        Ok(Some(view))
+    }
+
+    /// An identity's MAIL FROM domain, if set.
+    pub fn mail_from(&self, account_id: i64, region: &str, identity: &str) -> Option<MailFromView> {
+        self.mail_from.read().get(&((account_id, region.to_string()), identity.to_ascii_lowercase())).map(view)
+    }
+
+    /// Every MAIL FROM domain, for the DNS check.
+    pub fn mail_from_checks(&self) -> Vec<MailFromCheck> {
+        self.mail_from
+            .read()
+            .iter()
+            .map(|((k, ident), m)| (k.0, k.1.clone(), ident.clone(), m.domain.clone()))
+            .collect()
+    }
+
+    /// Apply a DNS check of the MX record (see [`status_after`]); returns the new status when it
+    /// changed.
+    pub async fn record_mail_from_check(
+        &self,
+        account_id: i64,
+        region: &str,
+        identity: &str,
+        finding: DnsFinding,
+        fail_after_ms: i64,
+    ) -> Result<Option<String>, AdminError> {
+        let key = ((account_id, region.to_string()), identity.to_string());
+        let Some(mut record) = self.mail_from.read().get(&key).cloned() else { return Ok(None) };
+        let (status, last) = status_after(finding, record.set_ms, record.last_success_ms, self.now_ms(), fail_after_ms);
+        if record.status == status {
+            if let Some(m) = self.mail_from.write().get_mut(&key) {
+                m.last_success_ms = last;
+            }
+            return Ok(None);
+        }
+        record.status = status.into();
+        record.last_success_ms = last;
+        let (r, rec) = (region.to_string(), record.clone());
+        self.store.write(move |c| store_mail_from::upsert(c, account_id, &r, &rec)).await?;
+        self.mail_from.write().insert(key, record);
+        Ok(Some(status.to_string()))
+    }
+
+    /// The MAIL FROM setting that governs mail from `source`: the address's own identity, else
+    /// its domain's (or a parent domain's).
+    fn mail_from_for(&self, account_id: i64, region: &str, source: &str) -> Option<MailFromRecord> {
+        let map = self.mail_from.read();
+        let key = (account_id, region.to_string());
+        let addr = source.to_ascii_lowercase();
+        if let Some(m) = map.get(&(key.clone(), addr.clone())) {
+            return Some(m.clone());
+        }
+        let mut domain = addr.rsplit_once('@').map(|(_, d)| d.to_string())?;
+        loop {
+            if let Some(m) = map.get(&(key.clone(), domain.clone())) {
+                return Some(m.clone());
+            }
+            match domain.split_once('.') {
+                Some((_, parent)) if parent.contains('.') => domain = parent.to_string(),
+                _ => return None,
+            }
+        }
+    }
+
+    /// SES's refusal of a send whose MAIL FROM domain is not set up while its identity asks for
+    /// `REJECT_MESSAGE`.
+    pub(crate) fn check_mail_from(&self, account_id: i64, region: &str, source: &str) -> Result<(), SubmitError> {
+        if self.mail_from.read().is_empty() {
+            return Ok(());
+        }
+        match self.mail_from_for(account_id, region, source) {
+            Some(m) if m.behavior == "REJECT_MESSAGE" && m.status != "SUCCESS" => Err(SubmitError::MessageRejected(
+                format!("The MAIL FROM domain {} of {source} is not verified (MX record not found).", m.domain),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The envelope sender for one transaction of a message from `source`: a return path at the
+    /// identity's MAIL FROM domain while DNS shows it, else at the default return-path domain;
+    /// `None` when neither exists (the Source stays the envelope sender).
+    pub fn return_path_for(
+        &self,
+        account_id: i64,
+        region: &str,
+        source: &str,
+        message_id: &str,
+        idx: Option<i64>,
+    ) -> Option<String> {
+        let (default, secret) = self.return_path.as_ref()?;
+        let custom = if self.mail_from.read().is_empty() {
+            None
+        } else {
+            self.mail_from_for(account_id, region, source).filter(|m| m.status == "SUCCESS").map(|m| m.domain)
+        };
+        let domain = custom.as_deref().or(default.as_deref())?;
+        Some(weir_mail::feedback::return_path(message_id, idx, domain, secret))
+    }
+
+    /// Every domain whose return paths come back to the feedback listener.
+    pub(crate) fn return_path_domains(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.mail_from.read().values().map(|m| m.domain.clone()).collect();
+        if let Some(d) = self.return_path.as_ref().and_then(|(d, _)| d.clone()) {
+            v.push(d);
+        }
+        v
+    }
+}
+
+fn view(m: &MailFromRecord) -> MailFromView {
+    MailFromView { domain: m.domain.clone(), behavior: m.behavior.clone(), status: m.status.clone() }
+}
