@@ -46,6 +46,7 @@ GMAIL_4_7_28 = ("421-4.7.28 Gmail has detected an unusual rate of unsolicited ma
 class FakeMX:
     def __init__(self, max_conns=None, max_rcpts=None):
         self.messages = []  # (time, mail_from, [rcpts], data)
+        self.wire = []  # each message's DATA as it came over the wire (dot-stuffed)
         self.attempts = {}  # rcpt -> [times]
         self.connections = 0
         self.max_conns, self.max_rcpts = max_conns, max_rcpts
@@ -124,12 +125,14 @@ class FakeMX:
                         continue
                     out("354 End data with <CR><LF>.<CR><LF>")
                     await writer.drain()
-                    data = []
+                    data, wire = [], []
                     while True:
                         l = await reader.readline()
                         if l in (b".\r\n", b".\n", b""):
                             break
+                        wire.append(l)
                         data.append(l[1:] if l.startswith(b".") else l)  # dot-unstuffing (RFC 5321 4.5.2)
+                    self.wire.append(b"".join(wire))
                     self.messages.append((time.time(), mail_from, list(rcpts), b"".join(data)))
                     while self.hold.is_set():
                         await asyncio.sleep(0.02)

@@ -234,3 +234,28 @@ def test_domain_verification_follows_the_amazonses_record(zone):
             wait_for(lambda: status("nobody.test") == "Failed", what="Failed after the (shortened) 72 hours")
         finally:
             w.stop()
+
+
+def test_identity_check_says_which_records_are_missing_until_all_are_published(zone):
+    import json
+    from conftest import WEIR
+    mx = FakeMX()
+    with tempfile.TemporaryDirectory() as tmp:
+        w = server(tmp, zone, mx)
+        try:
+            a = sender(w)
+            a.client().verify_domain_dkim(Domain="acme.test")
+            check = [WEIR, "identity", "check", a.name, "--region", "us-east-1", "acme.test",
+                     "--dns-server", f"127.0.0.1:{zone.port}", "--data-dir", str(w.data_dir)]
+            r = subprocess.run(check, capture_output=True, text=True, timeout=60)
+            assert r.returncode == 1, r
+            assert r.stdout.count("MISSING") == 5, r.stdout  # three DKIM keys, _amazonses, _dmarc
+            assert "5 of 5 records missing" in r.stderr, r.stderr
+            records = json.loads(w.cli("identity", "dns", a.name, "--region", "us-east-1", "acme.test",
+                                       "--json"))["records"]
+            for rec in records:
+                zone.publish(rec["name"], rec["value"])
+            r = subprocess.run(check, capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0 and "all 5 records published" in r.stdout, (r.stdout, r.stderr)
+        finally:
+            w.stop()

@@ -107,12 +107,12 @@ def test_bare_cr_and_lf_never_reach_the_receiver():
             wait_for(lambda: len(events(w, "Delivery")) == 3, what="three deliveries")
             time.sleep(0.3)
             assert len(mx.messages) == 3, [m[1] for m in mx.messages]
-            for _, mail_from, rcpts, data in mx.messages:
+            for (_, mail_from, rcpts, data), wire in zip(mx.messages, mx.wire):
                 assert mail_from == "a@acme.test" and rcpts == ["ok@fake.test"]
                 assert only_crlf(data), data
                 # The would-be commands arrived as the body's own lines, in one message.
                 assert data.count(b"MAIL FROM:<ceo@victim.test>") >= 3
-                assert b"\r\n.\r\n" not in data  # a lone dot line was dot-stuffed
+                assert b"\r\n.\r\n" not in wire, wire  # a lone dot line went out dot-stuffed
         finally:
             w.stop()
 

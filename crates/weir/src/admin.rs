@@ -115,6 +115,19 @@ pub enum IdentityCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Look each record `dns` lists up in DNS and say which are missing (exit status 1 if any).
+    Check {
+        /// Account name.
+        name: String,
+        /// Region.
+        #[arg(long)]
+        region: String,
+        /// Address or domain.
+        identity: String,
+        /// Name servers to ask (`ip:port`, repeatable); default: the system's.
+        #[arg(long = "dns-server")]
+        dns_servers: Vec<std::net::SocketAddr>,
+    },
     /// List an account's identities in a region.
     List {
         /// Account name.
@@ -398,6 +411,9 @@ pub fn identity(cmd: IdentityCmd, c: &Client) -> anyhow::Result<()> {
                 );
             }
             Ok(())
+        }
+        IdentityCmd::Check { name, region, identity, dns_servers } => {
+            crate::identity_check::run(c, &name, &region, &identity, &dns_servers)
         }
         IdentityCmd::List { name, region, json } => {
             let path = format!("/admin/v1/accounts/{}/regions/{}/identities", seg(&name), seg(&region));

@@ -82,7 +82,7 @@ async fn check(resolver: &HickoryResolver, domain: &str, records: &[(String, Str
 }
 
 /// The `p=` of a DKIM key record, without the spaces DNS tools like to insert.
-fn published_key(txt: &str) -> Option<String> {
+pub(crate) fn published_key(txt: &str) -> Option<String> {
     txt.split(';').find_map(|tag| {
         let (name, value) = tag.split_once('=')?;
         (name.trim() == "p").then(|| value.chars().filter(|c| !c.is_whitespace()).collect())

@@ -11,6 +11,7 @@ mod config;
 mod data_dir;
 mod dns_checks;
 mod doctor;
+mod identity_check;
 mod queue;
 mod serve;
 mod simulate;
