@@ -259,3 +259,39 @@ def test_identity_check_says_which_records_are_missing_until_all_are_published(z
             assert r.returncode == 0 and "all 5 records published" in r.stdout, (r.stdout, r.stderr)
         finally:
             w.stop()
+
+
+def test_an_email_address_verifies_through_the_link_in_its_verification_mail():
+    import re
+    import urllib.error
+    import urllib.request
+    mx = FakeMX()
+    with tempfile.TemporaryDirectory() as tmp:
+        w = start(tmp, f'routes = {{ "fake.test" = "127.0.0.1:{mx.port}" }}\n'
+                       '[verification]\nfrom = "no-reply@weir.test"\n')
+        try:
+            a = w.account()
+            ses = a.client()
+            ses.verify_email_identity(EmailAddress="bob@fake.test")
+
+            def status(addr):
+                return ses.get_identity_verification_attributes(Identities=[addr])["VerificationAttributes"][addr][
+                    "VerificationStatus"]
+
+            mail = delivered_to(mx, "bob@fake.test")[0]
+            assert b"From: no-reply@weir.test" in mail and b"Verification Request in region US-EAST-1" in mail, mail
+            link = re.search(rb"(http://\S+/verify\?\S+)", mail).group(1).decode()
+            assert status("bob@fake.test") == "Pending"
+            with pytest.raises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(link[:-4] + "0000", timeout=10)
+            assert e.value.code == 403
+            assert status("bob@fake.test") == "Pending"
+            page = urllib.request.urlopen(link, timeout=10).read().decode()
+            assert "bob@fake.test is now verified" in page, page
+            assert status("bob@fake.test") == "Success"
+            # v2 sends one too; neither counts against the sandbox quota.
+            a.client("sesv2").create_email_identity(EmailIdentity="carol@fake.test")
+            assert b"/verify?" in delivered_to(mx, "carol@fake.test")[0]
+            assert ses.get_send_quota()["SentLast24Hours"] == 0
+        finally:
+            w.stop()

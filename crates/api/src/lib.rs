@@ -99,6 +99,31 @@ enum Target {
     Ses(Flavor),
 }
 
+/// A verification link followed: the address becomes verified when the link is genuine.
+async fn verify_link(st: &AppState, query: &str) -> Response {
+    let q: std::collections::HashMap<String, String> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let page = |status: StatusCode, text: &str| {
+        let html = format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>weir</title></head><body><p>{}</p></body></html>\n",
+            text.replace('&', "&amp;").replace('<', "&lt;")
+        );
+        (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+    };
+    let (Some(a), Some(r), Some(i), Some(t)) =
+        (q.get("a").and_then(|a| a.parse::<i64>().ok()), q.get("r"), q.get("i"), q.get("t"))
+    else {
+        return page(StatusCode::BAD_REQUEST, "This verification link is incomplete.");
+    };
+    match st.svc.confirm_verification(a, r, i, t).await {
+        Ok(true) => page(StatusCode::OK, &format!("Congratulations! {i} is now verified for sending in {r}.")),
+        Ok(false) => page(StatusCode::FORBIDDEN, "This verification link is not valid."),
+        Err(e) => {
+            tracing::error!(error = %e, "verification not recorded");
+            page(StatusCode::SERVICE_UNAVAILABLE, "Try the link again in a moment.")
+        }
+    }
+}
+
 /// Answer one request, counted and timed.
 pub async fn dispatch(st: AppState, req: Request<Body>) -> Response {
     let started = std::time::Instant::now();
@@ -139,6 +164,9 @@ async fn answer(st: AppState, req: Request<Body>) -> Response {
             include_str!("dashboard.html"),
         )
             .into_response();
+    }
+    if path == "/verify" {
+        return verify_link(&st, &query).await;
     }
     if path == "/metrics" {
         // Scraped with the admin token (Prometheus: `authorization: {credentials: …}`).

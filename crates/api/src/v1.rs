@@ -169,9 +169,13 @@ async fn run(st: &AppState, caller: &Caller, p: &Params, action: &str, rid: &str
         "VerifyEmailIdentity" | "VerifyEmailAddress" => {
             let addr = required(p, "EmailAddress", "emailAddress")?;
             validate_addr(addr).map_err(|e| ApiError::invalid(e.0))?;
-            svc.put_identity(acct, region, addr, IdentityKind::EmailAddress, false)
+            let id = svc
+                .put_identity(acct, region, addr, IdentityKind::EmailAddress, false)
                 .await
                 .map_err(|e| ApiError::from_admin(e, Flavor::V1))?;
+            if id.status != VerificationStatus::Success {
+                svc.send_verification(acct, region, addr).await.map_err(|e| ApiError::from_admin(e, Flavor::V1))?;
+            }
             Ok(xml::ok(action, (action == "VerifyEmailIdentity").then_some(""), rid))
         }
         "VerifyDomainIdentity" => {

@@ -487,6 +487,12 @@ async fn create_identity(st: &AppState, caller: &Caller, raw: &RawRequest) -> Re
         .put_identity(caller.account.id, &caller.region, &ident, kind, false)
         .await
         .map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
+    if kind == IdentityKind::EmailAddress {
+        st.svc
+            .send_verification(caller.account.id, &caller.region, &ident)
+            .await
+            .map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
+    }
     // A domain gets DKIM at once, as in SES: the customer's key if given, Easy DKIM otherwise.
     if kind == IdentityKind::Domain {
         let origin = if i.dkim_signing_attributes.as_ref().is_some_and(|a| a.domain_signing_private_key.is_some()) {

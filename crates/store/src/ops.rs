@@ -176,6 +176,16 @@ fn stats_bucket(ms: i64) -> i64 {
 
 /// Spool a message with its recipients, its quota charge and its statistics, atomically.
 pub fn enqueue(c: &Connection, e: &SpoolEntry) -> Result<()> {
+    insert_message(c, e)?;
+    charge(c, e)
+}
+
+/// Spool a message of weir's own (a verification mail): no quota charge, no statistics.
+pub fn enqueue_unmetered(c: &Connection, e: &SpoolEntry) -> Result<()> {
+    insert_message(c, e)
+}
+
+fn insert_message(c: &Connection, e: &SpoolEntry) -> Result<()> {
     c.prepare_cached(
         "INSERT INTO messages (id, account_id, region, created_ms, mail_from, configuration_set, tags, source, size, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -198,6 +208,11 @@ pub fn enqueue(c: &Connection, e: &SpoolEntry) -> Result<()> {
     for (i, (addr, state)) in e.recipients.iter().enumerate() {
         rcpt.execute(params![e.id, i as i64, addr, state.as_str(), e.created_ms, e.priority])?;
     }
+    Ok(())
+}
+
+/// The quota charge and statistics of a spooled message.
+fn charge(c: &Connection, e: &SpoolEntry) -> Result<()> {
     c.prepare_cached(
         "INSERT INTO quota_seconds (account_id, region, second, count) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (account_id, region, second) DO UPDATE SET count = count + excluded.count",

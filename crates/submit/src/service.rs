@@ -20,8 +20,10 @@ use crate::reputation;
 mod dkim;
 mod feedback;
 mod mail_from;
+mod verification;
 pub use dkim::{DkimCheck, DkimView, DnsFinding, EASY_DKIM_TOKENS, status_after};
 pub use mail_from::{MailFromCheck, MailFromView};
+pub use verification::VerificationMail;
 
 /// Most recipients in one message (To + Cc + Bcc, or RCPT TO).
 pub const MAX_RECIPIENTS: usize = 50;
@@ -154,6 +156,8 @@ pub struct Service {
     return_path: Option<(Option<String>, Vec<u8>)>,
     /// Custom MAIL FROM domains, by (account, region) and identity.
     mail_from: RwLock<HashMap<(RegionKey, String), weir_store::mail_from::MailFromRecord>>,
+    /// Verification mail for email-address identities, once configured.
+    verification: std::sync::OnceLock<Arc<VerificationMail>>,
 }
 
 fn limits_of(s: &RegionSettings) -> Limits {
@@ -216,6 +220,7 @@ impl Service {
             dkim: RwLock::new(dkim),
             return_path: None,
             mail_from: RwLock::new(mail_from),
+            verification: std::sync::OnceLock::new(),
         })
     }
 

@@ -32,6 +32,20 @@ pub struct Config {
     pub dkim: DkimConfig,
     /// Return paths and the listener for the bounces and complaints that come back to them.
     pub feedback: FeedbackConfig,
+    /// Verification mail for email-address identities.
+    pub verification: VerificationConfig,
+}
+
+/// `[verification]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerificationConfig {
+    /// Sender of verification mail. Unset: none is sent, and addresses stay Pending until the
+    /// operator verifies them.
+    pub from: Option<String>,
+    /// Base of the links in it, as recipients reach weir's HTTP listener
+    /// (`https://weir.example.com`). Default: the listener's own address.
+    pub public_url: Option<String>,
 }
 
 /// `[feedback]`.
@@ -381,6 +395,7 @@ impl Default for Config {
             reputation: ReputationConfig::default(),
             dkim: DkimConfig::default(),
             feedback: FeedbackConfig::default(),
+            verification: VerificationConfig::default(),
             smtp: SmtpSection::default(),
             delivery: DeliverySection::default(),
         }

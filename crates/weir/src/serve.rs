@@ -178,6 +178,13 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", cfg.http.listen))?;
     let bound = listener.local_addr()?;
     let mut info = serde_json::json!({ "http": format!("http://{bound}"), "pid": std::process::id() });
+    if let Some(from) = &cfg.verification.from {
+        svc.set_verification_mail(weir_submit::VerificationMail {
+            from: from.clone(),
+            base_url: cfg.verification.public_url.clone().unwrap_or_else(|| format!("http://{bound}")),
+            secret: dir.secret("verification-key")?,
+        });
+    }
     let feedback_listener = match cfg.feedback.listen {
         Some(addr) => {
             let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;

@@ -1,0 +1,117 @@
+//! Email-address verification as SES does it: a message to the address with a link; following
+//! the link verifies the identity. The link carries a keyed hash of (account, region, address),
+//! so it cannot be made up and needs nothing stored.
+
+use std::sync::Arc;
+
+use aws_lc_rs::hmac;
+use weir_mail::message_id::new_message_id;
+use weir_store::model::{IdentityKind, RecipientState, SpoolEntry, VerificationStatus};
+use weir_store::ops;
+
+use super::{AdminError, Service};
+use crate::region_upper;
+
+/// Where verification mail comes from and where its links point.
+#[derive(Debug, Clone)]
+pub struct VerificationMail {
+    /// Sender of the verification mail.
+    pub from: String,
+    /// Base URL of weir's HTTP listener as recipients reach it (`https://weir.example.com`).
+    pub base_url: String,
+    /// Key of the link hashes.
+    pub secret: Vec<u8>,
+}
+
+fn link_tag(secret: &[u8], account_id: i64, region: &str, address: &str) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
+    let t = hmac::sign(&key, format!("{account_id}|{region}|{}", address.to_ascii_lowercase()).as_bytes());
+    t.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+impl Service {
+    /// Send verification mail for email-address identities from now on.
+    pub fn set_verification_mail(&self, v: VerificationMail) {
+        let _ = self.verification.set(Arc::new(v));
+    }
+
+    /// Spool the verification message for `address` (a no-op when verification mail is not
+    /// configured). Not charged to the account's quota, as SES's is not.
+    pub async fn send_verification(&self, account_id: i64, region: &str, address: &str) -> Result<bool, AdminError> {
+        let Some(v) = self.verification.get().cloned() else { return Ok(false) };
+        let now = self.now_ms();
+        let tag = link_tag(&v.secret, account_id, region, address);
+        let link = format!(
+            "{}/verify?a={account_id}&r={}&i={}&t={tag}",
+            v.base_url.trim_end_matches('/'),
+            query_escape(region),
+            query_escape(address)
+        );
+        let id = new_message_id(now as u64);
+        let date = chrono::DateTime::from_timestamp_millis(now).unwrap_or_default().to_rfc2822();
+        let body = format!(
+            "From: {from}\r\nTo: {address}\r\nSubject: Email Address Verification Request in region {reg}\r\n\
+             Date: {date}\r\nMessage-ID: <{id}@{domain}>\r\nMIME-Version: 1.0\r\n\
+             Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n\
+             We received a request to authorize this email address for use with weir (an Amazon SES\r\n\
+             compatible sending service) in region {reg}. If you requested this verification, go to\r\n\
+             the following URL to confirm that you are authorized to use this email address:\r\n\r\n\
+             {link}\r\n\r\nIf you did not request it, ignore this message: the address stays unverified.\r\n",
+            from = v.from,
+            reg = region_upper(region),
+            domain = self.config.id_domain,
+        );
+        let entry = SpoolEntry {
+            id,
+            account_id,
+            region: region.to_string(),
+            created_ms: now,
+            mail_from: v.from.clone(),
+            configuration_set: None,
+            tags_json: "[]".into(),
+            source: "verification".into(),
+            body: body.into_bytes(),
+            recipients: vec![(address.to_string(), RecipientState::Queued)],
+            quota_second: 0,
+            quota_count: 0,
+            quota_tat: 0,
+            priority: 0,
+        };
+        self.store.write(move |c| ops::enqueue_unmetered(c, &entry)).await?;
+        Ok(true)
+    }
+
+    /// Follow a verification link: the identity becomes verified when the link's hash is right.
+    pub async fn confirm_verification(
+        &self,
+        account_id: i64,
+        region: &str,
+        address: &str,
+        tag: &str,
+    ) -> Result<bool, AdminError> {
+        let Some(v) = self.verification.get().cloned() else { return Ok(false) };
+        let expected = link_tag(&v.secret, account_id, region, address);
+        if aws_lc_rs::constant_time::verify_slices_are_equal(expected.as_bytes(), tag.as_bytes()).is_err() {
+            return Ok(false);
+        }
+        match self.identity(account_id, region, address) {
+            Some(i) if i.kind == IdentityKind::EmailAddress => {
+                self.set_verification(account_id, region, &i.identity, VerificationStatus::Success).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
