@@ -295,3 +295,48 @@ def test_an_email_address_verifies_through_the_link_in_its_verification_mail():
             assert ses.get_send_quota()["SentLast24Hours"] == 0
         finally:
             w.stop()
+
+
+def test_a_new_key_waits_as_the_pending_selector_until_dns_shows_it(zone):
+    mx = FakeMX()
+    with tempfile.TemporaryDirectory() as tmp:
+        w = server(tmp, zone, mx)
+        try:
+            a = sender(w, "--production", "--max-rate", "100")
+            v2 = a.client("sesv2")
+
+            def key():
+                pem = subprocess.run(["openssl", "genrsa", "2048"], capture_output=True, check=True).stdout
+                der = subprocess.run(["openssl", "pkey", "-outform", "DER"], input=pem, capture_output=True,
+                                     check=True).stdout
+                pub = subprocess.run(["openssl", "pkey", "-pubout", "-outform", "DER"], input=pem,
+                                     capture_output=True, check=True).stdout
+                return base64.b64encode(der).decode(), "v=DKIM1; k=rsa; p=" + base64.b64encode(pub).decode()
+
+            def signed_with(rcpt):
+                a.client().send_email(Source="a@acme.test", Destination={"ToAddresses": [rcpt]},
+                                      Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}})
+                data = delivered_to(mx, rcpt)[0]
+                assert dkim_ok(zone, data), data[:300]
+                return data.split(b"s=", 1)[1].split(b";", 1)[0].decode()
+
+            k1, rec1 = key()
+            v2.put_email_identity_dkim_signing_attributes(
+                EmailIdentity="acme.test", SigningAttributesOrigin="EXTERNAL",
+                SigningAttributes={"DomainSigningSelector": "one", "DomainSigningPrivateKey": k1})
+            zone.publish("one._domainkey.acme.test", rec1)
+            wait_for(lambda: v2.get_email_identity(EmailIdentity="acme.test")["DkimAttributes"]["Status"] == "SUCCESS",
+                     what="SUCCESS with the first key")
+            assert signed_with("first@fake.test") == "one"
+            # The next key is pending: mail goes on being signed with the first until DNS shows it.
+            k2, rec2 = key()
+            v2.put_email_identity_dkim_signing_attributes(
+                EmailIdentity="acme.test", SigningAttributesOrigin="EXTERNAL",
+                SigningAttributes={"DomainSigningSelector": "two", "DomainSigningPrivateKey": k2})
+            assert signed_with("second@fake.test") == "one"
+            zone.publish("two._domainkey.acme.test", rec2)
+            wait_for(lambda: v2.get_email_identity(EmailIdentity="acme.test")["DkimAttributes"]["Tokens"] == ["two"],
+                     what="the second key in use")
+            assert signed_with("third@fake.test") == "two"
+        finally:
+            w.stop()

@@ -375,6 +375,14 @@ async fn route(st: &AppState, raw: &RawRequest) -> Result<Response, Response> {
                                                     "key": d.key_spec}),
                     ))
                 }
+                (&Method::POST, ["identities", ident, "dkim", "rotate"]) => {
+                    let d = svc.rotate_dkim(a.id, region, ident).await.map_err(admin_error)?;
+                    Ok(reply(
+                        StatusCode::OK,
+                        json!({"identity": ident, "status": d.status, "tokens": d.tokens,
+                                                    "pending": d.pending_selector, "key": d.next_key_spec}),
+                    ))
+                }
                 (&Method::GET, ["identities", ident, "dns"]) => {
                     // What to publish in DNS for this identity, and the status weir last saw.
                     let i = svc

@@ -25,6 +25,8 @@ pub struct DkimRecord {
     pub generated_ms: i64,
     /// When DNS last showed every record, Unix milliseconds (0: never).
     pub last_success_ms: i64,
+    /// The next key (selector, DER), waiting for its record to appear in DNS before it signs.
+    pub pending: Option<(String, Vec<u8>)>,
 }
 
 /// Add or replace a domain's DKIM row.
@@ -37,11 +39,12 @@ pub fn upsert(c: &Connection, account_id: i64, region: &str, d: &DkimRecord) -> 
         .collect();
     c.prepare_cached(
         "INSERT INTO dkim (account_id, region, identity, enabled, origin, status, keys, key_spec, next_key_spec,
-           generated_ms, last_success_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+           generated_ms, last_success_ms, pending) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
          ON CONFLICT (account_id, region, identity) DO UPDATE SET enabled = excluded.enabled,
            origin = excluded.origin, status = excluded.status, keys = excluded.keys,
            key_spec = excluded.key_spec, next_key_spec = excluded.next_key_spec,
-           generated_ms = excluded.generated_ms, last_success_ms = excluded.last_success_ms",
+           generated_ms = excluded.generated_ms, last_success_ms = excluded.last_success_ms,
+           pending = excluded.pending",
     )?
     .execute(params![
         account_id,
@@ -54,7 +57,11 @@ pub fn upsert(c: &Connection, account_id: i64, region: &str, d: &DkimRecord) -> 
         d.key_spec,
         d.next_key_spec,
         d.generated_ms,
-        d.last_success_ms
+        d.last_success_ms,
+        d.pending
+            .as_ref()
+            .map(|(s, k)| serde_json::json!([s, base64::engine::general_purpose::STANDARD.encode(k)]).to_string())
+            .unwrap_or_default()
     ])?;
     Ok(())
 }
@@ -73,7 +80,7 @@ pub fn list(c: &Connection) -> Result<Vec<(i64, String, DkimRecord)>> {
     use base64::Engine as _;
     let mut st = c.prepare(
         "SELECT account_id, region, identity, enabled, origin, status, keys, key_spec, next_key_spec, generated_ms,
-           last_success_ms FROM dkim",
+           last_success_ms, pending FROM dkim",
     )?;
     let rows = st.query_map([], |r| {
         let keys: String = r.get(6)?;
@@ -82,6 +89,10 @@ pub fn list(c: &Connection) -> Result<Vec<(i64, String, DkimRecord)>> {
             .into_iter()
             .filter_map(|(s, k)| base64::engine::general_purpose::STANDARD.decode(k).ok().map(|k| (s, k)))
             .collect();
+        let pending: String = r.get(11)?;
+        let pending = serde_json::from_str::<(String, String)>(&pending)
+            .ok()
+            .and_then(|(s, k)| base64::engine::general_purpose::STANDARD.decode(k).ok().map(|k| (s, k)));
         Ok((
             r.get(0)?,
             r.get(1)?,
@@ -95,6 +106,7 @@ pub fn list(c: &Connection) -> Result<Vec<(i64, String, DkimRecord)>> {
                 next_key_spec: r.get(8)?,
                 generated_ms: r.get(9)?,
                 last_success_ms: r.get(10)?,
+                pending,
             },
         ))
     })?;

@@ -100,6 +100,7 @@ CREATE TABLE IF NOT EXISTS dkim (
     next_key_spec   TEXT NOT NULL,
     generated_ms    INTEGER NOT NULL,
     last_success_ms INTEGER NOT NULL,
+    pending         TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (account_id, region, identity)
 ) WITHOUT ROWID;
 -- Custom MAIL FROM domains of identities.
@@ -159,6 +160,13 @@ pub fn migrate(conn: &Connection) -> Result<()> {
         if !cols.iter().any(|c| c == name) {
             conn.execute_batch(&format!("ALTER TABLE recipients ADD COLUMN {name} {ddl}"))?;
         }
+    }
+    let dkim_cols: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('dkim')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if !dkim_cols.iter().any(|c| c == "pending") {
+        conn.execute_batch("ALTER TABLE dkim ADD COLUMN pending TEXT NOT NULL DEFAULT ''")?;
     }
     let cols: Vec<String> = conn
         .prepare("SELECT name FROM pragma_table_info('account_regions')")?

@@ -101,6 +101,17 @@ pub enum IdentityCmd {
         #[arg(long, default_value = "rsa2048")]
         key: String,
     },
+    /// Rotate an Easy DKIM domain's key: a new key waits under a new selector (publish it, see
+    /// `weir identity dns`) and signs once DNS shows it; the oldest key is then dropped.
+    DkimRotate {
+        /// Account name.
+        name: String,
+        /// Region.
+        #[arg(long)]
+        region: String,
+        /// Domain.
+        domain: String,
+    },
     /// The DNS records an identity needs (DKIM keys, domain verification, DMARC) and the
     /// status weir last saw.
     Dns {
@@ -383,6 +394,22 @@ pub fn identity(cmd: IdentityCmd, c: &Client) -> anyhow::Result<()> {
                     .as_array()
                     .map(|t| t.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(" "))
                     .unwrap_or_default()
+            );
+            Ok(())
+        }
+        IdentityCmd::DkimRotate { name, region, domain } => {
+            let path = format!(
+                "/admin/v1/accounts/{}/regions/{}/identities/{}/dkim/rotate",
+                seg(&name),
+                seg(&region),
+                seg(&domain)
+            );
+            let v = c.call("POST", &path, Some(json!({})))?;
+            println!(
+                "{}\tnext key {} under selector {}: publish it (weir identity dns); it signs once DNS shows it",
+                v["identity"].as_str().unwrap_or(""),
+                v["key"].as_str().unwrap_or(""),
+                v["pending"].as_str().unwrap_or("")
             );
             Ok(())
         }

@@ -23,9 +23,13 @@ pub async fn run(
 ) {
     let fail_after_ms = (cfg.fail_after_seconds as i64).saturating_mul(1000);
     loop {
-        for (account_id, region, domain, records) in svc.dkim_checks() {
+        for (account_id, region, domain, records, pending) in svc.dkim_checks() {
             let finding = check(&resolver, &domain, &records).await;
-            match svc.record_dkim_check(account_id, &region, &domain, finding, fail_after_ms).await {
+            let pending_published = match &pending {
+                Some(p) => check(&resolver, &domain, std::slice::from_ref(p)).await == DnsFinding::AllPublished,
+                None => false,
+            };
+            match svc.record_dkim_check(account_id, &region, &domain, finding, pending_published, fail_after_ms).await {
                 Ok(Some(status)) => tracing::info!(%domain, %region, %status, ?finding, "DKIM status changed"),
                 Ok(None) => {}
                 Err(e) => tracing::error!(%domain, error = %e, "cannot record a DKIM check"),

@@ -30,6 +30,8 @@ pub struct DkimView {
     pub next_key_spec: String,
     /// `LastKeyGenerationTimestamp`, Unix milliseconds.
     pub generated_ms: i64,
+    /// The selector of the next key, signing once DNS shows its record.
+    pub pending_selector: Option<String>,
 }
 
 /// What DNS showed for a domain's DKIM records.
@@ -43,8 +45,9 @@ pub enum DnsFinding {
     Unavailable,
 }
 
-/// One domain's records to check: (account id, region, domain, [(selector, expected `p=`)]).
-pub type DkimCheck = (i64, String, String, Vec<(String, String)>);
+/// One domain's records to check: (account id, region, domain, [(selector, expected `p=`)] of
+/// the keys in use, and the pending next key's if any).
+pub type DkimCheck = (i64, String, String, Vec<(String, String)>, Option<(String, String)>);
 
 /// The status after a DNS check, as SES moves it: published → `SUCCESS`; missing → `PENDING`
 /// until `fail_after_ms` from generation (then `FAILED`), or, once it had succeeded,
@@ -95,6 +98,7 @@ impl DkimEntry {
             key_spec: r.key_spec.clone(),
             next_key_spec: r.next_key_spec.clone(),
             generated_ms: r.generated_ms,
+            pending_selector: r.pending.as_ref().map(|(s, _)| s.clone()),
         }
     }
 
@@ -166,7 +170,30 @@ impl Service {
             next_key_spec: spec.as_str().into(),
             generated_ms: self.now_ms(),
             last_success_ms: 0,
+            pending: None,
         };
+        self.save_dkim(account_id, region, record).await
+    }
+
+    /// Rotate an Easy DKIM domain's key: a new key of the next length under a new token waits
+    /// (pending) until DNS shows its record, then signs, and the oldest key is dropped.
+    pub async fn rotate_dkim(&self, account_id: i64, region: &str, domain: &str) -> Result<DkimView, AdminError> {
+        let Some(mut record) =
+            self.dkim.read().get(&Self::dkim_key(account_id, region, domain)).map(|e| e.record.clone())
+        else {
+            return Err(AdminError::NotFound(format!("{domain} has no DKIM keys to rotate")));
+        };
+        if record.origin != "AWS_SES" {
+            return Err(AdminError::Invalid(format!(
+                "{domain} signs with the customer's key (EXTERNAL): rotate it with PutEmailIdentityDkimSigningAttributes"
+            )));
+        }
+        let spec = KeySpec::parse(&record.next_key_spec).unwrap_or(KeySpec::Rsa2048);
+        let key = tokio::task::spawn_blocking(move || KeyPair::generate(spec))
+            .await
+            .map_err(|e| AdminError::Invalid(format!("key generation stopped: {e}")))?
+            .map_err(|e| AdminError::Invalid(e.to_string()))?;
+        record.pending = Some((token(), key.private_der));
         self.save_dkim(account_id, region, record).await
     }
 
@@ -180,6 +207,14 @@ impl Service {
         private_key_b64: &str,
     ) -> Result<DkimView, AdminError> {
         let key = KeyPair::from_base64(private_key_b64).map_err(|e| AdminError::Invalid(e.to_string()))?;
+        // A domain already signing with the customer's key keeps signing with it until DNS shows
+        // the new selector's record: the new key waits as the pending one.
+        let current = self.dkim.read().get(&Self::dkim_key(account_id, region, domain)).cloned();
+        if let Some(e) = current.filter(|e| e.signs() && e.record.origin == "EXTERNAL") {
+            let mut record = e.record;
+            record.pending = Some((selector.to_string(), key.private_der));
+            return self.save_dkim(account_id, region, record).await;
+        }
         let record = DkimRecord {
             identity: domain.to_ascii_lowercase(),
             enabled: true,
@@ -190,6 +225,7 @@ impl Service {
             next_key_spec: key.spec.as_str().into(),
             generated_ms: self.now_ms(),
             last_success_ms: 0,
+            pending: None,
         };
         self.save_dkim(account_id, region, record).await
     }
@@ -226,6 +262,7 @@ impl Service {
         e.record
             .keys
             .iter()
+            .chain(e.record.pending.iter())
             .filter_map(|(s, der)| {
                 let key = KeyPair::from_der(der.clone()).ok()?;
                 Some((format!("{s}._domainkey.{}", e.record.identity), key.dns_record()))
@@ -239,13 +276,12 @@ impl Service {
             .read()
             .iter()
             .map(|(((account_id, region), domain), e)| {
-                let records = e
-                    .record
-                    .keys
-                    .iter()
-                    .filter_map(|(s, der)| KeyPair::from_der(der.clone()).ok().map(|k| (s.clone(), k.public_b64)))
-                    .collect();
-                (*account_id, region.clone(), domain.clone(), records)
+                let public = |(s, der): &(String, Vec<u8>)| {
+                    KeyPair::from_der(der.clone()).ok().map(|k| (s.clone(), k.public_b64))
+                };
+                let records = e.record.keys.iter().filter_map(public).collect();
+                let pending = e.record.pending.as_ref().and_then(public);
+                (*account_id, region.clone(), domain.clone(), records, pending)
             })
             .collect()
     }
@@ -257,6 +293,7 @@ impl Service {
         region: &str,
         domain: &str,
         finding: DnsFinding,
+        pending_published: bool,
         fail_after_ms: i64,
     ) -> Result<Option<String>, AdminError> {
         let Some(mut record) =
@@ -266,6 +303,20 @@ impl Service {
         };
         let (status, last) =
             status_after(finding, record.generated_ms, record.last_success_ms, self.now_ms(), fail_after_ms);
+        // DNS shows the next key: it signs from now on (Easy DKIM keeps three keys; a customer's
+        // key replaces the old one).
+        if pending_published && let Some(next) = record.pending.take() {
+            if let Ok(k) = KeyPair::from_der(next.1.clone()) {
+                record.key_spec = k.spec.as_str().into();
+            }
+            record.keys.insert(0, next);
+            record.keys.truncate(if record.origin == "AWS_SES" { EASY_DKIM_TOKENS } else { 1 });
+            record.generated_ms = self.now_ms();
+            record.status = status.into();
+            record.last_success_ms = last;
+            self.save_dkim(account_id, region, record).await?;
+            return Ok(Some(format!("{status} (now signing with the new key)")));
+        }
         let changed = record.status != status;
         // The last success moves on every good check; it is only written when the status
         // changes or it is the first, so that checks do not rewrite every row each time.
