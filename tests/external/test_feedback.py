@@ -98,6 +98,20 @@ def test_a_postfix_dsn_and_an_arf_report_come_back_as_bounce_and_complaint():
             s = v2.get_suppressed_destination(EmailAddress="ok@fake.test")["SuppressedDestination"]
             assert s["Reason"] == "COMPLAINT", s
 
+            # A feedback loop that sends to the complaints address: the report names the message by
+            # weir's Message-ID inside and the recipient by Original-Rcpt-To.
+            third = ses.send_email(Source="a@acme.test", Destination={"ToAddresses": ["third@fake.test"]},
+                                   Message=msg)["MessageId"]
+            wait_for(lambda: mx.delivered_to("third@fake.test"), what="third@ at the receiver")
+            arf = (ARF.format(to="fbl@bounces.test")
+                   .replace("Version: 1\r\n", "Version: 1\r\nOriginal-Rcpt-To: <third@fake.test>\r\n")
+                   .replace("To: ok@fake.test\r\n", f"To: third@fake.test\r\nMessage-ID: <{third}@weir.test>\r\n"))
+            with smtplib.SMTP("127.0.0.1", fb_port, timeout=10) as c:
+                c.sendmail("", ["fbl@bounces.test"], arf.encode())
+            second = wait_for(lambda: [e for e in events(w, "Complaint") if e["mail"]["messageId"] == third],
+                              what="a Complaint through the complaints address")[0]
+            assert second["complaint"]["complainedRecipients"] == [{"emailAddress": "third@fake.test"}], second
+
             # No relay, no forged return paths.
             with smtplib.SMTP("127.0.0.1", fb_port, timeout=10) as c:
                 c.ehlo("x.test")

@@ -65,7 +65,20 @@ pub enum Report {
     Complaint {
         /// Feedback-Type.
         feedback_type: String,
+        /// What the report says about the message complained about.
+        original: Original,
     },
+}
+
+/// The message a complaint is about, as the report shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Original {
+    /// Its Return-Path (weir's return path, when the receiver kept it).
+    pub return_path: Option<String>,
+    /// The local part of its Message-ID (weir puts the MessageId there).
+    pub message_id: Option<String>,
+    /// The report's Original-Rcpt-To: the recipient who complained.
+    pub rcpt_to: Option<String>,
 }
 
 /// Read a returned message: a `multipart/report` of type `delivery-status` or
@@ -92,7 +105,26 @@ pub fn parse_report(message: &[u8]) -> Option<Report> {
     if wanted == "feedback-report" {
         let fields = field_groups(&text).into_iter().flatten().collect::<Vec<_>>();
         let feedback_type = field(&fields, "feedback-type").unwrap_or("abuse").to_ascii_lowercase();
-        return Some(Report::Complaint { feedback_type });
+        let mut original = Original {
+            rcpt_to: field(&fields, "original-rcpt-to").map(|r| r.trim_matches(['<', '>', ' ']).to_string()),
+            ..Original::default()
+        };
+        // The third part: the message itself or its headers.
+        if let Some(p) = msg.parts.iter().find(|p| {
+            p.content_type().is_some_and(|c| {
+                let sub = c.subtype().unwrap_or("").to_ascii_lowercase();
+                (c.c_type.eq_ignore_ascii_case("message") && sub == "rfc822")
+                    || (c.c_type.eq_ignore_ascii_case("text") && sub == "rfc822-headers")
+            })
+        }) {
+            let enclosed =
+                String::from_utf8_lossy(&message[p.offset_body as usize..p.offset_end as usize]).into_owned();
+            let headers = field_groups(&enclosed).into_iter().next().unwrap_or_default();
+            original.return_path = field(&headers, "return-path").map(|r| r.trim_matches(['<', '>', ' ']).to_string());
+            original.message_id = field(&headers, "message-id")
+                .and_then(|m| m.trim_matches(['<', '>', ' ']).split_once('@').map(|(l, _)| l.to_string()));
+        }
+        return Some(Report::Complaint { feedback_type, original });
     }
     // The first group is about the message; each later one about a recipient.
     let recipients = field_groups(&text)
@@ -189,6 +221,18 @@ Content-Type: multipart/report; report-type=feedback-report; boundary=\"A\"\r\n\
 --A\r\nContent-Type: text/plain\r\n\r\nA complaint.\r\n\r\n\
 --A\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: isp/1.0\r\nVersion: 1\r\n\r\n\
 --A\r\nContent-Type: message/rfc822\r\n\r\nFrom: a@acme.test\r\nSubject: x\r\n\r\nbody\r\n--A--\r\n";
-        assert_eq!(parse_report(arf.as_bytes()), Some(Report::Complaint { feedback_type: "abuse".into() }));
+        let original = Original { return_path: None, message_id: None, rcpt_to: None };
+        assert_eq!(parse_report(arf.as_bytes()), Some(Report::Complaint { feedback_type: "abuse".into(), original }));
+        let with_headers =
+            arf.replace("Version: 1\r\n", "Version: 1\r\nOriginal-Rcpt-To: <bob@fake.test>\r\n").replace(
+                "From: a@acme.test\r\nSubject",
+                "Return-Path: <b+m1+0+t@bounces.test>\r\nMessage-ID: <m1@weir.test>\r\nFrom: a@acme.test\r\nSubject",
+            );
+        let Some(Report::Complaint { original, .. }) = parse_report(with_headers.as_bytes()) else {
+            panic!("a complaint")
+        };
+        assert_eq!(original.return_path.as_deref(), Some("b+m1+0+t@bounces.test"));
+        assert_eq!(original.message_id.as_deref(), Some("m1"));
+        assert_eq!(original.rcpt_to.as_deref(), Some("bob@fake.test"));
     }
 }

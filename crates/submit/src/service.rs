@@ -22,6 +22,7 @@ mod feedback;
 mod mail_from;
 mod verification;
 pub use dkim::{DkimCheck, DkimView, DnsFinding, EASY_DKIM_TOKENS, status_after};
+pub use feedback::{COMPLAINTS_LOCAL_PART, FeedbackTarget};
 pub use mail_from::{MailFromCheck, MailFromView};
 pub use verification::VerificationMail;
 

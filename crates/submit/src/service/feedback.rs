@@ -7,6 +7,19 @@ use weir_store::{ops, queue};
 
 use super::{AdminError, Service};
 
+/// Local part of the address feedback loops send complaint reports to, at every return-path
+/// domain (register `fbl@<domain>` with the mailbox providers' feedback loops).
+pub const COMPLAINTS_LOCAL_PART: &str = "fbl";
+
+/// What an address at the feedback listener stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedbackTarget {
+    /// A return path: the message, and its recipient when the transaction had one.
+    Message(String, Option<i64>),
+    /// The complaints address.
+    Complaints,
+}
+
 /// SES's bounceSubType for an enhanced status code.
 fn bounce_subtype(status: &str) -> &'static str {
     match status {
@@ -26,26 +39,57 @@ impl Service {
         self
     }
 
-    /// The message (and recipient index) a return-path address stands for; `None` for any
-    /// other address, which the feedback listener refuses.
-    pub fn feedback_target(&self, address: &str) -> Option<(String, Option<i64>)> {
+    /// What an address at the feedback listener stands for: a return path (its message and
+    /// recipient index), or the complaints address (`fbl@` a return-path domain) that feedback
+    /// loops send ARF reports to; `None` for any other address, which the listener refuses.
+    pub fn feedback_target(&self, address: &str) -> Option<FeedbackTarget> {
         let (_, secret) = self.return_path.as_ref()?;
-        parse_return_path(address, &self.return_path_domains(), secret)
+        let domains = self.return_path_domains();
+        if let Some((local, domain)) = address.rsplit_once('@')
+            && local.eq_ignore_ascii_case(COMPLAINTS_LOCAL_PART)
+            && domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+        {
+            return Some(FeedbackTarget::Complaints);
+        }
+        parse_return_path(address, &domains, secret).map(|(m, i)| FeedbackTarget::Message(m, i))
     }
 
     /// Act on a message that came back to these return paths: returns how many events it made.
-    pub async fn ingest_feedback(
-        &self,
-        targets: &[(String, Option<i64>)],
-        message: &[u8],
-    ) -> Result<usize, AdminError> {
+    pub async fn ingest_feedback(&self, targets: &[FeedbackTarget], message: &[u8]) -> Result<usize, AdminError> {
         let Some(report) = parse_report(message) else {
             tracing::info!("feedback: a message that is neither a DSN nor an ARF report, ignored");
             return Ok(0);
         };
         let now = self.now_ms();
         let mut made = 0;
-        for (message_id, idx) in targets {
+        // A report to the complaints address names its message inside: by the return path the
+        // receiver kept, or by weir's Message-ID; the recipient by Original-Rcpt-To.
+        let mut messages: Vec<(String, Option<i64>)> = Vec::new();
+        let mut rcpt_hint = None;
+        for t in targets {
+            match (t, &report) {
+                (FeedbackTarget::Message(m, i), _) => messages.push((m.clone(), *i)),
+                (FeedbackTarget::Complaints, Report::Complaint { original, .. }) => {
+                    rcpt_hint = original.rcpt_to.clone();
+                    let secret = self.return_path.as_ref().map(|(_, s)| s.as_slice()).unwrap_or_default();
+                    let by_path = original
+                        .return_path
+                        .as_deref()
+                        .and_then(|rp| parse_return_path(rp, &self.return_path_domains(), secret));
+                    let by_id = || {
+                        original
+                            .message_id
+                            .clone()
+                            .filter(|m| weir_mail::message_id::is_message_id(m))
+                            .map(|m| (m, None))
+                    };
+                    messages.extend(by_path.or_else(by_id));
+                }
+                (FeedbackTarget::Complaints, Report::Dsn(_)) => {}
+            }
+        }
+        messages.dedup();
+        for (message_id, idx) in &messages {
             let filter = queue::QueueFilter { message_id: Some(message_id.clone()), ..Default::default() };
             let rows = self.queue_rows(&filter, 100)?;
             let Some(first) = rows.first() else {
@@ -99,11 +143,12 @@ impl Service {
                         made += 1;
                     }
                 }
-                Report::Complaint { feedback_type } => {
-                    let row = match idx {
-                        Some(i) => rows.iter().find(|r| r.idx == *i),
-                        None if rows.len() == 1 => rows.first(),
-                        None => None,
+                Report::Complaint { feedback_type, .. } => {
+                    let row = match (idx, &rcpt_hint) {
+                        (Some(i), _) => rows.iter().find(|r| r.idx == *i),
+                        (None, Some(a)) => rows.iter().find(|r| r.address.eq_ignore_ascii_case(a)),
+                        (None, None) if rows.len() == 1 => rows.first(),
+                        (None, None) => None,
                     };
                     let Some(row) = row else {
                         tracing::info!(%message_id, "complaint for a message with several recipients, none named");
