@@ -40,23 +40,7 @@ wait_port "$SINK"
 
 start_weir() {  # dir smtp_port extra-args...
   local dir=$1 port=$2; shift 2
-  cat > "$work/weir-$port.toml" <<TOML
-[smtp]
-listen = "127.0.0.1:$port"
-listen_tls = "127.0.0.1:0"
-trusted_networks = ["127.0.0.0/8"]
-trusted_account = "bench"
-max_connections_per_ip = 200
-[delivery]
-smarthost = "127.0.0.1:$SINK"
-starttls = false
-poll_interval_ms = 20
-max_in_flight = 4000
-[delivery.lanes.other]
-max_connections = 20
-messages_per_connection = 1000
-recipients_per_transaction = 50
-TOML
+  relay_weir_toml "$port" "$SINK" > "$work/weir-$port.toml"
   rm -f "$dir/server.json"
   WEIR_LOG=warn $WEIR serve --config "$work/weir-$port.toml" --data-dir "$dir" --http 127.0.0.1:0 "$@" & weir_pid=$!
   pids+=($weir_pid)

@@ -38,26 +38,7 @@ wait_port "$SINK"
 round() {  # on|off -> "ingest_per_s delivery_per_s"
   local mode=$1 dir=$work/w-$1-$RANDOM port t0 t1 t2
   port=$(free_port)
-  cat > "$dir.toml" <<TOML
-[smtp]
-listen = "127.0.0.1:$port"
-listen_tls = "127.0.0.1:0"
-trusted_networks = ["127.0.0.0/8"]
-trusted_account = "bench"
-max_connections_per_ip = 200
-[delivery]
-smarthost = "127.0.0.1:$SINK"
-starttls = false
-poll_interval_ms = 20
-max_in_flight = 4000
-dns_servers = ["127.0.0.1:$DNS"]
-[delivery.lanes.other]
-max_connections = 20
-messages_per_connection = 1000
-recipients_per_transaction = 50
-[dkim]
-check_interval_seconds = 1
-TOML
+  relay_weir_toml "$port" "$SINK" "dns_servers = [\"127.0.0.1:$DNS\"]" "$(printf '[dkim]\ncheck_interval_seconds = 1')" > "$dir.toml"
   WEIR_LOG=warn $WEIR serve --config "$dir.toml" --data-dir "$dir" --http 127.0.0.1:0 & weir_pid=$!
   pids+=($weir_pid)
   wait_port "$port"

@@ -27,6 +27,31 @@ start_api_weir() {
   $bin identity add bench --region us-east-1 bench.test --verified --data-dir "$dir" >/dev/null
 }
 
+#   relay_weir_toml SMTP_PORT SINK_PORT [DELIVERY_LINES] [MORE_TOML]
+#                             a weir config that takes SMTP from loopback without AUTH (as account
+#                             `bench`) and relays everything to SINK_PORT over 20 connections
+relay_weir_toml() {
+  cat <<TOML
+[smtp]
+listen = "127.0.0.1:$1"
+listen_tls = "127.0.0.1:0"
+trusted_networks = ["127.0.0.0/8"]
+trusted_account = "bench"
+max_connections_per_ip = 200
+[delivery]
+smarthost = "127.0.0.1:$2"
+starttls = false
+poll_interval_ms = 20
+max_in_flight = 4000
+${3:-}
+[delivery.lanes.other]
+max_connections = 20
+messages_per_connection = 1000
+recipients_per_transaction = 50
+${4:-}
+TOML
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 wait_port() {

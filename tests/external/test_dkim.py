@@ -76,6 +76,15 @@ def dkim_ok(zone, message):
     return dkim.verify(message, dnsfunc=dnsfunc)
 
 
+def openssl_key():
+    """A customer's own RSA-2048 key made by OpenSSL: (base64 DER private key, its DKIM record)."""
+    pem = subprocess.run(["openssl", "genrsa", "2048"], capture_output=True, check=True).stdout
+    der = subprocess.run(["openssl", "pkey", "-outform", "DER"], input=pem, capture_output=True, check=True).stdout
+    pub = subprocess.run(["openssl", "pkey", "-pubout", "-outform", "DER"], input=pem, capture_output=True,
+                         check=True).stdout
+    return base64.b64encode(der).decode(), "v=DKIM1; k=rsa; p=" + base64.b64encode(pub).decode()
+
+
 def server(tmp, zone, mx, fail_after=4):
     return start(tmp, f'routes = {{ "fake.test" = "127.0.0.1:{mx.port}" }}\n'
                       f'dns_servers = ["127.0.0.1:{zone.port}"]\n'
@@ -184,21 +193,17 @@ def test_byodkim_key_and_selector_sign_and_verify(zone):
         w = server(tmp, zone, mx)
         try:
             a = sender(w, "--production", "--max-rate", "100")
-            key_pem = subprocess.run(["openssl", "genrsa", "2048"], capture_output=True, check=True).stdout
-            der = subprocess.run(["openssl", "pkey", "-outform", "DER"], input=key_pem, capture_output=True,
-                                 check=True).stdout
-            pub = subprocess.run(["openssl", "pkey", "-pubout", "-outform", "DER"], input=key_pem,
-                                 capture_output=True, check=True).stdout
+            der_b64, record = openssl_key()
             v2 = a.client("sesv2")
             with pytest.raises(v2.exceptions.BadRequestException):
                 v2.create_email_identity(EmailIdentity="byo.test", DkimSigningAttributes={
                     "DomainSigningSelector": "sel1", "DomainSigningPrivateKey": "bm90IGEga2V5"})
             out = v2.create_email_identity(EmailIdentity="byo.test", DkimSigningAttributes={
-                "DomainSigningSelector": "sel1", "DomainSigningPrivateKey": base64.b64encode(der).decode()})
+                "DomainSigningSelector": "sel1", "DomainSigningPrivateKey": der_b64})
             assert out["DkimAttributes"]["SigningAttributesOrigin"] == "EXTERNAL", out
             assert out["DkimAttributes"]["Status"] == "PENDING", out
             w.cli("identity", "add", a.name, "--region", "us-east-1", "byo.test", "--verified")
-            zone.publish("sel1._domainkey.byo.test", "v=DKIM1; k=rsa; p=" + base64.b64encode(pub).decode())
+            zone.publish("sel1._domainkey.byo.test", record)
             wait_for(lambda: v2.get_email_identity(EmailIdentity="byo.test")["DkimAttributes"]["Status"] == "SUCCESS",
                      what="BYODKIM Success")
             a.client().send_email(Source="news@byo.test", Destination={"ToAddresses": ["byo@fake.test"]},
@@ -305,14 +310,6 @@ def test_a_new_key_waits_as_the_pending_selector_until_dns_shows_it(zone):
             a = sender(w, "--production", "--max-rate", "100")
             v2 = a.client("sesv2")
 
-            def key():
-                pem = subprocess.run(["openssl", "genrsa", "2048"], capture_output=True, check=True).stdout
-                der = subprocess.run(["openssl", "pkey", "-outform", "DER"], input=pem, capture_output=True,
-                                     check=True).stdout
-                pub = subprocess.run(["openssl", "pkey", "-pubout", "-outform", "DER"], input=pem,
-                                     capture_output=True, check=True).stdout
-                return base64.b64encode(der).decode(), "v=DKIM1; k=rsa; p=" + base64.b64encode(pub).decode()
-
             def signed_with(rcpt):
                 a.client().send_email(Source="a@acme.test", Destination={"ToAddresses": [rcpt]},
                                       Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}})
@@ -320,7 +317,7 @@ def test_a_new_key_waits_as_the_pending_selector_until_dns_shows_it(zone):
                 assert dkim_ok(zone, data), data[:300]
                 return data.split(b"s=", 1)[1].split(b";", 1)[0].decode()
 
-            k1, rec1 = key()
+            k1, rec1 = openssl_key()
             v2.put_email_identity_dkim_signing_attributes(
                 EmailIdentity="acme.test", SigningAttributesOrigin="EXTERNAL",
                 SigningAttributes={"DomainSigningSelector": "one", "DomainSigningPrivateKey": k1})
@@ -329,7 +326,7 @@ def test_a_new_key_waits_as_the_pending_selector_until_dns_shows_it(zone):
                      what="SUCCESS with the first key")
             assert signed_with("first@fake.test") == "one"
             # The next key is pending: mail goes on being signed with the first until DNS shows it.
-            k2, rec2 = key()
+            k2, rec2 = openssl_key()
             v2.put_email_identity_dkim_signing_attributes(
                 EmailIdentity="acme.test", SigningAttributesOrigin="EXTERNAL",
                 SigningAttributes={"DomainSigningSelector": "two", "DomainSigningPrivateKey": k2})

@@ -224,27 +224,11 @@ async fn run(st: &AppState, caller: &Caller, p: &Params, action: &str, rid: &str
             Ok(xml::ok(action, Some(&members("VerifiedEmailAddresses", verified)), rid))
         }
         "GetIdentityVerificationAttributes" => {
-            let wanted = p.list("Identities");
-            if !p.has("Identities") {
-                return Err(ApiError::missing(&["identities"]));
-            }
-            let mut inner = String::new();
-            for w in &wanted {
-                if let Some(i) = svc.identity(acct, region, w) {
-                    let token =
-                        if i.kind == IdentityKind::Domain { el("VerificationToken", &i.token) } else { String::new() };
-                    inner.push_str(&format!(
-                        "<entry><key>{}</key><value><VerificationStatus>{}</VerificationStatus>{token}</value></entry>",
-                        xml::escape(w),
-                        i.status.as_str()
-                    ));
-                }
-            }
-            let attrs = if inner.is_empty() {
-                "<VerificationAttributes/>".to_string()
-            } else {
-                format!("<VerificationAttributes>{inner}</VerificationAttributes>")
-            };
+            let attrs = identity_attributes(svc, acct, region, p, "VerificationAttributes", |i| {
+                let token =
+                    if i.kind == IdentityKind::Domain { el("VerificationToken", &i.token) } else { String::new() };
+                format!("<VerificationStatus>{}</VerificationStatus>{token}", i.status.as_str())
+            })?;
             Ok(xml::ok(action, Some(&attrs), rid))
         }
         "VerifyDomainDkim" => {
@@ -262,34 +246,19 @@ async fn run(st: &AppState, caller: &Caller, p: &Params, action: &str, rid: &str
             Ok(xml::ok(action, Some(&members("DkimTokens", d.tokens.iter().map(String::as_str))), rid))
         }
         "GetIdentityDkimAttributes" => {
-            if !p.has("Identities") {
-                return Err(ApiError::missing(&["identities"]));
-            }
-            let mut inner = String::new();
-            for w in &p.list("Identities") {
-                if svc.identity(acct, region, w).is_none() {
-                    continue;
-                }
+            let attrs = identity_attributes(svc, acct, region, p, "DkimAttributes", |i| {
                 // An address shows its domain's DKIM (signing follows the From domain).
-                let domain = w.rsplit_once('@').map_or(w.as_str(), |(_, d)| d);
-                let d = svc.dkim(acct, region, domain);
-                let (enabled, status, tokens) = match &d {
+                let domain = i.identity.rsplit_once('@').map_or(i.identity.as_str(), |(_, d)| d);
+                let (enabled, status, tokens) = match svc.dkim(acct, region, domain) {
                     Some(d) => {
                         (d.enabled, v1_status(&d.status), members("DkimTokens", d.tokens.iter().map(String::as_str)))
                     }
                     None => (false, "NotStarted", String::new()),
                 };
-                inner.push_str(&format!(
-                    "<entry><key>{}</key><value><DkimEnabled>{enabled}</DkimEnabled>\
-                     <DkimVerificationStatus>{status}</DkimVerificationStatus>{tokens}</value></entry>",
-                    xml::escape(w)
-                ));
-            }
-            let attrs = if inner.is_empty() {
-                "<DkimAttributes/>".to_string()
-            } else {
-                format!("<DkimAttributes>{inner}</DkimAttributes>")
-            };
+                format!(
+                    "<DkimEnabled>{enabled}</DkimEnabled><DkimVerificationStatus>{status}</DkimVerificationStatus>{tokens}"
+                )
+            })?;
             Ok(xml::ok(action, Some(&attrs), rid))
         }
         "SetIdentityDkimEnabled" => {
@@ -332,15 +301,8 @@ async fn run(st: &AppState, caller: &Caller, p: &Params, action: &str, rid: &str
             Ok(xml::ok(action, Some(""), rid))
         }
         "GetIdentityMailFromDomainAttributes" => {
-            if !p.has("Identities") {
-                return Err(ApiError::missing(&["identities"]));
-            }
-            let mut inner = String::new();
-            for w in &p.list("Identities") {
-                if svc.identity(acct, region, w).is_none() {
-                    continue;
-                }
-                let (domain, status, behavior) = match svc.mail_from(acct, region, w) {
+            let attrs = identity_attributes(svc, acct, region, p, "MailFromDomainAttributes", |i| {
+                let (domain, status, behavior) = match svc.mail_from(acct, region, &i.identity) {
                     Some(m) => (
                         m.domain,
                         v1_status(&m.status),
@@ -348,19 +310,12 @@ async fn run(st: &AppState, caller: &Caller, p: &Params, action: &str, rid: &str
                     ),
                     None => (String::new(), "Pending", "UseDefaultValue"),
                 };
-                inner.push_str(&format!(
-                    "<entry><key>{}</key><value><MailFromDomain>{}</MailFromDomain>\
-                     <MailFromDomainStatus>{status}</MailFromDomainStatus>\
-                     <BehaviorOnMXFailure>{behavior}</BehaviorOnMXFailure></value></entry>",
-                    xml::escape(w),
+                format!(
+                    "<MailFromDomain>{}</MailFromDomain><MailFromDomainStatus>{status}</MailFromDomainStatus>\
+                     <BehaviorOnMXFailure>{behavior}</BehaviorOnMXFailure>",
                     xml::escape(&domain)
-                ));
-            }
-            let attrs = if inner.is_empty() {
-                "<MailFromDomainAttributes/>".to_string()
-            } else {
-                format!("<MailFromDomainAttributes>{inner}</MailFromDomainAttributes>")
-            };
+                )
+            })?;
             Ok(xml::ok(action, Some(&attrs), rid))
         }
         "DeleteIdentity" | "DeleteVerifiedEmailAddress" => {
@@ -380,6 +335,28 @@ async fn run(st: &AppState, caller: &Caller, p: &Params, action: &str, rid: &str
             format!("Could not find operation {other} for version {version}"),
         )),
     }
+}
+
+/// The `<Wrapper><entry><key>identity</key><value>…</value></entry>…</Wrapper>` map of the
+/// Get…Attributes actions, over the requested identities that exist.
+fn identity_attributes(
+    svc: &weir_submit::Service,
+    acct: i64,
+    region: &str,
+    p: &Params,
+    wrapper: &str,
+    value: impl Fn(&weir_store::model::Identity) -> String,
+) -> Result<String, ApiError> {
+    if !p.has("Identities") {
+        return Err(ApiError::missing(&["identities"]));
+    }
+    let mut inner = String::new();
+    for w in &p.list("Identities") {
+        if let Some(i) = svc.identity(acct, region, w) {
+            inner.push_str(&format!("<entry><key>{}</key><value>{}</value></entry>", xml::escape(w), value(&i)));
+        }
+    }
+    Ok(if inner.is_empty() { format!("<{wrapper}/>") } else { format!("<{wrapper}>{inner}</{wrapper}>") })
 }
 
 /// SES v1's spelling of a DKIM or MAIL FROM status.
