@@ -211,18 +211,26 @@ impl Engine {
     }
 
     /// The message as sent: with a DKIM signature when its From domain's DKIM signs (signed
-    /// per attempt, so a key enabled or rotated after acceptance is the one used).
-    fn signed_body(&self, r: &DueRecipient, body: Vec<u8>) -> Vec<u8> {
+    /// per attempt, so a key enabled or rotated after acceptance is the one used). An RSA
+    /// signature takes a millisecond or more of CPU: it is made on the blocking pool, so the
+    /// async workers keep serving the front doors meanwhile.
+    async fn signed_body(&self, r: &DueRecipient, body: Vec<u8>) -> Vec<u8> {
         if !self.svc.dkim_in_use() {
             return body;
         }
         let Some(domain) = weir_mail::dkim::from_domain(&body) else { return body };
         let Some(signer) = self.svc.dkim_signer(r.account_id, &r.region, &domain) else { return body };
-        match signer.signed(&body) {
-            Ok(signed) => signed,
-            Err(e) => {
+        // The copy stays here, so that whatever happens to the signing thread the message goes.
+        let unsigned = body.clone();
+        match tokio::task::spawn_blocking(move || signer.signed(&body)).await {
+            Ok(Ok(signed)) => signed,
+            Ok(Err(e)) => {
                 tracing::warn!(message_id = %r.message_id, error = %e, "DKIM signing failed; sent unsigned");
-                body
+                unsigned
+            }
+            Err(e) => {
+                tracing::error!(message_id = %r.message_id, error = %e, "DKIM signing stopped; sent unsigned");
+                unsigned
             }
         }
     }
@@ -253,7 +261,7 @@ impl Engine {
                 return (outcomes, Vec::new(), false);
             }
         };
-        let body = self.signed_body(&rcpts[0], body);
+        let body = self.signed_body(&rcpts[0], body).await;
         let mut per_txn = lane.limits.recipients_per_transaction.max(1);
         let mut pending: VecDeque<DueRecipient> = rcpts.into();
         let mut first_txn = true;
