@@ -57,6 +57,19 @@ impl ApiError {
         )
     }
 
+    /// AWS's validation error for a value outside an enum, as SES words it.
+    pub fn not_in_enum(member: &str, value: &str, allowed: &[&str]) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "ValidationError",
+            format!(
+                "1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: \
+                 Member must satisfy enum value set: [{}]",
+                allowed.join(", ")
+            ),
+        )
+    }
+
     /// Storage is failing (a full disk, say): nothing was done and the call may be retried. One
     /// answer for every operation and both API versions, which SDKs retry.
     pub fn unavailable() -> Self {

@@ -190,9 +190,10 @@ async fn run(st: &AppState, caller: &Caller, p: &Params, action: &str, rid: &str
         "ListIdentities" => {
             let kind = match p.get("IdentityType") {
                 None | Some("") => None,
-                Some(t) => Some(IdentityKind::parse(t).ok_or_else(|| {
-                    ApiError::invalid(format!("Invalid IdentityType '{t}': must be EmailAddress or Domain."))
-                })?),
+                Some(t) => Some(
+                    IdentityKind::parse(t)
+                        .ok_or_else(|| ApiError::not_in_enum("identityType", t, &["Domain", "EmailAddress"]))?,
+                ),
             };
             let max: usize =
                 match p.get("MaxItems") {

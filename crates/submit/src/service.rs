@@ -712,7 +712,8 @@ impl Service {
                 distinct.push(r.clone());
             }
         }
-        let states: Vec<(String, RecipientState)> = {
+        // The catalog is read in one go (its guard must not live across an await).
+        let checked: Result<Vec<(String, RecipientState)>, Vec<String>> = {
             let cat = self.catalog.read();
             let mut failed: Vec<String> = Vec::new();
             if !cat.is_verified(&key, &sub.source.addr) {
@@ -730,10 +731,30 @@ impl Service {
                     }
                 }
             }
-            if !failed.is_empty() {
-                drop(cat);
+            if failed.is_empty() {
+                Ok(distinct
+                    .iter()
+                    .map(|r| {
+                        let st = if cat.is_suppressed(&key, r) {
+                            RecipientState::Suppressed
+                        } else {
+                            RecipientState::Queued
+                        };
+                        (r.clone(), st)
+                    })
+                    .collect())
+            } else {
+                Err(failed)
+            }
+        };
+        let states = match checked {
+            Ok(states) => states,
+            Err(failed) => {
                 let (id, region, now) = (account.id, sub.region.clone(), self.now_ms());
-                self.store.write_detached(move |c| ops::record_reject(c, id, &region, now));
+                // Recorded before the answer, so GetSendStatistics right after it counts it.
+                if let Err(e) = self.store.write(move |c| ops::record_reject(c, id, &region, now)).await {
+                    tracing::error!(error = %e, "a rejection was not counted in the sending statistics");
+                }
                 let msg = format!(
                     "Email address is not verified. The following identities failed the check in region {}: {}",
                     region_upper(&sub.region),
@@ -744,14 +765,6 @@ impl Service {
                 }
                 return Err(SubmitError::MessageRejected(msg));
             }
-            distinct
-                .iter()
-                .map(|r| {
-                    let st =
-                        if cat.is_suppressed(&key, r) { RecipientState::Suppressed } else { RecipientState::Queued };
-                    (r.clone(), st)
-                })
-                .collect()
         };
         self.check_mail_from(account.id, &sub.region, &sub.source.addr)?;
 
