@@ -158,6 +158,10 @@ def test_custom_mail_from_domain_follows_its_mx_record_and_carries_the_return_pa
             got = a.client("sesv2").get_email_identity(EmailIdentity="acme.test")["MailFromAttributes"]
             assert got == {"MailFromDomain": "bounce.acme.test", "MailFromDomainStatus": "SUCCESS",
                            "BehaviorOnMxFailure": "REJECT_MESSAGE"}, got
+            import json
+            records = json.loads(w.cli("identity", "dns", a.name, "--region", "us-east-1", "acme.test", "--json"))
+            assert {"purpose": "MAIL FROM: bounces come back to weir", "name": "bounce.acme.test", "type": "MX",
+                    "value": "10 feedback.weir.test"} in records["records"], records
             mid = ses.send_email(Source="a@acme.test", Destination={"ToAddresses": ["ok@fake.test"]},
                                  Message=msg)["MessageId"]
             wait_for(lambda: mx.delivered_to("ok@fake.test"), what="delivery")

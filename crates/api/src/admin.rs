@@ -399,8 +399,9 @@ async fn route(st: &AppState, raw: &RawRequest) -> Result<Response, Response> {
                                             "type": "TXT", "value": i.token}));
                     }
                     if let Some(m) = svc.mail_from(a.id, region, &i.identity) {
+                        let host = svc.feedback_mx_host().unwrap_or("<set [feedback] mx_host>");
                         records.push(json!({"purpose": "MAIL FROM: bounces come back to weir", "name": m.domain,
-                                            "type": "MX", "value": "10 <the feedback listener's host, [feedback] mx_host>"}));
+                                            "type": "MX", "value": format!("10 {host}")}));
                         records.push(json!({"purpose": "MAIL FROM: SPF for the return path", "name": m.domain,
                                             "type": "TXT", "value": "v=spf1 mx ~all"}));
                     }

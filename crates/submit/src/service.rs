@@ -155,6 +155,8 @@ pub struct Service {
     /// Default return-path domain (if any) and the key of return-path tags, when mail comes
     /// back to weir.
     return_path: Option<(Option<String>, Vec<u8>)>,
+    /// Host name of the feedback listener: MAIL FROM domains' MX must name it.
+    feedback_mx_host: Option<String>,
     /// Custom MAIL FROM domains, by (account, region) and identity.
     mail_from: RwLock<HashMap<(RegionKey, String), weir_store::mail_from::MailFromRecord>>,
     /// Verification mail for email-address identities, once configured.
@@ -220,6 +222,7 @@ impl Service {
             refusals: Mutex::new(HashMap::new()),
             dkim: RwLock::new(dkim),
             return_path: None,
+            feedback_mx_host: None,
             mail_from: RwLock::new(mail_from),
             verification: std::sync::OnceLock::new(),
         })

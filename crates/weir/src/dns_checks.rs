@@ -18,7 +18,6 @@ pub async fn run(
     svc: Arc<Service>,
     resolver: HickoryResolver,
     cfg: DkimConfig,
-    mx_host: Option<String>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let fail_after_ms = (cfg.fail_after_seconds as i64).saturating_mul(1000);
@@ -48,7 +47,7 @@ pub async fn run(
             }
         }
         for (account_id, region, identity, domain) in svc.mail_from_checks() {
-            let Some(host) = mx_host.as_deref() else { break };
+            let Some(host) = svc.feedback_mx_host() else { break };
             let finding = match resolver.mx(&domain).await {
                 Ok(mx) if mx.iter().any(|(_, e)| e.trim_end_matches('.').eq_ignore_ascii_case(host)) => {
                     DnsFinding::AllPublished

@@ -18,10 +18,16 @@ async fn verdict(resolver: &HickoryResolver, r: &Value) -> Result<String, String
         r["purpose"].as_str().unwrap_or(""),
     );
     if kind == "MX" {
+        // The wanted value is "10 <host>": some MX record must name that host.
+        let want = value.split_whitespace().last().unwrap_or("").trim_end_matches('.');
         return match resolver.mx(name).await {
-            Ok(mx) if !mx.is_empty() => {
-                Ok(format!("MX {}", mx.iter().map(|(_, h)| h.trim_end_matches('.')).collect::<Vec<_>>().join(", ")))
+            Ok(mx) if mx.iter().any(|(_, h)| h.trim_end_matches('.').eq_ignore_ascii_case(want)) => {
+                Ok(format!("MX {want}"))
             }
+            Ok(mx) if !mx.is_empty() => Err(format!(
+                "MX names {}, not {want}",
+                mx.iter().map(|(_, h)| h.trim_end_matches('.')).collect::<Vec<_>>().join(", ")
+            )),
             Ok(_) => Err("no MX record".into()),
             Err(e) => Err(e.to_string()),
         };

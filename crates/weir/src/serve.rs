@@ -137,10 +137,13 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     )?
     .with_events(events.clone());
     // Return paths: at the default domain if set, and at identities' MAIL FROM domains.
-    let svc = Arc::new(svc.with_return_path(
-        cfg.feedback.return_path_domain.as_ref().map(|d| d.to_ascii_lowercase()),
-        dir.secret("return-path-key")?,
-    ));
+    let svc = Arc::new(
+        svc.with_return_path(
+            cfg.feedback.return_path_domain.as_ref().map(|d| d.to_ascii_lowercase()),
+            dir.secret("return-path-key")?,
+        )
+        .with_feedback_mx_host(cfg.feedback.mx_host.clone()),
+    );
     let metrics = Arc::new(weir_metrics::Metrics::new());
     {
         // Every SES event counted where it is emitted, whichever front door or engine emits it.
@@ -219,13 +222,7 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         weir_delivery::route::HickoryResolver::with_servers(&cfg.delivery.dns_servers)
     };
     let dkim_task = match dkim_resolver {
-        Ok(r) => Some(tokio::spawn(crate::dns_checks::run(
-            svc.clone(),
-            r,
-            cfg.dkim.clone(),
-            cfg.feedback.mx_host.clone(),
-            stop_rx.clone(),
-        ))),
+        Ok(r) => Some(tokio::spawn(crate::dns_checks::run(svc.clone(), r, cfg.dkim.clone(), stop_rx.clone()))),
         Err(e) => {
             tracing::warn!(error = %e, "no usable DNS configuration: DKIM and domain verification records are not checked (set delivery.dns_servers)");
             None

@@ -23,6 +23,17 @@ pub struct MailFromView {
 pub type MailFromCheck = (i64, String, String, String);
 
 impl Service {
+    /// The feedback listener's host name, which MAIL FROM domains' MX records must name.
+    pub fn with_feedback_mx_host(mut self, host: Option<String>) -> Self {
+        self.feedback_mx_host = host.map(|h| h.trim_end_matches('.').to_ascii_lowercase());
+        self
+    }
+
+    /// See [`Service::with_feedback_mx_host`].
+    pub fn feedback_mx_host(&self) -> Option<&str> {
+        self.feedback_mx_host.as_deref()
+    }
+
     /// Set (or, with `None`, clear) an identity's MAIL FROM domain, with SES's rule: a subdomain
     /// of the identity's domain.
     pub async fn set_mail_from(
