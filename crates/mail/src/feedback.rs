@@ -27,10 +27,7 @@ pub fn parse_return_path(address: &str, domains: &[String], secret: &[u8]) -> Op
     let mut parts = rest.rsplitn(3, '+');
     let (given, idx, message_id) = (parts.next()?, parts.next()?, parts.next()?);
     let expected = tag(message_id, idx, secret);
-    // Constant-time comparison of the tags.
-    if given.len() != expected.len()
-        || aws_lc_rs::constant_time::verify_slices_are_equal(given.as_bytes(), expected.as_bytes()).is_err()
-    {
+    if !tags_equal(given, &expected) {
         return None;
     }
     let idx = if idx == "x" { None } else { Some(idx.parse().ok()?) };
@@ -38,9 +35,19 @@ pub fn parse_return_path(address: &str, domains: &[String], secret: &[u8]) -> Op
 }
 
 fn tag(message_id: &str, idx: &str, secret: &[u8]) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    let t = hmac::sign(&key, format!("{message_id}+{idx}").as_bytes());
-    t.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+    keyed_tag(secret, format!("{message_id}+{idx}").as_bytes(), 8)
+}
+
+/// The first `bytes` bytes of HMAC-SHA256(`secret`, `data`), in hex: a value only the holder of
+/// the secret can make (return paths, verification links).
+pub fn keyed_tag(secret: &[u8], data: &[u8], bytes: usize) -> String {
+    let t = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, secret), data);
+    t.as_ref()[..bytes.min(32)].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `given` is `expected`, compared in constant time.
+pub fn tags_equal(given: &str, expected: &str) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(given.as_bytes(), expected.as_bytes()).is_ok()
 }
 
 /// One recipient of a delivery status notification.

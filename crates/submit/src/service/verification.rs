@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use aws_lc_rs::hmac;
+use weir_mail::feedback::{keyed_tag, tags_equal};
 use weir_mail::message_id::new_message_id;
 use weir_store::model::{IdentityKind, RecipientState, SpoolEntry, VerificationStatus};
 use weir_store::ops;
@@ -24,9 +24,7 @@ pub struct VerificationMail {
 }
 
 fn link_tag(secret: &[u8], account_id: i64, region: &str, address: &str) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    let t = hmac::sign(&key, format!("{account_id}|{region}|{}", address.to_ascii_lowercase()).as_bytes());
-    t.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
+    keyed_tag(secret, format!("{account_id}|{region}|{}", address.to_ascii_lowercase()).as_bytes(), 16)
 }
 
 fn query_escape(s: &str) -> String {
@@ -103,7 +101,7 @@ impl Service {
     ) -> Result<bool, AdminError> {
         let Some(v) = self.verification.get().cloned() else { return Ok(false) };
         let expected = link_tag(&v.secret, account_id, region, address);
-        if aws_lc_rs::constant_time::verify_slices_are_equal(expected.as_bytes(), tag.as_bytes()).is_err() {
+        if !tags_equal(tag, &expected) {
             return Ok(false);
         }
         match self.identity(account_id, region, address) {
