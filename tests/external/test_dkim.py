@@ -13,7 +13,7 @@ import dkim
 import dns.message
 import dns.query
 import pytest
-from dnslib import MX, QTYPE, RR, TXT
+from dnslib import MX, QTYPE, RCODE, RR, TXT
 from dnslib.server import BaseResolver, DNSServer
 
 from conftest import wait_for
@@ -28,6 +28,7 @@ class Zone(BaseResolver):
     def __init__(self):
         self.txt = {}
         self.mx = {}
+        self.servfail = set()  # domains whose names get SERVFAIL: a DNS that misbehaves
         self.lock = threading.Lock()
 
     def publish(self, name, value):
@@ -44,6 +45,9 @@ class Zone(BaseResolver):
         with self.lock:
             value = self.txt.get(name)
             mx = self.mx.get(name)
+            if any(name == d or name.endswith("." + d) for d in self.servfail):
+                reply.header.rcode = RCODE.SERVFAIL
+                return reply
         if mx is not None and QTYPE[request.q.qtype] == "MX":
             reply.add_answer(RR(request.q.qname, QTYPE.MX, rdata=MX(mx, 10), ttl=1))
         if value is not None and QTYPE[request.q.qtype] == "TXT":
@@ -171,10 +175,15 @@ def test_dkim_status_follows_the_records_pending_success_then_temporary_failure_
             ses = a.client()
             ses.verify_domain_dkim(Domain="acme.test")
             ses.verify_domain_dkim(Domain="never.test")
+            zone.servfail.add("flaky.test")
+            ses.verify_domain_dkim(Domain="flaky.test")
             records = publish_all(w, a, "acme.test", zone)
             wait_for(lambda: v1_status(ses, "acme.test")["DkimVerificationStatus"] == "Success", what="Success")
             # Never published: Pending, then Failed once the (shortened) 72 hours are over.
             assert v1_status(ses, "never.test")["DkimVerificationStatus"] in ("Pending", "Failed")
+            # A DNS server that answers SERVFAIL: a temporary failure, not Pending or Failed.
+            wait_for(lambda: v1_status(ses, "flaky.test")["DkimVerificationStatus"] == "TemporaryFailure",
+                     what="TemporaryFailure while DNS fails")
             wait_for(lambda: v1_status(ses, "never.test")["DkimVerificationStatus"] == "Failed", what="Failed")
             # Removed after success: a temporary failure first, then failed.
             zone.remove(records[0]["name"])
