@@ -43,7 +43,7 @@ def test_send_simple_and_raw(acct):
     with pytest.raises(ClientError) as e:
         v2.send_email(FromEmailAddress="a@acme.test", Destination={"ToAddresses": ["b@acme.test"]},
                       Content={"Template": {"TemplateName": "t1", "TemplateData": "{}"}})
-    assert err(e.value)[0] == "BadRequestException" and "Template" in err(e.value)[1]
+    assert err(e.value) == ("NotFoundException", "Template t1 does not exist.", 404)
     with pytest.raises(ClientError) as e:
         v2.send_email(FromEmailAddress="a@acme.test", Destination={"ToAddresses": ["nobody@else.test"]}, Content=SIMPLE)
     assert err(e.value) == ("MessageRejected",

@@ -211,6 +211,7 @@ def test_smtp_and_api_share_one_quota(weir, acct):
 
 
 def test_x_ses_headers_are_read_and_stripped(weir, acct):
+    acct.client().create_configuration_set(ConfigurationSet={"Name": "transactional"})
     s = login(weir, acct)
     msg = ("From: a@acme.test\r\nTo: b@acme.test\r\nX-SES-CONFIGURATION-SET: transactional\r\n"
            "X-SES-MESSAGE-TAGS: campaign=fall\r\nSubject: s\r\n\r\nbody\r\n")
@@ -225,6 +226,16 @@ def test_x_ses_headers_are_read_and_stripped(weir, acct):
         "SELECT configuration_set, tags, body FROM messages WHERE id = ?", (text.decode().split()[1],)).fetchone()
     assert row[0] == "transactional" and json.loads(row[1]) == [{"Name": "campaign", "Value": "fall"}]
     assert b"X-SES" not in row[2]
+
+
+def test_unknown_configuration_set_header_is_refused(weir, acct):
+    s = login(weir, acct)
+    msg = "From: a@acme.test\r\nTo: b@acme.test\r\nX-SES-CONFIGURATION-SET: nosuchset\r\nSubject: s\r\n\r\nbody\r\n"
+    s.mail("a@acme.test")
+    s.rcpt("b@acme.test")
+    code, text = s.data(msg)
+    assert code == 554 and b"Configuration set <nosuchset> does not exist" in text, (code, text)
+    s.quit()
 
 
 def test_swaks(weir, acct):

@@ -93,6 +93,15 @@ pub async fn read(
     }
 }
 
+/// Decode a base64 blob member (botocore sends standard base64; line breaks are tolerated).
+pub fn decode_blob(data: &str, member: &str) -> Result<Vec<u8>, crate::error::ApiError> {
+    use base64::Engine as _;
+    let cleaned: String = data.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(cleaned.as_bytes())
+        .map_err(|e| crate::error::ApiError::invalid(format!("{member} is not valid base64: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -161,10 +161,50 @@ impl ApiError {
                 a.retry_after = Some(retry_after.map_or(86_400, |d| secs(d).max(1)));
                 a
             }
+            (e @ SubmitError::TemplateDoesNotExist(_), Flavor::V1) => {
+                Self::new(StatusCode::BAD_REQUEST, "TemplateDoesNotExist", e.to_string())
+            }
+            (e @ SubmitError::ConfigurationSetDoesNotExist(_), Flavor::V1) => {
+                Self::new(StatusCode::BAD_REQUEST, "ConfigurationSetDoesNotExist", e.to_string())
+            }
+            (e @ (SubmitError::TemplateDoesNotExist(_) | SubmitError::ConfigurationSetDoesNotExist(_)), Flavor::V2) => {
+                Self::new(StatusCode::NOT_FOUND, "NotFoundException", e.to_string())
+            }
+            (e @ SubmitError::ConfigurationSetSendingPaused(_), Flavor::V1) => {
+                Self::new(StatusCode::BAD_REQUEST, "ConfigurationSetSendingPausedException", e.to_string())
+            }
+            (e @ SubmitError::ConfigurationSetSendingPaused(_), Flavor::V2) => {
+                Self::new(StatusCode::BAD_REQUEST, "SendingPausedException", e.to_string())
+            }
+            (e @ SubmitError::InvalidTemplate(..), Flavor::V1) => {
+                Self::new(StatusCode::BAD_REQUEST, "InvalidTemplate", e.to_string())
+            }
+            (e @ SubmitError::MissingRenderingAttribute(_), Flavor::V1) => {
+                Self::new(StatusCode::BAD_REQUEST, "MissingRenderingAttribute", e.to_string())
+            }
+            (e @ SubmitError::InvalidRenderingParameter(_), Flavor::V1) => {
+                Self::new(StatusCode::BAD_REQUEST, "InvalidRenderingParameter", e.to_string())
+            }
+            (
+                e @ (SubmitError::InvalidTemplate(..)
+                | SubmitError::MissingRenderingAttribute(_)
+                | SubmitError::InvalidRenderingParameter(_)),
+                Flavor::V2,
+            ) => Self::new(StatusCode::BAD_REQUEST, "BadRequestException", e.to_string()),
             (SubmitError::Storage(e), _) => {
                 tracing::error!(error = %e, "storage failure on send");
                 Self::unavailable()
             }
+        }
+    }
+
+    /// Map a v1 admin failure on a resource whose "not found" and "already exists" have their
+    /// own SES codes (`TemplateDoesNotExist`, `ConfigurationSetAlreadyExists`…).
+    pub fn from_admin_v1(e: AdminError, not_found: &str, exists: &str) -> Self {
+        match e {
+            AdminError::NotFound(m) => Self::new(StatusCode::BAD_REQUEST, not_found, m),
+            AdminError::Conflict(m) => Self::new(StatusCode::BAD_REQUEST, exists, m),
+            other => Self::from_admin(other, Flavor::V1),
         }
     }
 

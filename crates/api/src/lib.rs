@@ -16,7 +16,6 @@ pub mod auth;
 pub mod body;
 pub mod error;
 pub mod query;
-pub mod send;
 pub mod server;
 pub mod v1;
 pub mod v2;

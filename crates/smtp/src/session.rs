@@ -3,7 +3,7 @@
 //! Bytes are fed to `smtp-proto`'s receivers (commands, DATA, SASL lines); replies for every
 //! complete command in a read are written together, which is what PIPELINING needs. A
 //! transaction ends at the DATA dot: the message goes through the same
-//! [`weir_submit::Service::submit`] as the API (identity and sandbox rules, quota charged once,
+//! [`weir_submit::Service::send`] as the API (identity and sandbox rules, quota charged once,
 //! durable spool), and `250 Ok <MessageId>` is sent only after the spool commit.
 
 use std::io;
@@ -22,9 +22,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use weir_listen::ConnPermit;
 use weir_mail::address::{Mailbox, parse_mailbox};
-use weir_mail::message_id::new_message_id;
 use weir_store::model::Account;
-use weir_submit::{Submission, SubmitError};
+use weir_submit::{Content, Outgoing, SubmitError};
 
 use crate::SmtpContext;
 
@@ -629,6 +628,15 @@ impl Session {
                 self.reply(554, "5.7.1", "Message rejected: Email sending is disabled for your account.")
             }
             SubmitError::InvalidParameter(m) => self.reply(554, "5.6.0", &format!("Transaction failed: {m}")),
+            e @ (SubmitError::ConfigurationSetDoesNotExist(_) | SubmitError::ConfigurationSetSendingPaused(_)) => {
+                self.reply(554, "5.7.1", &format!("Transaction failed: {e}"))
+            }
+            e @ (SubmitError::TemplateDoesNotExist(_)
+            | SubmitError::InvalidTemplate(..)
+            | SubmitError::MissingRenderingAttribute(_)
+            | SubmitError::InvalidRenderingParameter(_)) => {
+                self.reply(554, "5.6.0", &format!("Transaction failed: {e}"))
+            }
             SubmitError::Storage(e) => {
                 tracing::error!(error = %e, "spool write failed");
                 self.reply(451, "4.3.0", "Temporary service failure")
@@ -657,24 +665,10 @@ impl Session {
         let rcpts = std::mem::take(&mut self.rcpts);
         self.reset_transaction();
         let svc = &self.ctx.svc;
-        let now_ms = svc.now_ms();
-        let id = new_message_id(now_ms as u64);
-        let prepared = match weir_mail::raw::prepare(&data, &id, svc.id_domain(), now_ms / 1000) {
-            Ok(p) => p,
-            Err(e) => return self.reply(554, "5.6.0", &format!("Transaction failed: {}", e.0)),
-        };
-        let sub = Submission {
-            region: self.ctx.cfg.region.clone(),
-            message_id: id,
-            source,
-            header_senders: prepared.senders,
-            recipients: rcpts,
-            mime: prepared.bytes,
-            configuration_set: prepared.configuration_set,
-            tags: prepared.tags,
-            origin: "smtp",
-        };
-        match svc.submit(&account, sub).await {
+        let mut out = Outgoing::new(&self.ctx.cfg.region, "smtp", usize::MAX, Content::Raw(data));
+        out.source = Some(source.addr.clone());
+        out.to = rcpts;
+        match svc.send(&account, out).await {
             Ok(id) => self.reply(250, "2.0.0", &format!("Ok {id}")),
             Err(e) => self.submit_error(e),
         }

@@ -230,6 +230,11 @@ impl EventLog {
         self.write(mail, "Reject", "reject", json!({ "reason": reason }));
     }
 
+    /// A templated send whose template could not be rendered (nothing was sent).
+    pub fn rendering_failure(&self, mail: &MailInfo, template: &str, error: &str) {
+        self.write(mail, "Rendering Failure", "failure", json!({ "templateName": template, "errorMessage": error }));
+    }
+
     /// A delivery.
     pub fn delivery(&self, mail: &MailInfo, now_ms: i64, rcpt: &str, reply: &str, mta: &str, tls: bool) {
         let latency = now_ms - mail.timestamp_ms;

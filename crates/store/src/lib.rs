@@ -15,6 +15,7 @@ pub mod mail_from;
 pub mod model;
 pub mod ops;
 pub mod queue;
+pub mod resources;
 pub mod retention;
 pub mod schema;
 mod writer;

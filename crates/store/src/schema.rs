@@ -126,6 +126,18 @@ CREATE TABLE IF NOT EXISTS delivery_totals (
     count    INTEGER NOT NULL,
     PRIMARY KEY (lane, outcome, class, first)
 ) WITHOUT ROWID;
+-- Named documents of an account in a region (templates, configuration sets, contact lists...),
+-- as JSON: their shapes are SES's and change with the API, not with the spool.
+CREATE TABLE IF NOT EXISTS resources (
+    account_id INTEGER NOT NULL,
+    region     TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    doc        TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (account_id, region, kind, name)
+) WITHOUT ROWID;
 -- GetSendStatistics: 15-minute buckets.
 CREATE TABLE IF NOT EXISTS send_stats (
     account_id        INTEGER NOT NULL,

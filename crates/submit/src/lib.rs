@@ -11,6 +11,7 @@
 pub mod catalog;
 pub mod reputation;
 mod service;
+pub mod template;
 
 pub use service::*;
 

@@ -20,10 +20,16 @@ use crate::reputation;
 mod dkim;
 mod feedback;
 mod mail_from;
+mod resources;
+mod send;
 mod verification;
 pub use dkim::{DkimCheck, DkimView, DnsFinding, EASY_DKIM_TOKENS, status_after};
 pub use feedback::{COMPLAINTS_LOCAL_PART, FeedbackTarget};
 pub use mail_from::{MailFromCheck, MailFromView};
+pub use resources::{ConfigurationSet, EventDestination, StoredTemplate};
+pub use send::{
+    BulkEntry, Content, MAX_BULK_DESTINATIONS, Outgoing, TemplateSource, V1_MAX_MESSAGE, V2_MAX_MESSAGE, check_tags,
+};
 pub use verification::VerificationMail;
 
 /// Most recipients in one message (To + Cc + Bcc, or RCPT TO).
@@ -61,6 +67,24 @@ pub enum SubmitError {
         /// When a retry could pass.
         retry_after: Duration,
     },
+    /// No template of that name.
+    #[error("Template {0} does not exist.")]
+    TemplateDoesNotExist(String),
+    /// The template (named first) does not parse.
+    #[error("Template {0} is not valid: {1}")]
+    InvalidTemplate(String, String),
+    /// TestRenderTemplate: a variable is missing from the data.
+    #[error("Attribute '{0}' is not present in the rendering data.")]
+    MissingRenderingAttribute(String),
+    /// TestRenderTemplate: the data is not a JSON object.
+    #[error("{0}")]
+    InvalidRenderingParameter(String),
+    /// No configuration set of that name.
+    #[error("Configuration set <{0}> does not exist.")]
+    ConfigurationSetDoesNotExist(String),
+    /// The configuration set's sending is disabled.
+    #[error("Sending is paused for configuration set <{0}>.")]
+    ConfigurationSetSendingPaused(String),
     /// The message could not be stored; nothing was accepted or charged.
     #[error("Temporary service failure")]
     Storage(#[source] StoreError),
@@ -159,6 +183,8 @@ pub struct Service {
     feedback_mx_host: Option<String>,
     /// Custom MAIL FROM domains, by (account, region) and identity.
     mail_from: RwLock<HashMap<(RegionKey, String), weir_store::mail_from::MailFromRecord>>,
+    /// Configuration sets, by (account, region) and name.
+    configuration_sets: RwLock<HashMap<(RegionKey, String), ConfigurationSet>>,
     /// Verification mail for email-address identities, once configured.
     verification: std::sync::OnceLock<Arc<VerificationMail>>,
 }
@@ -207,6 +233,7 @@ impl Service {
         for (id, region, m) in store.read(weir_store::mail_from::list)? {
             mail_from.insert(((id, region), m.identity.clone()), m);
         }
+        let configuration_sets = resources::load_configuration_sets(&store)?;
         let mut quotas = HashMap::new();
         for (key, rec) in store.read(|c| ops::load_quotas(c, now_s))? {
             quotas.insert(key, Arc::new(Mutex::new(QuotaState::restore(rec.seconds, rec.tat))));
@@ -224,6 +251,7 @@ impl Service {
             return_path: None,
             feedback_mx_host: None,
             mail_from: RwLock::new(mail_from),
+            configuration_sets: RwLock::new(configuration_sets),
             verification: std::sync::OnceLock::new(),
         })
     }
@@ -701,7 +729,7 @@ impl Service {
             return Err(SubmitError::InvalidParameter("Recipient count exceeds 50.".into()));
         }
         if let Some(name) = &sub.configuration_set {
-            check_configuration_set_name(name)?;
+            self.require_configuration_set(account.id, &sub.region, name)?;
         }
         let key: RegionKey = (account.id, sub.region.clone());
         let settings = self.region_settings(account.id, &sub.region);
@@ -838,18 +866,6 @@ const SUPPRESSED_BOUNCE: weir_store::events::Failure<'static> = weir_store::even
     status: "5.1.1",
     diagnostic: "Amazon SES did not send the message to this address because it is on the suppression list for your account.",
 };
-
-/// SES's rule for configuration set names: 1-64 ASCII letters, digits, '-' and '_'.
-pub fn check_configuration_set_name(name: &str) -> Result<(), SubmitError> {
-    if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(SubmitError::InvalidParameter(format!(
-            "Invalid configuration set name '{}': use 1-64 ASCII letters, digits, '-' or '_'.",
-            name.escape_debug()
-        )));
-    }
-    Ok(())
-}
 
 fn display(m: &Mailbox) -> String {
     match &m.name {

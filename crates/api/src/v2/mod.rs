@@ -10,11 +10,14 @@ use weir_store::model::{Identity, IdentityKind, VerificationStatus};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Flavor};
-use crate::send::{self, RawInput, SimpleInput, V2_MAX_MESSAGE};
 use crate::v1::{decode_token, encode_token};
 use crate::{AppState, RawRequest};
 
-fn ok(body: Value, rid: &str) -> Response {
+mod configuration_sets;
+mod send;
+mod templates;
+
+pub(crate) fn ok(body: Value, rid: &str) -> Response {
     let mut r = (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
     if let Ok(v) = HeaderValue::from_str(rid) {
         r.headers_mut().insert("x-amzn-RequestId", v);
@@ -22,87 +25,17 @@ fn ok(body: Value, rid: &str) -> Response {
     r
 }
 
-fn bad(msg: impl Into<String>) -> ApiError {
+pub(crate) fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "BadRequestException", msg)
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
     let body = if body.is_empty() { b"{}".as_slice() } else { body };
     serde_json::from_slice(body).map_err(|e| bad(format!("Could not parse the request body as JSON: {e}")))
 }
 
-fn query_pairs(q: &str) -> Vec<(String, String)> {
+pub(crate) fn query_pairs(q: &str) -> Vec<(String, String)> {
     form_urlencoded::parse(q.as_bytes()).into_owned().collect()
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase")]
-struct Destination {
-    #[serde(default)]
-    to_addresses: Vec<String>,
-    #[serde(default)]
-    cc_addresses: Vec<String>,
-    #[serde(default)]
-    bcc_addresses: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Text {
-    data: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Body {
-    text: Option<Text>,
-    html: Option<Text>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct NameValue {
-    name: String,
-    value: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct SimpleContent {
-    subject: Option<Text>,
-    body: Option<Body>,
-    #[serde(default)]
-    headers: Vec<NameValue>,
-    #[serde(default)]
-    attachments: Vec<Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct RawContent {
-    data: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Content {
-    simple: Option<SimpleContent>,
-    raw: Option<RawContent>,
-    template: Option<Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct SendEmailRequest {
-    from_email_address: Option<String>,
-    destination: Option<Destination>,
-    #[serde(default)]
-    reply_to_addresses: Vec<String>,
-    content: Option<Content>,
-    #[serde(default)]
-    email_tags: Vec<NameValue>,
-    configuration_set_name: Option<String>,
-    feedback_forwarding_email_address: Option<String>,
 }
 
 /// Handle one authenticated v2 request.
@@ -113,7 +46,7 @@ pub async fn handle(st: &AppState, caller: &Caller, raw: &RawRequest) -> Respons
     }
 }
 
-fn label(s: &str) -> String {
+pub(crate) fn label(s: &str) -> String {
     percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
@@ -123,7 +56,35 @@ async fn route(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<Respo
     let m = &raw.method;
     let rid = raw.request_id.as_str();
     match (m, segs.as_slice()) {
-        (&Method::POST, ["outbound-emails"]) => send_email(st, caller, raw).await,
+        (&Method::POST, ["outbound-emails"]) => send::send_email(st, caller, raw).await,
+        (&Method::POST, ["outbound-bulk-emails"]) => send::send_bulk_email(st, caller, raw).await,
+        (&Method::POST, ["templates"]) => templates::create(st, caller, raw).await,
+        (&Method::GET, ["templates"]) => templates::list(st, caller, raw),
+        (&Method::GET, ["templates", name]) => templates::get(st, caller, raw, &label(name)),
+        (&Method::PUT, ["templates", name]) => templates::update(st, caller, raw, &label(name)).await,
+        (&Method::DELETE, ["templates", name]) => templates::delete(st, caller, raw, &label(name)).await,
+        (&Method::POST, ["templates", name, "render"]) => templates::render(st, caller, raw, &label(name)),
+        (&Method::POST, ["configuration-sets"]) => configuration_sets::create(st, caller, raw).await,
+        (&Method::GET, ["configuration-sets"]) => configuration_sets::list(st, caller, raw),
+        (&Method::GET, ["configuration-sets", name]) => configuration_sets::get(st, caller, raw, &label(name)),
+        (&Method::DELETE, ["configuration-sets", name]) => {
+            configuration_sets::delete(st, caller, raw, &label(name)).await
+        }
+        (&Method::PUT, ["configuration-sets", name, options]) => {
+            configuration_sets::put_options(st, caller, raw, &label(name), options).await
+        }
+        (&Method::POST, ["configuration-sets", name, "event-destinations"]) => {
+            configuration_sets::create_destination(st, caller, raw, &label(name)).await
+        }
+        (&Method::GET, ["configuration-sets", name, "event-destinations"]) => {
+            configuration_sets::get_destinations(st, caller, raw, &label(name))
+        }
+        (&Method::PUT, ["configuration-sets", name, "event-destinations", dest]) => {
+            configuration_sets::update_destination(st, caller, raw, &label(name), &label(dest)).await
+        }
+        (&Method::DELETE, ["configuration-sets", name, "event-destinations", dest]) => {
+            configuration_sets::delete_destination(st, caller, raw, &label(name), &label(dest)).await
+        }
         (&Method::GET, ["account"]) => Ok(ok(get_account(st, caller), rid)),
         (&Method::PUT, ["account", "sending"]) => {
             #[derive(Deserialize)]
@@ -505,7 +466,7 @@ async fn create_identity(st: &AppState, caller: &Caller, raw: &RawRequest) -> Re
     Ok(ok(identity_json(st, caller, &id), &raw.request_id))
 }
 
-fn page_size(q: &[(String, String)], max: usize) -> Result<usize, ApiError> {
+pub(crate) fn page_size(q: &[(String, String)], max: usize) -> Result<usize, ApiError> {
     match q.iter().find(|(k, _)| k == "PageSize") {
         None => Ok(max),
         Some((_, v)) => v
@@ -516,7 +477,7 @@ fn page_size(q: &[(String, String)], max: usize) -> Result<usize, ApiError> {
     }
 }
 
-fn next_token(q: &[(String, String)]) -> Result<usize, ApiError> {
+pub(crate) fn next_token(q: &[(String, String)]) -> Result<usize, ApiError> {
     decode_token(q.iter().find(|(k, _)| k == "NextToken").map(|(_, v)| v.as_str()))
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "InvalidNextTokenException", e.message))
 }
@@ -579,69 +540,4 @@ fn list_suppressed(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<R
         out["NextToken"] = json!(encode_token(start + size));
     }
     Ok(ok(out, &raw.request_id))
-}
-
-async fn send_email(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<Response, ApiError> {
-    let req: SendEmailRequest = parse(&raw.body)?;
-    let content = req.content.ok_or_else(|| ApiError::missing(&["content"]))?;
-    let tags: Vec<(String, String)> = req.email_tags.into_iter().map(|t| (t.name, t.value)).collect();
-    let dest = req.destination.unwrap_or_default();
-    let sub = match (content.simple, content.raw, content.template) {
-        (Some(s), None, None) => {
-            let source = req.from_email_address.ok_or_else(|| ApiError::missing(&["fromEmailAddress"]))?;
-            if !s.attachments.is_empty() {
-                return Err(bad(
-                    "Attachments in Simple content are not supported by weir yet; send them as Raw content.",
-                ));
-            }
-            let subject =
-                s.subject.and_then(|t| t.data).ok_or_else(|| ApiError::missing(&["content.simple.subject"]))?;
-            let body = s.body.ok_or_else(|| ApiError::missing(&["content.simple.body"]))?;
-            let input = SimpleInput {
-                source,
-                to: dest.to_addresses,
-                cc: dest.cc_addresses,
-                bcc: dest.bcc_addresses,
-                reply_to: req.reply_to_addresses,
-                subject,
-                text: body.text.and_then(|t| t.data),
-                html: body.html.and_then(|t| t.data),
-                headers: s.headers.into_iter().map(|h| (h.name, h.value)).collect(),
-                tags,
-                configuration_set: req.configuration_set_name,
-                return_path: req.feedback_forwarding_email_address,
-            };
-            send::simple(&st.svc, &caller.region, input, V2_MAX_MESSAGE, "api-v2")?
-        }
-        (None, Some(r), None) => {
-            let data = r.data.ok_or_else(|| ApiError::missing(&["content.raw.data"]))?;
-            let mut destinations = dest.to_addresses;
-            destinations.extend(dest.cc_addresses);
-            destinations.extend(dest.bcc_addresses);
-            let input = RawInput {
-                data: send::decode_blob(&data, "Content.Raw.Data")?,
-                source: req.from_email_address,
-                destinations,
-                tags,
-                configuration_set: req.configuration_set_name,
-                return_path: req.feedback_forwarding_email_address,
-            };
-            send::raw(&st.svc, &caller.region, input, V2_MAX_MESSAGE, "api-v2")?
-        }
-        (None, None, Some(_)) => {
-            return Err(bad("Template content is not supported by weir yet; use Simple or Raw content."));
-        }
-        (None, None, None) => {
-            return Err(bad("Content must contain exactly one of Simple, Raw or Template; it contains none."));
-        }
-        _ => {
-            return Err(bad("Content must contain exactly one of Simple, Raw or Template; it contains more than one."));
-        }
-    };
-    let id = st
-        .svc
-        .submit(&caller.account, sub)
-        .await
-        .map_err(|e| ApiError::from_submit(e, Flavor::V2, &st.cfg.v2_daily_quota_code))?;
-    Ok(ok(json!({ "MessageId": id }), &raw.request_id))
 }

@@ -1,0 +1,402 @@
+//! Building messages: Simple, Template and Raw content become one [`Submission`] here, with every
+//! check on addresses, size, headers and recipient count, for both API versions and SMTP.
+
+use weir_mail::address::{Mailbox, parse_mailbox};
+use weir_mail::compose::{Simple, compose};
+use weir_mail::message_id::new_message_id;
+use weir_mail::raw::prepare;
+use weir_store::model::Account;
+
+use super::{MAX_RECIPIENTS, Service, Submission, SubmitError};
+use crate::template::{Compiled, RenderError, TemplateParts, merge, parse_data};
+
+/// Largest message through SES v1 (10 MiB).
+pub const V1_MAX_MESSAGE: usize = 10 * 1024 * 1024;
+/// Largest message through SES v2 and SMTP (40 MiB).
+pub const V2_MAX_MESSAGE: usize = 40 * 1024 * 1024;
+
+/// Which template a send uses.
+#[derive(Debug, Clone)]
+pub enum TemplateSource {
+    /// A stored template, by name.
+    Named(String),
+    /// Parts given in the request (v2 `TemplateContent`).
+    Inline(TemplateParts),
+}
+
+/// The content of a send.
+#[derive(Debug, Clone)]
+pub enum Content {
+    /// Subject and bodies, composed into MIME here.
+    Simple {
+        /// Subject.
+        subject: String,
+        /// Text body.
+        text: Option<String>,
+        /// HTML body.
+        html: Option<String>,
+        /// Extra headers (v2).
+        headers: Vec<(String, String)>,
+    },
+    /// A template and its data (a JSON object).
+    Template {
+        /// The template.
+        template: TemplateSource,
+        /// Replacement data, JSON.
+        data: String,
+        /// Extra headers (v2).
+        headers: Vec<(String, String)>,
+    },
+    /// A complete MIME message.
+    Raw(Vec<u8>),
+}
+
+/// A send request as a front door decoded it.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Region the request is for.
+    pub region: String,
+    /// Front door (`api-v1`, `api-v2`, `smtp`).
+    pub origin: &'static str,
+    /// Largest message this front door takes.
+    pub max_size: usize,
+    /// Source / FromEmailAddress / MAIL FROM; raw messages default to their From header.
+    pub source: Option<String>,
+    /// To addresses (raw: explicit destinations; the headers' otherwise).
+    pub to: Vec<String>,
+    /// Cc addresses.
+    pub cc: Vec<String>,
+    /// Bcc addresses.
+    pub bcc: Vec<String>,
+    /// Reply-To addresses.
+    pub reply_to: Vec<String>,
+    /// The content.
+    pub content: Content,
+    /// Message tags.
+    pub tags: Vec<(String, String)>,
+    /// Configuration set.
+    pub configuration_set: Option<String>,
+    /// ReturnPath (v1) / FeedbackForwardingEmailAddress (v2): must be verified like the source.
+    pub return_path: Option<String>,
+}
+
+impl Outgoing {
+    /// A request with no addresses and the given content.
+    pub fn new(region: &str, origin: &'static str, max_size: usize, content: Content) -> Outgoing {
+        Outgoing {
+            region: region.to_string(),
+            origin,
+            max_size,
+            source: None,
+            to: vec![],
+            cc: vec![],
+            bcc: vec![],
+            reply_to: vec![],
+            content,
+            tags: vec![],
+            configuration_set: None,
+            return_path: None,
+        }
+    }
+}
+
+/// One destination of a bulk templated send.
+#[derive(Debug, Clone, Default)]
+pub struct BulkEntry {
+    /// To addresses.
+    pub to: Vec<String>,
+    /// Cc addresses.
+    pub cc: Vec<String>,
+    /// Bcc addresses.
+    pub bcc: Vec<String>,
+    /// Replacement data merged over the default data.
+    pub data: Option<String>,
+    /// Tags added to the default tags.
+    pub tags: Vec<(String, String)>,
+}
+
+/// Most destinations in one bulk send.
+pub const MAX_BULK_DESTINATIONS: usize = 50;
+
+fn mailbox(s: &str) -> Result<Mailbox, SubmitError> {
+    parse_mailbox(s).map_err(|e| SubmitError::InvalidParameter(e.0))
+}
+
+fn mailboxes(list: &[String]) -> Result<Vec<Mailbox>, SubmitError> {
+    list.iter().map(|s| mailbox(s)).collect()
+}
+
+fn too_long(len: usize, max: usize) -> SubmitError {
+    SubmitError::InvalidParameter(format!("Message length is more than {max} bytes long: '{len}'."))
+}
+
+fn check_count(n: usize) -> Result<(), SubmitError> {
+    if n > MAX_RECIPIENTS {
+        return Err(SubmitError::InvalidParameter(format!("Recipient count exceeds {MAX_RECIPIENTS}.")));
+    }
+    Ok(())
+}
+
+/// Check SES tag names and values.
+pub fn check_tags(tags: &[(String, String)]) -> Result<(), SubmitError> {
+    let ok = |s: &str| {
+        !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.@".contains(&b))
+    };
+    for (n, v) in tags {
+        if !ok(n) {
+            return Err(SubmitError::InvalidParameter(format!(
+                "Invalid tag name '{n}': use 1-256 ASCII letters, digits, '_', '-', '.' or '@'."
+            )));
+        }
+        if !ok(v) {
+            return Err(SubmitError::InvalidParameter(format!(
+                "Invalid tag value '{v}' for tag '{n}': use 1-256 ASCII letters, digits, '_', '-', '.' or '@'."
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What building a message gave.
+enum Built {
+    /// A message to admit.
+    Message(Submission),
+    /// The template could not be rendered: SES accepts the call, sends nothing and reports a
+    /// Rendering Failure event.
+    RenderingFailure { message_id: String, region: String, source: Mailbox, template: String, error: String },
+}
+
+impl Service {
+    /// Build, check and admit one message; returns its MessageId once it is durable.
+    pub async fn send(&self, account: &Account, out: Outgoing) -> Result<String, SubmitError> {
+        let compiled = match &out.content {
+            Content::Template { template, .. } => Some(self.compile_template(account.id, &out.region, template)?),
+            _ => None,
+        };
+        let built = self.build(out, compiled.as_ref().map(|(name, c)| (name.as_str(), c)), None)?;
+        self.admit_built(account, built).await
+    }
+
+    /// One templated message to each entry (at most 50), each with its own data merged over the
+    /// default data and its own result. `out.to`/`cc`/`bcc` are ignored. Fails as a whole only
+    /// for what fails every entry (a missing template, invalid default data).
+    pub async fn send_bulk(
+        &self,
+        account: &Account,
+        out: Outgoing,
+        entries: Vec<BulkEntry>,
+    ) -> Result<Vec<Result<String, SubmitError>>, SubmitError> {
+        if entries.is_empty() || entries.len() > MAX_BULK_DESTINATIONS {
+            return Err(SubmitError::InvalidParameter(format!(
+                "The number of destinations must be between 1 and {MAX_BULK_DESTINATIONS}; it is {}.",
+                entries.len()
+            )));
+        }
+        let Content::Template { template, data, .. } = &out.content else {
+            return Err(SubmitError::InvalidParameter("Bulk sends take template content only.".into()));
+        };
+        let (name, compiled) = self.compile_template(account.id, &out.region, template)?;
+        let default = parse_data(data).map_err(|e| SubmitError::InvalidParameter(e.to_string()))?;
+        if let Some(set) = &out.configuration_set {
+            self.require_configuration_set(account.id, &out.region, set)?;
+        }
+        let mut results = Vec::with_capacity(entries.len());
+        for e in entries {
+            let mut one = out.clone();
+            (one.to, one.cc, one.bcc) = (e.to, e.cc, e.bcc);
+            one.tags.extend(e.tags);
+            let data = match e.data.as_deref().map(parse_data).transpose() {
+                Ok(r) => r.map(|r| merge(&default, &r)).unwrap_or_else(|| default.clone()),
+                Err(err) => {
+                    results.push(Err(SubmitError::InvalidParameter(err.to_string())));
+                    continue;
+                }
+            };
+            let r = match self.build(one, Some((&name, &compiled)), Some(&data)) {
+                Ok(built) => self.admit_built(account, built).await,
+                Err(e) => Err(e),
+            };
+            results.push(r);
+        }
+        Ok(results)
+    }
+
+    /// Render a stored template with `data`, as SES's TestRenderTemplate does: the MIME message
+    /// it would send, without addresses.
+    pub fn test_render(&self, account_id: i64, region: &str, name: &str, data: &str) -> Result<String, SubmitError> {
+        let (_, compiled) = self.compile_template(account_id, region, &TemplateSource::Named(name.to_string()))?;
+        let r = compiled.render(data).map_err(|e| match e {
+            RenderError::MissingAttribute(a) => SubmitError::MissingRenderingAttribute(a),
+            RenderError::InvalidData(m) => SubmitError::InvalidRenderingParameter(m),
+            RenderError::InvalidTemplate(m) => SubmitError::InvalidTemplate(name.to_string(), m),
+        })?;
+        let now_ms = self.now_ms();
+        let id = new_message_id(now_ms as u64);
+        let mime = compose(&Simple {
+            from: None,
+            to: &[],
+            cc: &[],
+            reply_to: &[],
+            subject: &r.subject,
+            text: r.text.as_deref(),
+            html: r.html.as_deref(),
+            headers: &[],
+            message_id: &id,
+            id_domain: self.id_domain(),
+            date_secs: now_ms / 1000,
+        })
+        .map_err(|e| SubmitError::InvalidParameter(e.0))?;
+        Ok(String::from_utf8_lossy(&mime).into_owned())
+    }
+
+    fn compile_template(
+        &self,
+        account_id: i64,
+        region: &str,
+        source: &TemplateSource,
+    ) -> Result<(String, Compiled), SubmitError> {
+        let (name, parts) = match source {
+            TemplateSource::Named(name) => (name.clone(), self.template(account_id, region, name)?),
+            TemplateSource::Inline(parts) => (String::new(), parts.clone()),
+        };
+        let compiled = Compiled::new(&parts).map_err(|e| SubmitError::InvalidTemplate(name.clone(), e.to_string()))?;
+        Ok((name, compiled))
+    }
+
+    /// Turn a request into a message. `data` overrides the request's template data (bulk).
+    fn build(
+        &self,
+        out: Outgoing,
+        template: Option<(&str, &Compiled)>,
+        data: Option<&serde_json::Value>,
+    ) -> Result<Built, SubmitError> {
+        let now_ms = self.now_ms();
+        let id = new_message_id(now_ms as u64);
+        if let Content::Raw(bytes) = &out.content {
+            return self.build_raw(&out, bytes, id, now_ms).map(Built::Message);
+        }
+        let source = mailbox(out.source.as_deref().unwrap_or_default())?;
+        let (to, cc, bcc, reply_to) =
+            (mailboxes(&out.to)?, mailboxes(&out.cc)?, mailboxes(&out.bcc)?, mailboxes(&out.reply_to)?);
+        check_count(to.len() + cc.len() + bcc.len())?;
+        check_tags(&out.tags)?;
+        let rendered;
+        let (subject, text, html, headers) = match &out.content {
+            Content::Simple { subject, text, html, headers } => {
+                (subject.as_str(), text.as_deref(), html.as_deref(), headers.as_slice())
+            }
+            Content::Template { data: request_data, headers, .. } => {
+                let Some((name, compiled)) = template else {
+                    return Err(SubmitError::InvalidParameter("Template content needs a template.".into()));
+                };
+                let result = match data {
+                    Some(d) => compiled.render_value(d),
+                    None => compiled.render(request_data),
+                };
+                rendered = match result {
+                    Ok(r) => r,
+                    Err(RenderError::InvalidData(m)) => return Err(SubmitError::InvalidParameter(m)),
+                    Err(e) => {
+                        return Ok(Built::RenderingFailure {
+                            message_id: id,
+                            region: out.region,
+                            source,
+                            template: name.to_string(),
+                            error: e.to_string(),
+                        });
+                    }
+                };
+                (rendered.subject.as_str(), rendered.text.as_deref(), rendered.html.as_deref(), headers.as_slice())
+            }
+            Content::Raw(_) => unreachable!("handled above"),
+        };
+        let mime = compose(&Simple {
+            from: Some(&source),
+            to: &to,
+            cc: &cc,
+            reply_to: &reply_to,
+            subject,
+            text,
+            html,
+            headers,
+            message_id: &id,
+            id_domain: self.id_domain(),
+            date_secs: now_ms / 1000,
+        })
+        .map_err(|e| SubmitError::InvalidParameter(e.0))?;
+        if mime.len() > out.max_size {
+            return Err(too_long(mime.len(), out.max_size));
+        }
+        let recipients = to.iter().chain(&cc).chain(&bcc).map(|m| m.addr.clone()).collect();
+        Ok(Built::Message(Submission {
+            region: out.region,
+            message_id: id,
+            source,
+            header_senders: out.return_path.as_deref().map(mailbox).transpose()?.into_iter().collect(),
+            recipients,
+            mime,
+            configuration_set: out.configuration_set,
+            tags: out.tags,
+            origin: out.origin,
+        }))
+    }
+
+    fn build_raw(&self, out: &Outgoing, data: &[u8], id: String, now_ms: i64) -> Result<Submission, SubmitError> {
+        if data.len() > out.max_size {
+            return Err(too_long(data.len(), out.max_size));
+        }
+        let destinations: Vec<Mailbox> =
+            mailboxes(&out.to)?.into_iter().chain(mailboxes(&out.cc)?).chain(mailboxes(&out.bcc)?).collect();
+        let prepared =
+            prepare(data, &id, self.id_domain(), now_ms / 1000).map_err(|e| SubmitError::InvalidParameter(e.0))?;
+        let source = match &out.source {
+            Some(s) => mailbox(s)?,
+            None => prepared.from.clone(),
+        };
+        let recipients: Vec<String> = if destinations.is_empty() {
+            prepared.header_recipients.clone()
+        } else {
+            destinations.into_iter().map(|m| m.addr).collect()
+        };
+        check_count(recipients.len())?;
+        let tags: Vec<(String, String)> = out.tags.iter().cloned().chain(prepared.tags).collect();
+        check_tags(&tags)?;
+        let mut header_senders = prepared.senders;
+        if let Some(rp) = &out.return_path {
+            header_senders.push(mailbox(rp)?);
+        }
+        Ok(Submission {
+            region: out.region.clone(),
+            message_id: id,
+            source,
+            header_senders,
+            recipients,
+            mime: prepared.bytes,
+            configuration_set: out.configuration_set.clone().or(prepared.configuration_set),
+            tags,
+            origin: out.origin,
+        })
+    }
+
+    async fn admit_built(&self, account: &Account, built: Built) -> Result<String, SubmitError> {
+        match built {
+            Built::Message(sub) => self.submit(account, sub).await,
+            Built::RenderingFailure { message_id, region, source, template, error } => {
+                // The call is refused only for what would refuse any send from this source.
+                self.precheck(account, &region, &source)?;
+                tracing::info!(message_id = %message_id, account = %account.name, template = %template, error = %error, "not sent: the template could not be rendered");
+                if let Some(ev) = &self.events {
+                    let mail = weir_store::events::MailInfo {
+                        message_id: message_id.clone(),
+                        source: source.addr,
+                        timestamp_ms: self.now_ms(),
+                        account: account.name.clone(),
+                        region,
+                    };
+                    ev.rendering_failure(&mail, &template, &error);
+                }
+                Ok(message_id)
+            }
+        }
+    }
+}
