@@ -80,6 +80,7 @@ impl Engine {
             timestamp_ms: r.created_ms,
             account,
             region: r.region.clone(),
+            configuration_set: r.configuration_set.clone(),
         }
     }
 

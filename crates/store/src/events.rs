@@ -112,6 +112,9 @@ pub struct MailInfo {
     pub account: String,
     /// Region.
     pub region: String,
+    /// Configuration set, if the message used one (it routes the event to the set's
+    /// destinations).
+    pub configuration_set: Option<String>,
 }
 
 fn iso(ms: i64) -> String {
@@ -152,7 +155,7 @@ impl EventLog {
     }
 
     fn write(&self, mail: &MailInfo, event_type: &str, body_key: &str, body: Value) {
-        let record = json!({
+        let mut record = json!({
             "eventType": event_type,
             "mail": {
                 "timestamp": iso(mail.timestamp_ms),
@@ -163,6 +166,9 @@ impl EventLog {
             },
             body_key: body,
         });
+        if let Some(set) = &mail.configuration_set {
+            record["mail"]["tags"] = json!({ "ses:configuration-set": [set] });
+        }
         self.emit(&record);
     }
 

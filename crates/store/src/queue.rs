@@ -67,6 +67,8 @@ pub struct QueueRow {
     pub updated_ms: i64,
     /// Lane of the last attempt.
     pub lane: Option<String>,
+    /// The message's configuration set.
+    pub configuration_set: Option<String>,
 }
 
 /// A count of the queue summary.
@@ -105,7 +107,7 @@ fn bind(f: &QueueFilter, now_ms: i64, extra: i64) -> Vec<Box<dyn rusqlite::ToSql
 pub fn rows(c: &Connection, f: &QueueFilter, now_ms: i64, limit: usize) -> Result<Vec<QueueRow>> {
     let sql = format!(
         "SELECT r.message_id, r.idx, a.name, m.region, m.mail_from, r.address, r.state, r.attempts, r.last_reply,
-                r.first_reply, r.next_attempt_ms, m.created_ms, r.updated_ms, r.lane
+                r.first_reply, r.next_attempt_ms, m.created_ms, r.updated_ms, r.lane, m.configuration_set
          FROM recipients r JOIN messages m ON m.id = r.message_id JOIN accounts a ON a.id = m.account_id
          WHERE {FILTER} ORDER BY m.created_ms, r.message_id, r.idx LIMIT ?7"
     );
@@ -129,6 +131,7 @@ pub fn rows(c: &Connection, f: &QueueFilter, now_ms: i64, limit: usize) -> Resul
             created_ms: r.get(11)?,
             updated_ms: r.get(12)?,
             lane: r.get(13)?,
+            configuration_set: r.get(14)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)

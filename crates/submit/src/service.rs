@@ -183,6 +183,8 @@ pub struct Service {
     feedback_mx_host: Option<String>,
     /// Custom MAIL FROM domains, by (account, region) and identity.
     mail_from: RwLock<HashMap<(RegionKey, String), weir_store::mail_from::MailFromRecord>>,
+    /// SNS topic ARNs the operator mapped to HTTP endpoints: the event destinations allowed.
+    event_topics: Vec<String>,
     /// Configuration sets, by (account, region) and name.
     configuration_sets: RwLock<HashMap<(RegionKey, String), ConfigurationSet>>,
     /// Verification mail for email-address identities, once configured.
@@ -251,6 +253,7 @@ impl Service {
             return_path: None,
             feedback_mx_host: None,
             mail_from: RwLock::new(mail_from),
+            event_topics: Vec::new(),
             configuration_sets: RwLock::new(configuration_sets),
             verification: std::sync::OnceLock::new(),
         })
@@ -274,6 +277,7 @@ impl Service {
             timestamp_ms: now_ms,
             account: account.name.clone(),
             region: sub.region.clone(),
+            configuration_set: sub.configuration_set.clone(),
         }
     }
 
@@ -346,6 +350,7 @@ impl Service {
                     timestamp_ms: r.created_ms,
                     account: r.account.clone(),
                     region: r.region.clone(),
+                    configuration_set: r.configuration_set.clone(),
                 };
                 let f = weir_store::events::Failure {
                     kind: "Permanent",

@@ -34,6 +34,47 @@ pub struct Config {
     pub feedback: FeedbackConfig,
     /// Verification mail for email-address identities.
     pub verification: VerificationConfig,
+    /// Where configuration sets' event destinations publish.
+    pub events: EventsConfig,
+}
+
+/// `[events]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// SNS topics that event destinations may name, each an HTTP(S) endpoint.
+    pub topics: Vec<TopicConfig>,
+    /// How long an event is retried while its endpoint fails, seconds.
+    pub retry_for_seconds: u64,
+    /// Events held per endpoint while it is slow or down; more are dropped (and counted).
+    pub queue: usize,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig { topics: vec![], retry_for_seconds: 3600, queue: 100_000 }
+    }
+}
+
+/// `[[events.topics]]`: one SNS topic ARN and the endpoint that receives its events.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicConfig {
+    /// The ARN applications name in `SnsDestination.TopicArn`.
+    pub arn: String,
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// `ses` (SES event JSON), `sns` (in an SNS Notification envelope) or `generic`.
+    #[serde(default = "sns_format")]
+    pub format: weir_delivery::webhooks::Format,
+    /// Key of the `X-Weir-Signature` HMAC-SHA256 header.
+    pub secret: Option<String>,
+    /// PEM file of CA certificates trusted for this endpoint, besides the public roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+fn sns_format() -> weir_delivery::webhooks::Format {
+    weir_delivery::webhooks::Format::Sns
 }
 
 /// `[verification]`.
@@ -398,6 +439,7 @@ impl Default for Config {
             verification: VerificationConfig::default(),
             smtp: SmtpSection::default(),
             delivery: DeliverySection::default(),
+            events: EventsConfig::default(),
         }
     }
 }
@@ -495,8 +537,25 @@ impl Config {
         }
         for u in &self.delivery.webhooks {
             anyhow::ensure!(
-                u.starts_with("http://"),
-                "delivery.webhooks: '{u}' must be an http:// URL (https is not supported yet)"
+                u.starts_with("http://") || u.starts_with("https://"),
+                "delivery.webhooks: '{u}' must be an http:// or https:// URL"
+            );
+        }
+        for (i, t) in self.events.topics.iter().enumerate() {
+            anyhow::ensure!(
+                t.url.starts_with("http://") || t.url.starts_with("https://"),
+                "events.topics[{i}].url: '{}' must be an http:// or https:// URL",
+                t.url
+            );
+            anyhow::ensure!(
+                t.arn.starts_with("arn:") && t.arn.split(':').count() == 6,
+                "events.topics[{i}].arn: '{}' is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)",
+                t.arn
+            );
+            anyhow::ensure!(
+                self.events.topics.iter().filter(|o| o.arn == t.arn).count() == 1,
+                "events.topics: '{}' is declared twice",
+                t.arn
             );
         }
         if let Some(t) = &self.delivery.smarthost {

@@ -142,7 +142,8 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
             cfg.feedback.return_path_domain.as_ref().map(|d| d.to_ascii_lowercase()),
             dir.secret("return-path-key")?,
         )
-        .with_feedback_mx_host(cfg.feedback.mx_host.clone()),
+        .with_feedback_mx_host(cfg.feedback.mx_host.clone())
+        .with_event_topics(cfg.events.topics.iter().map(|t| t.arn.clone()).collect()),
     );
     let metrics = Arc::new(weir_metrics::Metrics::new());
     {
@@ -170,7 +171,29 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
             10_000,
             cfg.delivery.webhook_attempts,
             webhook_stats.clone(),
-        ));
+        )?);
+    }
+    if !cfg.events.topics.is_empty() {
+        let topics = cfg
+            .events
+            .topics
+            .iter()
+            .map(|t| weir_delivery::webhooks::Endpoint {
+                url: t.url.clone(),
+                topic_arn: t.arn.clone(),
+                format: t.format,
+                secret: t.secret.clone(),
+                ca_file: t.ca_file.clone(),
+                attempts: u32::MAX,
+                retry_for: Duration::from_secs(cfg.events.retry_for_seconds),
+            })
+            .collect();
+        events.add_listener(weir_delivery::webhooks::start_topics(
+            topics,
+            svc.clone(),
+            cfg.events.queue,
+            webhook_stats.clone(),
+        )?);
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 

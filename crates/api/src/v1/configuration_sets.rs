@@ -204,6 +204,9 @@ pub(super) async fn put_event_destination(cx: &Cx<'_>, update: bool) -> Result<R
     let result = cx.svc.put_event_destination(cx.acct, cx.region, set, dest, update).await;
     result.map_err(|e| match e {
         AdminError::Conflict(m) => ApiError::new(StatusCode::BAD_REQUEST, "EventDestinationAlreadyExists", m),
+        AdminError::Invalid(m) if m.starts_with("SNS topic") => {
+            ApiError::new(StatusCode::BAD_REQUEST, "InvalidSNSDestination", m)
+        }
         AdminError::NotFound(m) if m.starts_with("Event destination") => {
             ApiError::new(StatusCode::BAD_REQUEST, "EventDestinationDoesNotExist", m)
         }

@@ -103,6 +103,7 @@ impl Service {
                 timestamp_ms: first.created_ms,
                 account: first.account.clone(),
                 region: first.region.clone(),
+                configuration_set: first.configuration_set.clone(),
             };
             let reasons = self.region_settings(account.id, &first.region).suppressed_reasons;
             match &report {

@@ -231,6 +231,48 @@ impl Service {
         Ok(())
     }
 
+    /// The SNS topics (ARNs) event destinations may name: each is an HTTP endpoint the operator
+    /// declared.
+    pub fn with_event_topics(mut self, arns: Vec<String>) -> Self {
+        self.event_topics = arns;
+        self
+    }
+
+    /// The topics of the enabled destinations of `set` that take `event_type` (SES v2's
+    /// spelling, `DELIVERY`…).
+    pub fn event_topics_for(&self, account: &str, region: &str, set: &str, event_type: &str) -> Vec<String> {
+        let Ok(acct) = self.account_by_name(account) else {
+            return vec![];
+        };
+        let sets = self.configuration_sets.read();
+        let Some(s) = sets.get(&((acct.id, region.to_string()), set.to_string())) else {
+            return vec![];
+        };
+        s.event_destinations
+            .iter()
+            .filter(|d| d.enabled && d.matching_event_types.iter().any(|t| t == event_type))
+            .filter_map(|d| d.target["SnsDestination"]["TopicArn"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// An event destination must be an SNS topic weir knows.
+    fn check_destination(&self, dest: &EventDestination) -> Result<(), AdminError> {
+        let Some(arn) = dest.target["SnsDestination"]["TopicArn"].as_str() else {
+            let kind = dest.target.as_object().and_then(|o| o.keys().next().cloned()).unwrap_or_default();
+            return Err(AdminError::Invalid(format!(
+                "weir publishes events to SNS destinations only (each topic an HTTP endpoint declared in \
+                 [[events.topics]]); {kind} is not supported."
+            )));
+        };
+        if !self.event_topics.iter().any(|t| t == arn) {
+            return Err(AdminError::Invalid(format!(
+                "SNS topic <{arn}> is not known: declare it with its HTTP endpoint in weir.toml \
+                 ([[events.topics]] arn = \"{arn}\")."
+            )));
+        }
+        Ok(())
+    }
+
     /// Add an event destination to a set (`update`: replace the one of that name).
     pub async fn put_event_destination(
         &self,
@@ -241,6 +283,7 @@ impl Service {
         update: bool,
     ) -> Result<(), AdminError> {
         check_name("event destination", &dest.name)?;
+        self.check_destination(&dest)?;
         self.update_configuration_set(account_id, region, set, |s| {
             let at = s.event_destinations.iter().position(|d| d.name == dest.name);
             match (at, update) {

@@ -163,7 +163,14 @@ enum Built {
     Message(Submission),
     /// The template could not be rendered: SES accepts the call, sends nothing and reports a
     /// Rendering Failure event.
-    RenderingFailure { message_id: String, region: String, source: Mailbox, template: String, error: String },
+    RenderingFailure {
+        message_id: String,
+        region: String,
+        configuration_set: Option<String>,
+        source: Mailbox,
+        template: String,
+        error: String,
+    },
 }
 
 impl Service {
@@ -300,6 +307,7 @@ impl Service {
                         return Ok(Built::RenderingFailure {
                             message_id: id,
                             region: out.region,
+                            configuration_set: out.configuration_set,
                             source,
                             template: name.to_string(),
                             error: e.to_string(),
@@ -381,9 +389,12 @@ impl Service {
     async fn admit_built(&self, account: &Account, built: Built) -> Result<String, SubmitError> {
         match built {
             Built::Message(sub) => self.submit(account, sub).await,
-            Built::RenderingFailure { message_id, region, source, template, error } => {
+            Built::RenderingFailure { message_id, region, configuration_set, source, template, error } => {
                 // The call is refused only for what would refuse any send from this source.
                 self.precheck(account, &region, &source)?;
+                if let Some(set) = &configuration_set {
+                    self.require_configuration_set(account.id, &region, set)?;
+                }
                 tracing::info!(message_id = %message_id, account = %account.name, template = %template, error = %error, "not sent: the template could not be rendered");
                 if let Some(ev) = &self.events {
                     let mail = weir_store::events::MailInfo {
@@ -392,6 +403,7 @@ impl Service {
                         timestamp_ms: self.now_ms(),
                         account: account.name.clone(),
                         region,
+                        configuration_set,
                     };
                     ev.rendering_failure(&mail, &template, &error);
                 }
