@@ -31,7 +31,7 @@ fn admin_error(e: AdminError) -> Response {
     match e {
         AdminError::NotFound(m) => fail(StatusCode::NOT_FOUND, m),
         AdminError::Conflict(m) => fail(StatusCode::CONFLICT, m),
-        AdminError::Invalid(m) => fail(StatusCode::BAD_REQUEST, m),
+        AdminError::Invalid(m) | AdminError::LimitExceeded(m) => fail(StatusCode::BAD_REQUEST, m),
         AdminError::Storage(e) => fail(StatusCode::SERVICE_UNAVAILABLE, format!("storage unavailable: {e}")),
     }
 }

@@ -217,6 +217,10 @@ impl ApiError {
             (AdminError::Conflict(m), Flavor::V1) => Self::new(StatusCode::BAD_REQUEST, "AlreadyExists", m),
             (AdminError::Invalid(m), Flavor::V2) => Self::new(StatusCode::BAD_REQUEST, "BadRequestException", m),
             (AdminError::Invalid(m), Flavor::V1) => ApiError::invalid(m),
+            (AdminError::LimitExceeded(m), Flavor::V1) => Self::new(StatusCode::BAD_REQUEST, "LimitExceeded", m),
+            (AdminError::LimitExceeded(m), Flavor::V2) => {
+                Self::new(StatusCode::BAD_REQUEST, "LimitExceededException", m)
+            }
             (AdminError::Storage(e), _) => {
                 tracing::error!(error = %e, "storage failure");
                 Self::unavailable()

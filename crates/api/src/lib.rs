@@ -123,6 +123,46 @@ async fn verify_link(st: &AppState, query: &str) -> Response {
     }
 }
 
+/// An unsubscribe link: GET shows a confirmation page (link scanners must not unsubscribe
+/// anyone), POST unsubscribes: from a mail client's one-click button (RFC 8058, body
+/// `List-Unsubscribe=One-Click`) or from the page's form.
+async fn unsubscribe_link(st: &AppState, method: &axum::http::Method, token: &str, body: &[u8]) -> Response {
+    let page = |status: StatusCode, inner: String| {
+        let html = format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>Unsubscribe</title></head><body>{inner}</body></html>\n"
+        );
+        (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+    };
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('"', "&quot;");
+    if method == axum::http::Method::GET {
+        return page(
+            StatusCode::OK,
+            format!(
+                "<form method=\"post\" action=\"/unsubscribe/{}\"><input type=\"hidden\" name=\"source\" value=\"link\">\
+                 <p>Stop receiving these messages?</p><button type=\"submit\">Unsubscribe</button></form>",
+                esc(token)
+            ),
+        );
+    }
+    if method != axum::http::Method::POST {
+        return page(StatusCode::METHOD_NOT_ALLOWED, "<p>Use GET or POST.</p>".into());
+    }
+    let form: std::collections::HashMap<String, String> = form_urlencoded::parse(body).into_owned().collect();
+    let source = if form.get("List-Unsubscribe").map(String::as_str) == Some("One-Click") {
+        "UnsubscribeHeader"
+    } else {
+        "UnsubscribeLink"
+    };
+    match st.svc.unsubscribe(token, source).await {
+        Ok(Some((email, _))) => page(StatusCode::OK, format!("<p>{} is unsubscribed.</p>", esc(&email))),
+        Ok(None) => page(StatusCode::NOT_FOUND, "<p>This unsubscribe link is not valid.</p>".into()),
+        Err(e) => {
+            tracing::error!(error = %e, "unsubscribe not recorded");
+            page(StatusCode::SERVICE_UNAVAILABLE, "<p>Try again in a moment.</p>".into())
+        }
+    }
+}
+
 /// Answer one request, counted and timed.
 pub async fn dispatch(st: AppState, req: Request<Body>) -> Response {
     let started = std::time::Instant::now();
@@ -166,6 +206,16 @@ async fn answer(st: AppState, req: Request<Body>) -> Response {
     }
     if path == "/verify" {
         return verify_link(&st, &query).await;
+    }
+    if let Some(token) = path.strip_prefix("/unsubscribe/") {
+        // A small form body at most: read it under the same limits as any request.
+        let read = http_body_util::BodyExt::collect(http_body_util::Limited::new(body, 4096));
+        let bytes = match tokio::time::timeout(std::time::Duration::from_secs(10), read).await {
+            Ok(Ok(b)) => b.to_bytes(),
+            Ok(Err(_)) => return (StatusCode::PAYLOAD_TOO_LARGE, "body too large\n").into_response(),
+            Err(_) => return (StatusCode::REQUEST_TIMEOUT, "body not received in time\n").into_response(),
+        };
+        return unsubscribe_link(&st, &parts.method, token, &bytes).await;
     }
     if path == "/metrics" {
         // Scraped with the admin token (Prometheus: `authorization: {credentials: …}`).

@@ -241,6 +241,29 @@ impl EventLog {
         self.write(mail, "Rendering Failure", "failure", json!({ "templateName": template, "errorMessage": error }));
     }
 
+    /// A contact's subscription changed (an unsubscribe link or header was used).
+    #[allow(clippy::too_many_arguments)]
+    pub fn subscription(
+        &self,
+        mail: &MailInfo,
+        contact: &str,
+        list: &str,
+        source: &str,
+        now_ms: i64,
+        old: Value,
+        new: Value,
+    ) {
+        self.write(
+            mail,
+            "Subscription",
+            "subscription",
+            json!({
+                "contactList": list, "timestamp": iso(now_ms), "source": source, "emailAddress": contact,
+                "newTopicPreferences": new, "oldTopicPreferences": old,
+            }),
+        );
+    }
+
     /// A delivery.
     pub fn delivery(&self, mail: &MailInfo, now_ms: i64, rcpt: &str, reply: &str, mta: &str, tls: bool) {
         let latency = now_ms - mail.timestamp_ms;

@@ -17,12 +17,14 @@ use crate::catalog::{Catalog, RegionKey};
 use crate::region_upper;
 use crate::reputation;
 
+mod contacts;
 mod dkim;
 mod feedback;
 mod mail_from;
 mod resources;
 mod send;
 mod verification;
+pub use contacts::{Contact, ContactList, ListManagement, MAX_CONTACT_LISTS, Topic, status_for as contact_status};
 pub use dkim::{DkimCheck, DkimView, DnsFinding, EASY_DKIM_TOKENS, status_after};
 pub use feedback::{COMPLAINTS_LOCAL_PART, FeedbackTarget};
 pub use mail_from::{MailFromCheck, MailFromView};
@@ -102,6 +104,9 @@ pub enum AdminError {
     /// Bad input.
     #[error("{0}")]
     Invalid(String),
+    /// Over one of SES's limits on resources.
+    #[error("{0}")]
+    LimitExceeded(String),
     /// Storage trouble.
     #[error("{0}")]
     Storage(#[from] StoreError),
@@ -139,6 +144,8 @@ pub struct Submission {
     pub tags: Vec<(String, String)>,
     /// Front door (`api-v1`, `api-v2`, `smtp`).
     pub origin: &'static str,
+    /// Recipients who unsubscribed from the message's contact list or topic: accepted, not sent.
+    pub unsubscribed: Vec<String>,
 }
 
 /// Settings of the service not stored per account.
@@ -185,6 +192,8 @@ pub struct Service {
     mail_from: RwLock<HashMap<(RegionKey, String), weir_store::mail_from::MailFromRecord>>,
     /// SNS topic ARNs the operator mapped to HTTP endpoints: the event destinations allowed.
     event_topics: Vec<String>,
+    /// Base URL and key of unsubscribe links, once configured.
+    unsubscribe: std::sync::OnceLock<(String, Vec<u8>)>,
     /// Configuration sets, by (account, region) and name.
     configuration_sets: RwLock<HashMap<(RegionKey, String), ConfigurationSet>>,
     /// Verification mail for email-address identities, once configured.
@@ -254,6 +263,7 @@ impl Service {
             feedback_mx_host: None,
             mail_from: RwLock::new(mail_from),
             event_topics: Vec::new(),
+            unsubscribe: std::sync::OnceLock::new(),
             configuration_sets: RwLock::new(configuration_sets),
             verification: std::sync::OnceLock::new(),
         })
@@ -726,7 +736,7 @@ impl Service {
 
     /// Admit and spool one message. Returns the MessageId once the message, its recipients and
     /// its quota charge are durable.
-    pub async fn submit(&self, account: &Account, sub: Submission) -> Result<String, SubmitError> {
+    pub async fn submit(&self, account: &Account, mut sub: Submission) -> Result<String, SubmitError> {
         if sub.recipients.is_empty() {
             return Err(SubmitError::InvalidParameter("Missing required header 'To'.".into()));
         }
@@ -771,7 +781,9 @@ impl Service {
                 Ok(distinct
                     .iter()
                     .map(|r| {
-                        let st = if cat.is_suppressed(&key, r) {
+                        let st = if cat.is_suppressed(&key, r)
+                            || sub.unsubscribed.iter().any(|u| u.eq_ignore_ascii_case(r))
+                        {
                             RecipientState::Suppressed
                         } else {
                             RecipientState::Queued
@@ -820,6 +832,8 @@ impl Service {
         let sub_size = sub.mime.len();
         let suppressed: Vec<String> =
             states.iter().filter(|(_, st)| *st == RecipientState::Suppressed).map(|(r, _)| r.clone()).collect();
+        let unsubscribed_list = std::mem::take(&mut sub.unsubscribed);
+        let unsubscribed = |r: &str| unsubscribed_list.iter().any(|u| u.eq_ignore_ascii_case(r));
         let entry = SpoolEntry {
             id: sub.message_id.clone(),
             account_id: account.id,
@@ -842,7 +856,7 @@ impl Service {
                     ev.send(&mail, &distinct, &tags);
                     // As SES: accepted, not sent to addresses on the account's suppression
                     // list, and a Bounce event says so.
-                    for rcpt in &suppressed {
+                    for rcpt in suppressed.iter().filter(|r| !unsubscribed(r)) {
                         ev.bounce(&mail, mail.timestamp_ms, rcpt, &SUPPRESSED_BOUNCE);
                     }
                 }
@@ -851,7 +865,11 @@ impl Service {
                     origin = %sub.origin, recipients = distinct.len(), size = sub_size, "accepted"
                 );
                 for rcpt in &suppressed {
-                    tracing::info!(message_id = %sub.message_id, recipient = %rcpt, "not sent: the address is on the account's suppression list");
+                    if unsubscribed(rcpt) {
+                        tracing::info!(message_id = %sub.message_id, recipient = %rcpt, "not sent: the contact unsubscribed");
+                    } else {
+                        tracing::info!(message_id = %sub.message_id, recipient = %rcpt, "not sent: the address is on the account's suppression list");
+                    }
                 }
                 Ok(sub.message_id)
             }

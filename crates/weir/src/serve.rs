@@ -204,6 +204,10 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", cfg.http.listen))?;
     let bound = listener.local_addr()?;
     let mut info = serde_json::json!({ "http": format!("http://{bound}"), "pid": std::process::id() });
+    svc.set_unsubscribe_links(
+        cfg.verification.public_url.clone().unwrap_or_else(|| format!("http://{bound}")),
+        dir.secret("unsubscribe-key")?,
+    );
     if let Some(from) = &cfg.verification.from {
         svc.set_verification_mail(weir_submit::VerificationMail {
             from: from.clone(),

@@ -14,6 +14,7 @@ use crate::v1::{decode_token, encode_token};
 use crate::{AppState, RawRequest};
 
 mod configuration_sets;
+mod contacts;
 mod send;
 mod templates;
 
@@ -64,6 +65,26 @@ async fn route(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<Respo
         (&Method::PUT, ["templates", name]) => templates::update(st, caller, raw, &label(name)).await,
         (&Method::DELETE, ["templates", name]) => templates::delete(st, caller, raw, &label(name)).await,
         (&Method::POST, ["templates", name, "render"]) => templates::render(st, caller, raw, &label(name)),
+        (&Method::POST, ["contact-lists"]) => contacts::create_list(st, caller, raw).await,
+        (&Method::GET, ["contact-lists"]) => contacts::list_lists(st, caller, raw),
+        (&Method::GET, ["contact-lists", name]) => contacts::get_list(st, caller, raw, &label(name)),
+        (&Method::PUT, ["contact-lists", name]) => contacts::update_list(st, caller, raw, &label(name)).await,
+        (&Method::DELETE, ["contact-lists", name]) => contacts::delete_list(st, caller, raw, &label(name)).await,
+        (&Method::POST, ["contact-lists", name, "contacts"]) => {
+            contacts::create_contact(st, caller, raw, &label(name)).await
+        }
+        (&Method::POST, ["contact-lists", name, "contacts", "list"]) => {
+            contacts::list_contacts(st, caller, raw, &label(name))
+        }
+        (&Method::GET, ["contact-lists", name, "contacts", email]) => {
+            contacts::get_contact(st, caller, raw, &label(name), &label(email))
+        }
+        (&Method::PUT, ["contact-lists", name, "contacts", email]) => {
+            contacts::update_contact(st, caller, raw, &label(name), &label(email)).await
+        }
+        (&Method::DELETE, ["contact-lists", name, "contacts", email]) => {
+            contacts::delete_contact(st, caller, raw, &label(name), &label(email)).await
+        }
         (&Method::POST, ["configuration-sets"]) => configuration_sets::create(st, caller, raw).await,
         (&Method::GET, ["configuration-sets"]) => configuration_sets::list(st, caller, raw),
         (&Method::GET, ["configuration-sets", name]) => configuration_sets::get(st, caller, raw, &label(name)),

@@ -108,6 +108,14 @@ struct SendEmailRequest {
     email_tags: Vec<NameValue>,
     configuration_set_name: Option<String>,
     feedback_forwarding_email_address: Option<String>,
+    list_management_options: Option<ListManagementOptions>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListManagementOptions {
+    contact_list_name: Option<String>,
+    topic_name: Option<String>,
 }
 
 fn headers(h: Vec<NameValue>) -> Vec<(String, String)> {
@@ -184,6 +192,10 @@ pub(super) async fn send_email(st: &AppState, caller: &Caller, raw: &RawRequest)
     out.tags = req.email_tags.into_iter().map(|t| (t.name, t.value)).collect();
     out.configuration_set = req.configuration_set_name;
     out.return_path = req.feedback_forwarding_email_address;
+    if let Some(lm) = req.list_management_options {
+        let list = lm.contact_list_name.ok_or_else(|| ApiError::missing(&["listManagementOptions.contactListName"]))?;
+        out.list_management = Some(weir_submit::ListManagement { list, topic: lm.topic_name });
+    }
     let id = st
         .svc
         .send(&caller.account, out)

@@ -89,7 +89,7 @@ impl ConfigurationSet {
 }
 
 /// SES's rule for template and configuration set names: 1-64 ASCII letters, digits, '-', '_'.
-fn check_name(what: &str, name: &str) -> Result<(), AdminError> {
+pub(super) fn check_name(what: &str, name: &str) -> Result<(), AdminError> {
     if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
         return Err(AdminError::Invalid(format!(

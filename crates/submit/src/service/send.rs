@@ -7,7 +7,7 @@ use weir_mail::message_id::new_message_id;
 use weir_mail::raw::prepare;
 use weir_store::model::Account;
 
-use super::{MAX_RECIPIENTS, Service, Submission, SubmitError};
+use super::{ListManagement, MAX_RECIPIENTS, Service, Submission, SubmitError};
 use crate::template::{Compiled, RenderError, TemplateParts, merge, parse_data};
 
 /// Largest message through SES v1 (10 MiB).
@@ -78,6 +78,8 @@ pub struct Outgoing {
     pub configuration_set: Option<String>,
     /// ReturnPath (v1) / FeedbackForwardingEmailAddress (v2): must be verified like the source.
     pub return_path: Option<String>,
+    /// `ListManagementOptions` (v2): the contact list and topic the message belongs to.
+    pub list_management: Option<ListManagement>,
 }
 
 impl Outgoing {
@@ -96,6 +98,7 @@ impl Outgoing {
             tags: vec![],
             configuration_set: None,
             return_path: None,
+            list_management: None,
         }
     }
 }
@@ -113,6 +116,19 @@ pub struct BulkEntry {
     pub data: Option<String>,
     /// Tags added to the default tags.
     pub tags: Vec<(String, String)>,
+}
+
+/// What SES replaces with the recipient's unsubscribe URL in Simple content.
+const UNSUBSCRIBE_PLACEHOLDER: &str = "{{amazonSESUnsubscribeUrl}}";
+/// The same, as a template variable.
+const UNSUBSCRIBE_VARIABLE: &str = "amazonSESUnsubscribeUrl";
+
+/// RFC 8058 one-click unsubscribe headers.
+fn one_click_headers(url: &str) -> [(String, String); 2] {
+    [
+        ("List-Unsubscribe".into(), format!("<{url}>")),
+        ("List-Unsubscribe-Post".into(), "List-Unsubscribe=One-Click".into()),
+    ]
 }
 
 /// Most destinations in one bulk send.
@@ -180,7 +196,7 @@ impl Service {
             Content::Template { template, .. } => Some(self.compile_template(account.id, &out.region, template)?),
             _ => None,
         };
-        let built = self.build(out, compiled.as_ref().map(|(name, c)| (name.as_str(), c)), None)?;
+        let built = self.build(account.id, out, compiled.as_ref().map(|(name, c)| (name.as_str(), c)), None)?;
         self.admit_built(account, built).await
     }
 
@@ -219,7 +235,7 @@ impl Service {
                     continue;
                 }
             };
-            let r = match self.build(one, Some((&name, &compiled)), Some(&data)) {
+            let r = match self.build(account.id, one, Some((&name, &compiled)), Some(&data)) {
                 Ok(built) => self.admit_built(account, built).await,
                 Err(e) => Err(e),
             };
@@ -273,6 +289,7 @@ impl Service {
     /// Turn a request into a message. `data` overrides the request's template data (bulk).
     fn build(
         &self,
+        account_id: i64,
         out: Outgoing,
         template: Option<(&str, &Compiled)>,
         data: Option<&serde_json::Value>,
@@ -280,26 +297,37 @@ impl Service {
         let now_ms = self.now_ms();
         let id = new_message_id(now_ms as u64);
         if let Content::Raw(bytes) = &out.content {
-            return self.build_raw(&out, bytes, id, now_ms).map(Built::Message);
+            return self.build_raw(account_id, &out, bytes, id, now_ms).map(Built::Message);
         }
         let source = mailbox(out.source.as_deref().unwrap_or_default())?;
         let (to, cc, bcc, reply_to) =
             (mailboxes(&out.to)?, mailboxes(&out.cc)?, mailboxes(&out.bcc)?, mailboxes(&out.reply_to)?);
         check_count(to.len() + cc.len() + bcc.len())?;
         check_tags(&out.tags)?;
+        let recipients: Vec<String> = to.iter().chain(&cc).chain(&bcc).map(|m| m.addr.clone()).collect();
+        let list = self.list_links(account_id, &out, &id, &recipients)?;
+        let url = list.as_ref().map(|(url, _)| url.as_str());
+        let with_url = |s: &Option<String>| match (s, url) {
+            (Some(s), Some(u)) => Some(s.replace(UNSUBSCRIBE_PLACEHOLDER, u)),
+            (s, _) => s.clone(),
+        };
         let rendered;
-        let (subject, text, html, headers) = match &out.content {
+        let (subject, text, html, mut headers) = match &out.content {
             Content::Simple { subject, text, html, headers } => {
-                (subject.as_str(), text.as_deref(), html.as_deref(), headers.as_slice())
+                (subject.clone(), with_url(text), with_url(html), headers.clone())
             }
             Content::Template { data: request_data, headers, .. } => {
                 let Some((name, compiled)) = template else {
                     return Err(SubmitError::InvalidParameter("Template content needs a template.".into()));
                 };
-                let result = match data {
-                    Some(d) => compiled.render_value(d),
-                    None => compiled.render(request_data),
+                let mut value = match data {
+                    Some(d) => d.clone(),
+                    None => parse_data(request_data).map_err(|e| SubmitError::InvalidParameter(e.to_string()))?,
                 };
+                if let (Some(u), Some(o)) = (url, value.as_object_mut()) {
+                    o.insert(UNSUBSCRIBE_VARIABLE.into(), serde_json::Value::String(u.to_string()));
+                }
+                let result = compiled.render_value(&value);
                 rendered = match result {
                     Ok(r) => r,
                     Err(RenderError::InvalidData(m)) => return Err(SubmitError::InvalidParameter(m)),
@@ -314,19 +342,22 @@ impl Service {
                         });
                     }
                 };
-                (rendered.subject.as_str(), rendered.text.as_deref(), rendered.html.as_deref(), headers.as_slice())
+                (rendered.subject.clone(), rendered.text.clone(), rendered.html.clone(), headers.clone())
             }
             Content::Raw(_) => unreachable!("handled above"),
         };
+        if let Some(u) = url {
+            headers.extend(one_click_headers(u));
+        }
         let mime = compose(&Simple {
             from: Some(&source),
             to: &to,
             cc: &cc,
             reply_to: &reply_to,
-            subject,
-            text,
-            html,
-            headers,
+            subject: &subject,
+            text: text.as_deref(),
+            html: html.as_deref(),
+            headers: &headers,
             message_id: &id,
             id_domain: self.id_domain(),
             date_secs: now_ms / 1000,
@@ -335,7 +366,6 @@ impl Service {
         if mime.len() > out.max_size {
             return Err(too_long(mime.len(), out.max_size));
         }
-        let recipients = to.iter().chain(&cc).chain(&bcc).map(|m| m.addr.clone()).collect();
         Ok(Built::Message(Submission {
             region: out.region,
             message_id: id,
@@ -346,10 +376,18 @@ impl Service {
             configuration_set: out.configuration_set,
             tags: out.tags,
             origin: out.origin,
+            unsubscribed: list.map(|(_, u)| u).unwrap_or_default(),
         }))
     }
 
-    fn build_raw(&self, out: &Outgoing, data: &[u8], id: String, now_ms: i64) -> Result<Submission, SubmitError> {
+    fn build_raw(
+        &self,
+        account_id: i64,
+        out: &Outgoing,
+        data: &[u8],
+        id: String,
+        now_ms: i64,
+    ) -> Result<Submission, SubmitError> {
         if data.len() > out.max_size {
             return Err(too_long(data.len(), out.max_size));
         }
@@ -373,17 +411,49 @@ impl Service {
         if let Some(rp) = &out.return_path {
             header_senders.push(mailbox(rp)?);
         }
+        let list = self.list_links(account_id, out, &id, &recipients)?;
+        let mut mime = prepared.bytes;
+        if let Some((url, _)) = &list {
+            let mut top = String::new();
+            for (name, value) in one_click_headers(url) {
+                top.push_str(&format!("{name}: {value}\r\n"));
+            }
+            mime.splice(0..0, top.into_bytes());
+        }
         Ok(Submission {
             region: out.region.clone(),
             message_id: id,
             source,
             header_senders,
             recipients,
-            mime: prepared.bytes,
+            mime,
             configuration_set: out.configuration_set.clone().or(prepared.configuration_set),
             tags,
             origin: out.origin,
+            unsubscribed: list.map(|(_, u)| u).unwrap_or_default(),
         })
+    }
+
+    /// With list management: the recipient's one-click unsubscribe URL and the recipients who
+    /// unsubscribed. The link is personal, so such a message has one recipient.
+    fn list_links(
+        &self,
+        account_id: i64,
+        out: &Outgoing,
+        message_id: &str,
+        recipients: &[String],
+    ) -> Result<Option<(String, Vec<String>)>, SubmitError> {
+        let Some(lm) = &out.list_management else { return Ok(None) };
+        let [rcpt] = recipients else {
+            return Err(SubmitError::InvalidParameter(format!(
+                "A message with ListManagementOptions goes to exactly one recipient (its unsubscribe link is \
+                 personal); this one has {}.",
+                recipients.len()
+            )));
+        };
+        let unsubscribed = self.unsubscribed(account_id, &out.region, lm, recipients)?;
+        let url = self.unsubscribe_url(account_id, &out.region, lm, rcpt, message_id, out.configuration_set.as_deref());
+        Ok(Some((url, unsubscribed)))
     }
 
     async fn admit_built(&self, account: &Account, built: Built) -> Result<String, SubmitError> {

@@ -45,6 +45,7 @@ fn sub(from: &str, to: &[&str]) -> Submission {
         mime: b"From: x\r\n\r\nhi\r\n".to_vec(),
         configuration_set: None,
         tags: vec![],
+        unsubscribed: vec![],
         origin: "test",
     }
 }
