@@ -23,6 +23,7 @@ mod feedback;
 mod mail_from;
 mod resources;
 mod send;
+mod tags;
 mod verification;
 pub use contacts::{Contact, ContactList, ListManagement, MAX_CONTACT_LISTS, Topic, status_for as contact_status};
 pub use dkim::{DkimCheck, DkimView, DnsFinding, EASY_DKIM_TOKENS, status_after};
@@ -32,6 +33,11 @@ pub use resources::{ConfigurationSet, EventDestination, StoredTemplate};
 pub use send::{
     BulkEntry, Content, MAX_BULK_DESTINATIONS, Outgoing, TemplateSource, V1_MAX_MESSAGE, V2_MAX_MESSAGE, check_tags,
 };
+pub use tags::{IdentityAttributes, MAX_TAGS, Resource, parse_arn};
+/// Tag rules shared by the API.
+pub mod tag_rules {
+    pub use super::tags::check_tags;
+}
 pub use verification::VerificationMail;
 
 /// Most recipients in one message (To + Cc + Bcc, or RCPT TO).
@@ -194,6 +200,8 @@ pub struct Service {
     event_topics: Vec<String>,
     /// Base URL and key of unsubscribe links, once configured.
     unsubscribe: std::sync::OnceLock<(String, Vec<u8>)>,
+    /// Identities' tags and default configuration sets, by (account, region) and identity.
+    identity_attributes: RwLock<HashMap<(RegionKey, String), IdentityAttributes>>,
     /// Configuration sets, by (account, region) and name.
     configuration_sets: RwLock<HashMap<(RegionKey, String), ConfigurationSet>>,
     /// Verification mail for email-address identities, once configured.
@@ -245,6 +253,7 @@ impl Service {
             mail_from.insert(((id, region), m.identity.clone()), m);
         }
         let configuration_sets = resources::load_configuration_sets(&store)?;
+        let identity_attributes = tags::load(&store)?;
         let mut quotas = HashMap::new();
         for (key, rec) in store.read(|c| ops::load_quotas(c, now_s))? {
             quotas.insert(key, Arc::new(Mutex::new(QuotaState::restore(rec.seconds, rec.tat))));
@@ -265,6 +274,7 @@ impl Service {
             event_topics: Vec::new(),
             unsubscribe: std::sync::OnceLock::new(),
             configuration_sets: RwLock::new(configuration_sets),
+            identity_attributes: RwLock::new(identity_attributes),
             verification: std::sync::OnceLock::new(),
         })
     }
@@ -555,6 +565,7 @@ impl Service {
             m.remove(&name);
         }
         self.delete_dkim(account_id, region, &name).await?;
+        self.delete_identity_attributes(account_id, region, &name).await?;
         if existed { Ok(()) } else { Err(AdminError::NotFound(format!("Identity {identity} does not exist."))) }
     }
 
@@ -742,6 +753,9 @@ impl Service {
         }
         if sub.recipients.len() > MAX_RECIPIENTS {
             return Err(SubmitError::InvalidParameter("Recipient count exceeds 50.".into()));
+        }
+        if sub.configuration_set.is_none() {
+            sub.configuration_set = self.default_configuration_set(account.id, &sub.region, &sub.source.addr);
         }
         if let Some(name) = &sub.configuration_set {
             self.require_configuration_set(account.id, &sub.region, name)?;

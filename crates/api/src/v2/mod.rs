@@ -16,6 +16,7 @@ use crate::{AppState, RawRequest};
 mod configuration_sets;
 mod contacts;
 mod send;
+mod tags;
 mod templates;
 
 pub(crate) fn ok(body: Value, rid: &str) -> Response {
@@ -65,6 +66,12 @@ async fn route(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<Respo
         (&Method::PUT, ["templates", name]) => templates::update(st, caller, raw, &label(name)).await,
         (&Method::DELETE, ["templates", name]) => templates::delete(st, caller, raw, &label(name)).await,
         (&Method::POST, ["templates", name, "render"]) => templates::render(st, caller, raw, &label(name)),
+        (&Method::PUT, ["identities", id, "configuration-set"]) => {
+            tags::put_identity_configuration_set(st, caller, raw, &label(id)).await
+        }
+        (&Method::POST, ["tags"]) => tags::tag_resource(st, caller, raw).await,
+        (&Method::DELETE, ["tags"]) => tags::untag_resource(st, caller, raw).await,
+        (&Method::GET, ["tags"]) => tags::list_tags_for_resource(st, caller, raw),
         (&Method::POST, ["contact-lists"]) => contacts::create_list(st, caller, raw).await,
         (&Method::GET, ["contact-lists"]) => contacts::list_lists(st, caller, raw),
         (&Method::GET, ["contact-lists", name]) => contacts::get_list(st, caller, raw, &label(name)),
@@ -107,186 +114,24 @@ async fn route(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<Respo
             configuration_sets::delete_destination(st, caller, raw, &label(name), &label(dest)).await
         }
         (&Method::GET, ["account"]) => Ok(ok(get_account(st, caller), rid)),
-        (&Method::PUT, ["account", "sending"]) => {
-            #[derive(Deserialize)]
-            #[serde(rename_all = "PascalCase")]
-            struct In {
-                sending_enabled: Option<bool>,
-            }
-            let i: In = parse(&raw.body)?;
-            let enabled = i.sending_enabled.unwrap_or(false);
-            st.svc
-                .update_region_settings(caller.account.id, &caller.region, |s| s.sending_enabled = enabled)
-                .await
-                .map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
-            Ok(ok(json!({}), rid))
-        }
-        (&Method::PUT, ["account", "suppression"]) => {
-            #[derive(Deserialize)]
-            #[serde(rename_all = "PascalCase")]
-            struct In {
-                suppressed_reasons: Option<Vec<String>>,
-            }
-            let i: In = parse(&raw.body)?;
-            let reasons = i.suppressed_reasons.ok_or_else(|| ApiError::missing(&["suppressedReasons"]))?;
-            for r in &reasons {
-                check_reason(r)?;
-            }
-            st.svc
-                .update_region_settings(caller.account.id, &caller.region, |s| s.suppressed_reasons = reasons)
-                .await
-                .map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
-            Ok(ok(json!({}), rid))
-        }
+        (&Method::PUT, ["account", "sending"]) => put_account_sending_attributes(st, caller, raw).await,
+        (&Method::PUT, ["account", "suppression"]) => put_account_suppression_attributes(st, caller, raw).await,
         (&Method::POST, ["identities"]) => create_identity(st, caller, raw).await,
         (&Method::GET, ["identities"]) => list_identities(st, caller, raw),
-        (&Method::GET, ["identities", id]) => {
-            let id = label(id);
-            let i = st.svc.identity(caller.account.id, &caller.region, &id).ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "NotFoundException",
-                    format!("Email identity {id} does not exist."),
-                )
-            })?;
-            let mut v = identity_json(st, caller, &i);
-            v["FeedbackForwardingStatus"] = json!(true);
-            v["VerificationStatus"] = json!(status_v2(i.status));
-            if let Some(m) = st.svc.mail_from(caller.account.id, &caller.region, &id) {
-                v["MailFromAttributes"] = json!({"MailFromDomain": m.domain, "MailFromDomainStatus": m.status,
-                                                 "BehaviorOnMxFailure": m.behavior});
-            }
-            v["Policies"] = json!({});
-            v["Tags"] = json!([]);
-            Ok(ok(v, rid))
-        }
+        (&Method::GET, ["identities", id]) => get_email_identity(st, caller, raw, id).await,
         (&Method::PUT, ["identities", id, "mail-from"]) => {
-            #[derive(Deserialize)]
-            #[serde(rename_all = "PascalCase")]
-            struct In {
-                mail_from_domain: Option<String>,
-                behavior_on_mx_failure: Option<String>,
-            }
-            let id = label(id);
-            let i: In = parse(&raw.body)?;
-            let behavior = match i.behavior_on_mx_failure.as_deref() {
-                None | Some("USE_DEFAULT_VALUE") => "USE_DEFAULT_VALUE",
-                Some("REJECT_MESSAGE") => "REJECT_MESSAGE",
-                Some(v) => {
-                    return Err(bad(format!(
-                        "1 validation error detected: Value '{v}' at 'behaviorOnMxFailure' failed to satisfy \
-                         constraint: Member must satisfy enum value set: [REJECT_MESSAGE, USE_DEFAULT_VALUE]"
-                    )));
-                }
-            };
-            known_identity(st, caller, &id)?;
-            st.svc
-                .set_mail_from(caller.account.id, &caller.region, &id, i.mail_from_domain.as_deref(), behavior)
-                .await
-                .map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
-            Ok(ok(json!({}), rid))
+            put_email_identity_mail_from_attributes(st, caller, raw, id).await
         }
-        (&Method::PUT, ["identities", id, "dkim"]) => {
-            #[derive(Deserialize)]
-            #[serde(rename_all = "PascalCase")]
-            struct In {
-                signing_enabled: Option<bool>,
-            }
-            let id = label(id);
-            let i: In = parse(&raw.body)?;
-            known_identity(st, caller, &id)?;
-            st.svc
-                .set_dkim_enabled(caller.account.id, &caller.region, &id, i.signing_enabled.unwrap_or(false))
-                .await
-                .map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
-            Ok(ok(json!({}), rid))
-        }
+        (&Method::PUT, ["identities", id, "dkim"]) => put_email_identity_dkim_attributes(st, caller, raw, id).await,
         (&Method::PUT, ["identities", id, "dkim", "signing"]) => {
-            #[derive(Deserialize)]
-            #[serde(rename_all = "PascalCase")]
-            struct In {
-                signing_attributes_origin: Option<String>,
-                signing_attributes: Option<SigningAttributes>,
-            }
-            let id = label(id);
-            let i: In = parse(&raw.body)?;
-            let origin = i.signing_attributes_origin.ok_or_else(|| ApiError::missing(&["signingAttributesOrigin"]))?;
-            let ident = known_identity(st, caller, &id)?;
-            if ident.kind != IdentityKind::Domain {
-                return Err(bad(format!(
-                    "DKIM signing attributes are set on a domain identity; {id} is an email address."
-                )));
-            }
-            let d = put_signing(st, caller, &id, &origin, i.signing_attributes).await?;
-            Ok(ok(json!({"DkimStatus": d.status, "DkimTokens": d.tokens}), rid))
+            put_email_identity_dkim_signing_attributes(st, caller, raw, id).await
         }
-        (&Method::DELETE, ["identities", id]) => {
-            let id = label(id);
-            st.svc.delete_identity(caller.account.id, &caller.region, &id).await.map_err(|e| match e {
-                weir_submit::AdminError::NotFound(_) => ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "NotFoundException",
-                    format!("Email identity {id} does not exist."),
-                ),
-                e => ApiError::from_admin(e, Flavor::V2),
-            })?;
-            Ok(ok(json!({}), rid))
-        }
-        (&Method::PUT, ["suppression", "addresses"]) => {
-            #[derive(Deserialize)]
-            #[serde(rename_all = "PascalCase")]
-            struct In {
-                email_address: Option<String>,
-                reason: Option<String>,
-            }
-            let i: In = parse(&raw.body)?;
-            let mut missing = vec![];
-            if i.email_address.is_none() {
-                missing.push("emailAddress");
-            }
-            if i.reason.is_none() {
-                missing.push("reason");
-            }
-            if !missing.is_empty() {
-                return Err(ApiError::missing(&missing));
-            }
-            let (addr, reason) = (i.email_address.unwrap_or_default(), i.reason.unwrap_or_default());
-            validate_addr(&addr).map_err(|e| bad(format!("Invalid email address {addr}: {}", e.0)))?;
-            check_reason(&reason)?;
-            st.svc
-                .put_suppressed(caller.account.id, &caller.region, &addr, &reason, None)
-                .await
-                .map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
-            Ok(ok(json!({}), rid))
-        }
+        (&Method::DELETE, ["identities", id]) => delete_email_identity(st, caller, raw, id).await,
+        (&Method::PUT, ["suppression", "addresses"]) => put_suppressed_destination(st, caller, raw).await,
         (&Method::GET, ["suppression", "addresses"]) => list_suppressed(st, caller, raw),
-        (&Method::GET, ["suppression", "addresses", addr]) => {
-            let addr = label(addr);
-            let s = st.svc.suppressed(caller.account.id, &caller.region, &addr).ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "NotFoundException",
-                    format!("Email address {addr} does not exist on your suppression list."),
-                )
-            })?;
-            let mut attrs = json!({});
-            if let Some(m) = &s.message_id {
-                attrs["MessageId"] = json!(m);
-            }
-            Ok(ok(
-                json!({"SuppressedDestination": {
-                    "EmailAddress": s.address, "Reason": s.reason,
-                    "LastUpdateTime": s.updated_ms as f64 / 1000.0, "Attributes": attrs}}),
-                rid,
-            ))
-        }
+        (&Method::GET, ["suppression", "addresses", addr]) => get_suppressed_destination(st, caller, raw, addr).await,
         (&Method::DELETE, ["suppression", "addresses", addr]) => {
-            let addr = label(addr);
-            st.svc
-                .delete_suppressed(caller.account.id, &caller.region, &addr)
-                .await
-                .map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
-            Ok(ok(json!({}), rid))
+            delete_suppressed_destination(st, caller, raw, addr).await
         }
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -442,9 +287,26 @@ async fn create_identity(st: &AppState, caller: &Caller, raw: &RawRequest) -> Re
     struct In {
         email_identity: Option<String>,
         dkim_signing_attributes: Option<SigningAttributes>,
+        #[serde(default)]
+        tags: Vec<tags::TagIn>,
+        configuration_set_name: Option<String>,
     }
     let i: In = parse(&raw.body)?;
     let ident = i.email_identity.ok_or_else(|| ApiError::missing(&["emailIdentity"]))?;
+    let attrs = weir_submit::IdentityAttributes {
+        tags: i.tags.into_iter().map(|t| (t.key, t.value)).collect(),
+        configuration_set: i.configuration_set_name,
+    };
+    weir_submit::tag_rules::check_tags(&attrs.tags).map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
+    if let Some(set) = &attrs.configuration_set
+        && st.svc.configuration_set(caller.account.id, &caller.region, set).is_none()
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NotFoundException",
+            format!("Configuration set <{set}> does not exist."),
+        ));
+    }
     let kind = if ident.contains('@') {
         validate_addr(&ident).map_err(|e| bad(format!("Invalid email address {ident}: {}", e.0)))?;
         IdentityKind::EmailAddress
@@ -475,6 +337,12 @@ async fn create_identity(st: &AppState, caller: &Caller, raw: &RawRequest) -> Re
             .await
             .map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
     }
+    if attrs != weir_submit::IdentityAttributes::default() {
+        st.svc
+            .set_identity_attributes(caller.account.id, &caller.region, &ident, attrs)
+            .await
+            .map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
+    }
     // A domain gets DKIM at once, as in SES: the customer's key if given, Easy DKIM otherwise.
     if kind == IdentityKind::Domain {
         let origin = if i.dkim_signing_attributes.as_ref().is_some_and(|a| a.domain_signing_private_key.is_some()) {
@@ -485,6 +353,238 @@ async fn create_identity(st: &AppState, caller: &Caller, raw: &RawRequest) -> Re
         put_signing(st, caller, &ident, origin, i.dkim_signing_attributes).await?;
     }
     Ok(ok(identity_json(st, caller, &id), &raw.request_id))
+}
+
+async fn put_account_sending_attributes(
+    st: &AppState,
+    caller: &Caller,
+    raw: &RawRequest,
+) -> Result<Response, ApiError> {
+    let rid = raw.request_id.as_str();
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct In {
+        sending_enabled: Option<bool>,
+    }
+    let i: In = parse(&raw.body)?;
+    let enabled = i.sending_enabled.unwrap_or(false);
+    st.svc
+        .update_region_settings(caller.account.id, &caller.region, |s| s.sending_enabled = enabled)
+        .await
+        .map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
+    Ok(ok(json!({}), rid))
+}
+
+async fn put_account_suppression_attributes(
+    st: &AppState,
+    caller: &Caller,
+    raw: &RawRequest,
+) -> Result<Response, ApiError> {
+    let rid = raw.request_id.as_str();
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct In {
+        suppressed_reasons: Option<Vec<String>>,
+    }
+    let i: In = parse(&raw.body)?;
+    let reasons = i.suppressed_reasons.ok_or_else(|| ApiError::missing(&["suppressedReasons"]))?;
+    for r in &reasons {
+        check_reason(r)?;
+    }
+    st.svc
+        .update_region_settings(caller.account.id, &caller.region, |s| s.suppressed_reasons = reasons)
+        .await
+        .map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
+    Ok(ok(json!({}), rid))
+}
+
+async fn get_email_identity(st: &AppState, caller: &Caller, raw: &RawRequest, id: &str) -> Result<Response, ApiError> {
+    let rid = raw.request_id.as_str();
+    let id = label(id);
+    let i = st.svc.identity(caller.account.id, &caller.region, &id).ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "NotFoundException", format!("Email identity {id} does not exist."))
+    })?;
+    let mut v = identity_json(st, caller, &i);
+    v["FeedbackForwardingStatus"] = json!(true);
+    v["VerificationStatus"] = json!(status_v2(i.status));
+    if let Some(m) = st.svc.mail_from(caller.account.id, &caller.region, &id) {
+        v["MailFromAttributes"] = json!({"MailFromDomain": m.domain, "MailFromDomainStatus": m.status,
+                                         "BehaviorOnMxFailure": m.behavior});
+    }
+    v["Policies"] = json!({});
+    let attrs = st.svc.identity_attributes(caller.account.id, &caller.region, &id);
+    v["Tags"] = json!(attrs.tags.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect::<Vec<_>>());
+    if let Some(set) = attrs.configuration_set {
+        v["ConfigurationSetName"] = json!(set);
+    }
+    Ok(ok(v, rid))
+}
+
+async fn put_email_identity_mail_from_attributes(
+    st: &AppState,
+    caller: &Caller,
+    raw: &RawRequest,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let rid = raw.request_id.as_str();
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct In {
+        mail_from_domain: Option<String>,
+        behavior_on_mx_failure: Option<String>,
+    }
+    let id = label(id);
+    let i: In = parse(&raw.body)?;
+    let behavior = match i.behavior_on_mx_failure.as_deref() {
+        None | Some("USE_DEFAULT_VALUE") => "USE_DEFAULT_VALUE",
+        Some("REJECT_MESSAGE") => "REJECT_MESSAGE",
+        Some(v) => {
+            return Err(bad(format!(
+                "1 validation error detected: Value '{v}' at 'behaviorOnMxFailure' failed to satisfy \
+                 constraint: Member must satisfy enum value set: [REJECT_MESSAGE, USE_DEFAULT_VALUE]"
+            )));
+        }
+    };
+    known_identity(st, caller, &id)?;
+    st.svc
+        .set_mail_from(caller.account.id, &caller.region, &id, i.mail_from_domain.as_deref(), behavior)
+        .await
+        .map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
+    Ok(ok(json!({}), rid))
+}
+
+async fn put_email_identity_dkim_attributes(
+    st: &AppState,
+    caller: &Caller,
+    raw: &RawRequest,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let rid = raw.request_id.as_str();
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct In {
+        signing_enabled: Option<bool>,
+    }
+    let id = label(id);
+    let i: In = parse(&raw.body)?;
+    known_identity(st, caller, &id)?;
+    st.svc
+        .set_dkim_enabled(caller.account.id, &caller.region, &id, i.signing_enabled.unwrap_or(false))
+        .await
+        .map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
+    Ok(ok(json!({}), rid))
+}
+
+async fn put_email_identity_dkim_signing_attributes(
+    st: &AppState,
+    caller: &Caller,
+    raw: &RawRequest,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let rid = raw.request_id.as_str();
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct In {
+        signing_attributes_origin: Option<String>,
+        signing_attributes: Option<SigningAttributes>,
+    }
+    let id = label(id);
+    let i: In = parse(&raw.body)?;
+    let origin = i.signing_attributes_origin.ok_or_else(|| ApiError::missing(&["signingAttributesOrigin"]))?;
+    let ident = known_identity(st, caller, &id)?;
+    if ident.kind != IdentityKind::Domain {
+        return Err(bad(format!("DKIM signing attributes are set on a domain identity; {id} is an email address.")));
+    }
+    let d = put_signing(st, caller, &id, &origin, i.signing_attributes).await?;
+    Ok(ok(json!({"DkimStatus": d.status, "DkimTokens": d.tokens}), rid))
+}
+
+async fn delete_email_identity(
+    st: &AppState,
+    caller: &Caller,
+    raw: &RawRequest,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let rid = raw.request_id.as_str();
+    let id = label(id);
+    st.svc.delete_identity(caller.account.id, &caller.region, &id).await.map_err(|e| match e {
+        weir_submit::AdminError::NotFound(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, "NotFoundException", format!("Email identity {id} does not exist."))
+        }
+        e => ApiError::from_admin(e, Flavor::V2),
+    })?;
+    Ok(ok(json!({}), rid))
+}
+
+async fn put_suppressed_destination(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<Response, ApiError> {
+    let rid = raw.request_id.as_str();
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct In {
+        email_address: Option<String>,
+        reason: Option<String>,
+    }
+    let i: In = parse(&raw.body)?;
+    let mut missing = vec![];
+    if i.email_address.is_none() {
+        missing.push("emailAddress");
+    }
+    if i.reason.is_none() {
+        missing.push("reason");
+    }
+    if !missing.is_empty() {
+        return Err(ApiError::missing(&missing));
+    }
+    let (addr, reason) = (i.email_address.unwrap_or_default(), i.reason.unwrap_or_default());
+    validate_addr(&addr).map_err(|e| bad(format!("Invalid email address {addr}: {}", e.0)))?;
+    check_reason(&reason)?;
+    st.svc
+        .put_suppressed(caller.account.id, &caller.region, &addr, &reason, None)
+        .await
+        .map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
+    Ok(ok(json!({}), rid))
+}
+
+async fn get_suppressed_destination(
+    st: &AppState,
+    caller: &Caller,
+    raw: &RawRequest,
+    addr: &str,
+) -> Result<Response, ApiError> {
+    let rid = raw.request_id.as_str();
+    let addr = label(addr);
+    let s = st.svc.suppressed(caller.account.id, &caller.region, &addr).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NotFoundException",
+            format!("Email address {addr} does not exist on your suppression list."),
+        )
+    })?;
+    let mut attrs = json!({});
+    if let Some(m) = &s.message_id {
+        attrs["MessageId"] = json!(m);
+    }
+    Ok(ok(
+        json!({"SuppressedDestination": {
+            "EmailAddress": s.address, "Reason": s.reason,
+            "LastUpdateTime": s.updated_ms as f64 / 1000.0, "Attributes": attrs}}),
+        rid,
+    ))
+}
+
+async fn delete_suppressed_destination(
+    st: &AppState,
+    caller: &Caller,
+    raw: &RawRequest,
+    addr: &str,
+) -> Result<Response, ApiError> {
+    let rid = raw.request_id.as_str();
+    let addr = label(addr);
+    st.svc
+        .delete_suppressed(caller.account.id, &caller.region, &addr)
+        .await
+        .map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
+    Ok(ok(json!({}), rid))
 }
 
 pub(crate) fn page_size(q: &[(String, String)], max: usize) -> Result<usize, ApiError> {

@@ -198,6 +198,19 @@ impl Service {
         self.write_list(account_id, region, list, Put::Update).await
     }
 
+    /// Replace a list's tags.
+    pub(super) async fn set_contact_list_tags(
+        &self,
+        account_id: i64,
+        region: &str,
+        name: &str,
+        tags: Vec<(String, String)>,
+    ) -> Result<(), AdminError> {
+        let mut list = self.contact_list(account_id, region, name)?.ok_or_else(|| no_list(name))?;
+        list.tags = tags;
+        self.write_list(account_id, region, list, Put::Update).await
+    }
+
     /// Delete a list and its contacts.
     pub async fn delete_contact_list(&self, account_id: i64, region: &str, name: &str) -> Result<(), AdminError> {
         let (r, n, what) = (region.to_string(), name.to_string(), format!("List with name {name}"));
