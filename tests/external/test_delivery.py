@@ -525,3 +525,28 @@ def test_metrics_after_real_sends_and_deliveries(mx):
             assert delivered in text, text
         finally:
             w.stop()
+
+
+def test_configuration_set_requiring_tls_is_not_sent_in_clear_text(sink):
+    port, dumps = sink
+    with tempfile.TemporaryDirectory() as tmp:
+        w = start(tmp, f'smarthost = "127.0.0.1:{port}"\n')  # smtp-sink offers no STARTTLS
+        try:
+            a = sender(w, "--production", "--max-rate", "100")
+            v2 = a.client("sesv2")
+            v2.create_configuration_set(ConfigurationSetName="secure", DeliveryOptions={"TlsPolicy": "REQUIRE"})
+            content = {"Simple": {"Subject": {"Data": "tls only"}, "Body": {"Text": {"Data": "secret"}}}}
+            secure = v2.send_email(FromEmailAddress="a@acme.test", Destination={"ToAddresses": ["b@example.net"]},
+                                   Content=content, ConfigurationSetName="secure")["MessageId"]
+            plain = v2.send_email(FromEmailAddress="a@acme.test", Destination={"ToAddresses": ["c@example.net"]},
+                                  Content={"Simple": {"Subject": {"Data": "any"}, "Body": {"Text": {"Data": "x"}}}}
+                                  )["MessageId"]
+            wait_for(lambda: [e for e in events(w, "Delivery") if e["mail"]["messageId"] == plain], what="plain delivery")
+            delay = wait_for(lambda: [e for e in events(w, "DeliveryDelay") if e["mail"]["messageId"] == secure],
+                             what="the TLS-required message deferred")[0]
+            r = delay["deliveryDelay"]["delayedRecipients"][0]
+            assert r["status"] == "4.7.10" and "TLS is required by configuration set secure" in r["diagnosticCode"]
+            assert not any(b"tls only" in p.read_bytes() for p in dumps.iterdir())
+            assert not [e for e in events(w, "Delivery") if e["mail"]["messageId"] == secure]
+        finally:
+            w.stop()

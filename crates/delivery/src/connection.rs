@@ -271,8 +271,24 @@ impl Engine {
             }
             first_txn = false;
             let chunk: Vec<DueRecipient> = pending.drain(..per_txn.min(pending.len())).collect();
-            let addrs: Vec<String> = chunk.iter().map(|r| r.address.clone()).collect();
             let tls = client.tls;
+            // A configuration set with TLS policy REQUIRE: nothing in clear text. Deferred (and
+            // in the end bounced) without a word to the receiver, which said nothing about rate.
+            if !tls && self.options(&chunk[0]).require_tls {
+                let set = chunk[0].configuration_set.clone().unwrap_or_default();
+                let reply = synth(
+                    450,
+                    (4, 7, 10),
+                    format!("TLS is required by configuration set {set}, and {mta} did not offer STARTTLS"),
+                );
+                let mut refused = untried(chunk, &reply, true);
+                for o in &mut refused {
+                    o.mta = mta.to_string();
+                }
+                outcomes.extend(refused);
+                continue;
+            }
+            let addrs: Vec<String> = chunk.iter().map(|r| r.address.clone()).collect();
             // With return paths configured, bounces come back to weir: the envelope sender names
             // the message, and its recipient when the transaction carries one.
             let first = &chunk[0];

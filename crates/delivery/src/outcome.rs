@@ -72,6 +72,11 @@ impl Engine {
         self.finish("simulator", Provider::Other, outcomes).await;
     }
 
+    /// What the recipient's configuration set asks of its delivery.
+    pub(crate) fn options(&self, r: &DueRecipient) -> weir_submit::DeliveryOptions {
+        self.svc.delivery_options(r.account_id, &r.region, r.configuration_set.as_deref())
+    }
+
     pub(crate) fn mail_info(&self, r: &DueRecipient) -> MailInfo {
         let account = self.svc.account_by_id(r.account_id).map(|a| a.name.clone()).unwrap_or_default();
         MailInfo {
@@ -142,8 +147,10 @@ impl Engine {
                             .rsplit_once('@')
                             .is_none_or(|(_, dom)| dom != simulator::DOMAIN)
                     {
-                        let settings = self.svc.region_settings(o.rcpt.account_id, &o.rcpt.region);
-                        if settings.suppressed_reasons.iter().any(|r| r == "BOUNCE") {
+                        let reasons = self.options(&o.rcpt).suppressed_reasons.unwrap_or_else(|| {
+                            self.svc.region_settings(o.rcpt.account_id, &o.rcpt.region).suppressed_reasons
+                        });
+                        if reasons.iter().any(|r| r == "BOUNCE") {
                             suppress_now.push(o.rcpt.clone());
                         }
                     }
@@ -156,6 +163,11 @@ impl Engine {
                     let attempt = o.rcpt.attempts as u32 + 1;
                     let scheduled =
                         self.cfg.schedule.next_attempt(o.rcpt.created_ms, now, attempt, rand::random::<f64>());
+                    // A configuration set's MaxDeliverySeconds shortens the retry window.
+                    let scheduled = match self.options(&o.rcpt).max_delivery_ms {
+                        Some(max) => scheduled.filter(|t| *t <= o.rcpt.created_ms + max),
+                        None => scheduled,
+                    };
                     let next = match (d.category, &lane) {
                         (Category::TooManyRecipients, _) => Some(now + 1000),
                         // The lane was throttled, not this recipient: it is tried again when the

@@ -29,7 +29,7 @@ pub use contacts::{Contact, ContactList, ListManagement, MAX_CONTACT_LISTS, Topi
 pub use dkim::{DkimCheck, DkimView, DnsFinding, EASY_DKIM_TOKENS, status_after};
 pub use feedback::{COMPLAINTS_LOCAL_PART, FeedbackTarget};
 pub use mail_from::{MailFromCheck, MailFromView};
-pub use resources::{ConfigurationSet, EventDestination, StoredTemplate};
+pub use resources::{ConfigurationSet, DeliveryOptions, EventDestination, StoredTemplate};
 pub use send::{
     BulkEntry, Content, MAX_BULK_DESTINATIONS, Outgoing, TemplateSource, V1_MAX_MESSAGE, V2_MAX_MESSAGE, check_tags,
 };

@@ -88,6 +88,18 @@ impl ConfigurationSet {
     }
 }
 
+/// What a configuration set asks of the delivery of its messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryOptions {
+    /// TLS policy `REQUIRE`: never delivered in clear text.
+    pub require_tls: bool,
+    /// `MaxDeliverySeconds`: the retry window, when shorter than the engine's.
+    pub max_delivery_ms: Option<i64>,
+    /// Suppression options: the reasons that add addresses to the account's suppression list,
+    /// instead of the account's own setting.
+    pub suppressed_reasons: Option<Vec<String>>,
+}
+
 /// SES's rule for template and configuration set names: 1-64 ASCII letters, digits, '-', '_'.
 pub(super) fn check_name(what: &str, name: &str) -> Result<(), AdminError> {
     if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -321,6 +333,20 @@ impl Service {
         })
         .await
         .map(|_| ())
+    }
+
+    /// What a message's configuration set asks of its delivery (the defaults without a set).
+    pub fn delivery_options(&self, account_id: i64, region: &str, set: Option<&str>) -> DeliveryOptions {
+        let Some(name) = set else { return DeliveryOptions::default() };
+        let sets = self.configuration_sets.read();
+        let Some(s) = sets.get(&((account_id, region.to_string()), name.to_string())) else {
+            return DeliveryOptions::default();
+        };
+        DeliveryOptions {
+            require_tls: s.tls_policy == "REQUIRE",
+            max_delivery_ms: s.max_delivery_seconds.map(|v| v * 1000),
+            suppressed_reasons: s.suppressed_reasons.clone(),
+        }
     }
 
     /// The set a message names must exist and allow sending.
