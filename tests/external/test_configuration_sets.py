@@ -122,7 +122,7 @@ def test_v2_configuration_set_lifecycle_and_options(acct):
         v2.put_configuration_set_delivery_options(ConfigurationSetName="v2set", TlsPolicy="SOMETIMES")
     assert code(e) == "BadRequestException"
     assert message(e) == ("1 validation error detected: Value 'SOMETIMES' at 'tlsPolicy' failed to satisfy "
-                          "constraint: Member must satisfy enum value set: [REQUIRE, OPTIONAL]")
+                          "constraint: Member must satisfy enum value set: [OPTIONAL, REQUIRE]")
     v2.put_configuration_set_sending_options(ConfigurationSetName="v2set", SendingEnabled=False)
     with pytest.raises(ClientError) as e:
         v2.send_email(FromEmailAddress="a@acme.test", Destination={"ToAddresses": ["b@acme.test"]},

@@ -256,3 +256,38 @@ def test_the_checker_finds_departures():
         with pytest.raises(AssertionError) as e:
             conforms(service, op, response)
         assert expected in str(e.value), (op, str(e.value))
+
+
+def test_constraint_table_matches_the_installed_botocore():
+    """crates/api/src/constraints.rs is what scripts/ses-constraints.py makes of these models."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, str(root / "scripts" / "ses-constraints.py"), "--check"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_validation_errors_use_ses_texts(world):
+    from botocore.exceptions import ClientError
+    ses, v2 = world.client(), world.client("sesv2")
+    with pytest.raises(ClientError) as e:
+        ses.list_identities(IdentityType="Unknown")
+    assert e.value.response["Error"] == {
+        "Type": "Sender", "Code": "ValidationError",
+        "Message": "1 validation error detected: Value 'Unknown' at 'identityType' failed to satisfy constraint: "
+                   "Member must satisfy enum value set: [Domain, EmailAddress]"}
+    with pytest.raises(ClientError) as e:
+        ses.send_templated_email(Source="a@acme.test", Destination={"ToAddresses": ["b@acme.test"]},
+                                 Template="t", TemplateData="x" * 262145)
+    assert e.value.response["Error"]["Code"] == "ValidationError"
+    assert ("at 'templateData' failed to satisfy constraint: Member must have length less than or equal to 262144"
+            in e.value.response["Error"]["Message"])
+    with pytest.raises(ClientError) as e:
+        v2.create_contact_list(ContactListName="x", Topics=[
+            {"TopicName": "a", "DisplayName": "A", "DefaultSubscriptionStatus": "SOMETIMES"}])
+    assert e.value.response["Error"]["Code"] == "BadRequestException"
+    assert e.value.response["Error"]["Message"] == (
+        "1 validation error detected: Value 'SOMETIMES' at 'topics.1.member.defaultSubscriptionStatus' failed to "
+        "satisfy constraint: Member must satisfy enum value set: [OPT_IN, OPT_OUT]")

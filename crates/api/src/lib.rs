@@ -14,11 +14,13 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod constraints;
 pub mod error;
 pub mod query;
 pub mod server;
 pub mod v1;
 pub mod v2;
+pub mod validate;
 pub mod xml;
 
 use std::sync::Arc;

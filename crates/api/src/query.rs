@@ -8,6 +8,11 @@ use std::collections::BTreeMap;
 pub struct Params(BTreeMap<String, String>);
 
 impl Params {
+    /// Every parameter, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter()
+    }
+
     /// Decode an `application/x-www-form-urlencoded` body (the last of repeated keys wins).
     pub fn parse(body: &[u8]) -> Params {
         Params(form_urlencoded::parse(body).into_owned().collect())

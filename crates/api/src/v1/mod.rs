@@ -72,6 +72,9 @@ async fn run(st: &AppState, caller: &Caller, p: &Params, action: &str, rid: &str
             format!("Could not find operation {action} for version {version}"),
         ));
     }
+    if let Some(m) = crate::validate::violations(crate::validate::v1_rules(action), &crate::validate::query_tree(p)) {
+        return Err(ApiError::new(axum::http::StatusCode::BAD_REQUEST, "ValidationError", m));
+    }
     match action {
         "SendEmail" => send::send_email(&cx).await,
         "SendRawEmail" => send::send_raw_email(&cx).await,

@@ -57,6 +57,14 @@ async fn route(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<Respo
     let segs: Vec<&str> = rest.split('/').collect();
     let m = &raw.method;
     let rid = raw.request_id.as_str();
+    if let Some((_, rules)) = crate::validate::v2_rules(m.as_str(), &raw.path)
+        && !rules.is_empty()
+        && !raw.body.is_empty()
+        && let Ok(body) = serde_json::from_slice::<Value>(&raw.body)
+        && let Some(msg) = crate::validate::violations(rules, &body)
+    {
+        return Err(bad(msg));
+    }
     match (m, segs.as_slice()) {
         (&Method::POST, ["outbound-emails"]) => send::send_email(st, caller, raw).await,
         (&Method::POST, ["outbound-bulk-emails"]) => send::send_bulk_email(st, caller, raw).await,
