@@ -550,3 +550,28 @@ def test_configuration_set_requiring_tls_is_not_sent_in_clear_text(sink):
             assert not [e for e in events(w, "Delivery") if e["mail"]["messageId"] == secure]
         finally:
             w.stop()
+
+
+def test_configuration_set_suppression_options_replace_the_accounts(mx):
+    with tempfile.TemporaryDirectory() as tmp:
+        w = start(tmp, f'routes = {{ "fake.test" = "127.0.0.1:{mx.port}" }}\n')
+        try:
+            a = sender(w, "--production", "--max-rate", "100")
+            v2 = a.client("sesv2")
+            # The account suppresses bounces; this set suppresses nothing.
+            v2.create_configuration_set(ConfigurationSetName="keep", SuppressionOptions={"SuppressedReasons": []})
+            content = {"Simple": {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}}
+            r = v2.send_email(FromEmailAddress="a@acme.test", Destination={"ToAddresses": ["nosuch@fake.test"]},
+                              Content=content, ConfigurationSetName="keep")
+            wait_for(lambda: [e for e in events(w, "Bounce") if e["mail"]["messageId"] == r["MessageId"]],
+                     what="the bounce through the set")
+            time.sleep(0.5)
+            assert v2.list_suppressed_destinations()["SuppressedDestinationSummaries"] == []
+            # Without the set, the account's setting applies: the same bounce suppresses.
+            r = v2.send_email(FromEmailAddress="a@acme.test", Destination={"ToAddresses": ["nosuch@fake.test"]},
+                              Content=content)
+            s = wait_for(lambda: v2.list_suppressed_destinations()["SuppressedDestinationSummaries"],
+                         what="suppression without the set")
+            assert [x["EmailAddress"] for x in s] == ["nosuch@fake.test"]
+        finally:
+            w.stop()
