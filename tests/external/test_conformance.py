@@ -291,3 +291,36 @@ def test_validation_errors_use_ses_texts(world):
     assert e.value.response["Error"]["Message"] == (
         "1 validation error detected: Value 'SOMETIMES' at 'topics.1.member.defaultSubscriptionStatus' failed to "
         "satisfy constraint: Member must satisfy enum value set: [OPT_IN, OPT_OUT]")
+
+
+def test_aws_cli_runs_the_new_operations(world):
+    """aws-cli (its own argument parsing and output) over configuration sets, templates, contact
+    lists and tags."""
+    def aws(*args):
+        r = world.aws(*args)
+        assert r.returncode == 0, f"aws {' '.join(args)}: {r.stderr}"
+        return json.loads(r.stdout) if r.stdout.strip() else {}
+
+    aws("sesv2", "create-configuration-set", "--configuration-set-name", "cli-set",
+        "--delivery-options", "TlsPolicy=REQUIRE")
+    assert aws("sesv2", "get-configuration-set", "--configuration-set-name", "cli-set")["DeliveryOptions"][
+        "TlsPolicy"] == "REQUIRE"
+    aws("ses", "create-configuration-set", "--configuration-set", "Name=cli-set-v1")
+    names = [c["Name"] for c in aws("ses", "list-configuration-sets")["ConfigurationSets"]]
+    assert "cli-set-v1" in names
+    aws("sesv2", "create-email-template", "--template-name", "cli-t",
+        "--template-content", json.dumps({"Subject": "Hi {{n}}", "Text": "t"}))
+    r = aws("sesv2", "send-email", "--from-email-address", "a@acme.test",
+            "--destination", json.dumps({"ToAddresses": ["b@acme.test"]}),
+            "--content", json.dumps({"Template": {"TemplateName": "cli-t", "TemplateData": '{"n": 1}'}}),
+            "--configuration-set-name", "cli-set")
+    assert r["MessageId"]
+    aws("sesv2", "create-contact-list", "--contact-list-name", "cli-list",
+        "--topics", json.dumps([{"TopicName": "t", "DisplayName": "T", "DefaultSubscriptionStatus": "OPT_IN"}]))
+    aws("sesv2", "create-contact", "--contact-list-name", "cli-list", "--email-address", "c@acme.test")
+    assert aws("sesv2", "list-contacts", "--contact-list-name", "cli-list")["Contacts"][0]["EmailAddress"] == "c@acme.test"
+    arn = "arn:aws:ses:us-east-1:000000000000:configuration-set/cli-set"
+    aws("sesv2", "tag-resource", "--resource-arn", arn, "--tags", "Key=team,Value=core")
+    assert aws("sesv2", "list-tags-for-resource", "--resource-arn", arn)["Tags"] == [{"Key": "team", "Value": "core"}]
+    aws("sesv2", "delete-contact-list", "--contact-list-name", "cli-list")
+    aws("sesv2", "delete-configuration-set", "--configuration-set-name", "cli-set")

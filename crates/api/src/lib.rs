@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+#[rustfmt::skip]
 pub mod constraints;
 pub mod error;
 pub mod query;
