@@ -145,6 +145,10 @@ impl Service {
     /// domain's.
     pub(super) fn default_configuration_set(&self, account_id: i64, region: &str, source: &str) -> Option<String> {
         let attrs = self.identity_attributes.read();
+        // The common case, no identity with attributes, costs one read lock.
+        if attrs.is_empty() {
+            return None;
+        }
         let key: RegionKey = (account_id, region.to_string());
         let addr = source.to_ascii_lowercase();
         let domain = addr.rsplit_once('@').map(|(_, d)| d.to_string());
