@@ -7,10 +7,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use weir_submit::{AdminError, ConfigurationSet, EventDestination};
 
-use super::{bad, next_token, ok, page_size, parse, query_pairs};
+use super::{bad, next_token, ok, page, page_size, parse, query_pairs};
 use crate::auth::Caller;
 use crate::error::{ApiError, Flavor};
-use crate::v1::encode_token;
 use crate::{AppState, RawRequest};
 
 const EVENT_TYPES: [&str; 10] = [
@@ -209,11 +208,7 @@ pub(super) fn list(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<R
     let size = page_size(&q, 1000)?;
     let start = next_token(&q)?;
     let all = st.svc.configuration_sets(caller.account.id, &caller.region);
-    let page: Vec<&str> = all.iter().skip(start).take(size).map(|s| s.name.as_str()).collect();
-    let mut out = json!({ "ConfigurationSets": page });
-    if start + size < all.len() {
-        out["NextToken"] = json!(encode_token(start + size));
-    }
+    let out = page(&all, start, size, "ConfigurationSets", |s| json!(s.name));
     Ok(ok(out, &raw.request_id))
 }
 

@@ -6,10 +6,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use weir_submit::{AdminError, Contact, ContactList, Topic};
 
-use super::{bad, next_token, ok, page_size, parse, query_pairs};
+use super::{bad, next_token, ok, page, page_size, parse, query_pairs};
 use crate::auth::Caller;
 use crate::error::{ApiError, Flavor};
-use crate::v1::{decode_token, encode_token};
+use crate::v1::decode_token;
 use crate::{AppState, RawRequest};
 
 fn err(e: AdminError) -> ApiError {
@@ -122,16 +122,13 @@ pub(super) fn list_lists(st: &AppState, caller: &Caller, raw: &RawRequest) -> Re
     let size = page_size(&q, 1000)?;
     let start = next_token(&q)?;
     let all = st.svc.contact_lists(caller.account.id, &caller.region).map_err(err)?;
-    let page: Vec<Value> = all
-        .iter()
-        .skip(start)
-        .take(size)
-        .map(|l| json!({"ContactListName": l.name, "LastUpdatedTimestamp": l.updated_ms as f64 / 1000.0}))
-        .collect();
-    let mut out = json!({ "ContactLists": page });
-    if start + size < all.len() {
-        out["NextToken"] = json!(encode_token(start + size));
-    }
+    let out = page(
+        &all,
+        start,
+        size,
+        "ContactLists",
+        |l| json!({"ContactListName": l.name, "LastUpdatedTimestamp": l.updated_ms as f64 / 1000.0}),
+    );
     Ok(ok(out, &raw.request_id))
 }
 
@@ -321,11 +318,7 @@ pub(super) fn list_contacts(
             }
         })
         .collect();
-    let page: Vec<Value> = all.iter().skip(start).take(size).map(|c| contact_json(&l, c, None)).collect();
-    let mut out = json!({ "Contacts": page });
-    if start + size < all.len() {
-        out["NextToken"] = json!(encode_token(start + size));
-    }
+    let out = page(&all, start, size, "Contacts", |c| contact_json(&l, c, None));
     Ok(ok(out, &raw.request_id))
 }
 

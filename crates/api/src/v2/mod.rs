@@ -595,6 +595,17 @@ async fn delete_suppressed_destination(
     Ok(ok(json!({}), rid))
 }
 
+/// One page of `all` (from `start`, at most `size`) under `key`, with a `NextToken` when more
+/// follow: every v2 List operation answers this way.
+pub(crate) fn page<T>(all: &[T], start: usize, size: usize, key: &str, item: impl Fn(&T) -> Value) -> Value {
+    let items: Vec<Value> = all.iter().skip(start).take(size).map(item).collect();
+    let mut out = json!({ key: items });
+    if start + size < all.len() {
+        out["NextToken"] = json!(encode_token(start + size));
+    }
+    out
+}
+
 pub(crate) fn page_size(q: &[(String, String)], max: usize) -> Result<usize, ApiError> {
     match q.iter().find(|(k, _)| k == "PageSize") {
         None => Ok(max),
@@ -616,19 +627,10 @@ fn list_identities(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<R
     let size = page_size(&q, 1000)?;
     let start = next_token(&q)?;
     let all = st.svc.identities(caller.account.id, &caller.region);
-    let page: Vec<Value> = all
-        .iter()
-        .skip(start)
-        .take(size)
-        .map(|i| {
-            json!({"IdentityType": kind_v2(i.kind), "IdentityName": i.identity, "SendingEnabled": true,
+    let out = page(&all, start, size, "EmailIdentities", |i| {
+        json!({"IdentityType": kind_v2(i.kind), "IdentityName": i.identity, "SendingEnabled": true,
                    "VerificationStatus": status_v2(i.status)})
-        })
-        .collect();
-    let mut out = json!({ "EmailIdentities": page });
-    if start + size < all.len() {
-        out["NextToken"] = json!(encode_token(start + size));
-    }
+    });
     Ok(ok(out, &raw.request_id))
 }
 
@@ -658,15 +660,12 @@ fn list_suppressed(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<R
         .filter(|s| reasons.is_empty() || reasons.contains(&s.reason.as_str()))
         .filter(|s| start_ms.is_none_or(|t| s.updated_ms >= t) && end_ms.is_none_or(|t| s.updated_ms <= t))
         .collect();
-    let page: Vec<Value> = all
-        .iter()
-        .skip(start)
-        .take(size)
-        .map(|s| json!({"EmailAddress": s.address, "Reason": s.reason, "LastUpdateTime": s.updated_ms as f64 / 1000.0}))
-        .collect();
-    let mut out = json!({ "SuppressedDestinationSummaries": page });
-    if start + size < all.len() {
-        out["NextToken"] = json!(encode_token(start + size));
-    }
+    let out = page(
+        &all,
+        start,
+        size,
+        "SuppressedDestinationSummaries",
+        |s| json!({"EmailAddress": s.address, "Reason": s.reason, "LastUpdateTime": s.updated_ms as f64 / 1000.0}),
+    );
     Ok(ok(out, &raw.request_id))
 }

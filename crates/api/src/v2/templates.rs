@@ -7,10 +7,9 @@ use serde_json::{Value, json};
 use weir_submit::AdminError;
 
 use super::send::TemplateContent;
-use super::{bad, next_token, ok, page_size, parse, query_pairs};
+use super::{bad, next_token, ok, page, page_size, parse, query_pairs};
 use crate::auth::Caller;
 use crate::error::{ApiError, Flavor};
-use crate::v1::encode_token;
 use crate::{AppState, RawRequest};
 
 fn err(e: AdminError) -> ApiError {
@@ -67,16 +66,13 @@ pub(super) fn list(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<R
     let size = page_size(&q, 100)?;
     let start = next_token(&q)?;
     let all = st.svc.templates(caller.account.id, &caller.region).map_err(err)?;
-    let page: Vec<Value> = all
-        .iter()
-        .skip(start)
-        .take(size)
-        .map(|t| json!({"TemplateName": t.name, "CreatedTimestamp": t.created_ms as f64 / 1000.0}))
-        .collect();
-    let mut out = json!({ "TemplatesMetadata": page });
-    if start + size < all.len() {
-        out["NextToken"] = json!(encode_token(start + size));
-    }
+    let out = page(
+        &all,
+        start,
+        size,
+        "TemplatesMetadata",
+        |t| json!({"TemplateName": t.name, "CreatedTimestamp": t.created_ms as f64 / 1000.0}),
+    );
     Ok(ok(out, &raw.request_id))
 }
 
