@@ -33,6 +33,7 @@ fn admin_error(e: AdminError) -> Response {
         AdminError::Conflict(m) => fail(StatusCode::CONFLICT, m),
         AdminError::Invalid(m) | AdminError::LimitExceeded(m) => fail(StatusCode::BAD_REQUEST, m),
         AdminError::Storage(e) => fail(StatusCode::SERVICE_UNAVAILABLE, format!("storage unavailable: {e}")),
+        AdminError::Unavailable(m) => fail(StatusCode::SERVICE_UNAVAILABLE, m),
     }
 }
 
@@ -42,9 +43,13 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Response> {
 }
 
 /// Settings and usage of one (account, region), as the CLI prints them.
-fn region_json(st: &AppState, account_id: i64, region: &str) -> Value {
+async fn region_json(st: &AppState, account_id: i64, region: &str) -> Value {
     let s = st.svc.region_settings(account_id, region);
-    let q = st.svc.quota_view(account_id, region);
+    // Every node's sends in a cluster; this node's own if Redis does not answer (said so).
+    let (sent, shared) = match st.svc.send_quota(account_id, region).await {
+        Ok(q) => (q.sent_last_24h, true),
+        Err(_) => (st.svc.quota_view(account_id, region).sent_last_24h, false),
+    };
     json!({
         "region": region,
         "max_24h": s.max_24h,
@@ -55,7 +60,8 @@ fn region_json(st: &AppState, account_id: i64, region: &str) -> Value {
         "sending_enabled": s.sending_enabled,
         "suppressed_reasons": s.suppressed_reasons,
         "enforcement": s.enforcement,
-        "sent_last_24h": q.sent_last_24h,
+        "sent_last_24h": sent,
+        "sent_last_24h_complete": shared,
     })
 }
 
@@ -223,7 +229,7 @@ async fn route(st: &AppState, raw: &RawRequest) -> Result<Response, Response> {
             let mut out = Vec::new();
             for a in svc.accounts() {
                 for region in svc.regions_of(a.id) {
-                    let mut v = region_json(st, a.id, &region);
+                    let mut v = region_json(st, a.id, &region).await;
                     let pts = svc.send_statistics(a.id, &region).unwrap_or_default();
                     let (sent, bounces, complaints) = pts
                         .iter()
@@ -315,13 +321,13 @@ async fn route(st: &AppState, raw: &RawRequest) -> Result<Response, Response> {
             }
             let a = svc.account_by_name(name).map_err(admin_error)?;
             match (m, rest) {
-                (&Method::GET, []) => Ok(reply(StatusCode::OK, region_json(st, a.id, region))),
+                (&Method::GET, []) => Ok(reply(StatusCode::OK, region_json(st, a.id, region).await)),
                 (&Method::PUT, []) => {
                     let patch: RegionPatch = parse(&raw.body)?;
                     patch.validate().map_err(|m| fail(StatusCode::BAD_REQUEST, m))?;
                     let now = svc.now_ms();
                     svc.update_region_settings(a.id, region, |s| patch.apply(s, now)).await.map_err(admin_error)?;
-                    Ok(reply(StatusCode::OK, region_json(st, a.id, region)))
+                    Ok(reply(StatusCode::OK, region_json(st, a.id, region).await))
                 }
                 (&Method::POST, ["identities"]) => {
                     #[derive(Deserialize)]

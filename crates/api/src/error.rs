@@ -191,6 +191,17 @@ impl ApiError {
                 | SubmitError::InvalidRenderingParameter(_)),
                 Flavor::V2,
             ) => Self::new(StatusCode::BAD_REQUEST, "BadRequestException", e.to_string()),
+            // SES's throttling errors: the client's SDK backs off and retries by itself.
+            (SubmitError::Unavailable { retry_after }, Flavor::V1) => {
+                let mut a = Self::new(StatusCode::BAD_REQUEST, "Throttling", "Rate exceeded");
+                a.retry_after = Some(secs(retry_after).max(1));
+                a
+            }
+            (SubmitError::Unavailable { retry_after }, Flavor::V2) => {
+                let mut a = Self::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException", "Rate exceeded");
+                a.retry_after = Some(secs(retry_after).max(1));
+                a
+            }
             (SubmitError::Storage(e), _) => {
                 tracing::error!(error = %e, "storage failure on send");
                 Self::unavailable()
@@ -223,6 +234,10 @@ impl ApiError {
             }
             (AdminError::Storage(e), _) => {
                 tracing::error!(error = %e, "storage failure");
+                Self::unavailable()
+            }
+            (AdminError::Unavailable(m), _) => {
+                tracing::warn!(error = %m, "a change was refused: the cluster's shared store is unavailable");
                 Self::unavailable()
             }
         }

@@ -1,11 +1,19 @@
-//! Cluster mode: several weir nodes share one set of quotas through Redis or Valkey.
+//! Cluster mode: several weir nodes share one set of quotas and one catalog through Redis or
+//! Valkey.
 //!
 //! # Layout
+//! - [`Redis`]: one lazily (re)connected multiplexed connection with a bounded response time;
+//!   every failure is a [`ClusterError`] the caller turns into "fail closed".
 //! - [`RedisQuota`]: the quota decision of `weir-quota` (rolling 24 h at one-second resolution,
 //!   then the token bucket with debt; paused → daily → rate; refusals charge nothing) executed
 //!   atomically by one Lua script per decision (`quota.lua`), all keys of an (account, region)
 //!   under one hash tag, on the server's clock, with an idempotency key per message so that a
-//!   call retried after a timeout is not charged twice.
+//!   call retried after a timeout is not charged twice. `seed.lua` adds a node's ledger back
+//!   after Redis lost its data; `refund.lua` gives back a charge whose message was not spooled.
+//! - [`epoch`]: the gate that keeps an emptied Redis from admitting anything until every known
+//!   node has re-seeded it from its ledger.
+//! - [`catalog`]: the stream through which nodes replicate catalog changes, and the shared
+//!   account-id sequence.
 //!
 //! The pure `weir-quota` engine stays the reference: `tests/lua_matches_pure.rs` drives both
 //! with the same random request sequences and requires identical decisions. The script works in
@@ -13,11 +21,19 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::OnceCell;
 use weir_quota::{Charge, Limits, Nanos, Refusal};
 
-/// How long an idempotency key remembers its answer, seconds.
-pub const IDEMPOTENCY_TTL_SECS: u64 = 3600;
+pub mod catalog;
+pub mod epoch;
+
+/// How long an idempotency key remembers its answer, seconds: long enough for a call retried
+/// after a timeout, short enough that a busy cluster does not hold one key per message for long.
+pub const IDEMPOTENCY_TTL_SECS: u64 = 30;
+
+/// The key holding the epoch in which the shared counters are open for decisions.
+pub const EPOCH_KEY: &str = "weir:epoch";
 
 /// Failures talking to Redis.
 #[derive(Debug, thiserror::Error)]
@@ -25,16 +41,81 @@ pub enum ClusterError {
     /// The connection or the command failed.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// No answer within the configured timeout.
+    #[error("redis did not answer within {0:?}")]
+    Timeout(Duration),
     /// The script answered something it never answers.
     #[error("unexpected answer from the quota script: {0:?}")]
     Answer(Vec<i64>),
+    /// The shared counters are not open in the node's epoch (Redis lost its data, or the nodes
+    /// are re-seeding it): nothing may be decided.
+    #[error("the shared quota counters are being re-seeded")]
+    NotSeeded,
+}
+
+/// One connection to Redis, made on first use and remade by itself after a failure; every
+/// command answers within `timeout` or fails.
+#[derive(Clone)]
+pub struct Redis {
+    url: String,
+    timeout: Duration,
+    conn: std::sync::Arc<OnceCell<ConnectionManager>>,
+}
+
+impl Redis {
+    /// A handle on `url` (`redis://host:port/db`); nothing is dialled yet.
+    pub fn new(url: &str, timeout: Duration) -> Result<Redis, ClusterError> {
+        redis::Client::open(url)?;
+        Ok(Redis { url: url.to_string(), timeout, conn: Default::default() })
+    }
+
+    /// The bound on every command.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    async fn conn(&self) -> Result<ConnectionManager, ClusterError> {
+        let init = async {
+            let client = redis::Client::open(self.url.as_str())?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(self.timeout)
+                .set_response_timeout(self.timeout)
+                .set_number_of_retries(1)
+                .set_max_delay(200);
+            Ok::<_, ClusterError>(ConnectionManager::new_with_config(client, config).await?)
+        };
+        let c = tokio::time::timeout(self.timeout, self.conn.get_or_try_init(|| init))
+            .await
+            .map_err(|_| ClusterError::Timeout(self.timeout))??;
+        Ok(c.clone())
+    }
+
+    /// Run `cmd` within the timeout.
+    pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, ClusterError> {
+        let mut c = self.conn().await?;
+        tokio::time::timeout(self.timeout, cmd.query_async(&mut c))
+            .await
+            .map_err(|_| ClusterError::Timeout(self.timeout))?
+            .map_err(ClusterError::from)
+    }
+
+    /// Run a prepared script invocation within the timeout.
+    async fn invoke<T: redis::FromRedisValue>(&self, inv: &redis::ScriptInvocation<'_>) -> Result<T, ClusterError> {
+        let mut c = self.conn().await?;
+        tokio::time::timeout(self.timeout, inv.invoke_async(&mut c))
+            .await
+            .map_err(|_| ClusterError::Timeout(self.timeout))?
+            .map_err(ClusterError::from)
+    }
 }
 
 /// The quota decisions of every (account, region), in Redis.
 #[derive(Clone)]
 pub struct RedisQuota {
-    conn: ConnectionManager,
-    script: redis::Script,
+    redis: Redis,
+    decide: redis::Script,
+    seed: redis::Script,
+    refund: redis::Script,
 }
 
 /// The hash tag that puts every key of one (account, region) in one cluster slot.
@@ -42,18 +123,42 @@ fn tag(account_id: i64, region: &str) -> String {
     format!("{{weir:q:{account_id}:{region}}}")
 }
 
+/// One node's ledger of one (account, region): recipients per second, and the bucket's
+/// theoretical arrival time (ns).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// Account row id (the same on every node).
+    pub account_id: i64,
+    /// Region.
+    pub region: String,
+    /// (Unix second, recipients) in the last 24 hours.
+    pub seconds: Vec<(u64, u64)>,
+    /// Theoretical arrival time, Unix ns.
+    pub tat: Nanos,
+}
+
 impl RedisQuota {
-    /// Connect to `url` (`redis://host:port/db`); reconnects by itself.
-    pub async fn connect(url: &str) -> Result<RedisQuota, ClusterError> {
-        let client = redis::Client::open(url)?;
-        let conn = ConnectionManager::new(client).await?;
-        Ok(RedisQuota { conn, script: redis::Script::new(include_str!("quota.lua")) })
+    /// Decisions through `redis`.
+    pub fn new(redis: Redis) -> RedisQuota {
+        RedisQuota {
+            redis,
+            decide: redis::Script::new(include_str!("quota.lua")),
+            seed: redis::Script::new(include_str!("seed.lua")),
+            refund: redis::Script::new(include_str!("refund.lua")),
+        }
     }
 
-    /// Decide and, if accepted, charge `n` recipients. `now` is for tests (the server's clock
-    /// otherwise); `message_id` makes a retried call return the first answer.
+    /// The connection underneath.
+    pub fn redis(&self) -> &Redis {
+        &self.redis
+    }
+
+    /// Decide and, if accepted, charge `n` recipients, in `epoch`. `now` is for tests (the
+    /// server's clock otherwise); `message_id` makes a retried call return the first answer.
+    #[allow(clippy::too_many_arguments)]
     pub async fn admit(
         &self,
+        epoch: &str,
         account_id: i64,
         region: &str,
         limits: &Limits,
@@ -61,7 +166,7 @@ impl RedisQuota {
         message_id: Option<&str>,
         now: Option<Nanos>,
     ) -> Result<Result<Charge, Refusal>, ClusterError> {
-        let a = self.run("admit", account_id, region, limits, n, message_id, now).await?;
+        let a = self.run("admit", epoch, account_id, region, limits, n, message_id, now).await?;
         match a.as_slice() {
             [0, second, count, before, after] => Ok(Ok(Charge {
                 second: *second as u64,
@@ -69,6 +174,7 @@ impl RedisQuota {
                 tat_before: *before as u64 * 1000,
                 tat_after: *after as u64 * 1000,
             })),
+            [4] => Err(ClusterError::NotSeeded),
             other => refusal(other).map(Err).ok_or_else(|| ClusterError::Answer(other.to_vec())),
         }
     }
@@ -76,23 +182,59 @@ impl RedisQuota {
     /// Would `n` recipients pass now? Charges nothing.
     pub async fn check(
         &self,
+        epoch: &str,
         account_id: i64,
         region: &str,
         limits: &Limits,
         n: u32,
         now: Option<Nanos>,
     ) -> Result<Result<(), Refusal>, ClusterError> {
-        let a = self.run("check", account_id, region, limits, n, None, now).await?;
+        let a = self.run("check", epoch, account_id, region, limits, n, None, now).await?;
         match a.as_slice() {
-            [0] => Ok(Ok(())),
+            [0, _] => Ok(Ok(())),
+            [4] => Err(ClusterError::NotSeeded),
             other => refusal(other).map(Err).ok_or_else(|| ClusterError::Answer(other.to_vec())),
         }
+    }
+
+    /// Recipients charged to (account, region) by every node in the last 24 hours.
+    pub async fn sent_last_24h(&self, epoch: &str, account_id: i64, region: &str) -> Result<u64, ClusterError> {
+        let open = Limits { max_24h: None, max_rate: None, burst_seconds: 1.0, sending_enabled: true };
+        let a = self.run("check", epoch, account_id, region, &open, 0, None, None).await?;
+        match a.as_slice() {
+            [0, total] => Ok((*total).max(0) as u64),
+            [4] => Err(ClusterError::NotSeeded),
+            other => Err(ClusterError::Answer(other.to_vec())),
+        }
+    }
+
+    /// Give back `charge` (its message was not spooled).
+    pub async fn refund(&self, account_id: i64, region: &str, charge: &Charge) -> Result<(), ClusterError> {
+        let t = tag(account_id, region);
+        let spent_us = charge.tat_after.saturating_sub(charge.tat_before) / 1000;
+        let mut inv = self.refund.prepare_invoke();
+        inv.key(format!("{t}:w")).key(format!("{t}:s")).key(format!("{t}:m"));
+        inv.arg(charge.second).arg(charge.count).arg(spent_us);
+        self.redis.invoke::<i64>(&inv).await.map(|_| ())
+    }
+
+    /// Add one node's ledger of one (account, region) to the shared counters.
+    pub async fn seed(&self, entry: &LedgerEntry) -> Result<(), ClusterError> {
+        let t = tag(entry.account_id, &entry.region);
+        let mut inv = self.seed.prepare_invoke();
+        inv.key(format!("{t}:w")).key(format!("{t}:s")).key(format!("{t}:m"));
+        inv.arg(entry.tat / 1000);
+        for (s, n) in &entry.seconds {
+            inv.arg(*s).arg(*n);
+        }
+        self.redis.invoke::<i64>(&inv).await.map(|_| ())
     }
 
     #[allow(clippy::too_many_arguments)]
     async fn run(
         &self,
         op: &str,
+        epoch: &str,
         account_id: i64,
         region: &str,
         limits: &Limits,
@@ -107,11 +249,12 @@ impl RedisQuota {
             None => (0, 0),
         };
         let idem = message_id.map(|m| format!("{t}:i:{m}")).unwrap_or_default();
-        let mut inv = self.script.prepare_invoke();
+        let mut inv = self.decide.prepare_invoke();
         inv.key(format!("{t}:w"))
             .key(format!("{t}:s"))
             .key(format!("{t}:m"))
             .key(idem)
+            .key(EPOCH_KEY)
             .arg(op)
             .arg(now.map(|n| (n / 1000).to_string()).unwrap_or_default())
             .arg(n)
@@ -119,9 +262,9 @@ impl RedisQuota {
             .arg(limits.max_24h.map_or(-1, |m| m as i64))
             .arg(emission_us)
             .arg(tau_us)
-            .arg(IDEMPOTENCY_TTL_SECS);
-        let mut conn = self.conn.clone();
-        Ok(inv.invoke_async(&mut conn).await?)
+            .arg(IDEMPOTENCY_TTL_SECS)
+            .arg(epoch);
+        self.redis.invoke(&inv).await
     }
 }
 

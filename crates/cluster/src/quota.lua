@@ -5,11 +5,14 @@
 --
 -- KEYS[1] window: hash second -> recipients      KEYS[2] seconds: sorted set of those seconds
 -- KEYS[3] state: hash total, tat (us)            KEYS[4] idempotency key of this message, or ""
+-- KEYS[5] the cluster's open epoch
 -- ARGV: op ("admit" | "check"), now_us ("" = the server's clock), n, enabled (0/1),
---       max_24h (-1 = unlimited), emission_us (0 = unlimited rate), tau_us, idempotency ttl (s)
+--       max_24h (-1 = unlimited), emission_us (0 = unlimited rate), tau_us, idempotency ttl (s),
+--       the epoch the node believes open
 --
--- Returns {0, second, count, tat_before, tat_after} accepted (admit) or {0} (check);
--- {1} paused; {2, retry_us | -1} daily quota; {3, retry_us} rate.
+-- Returns {0, second, count, tat_before, tat_after} accepted (admit) or {0, total} (check);
+-- {1} paused; {2, retry_us | -1} daily quota; {3, retry_us} rate; {4} the epoch is not the
+-- node's (Redis lost its data, or is being re-seeded): decide nothing.
 local WINDOW = 86400
 local op = ARGV[1]
 local now
@@ -26,6 +29,9 @@ local emission = tonumber(ARGV[6])
 local tau = tonumber(ARGV[7])
 local ttl = tonumber(ARGV[8])
 local now_s = math.floor(now / 1000000)
+
+-- A Redis that lost its data must not admit anything before the nodes re-seed it.
+if redis.call('GET', KEYS[5]) ~= ARGV[9] then return {4} end
 
 -- A retried call (a timeout after the charge) gets the first answer, not a second charge.
 if op == 'admit' and KEYS[4] ~= '' then
@@ -73,7 +79,7 @@ if emission > 0 and tat > now + tau then
   return {3, tat - tau - now}
 end
 
-if op ~= 'admit' then return {0} end
+if op ~= 'admit' then return {0, total} end
 
 local before = tat
 if emission > 0 then

@@ -2,62 +2,17 @@
 //! request sequences, must decide identically (times in whole microseconds, rates whose token
 //! interval is a whole number of microseconds: the script's resolution).
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+mod common;
+
+use common::{Server, server};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use weir_cluster::RedisQuota;
 use weir_quota::{Limits, QuotaState};
 
 const US: u64 = 1000;
 const T0_US: u64 = 1_700_000_000_000_000;
-
-/// A redis-server of its own on a free loopback port, without persistence; killed on drop.
-struct Server {
-    child: Child,
-    url: String,
-    rt: tokio::runtime::Runtime,
-    quota: RedisQuota,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn server() -> Server {
-    let port = TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
-    let dir = tempfile::tempdir().expect("dir");
-    let mut child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server must be installed (apt-get install redis-server, as .ci/run does)");
-    let url = format!("redis://127.0.0.1:{port}/");
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let quota = rt.block_on(async {
-        for _ in 0..100 {
-            if let Ok(q) = RedisQuota::connect(&url).await {
-                return Some(q);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
-    });
-    let Some(quota) = quota else {
-        let _ = child.kill();
-        panic!("redis-server did not start on {url}");
-    };
-    Server { child, url, rt, quota, _dir: dir }
-}
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -119,13 +74,13 @@ fn same_decisions(srv: &Server, account: i64, l: &Limits, steps: &[Step]) -> Res
             Step::Admit { dt_us, n } => {
                 now_us += dt_us;
                 let want = pure.admit(l, now_us * US, n);
-                let got = srv.rt.block_on(srv.quota.admit(account, "us-east-1", l, n, None, Some(now_us * US)));
+                let got = srv.rt.block_on(srv.quota.admit("t", account, "us-east-1", l, n, None, Some(now_us * US)));
                 prop_assert_eq!(&got.expect("redis"), &want, "step {} {:?}", i, s);
             }
             Step::Check { dt_us, n } => {
                 now_us += dt_us;
                 let want = pure.check(l, now_us * US, n);
-                let got = srv.rt.block_on(srv.quota.check(account, "us-east-1", l, n, Some(now_us * US)));
+                let got = srv.rt.block_on(srv.quota.check("t", account, "us-east-1", l, n, Some(now_us * US)));
                 prop_assert_eq!(&got.expect("redis"), &want, "step {} {:?}", i, s);
             }
         }
@@ -153,12 +108,12 @@ fn a_retried_admit_with_the_same_message_id_is_charged_once() {
     let (rt, q, account) = (&srv.rt, &srv.quota, 1);
     let l = Limits { max_24h: Some(10), max_rate: None, burst_seconds: 1.0, sending_enabled: true };
     let now = Some(T0_US * US);
-    let first = rt.block_on(q.admit(account, "eu-west-1", &l, 3, Some("m-1"), now)).expect("redis");
-    let again = rt.block_on(q.admit(account, "eu-west-1", &l, 3, Some("m-1"), now)).expect("redis");
+    let first = rt.block_on(q.admit("t", account, "eu-west-1", &l, 3, Some("m-1"), now)).expect("redis");
+    let again = rt.block_on(q.admit("t", account, "eu-west-1", &l, 3, Some("m-1"), now)).expect("redis");
     assert_eq!(first, again);
     // Only 3 of the 10 are spent: 7 more pass, the 8th does not.
-    assert!(rt.block_on(q.admit(account, "eu-west-1", &l, 7, Some("m-2"), now)).expect("redis").is_ok());
-    assert!(rt.block_on(q.admit(account, "eu-west-1", &l, 1, Some("m-3"), now)).expect("redis").is_err());
+    assert!(rt.block_on(q.admit("t", account, "eu-west-1", &l, 7, Some("m-2"), now)).expect("redis").is_ok());
+    assert!(rt.block_on(q.admit("t", account, "eu-west-1", &l, 1, Some("m-3"), now)).expect("redis").is_err());
 }
 
 #[test]
@@ -167,11 +122,11 @@ fn the_servers_clock_is_used_when_no_time_is_given() {
     assert!(srv.url.starts_with("redis://127.0.0.1:"));
     let (rt, q, account) = (&srv.rt, &srv.quota, 2);
     let l = Limits { max_24h: None, max_rate: Some(1.0), burst_seconds: 1.0, sending_enabled: true };
-    let c = rt.block_on(q.admit(account, "us-east-1", &l, 1, None, None)).expect("redis").expect("accepted");
+    let c = rt.block_on(q.admit("t", account, "us-east-1", &l, 1, None, None)).expect("redis").expect("accepted");
     let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
     assert!(c.second.abs_diff(wall) <= 2, "charged second {} vs wall clock {wall}", c.second);
     // One per second: an immediate second request is refused with under a second to wait.
-    match rt.block_on(q.admit(account, "us-east-1", &l, 1, None, None)).expect("redis") {
+    match rt.block_on(q.admit("t", account, "us-east-1", &l, 1, None, None)).expect("redis") {
         Err(weir_quota::Refusal::MaxSendRateExceeded { retry_after }) => assert!(retry_after <= Duration::from_secs(1)),
         other => panic!("expected a rate refusal, got {other:?}"),
     }

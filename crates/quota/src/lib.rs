@@ -193,6 +193,19 @@ impl QuotaState {
         Ok(Charge { second, count: n, tat_before, tat_after: self.tat })
     }
 
+    /// Record a charge decided elsewhere (cluster mode: the shared counters decided it, this
+    /// node keeps a copy of its own sends).
+    pub fn record(&mut self, charge: &Charge) {
+        let want = u64::from(charge.count);
+        match self.window.iter().position(|&(s, _)| s >= charge.second) {
+            Some(i) if self.window[i].0 == charge.second => self.window[i].1 += want,
+            Some(i) => self.window.insert(i, (charge.second, want)),
+            None => self.window.push_back((charge.second, want)),
+        }
+        self.total += want;
+        self.tat = self.tat.max(charge.tat_after);
+    }
+
     /// Undo an accepted charge whose message could not be stored: refused costs nothing.
     pub fn refund(&mut self, charge: &Charge) {
         let want = u64::from(charge.count);

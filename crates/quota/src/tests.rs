@@ -232,3 +232,18 @@ proptest! {
         prop_assert_eq!(a.tat(), b.tat());
     }
 }
+
+#[test]
+fn a_recorded_charge_counts_as_an_admitted_one() {
+    let l = limits(Some(10), 1.0, 1.0);
+    let mut decided = QuotaState::new();
+    let c = decided.admit(&l, 5 * NANOS_PER_SEC, 3).expect("accepted");
+    let mut copy = QuotaState::new();
+    copy.record(&c);
+    assert_eq!(copy.sent_last_24h(5 * NANOS_PER_SEC), 3);
+    assert_eq!(copy.tat(), decided.tat());
+    // An older second recorded late lands in order and leaves the window first.
+    copy.record(&Charge { second: 2, count: 1, tat_before: 0, tat_after: 0 });
+    assert_eq!(copy.sent_last_24h(5 * NANOS_PER_SEC), 4);
+    assert_eq!(copy.sent_last_24h((2 + WINDOW_SECS) * NANOS_PER_SEC), 3);
+}

@@ -571,7 +571,7 @@ impl Session {
         if size > self.ctx.cfg.max_message_bytes {
             return self.reply(552, "5.3.4", "Message is too long.");
         }
-        if let Err(e) = self.ctx.svc.precheck(&account, &self.ctx.cfg.region, &source) {
+        if let Err(e) = self.ctx.svc.precheck(&account, &self.ctx.cfg.region, &source).await {
             return self.submit_error(e);
         }
         self.mail_from = Some(source);
@@ -637,6 +637,7 @@ impl Session {
             | SubmitError::InvalidRenderingParameter(_)) => {
                 self.reply(554, "5.6.0", &format!("Transaction failed: {e}"))
             }
+            SubmitError::Unavailable { .. } => self.reply(454, "4.3.0", "Temporary service failure: try again later"),
             SubmitError::Storage(e) => {
                 tracing::error!(error = %e, "spool write failed");
                 self.reply(451, "4.3.0", "Temporary service failure")

@@ -1,7 +1,7 @@
 //! Rows as Rust types.
 
 /// An account and its long-term credentials.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Account {
     /// Row id.
     pub id: i64,
@@ -16,7 +16,7 @@ pub struct Account {
 }
 
 /// Sending settings of one (account, region).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RegionSettings {
     /// `Max24HourSend`, -1 for unlimited.
     pub max_24h: i64,
@@ -60,7 +60,7 @@ impl RegionSettings {
 }
 
 /// Kind of identity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum IdentityKind {
     /// A single address.
     EmailAddress,
@@ -88,7 +88,7 @@ impl IdentityKind {
 }
 
 /// Verification status (v1 spelling).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum VerificationStatus {
     /// Created through the API; waits for verification.
     Pending,
@@ -120,7 +120,7 @@ impl VerificationStatus {
 }
 
 /// A sending identity of one (account, region).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     /// The address or domain, lower-cased.
     pub identity: String,
@@ -135,7 +135,7 @@ pub struct Identity {
 }
 
 /// An address on an account's suppression list.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Suppressed {
     /// The address, lower-cased.
     pub address: String,

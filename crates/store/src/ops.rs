@@ -11,6 +11,23 @@ pub const STATS_BUCKET_SECS: i64 = 900;
 /// How long statistics are kept (two weeks).
 pub const STATS_RETENTION_SECS: i64 = 14 * 86_400;
 
+/// Insert or replace an account under its own id (cluster mode: the id came from the shared
+/// sequence, possibly on another node).
+pub fn upsert_account(c: &Connection, a: &Account) -> Result<()> {
+    c.execute(
+        "INSERT INTO accounts (id, name, access_key_id, secret, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(id) DO UPDATE SET name = excluded.name, access_key_id = excluded.access_key_id,
+         secret = excluded.secret, created_ms = excluded.created_ms",
+        params![a.id, a.name, a.access_key_id, a.secret, a.created_ms],
+    )?;
+    Ok(())
+}
+
+/// The highest account id used here.
+pub fn max_account_id(c: &Connection) -> Result<i64> {
+    Ok(c.query_row("SELECT COALESCE(MAX(id), 0) FROM accounts", [], |r| r.get(0))?)
+}
+
 /// Insert a new account. Fails with `Conflict` if the name is taken.
 pub fn insert_account(c: &Connection, name: &str, access_key_id: &str, secret: &str, now_ms: i64) -> Result<Account> {
     let exists: Option<i64> =

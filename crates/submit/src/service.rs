@@ -17,6 +17,7 @@ use crate::catalog::{Catalog, RegionKey};
 use crate::region_upper;
 use crate::reputation;
 
+mod cluster;
 mod contacts;
 mod dkim;
 mod feedback;
@@ -25,6 +26,7 @@ mod resources;
 mod send;
 mod tags;
 mod verification;
+pub use cluster::{ClusterConfig, FOLLOW_INTERVAL, Shared, stored_node_name};
 pub use contacts::{Contact, ContactList, ListManagement, MAX_CONTACT_LISTS, Topic, status_for as contact_status};
 pub use dkim::{DkimCheck, DkimView, DnsFinding, EASY_DKIM_TOKENS, status_after};
 pub use feedback::{COMPLAINTS_LOCAL_PART, FeedbackTarget};
@@ -93,6 +95,13 @@ pub enum SubmitError {
     /// The configuration set's sending is disabled.
     #[error("Sending is paused for configuration set <{0}>.")]
     ConfigurationSetSendingPaused(String),
+    /// Cluster mode: the shared quota store did not answer in time (or is being re-seeded);
+    /// nothing was accepted or charged.
+    #[error("Temporary service failure: the shared quota store is unavailable. Try again later.")]
+    Unavailable {
+        /// When to try again.
+        retry_after: Duration,
+    },
     /// The message could not be stored; nothing was accepted or charged.
     #[error("Temporary service failure")]
     Storage(#[source] StoreError),
@@ -116,6 +125,9 @@ pub enum AdminError {
     /// Storage trouble.
     #[error("{0}")]
     Storage(#[from] StoreError),
+    /// Cluster mode: the change could not be shared with the other nodes, so it was not made.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl AdminError {
@@ -206,6 +218,8 @@ pub struct Service {
     configuration_sets: RwLock<HashMap<(RegionKey, String), ConfigurationSet>>,
     /// Verification mail for email-address identities, once configured.
     verification: std::sync::OnceLock<Arc<VerificationMail>>,
+    /// Cluster mode: shared quotas and catalog.
+    cluster: std::sync::OnceLock<Arc<cluster::Shared>>,
 }
 
 fn limits_of(s: &RegionSettings) -> Limits {
@@ -276,6 +290,7 @@ impl Service {
             configuration_sets: RwLock::new(configuration_sets),
             identity_attributes: RwLock::new(identity_attributes),
             verification: std::sync::OnceLock::new(),
+            cluster: std::sync::OnceLock::new(),
         })
     }
 
@@ -471,6 +486,17 @@ impl Service {
         }
     }
 
+    /// GetSendQuota for (account, region), counting every node's sends in a cluster.
+    pub async fn send_quota(&self, account_id: i64, region: &str) -> Result<QuotaView, SubmitError> {
+        let s = self.region_settings(account_id, region);
+        let sent = self.sent_last_24h(account_id, region).await?;
+        Ok(QuotaView {
+            max_24h: if s.max_24h < 0 { -1.0 } else { s.max_24h as f64 },
+            max_rate: if s.max_rate <= 0.0 { -1.0 } else { s.max_rate },
+            sent_last_24h: sent as f64,
+        })
+    }
+
     // ---------------------------------------------------------------- admin
 
     /// Create an account with fresh credentials.
@@ -483,12 +509,25 @@ impl Service {
         let akid = format!("AKIA{}", random_string(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16));
         let secret = random_string(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", 40);
         let (n, now) = (name.to_string(), self.now_ms());
-        let a = self
-            .store
-            .write(move |c| ops::insert_account(c, &n, &akid, &secret, now))
-            .await
-            .map_err(AdminError::from_store)?;
-        self.catalog.write().insert_account(a.clone());
+        if self.account_by_name(name).is_ok() {
+            return Err(AdminError::Conflict(format!("account '{name}' already exists")));
+        }
+        let a = match self.new_account_id(name).await? {
+            Some(id) => {
+                let a = Account { id, name: n, access_key_id: akid, secret, created_ms: now };
+                self.commit(cluster::Change::Account { account: a.clone() }).await?;
+                a
+            }
+            None => {
+                let a = self
+                    .store
+                    .write(move |c| ops::insert_account(c, &n, &akid, &secret, now))
+                    .await
+                    .map_err(AdminError::from_store)?;
+                self.catalog.write().insert_account(a.clone());
+                a
+            }
+        };
         tracing::info!(account = %a.name, access_key_id = %a.access_key_id, "account created");
         self.account_by_name(name)
     }
@@ -500,10 +539,7 @@ impl Service {
         region: &str,
         s: RegionSettings,
     ) -> Result<(), AdminError> {
-        let (r, s2) = (region.to_string(), s.clone());
-        self.store.write(move |c| ops::upsert_region(c, account_id, &r, &s2)).await?;
-        self.catalog.write().regions.insert((account_id, region.to_string()), s);
-        Ok(())
+        self.commit(cluster::Change::Region { account_id, region: region.to_string(), settings: s }).await
     }
 
     /// Change settings of (account, region) with `f`.
@@ -550,19 +586,17 @@ impl Service {
             token,
             created_ms: existing.as_ref().map_or(self.now_ms(), |e| e.created_ms),
         };
-        let (r, i2) = (region.to_string(), id.clone());
-        self.store.write(move |c| ops::upsert_identity(c, account_id, &r, &i2)).await?;
-        self.catalog.write().identities.entry(key).or_default().insert(name, id.clone());
+        self.commit(cluster::Change::Identity { account_id, region: region.to_string(), identity: id.clone() }).await?;
         Ok(id)
     }
 
     /// Delete an identity; `NotFound` if absent.
     pub async fn delete_identity(&self, account_id: i64, region: &str, identity: &str) -> Result<(), AdminError> {
         let name = normalize(identity);
-        let (r, n) = (region.to_string(), name.clone());
-        let existed = self.store.write(move |c| ops::delete_identity(c, account_id, &r, &n)).await?;
-        if let Some(m) = self.catalog.write().identities.get_mut(&(account_id, region.to_string())) {
-            m.remove(&name);
+        let existed = self.identity(account_id, region, &name).is_some();
+        if existed {
+            let region = region.to_string();
+            self.commit(cluster::Change::IdentityDeleted { account_id, region, identity: name.clone() }).await?;
         }
         self.delete_dkim(account_id, region, &name).await?;
         self.delete_identity_attributes(account_id, region, &name).await?;
@@ -599,9 +633,7 @@ impl Service {
             return Ok(false);
         }
         id.status = status;
-        let (r, i2) = (region.to_string(), id.clone());
-        self.store.write(move |c| ops::upsert_identity(c, account_id, &r, &i2)).await?;
-        self.catalog.write().identities.entry(key).or_default().insert(domain.to_string(), id);
+        self.commit(cluster::Change::Identity { account_id, region: region.to_string(), identity: id }).await?;
         Ok(true)
     }
 
@@ -644,14 +676,7 @@ impl Service {
             updated_ms: self.now_ms(),
             message_id,
         };
-        let (r, s2) = (region.to_string(), s.clone());
-        self.store.write(move |c| ops::put_suppressed(c, account_id, &r, &s2)).await?;
-        self.catalog
-            .write()
-            .suppression
-            .entry((account_id, region.to_string()))
-            .or_default()
-            .insert(s.address.clone(), s.clone());
+        self.commit(cluster::Change::Suppressed { account_id, region: region.to_string(), entry: s.clone() }).await?;
         Ok(s)
     }
 
@@ -677,10 +702,9 @@ impl Service {
     /// Remove an address from the suppression list; `NotFound` if absent.
     pub async fn delete_suppressed(&self, account_id: i64, region: &str, address: &str) -> Result<(), AdminError> {
         let a = normalize(address);
-        let (r, a2) = (region.to_string(), a.clone());
-        let existed = self.store.write(move |c| ops::delete_suppressed(c, account_id, &r, &a2)).await?;
-        if let Some(m) = self.catalog.write().suppression.get_mut(&(account_id, region.to_string())) {
-            m.remove(&a);
+        let existed = self.suppressed(account_id, region, &a).is_some();
+        if existed {
+            self.commit(cluster::Change::Unsuppressed { account_id, region: region.to_string(), address: a }).await?;
         }
         if existed {
             Ok(())
@@ -728,7 +752,7 @@ impl Service {
 
     /// Could a one-recipient message from `source` be accepted now? Charges nothing; SMTP asks
     /// at MAIL FROM so that a client does not upload a body only to be refused.
-    pub fn precheck(&self, account: &Account, region: &str, source: &Mailbox) -> Result<(), SubmitError> {
+    pub async fn precheck(&self, account: &Account, region: &str, source: &Mailbox) -> Result<(), SubmitError> {
         let key: RegionKey = (account.id, region.to_string());
         let settings = self.region_settings(account.id, region);
         if !settings.sending_enabled {
@@ -741,8 +765,7 @@ impl Service {
                 display(source)
             )));
         }
-        let now = self.now_ns();
-        self.quota_state(&key).lock().check(&limits_of(&settings), now, 1).map_err(|r| self.refused(&key, r))
+        self.would_pass(&key, &limits_of(&settings), 1).await
     }
 
     /// Admit and spool one message. Returns the MessageId once the message, its recipients and
@@ -830,10 +853,8 @@ impl Service {
         };
         self.check_mail_from(account.id, &sub.region, &sub.source.addr)?;
 
+        let charge = self.decide(&key, &limits_of(&settings), distinct.len() as u32, &sub.message_id).await?;
         let now = self.now_ns();
-        let quota = self.quota_state(&key);
-        let charge =
-            quota.lock().admit(&limits_of(&settings), now, distinct.len() as u32).map_err(|r| self.refused(&key, r))?;
         let tags_json = serde_json::Value::Array(
             sub.tags.iter().map(|(n, v)| serde_json::json!({"Name": n, "Value": v})).collect(),
         )
@@ -888,7 +909,7 @@ impl Service {
                 Ok(sub.message_id)
             }
             Err(e) => {
-                quota.lock().refund(&charge);
+                self.give_back(&key, &charge).await;
                 tracing::error!(error = %e, "spool write failed; refunded the quota charge");
                 Err(SubmitError::Storage(e))
             }

@@ -36,6 +36,29 @@ pub struct Config {
     pub verification: VerificationConfig,
     /// Where configuration sets' event destinations publish.
     pub events: EventsConfig,
+    /// Cluster mode: several nodes sharing quotas and catalog through Redis/Valkey.
+    pub cluster: ClusterSection,
+}
+
+/// `[cluster]`. Without `redis`, the node is the embedded single node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// `redis://host:port/db` of Redis 7 or Valkey.
+    pub redis: Option<String>,
+    /// This node's name, unique in the cluster. Default: one made at first start and kept in
+    /// the data directory.
+    pub node: Option<String>,
+    /// Bound on each Redis command, milliseconds; beyond it sends fail closed.
+    pub timeout_ms: u64,
+    /// How long an emptied Redis waits for a known node that does not re-seed it, seconds.
+    pub reseed_wait_seconds: u64,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection { redis: None, node: None, timeout_ms: 500, reseed_wait_seconds: 30 }
+    }
 }
 
 /// `[events]`.
@@ -440,6 +463,7 @@ impl Default for Config {
             smtp: SmtpSection::default(),
             delivery: DeliverySection::default(),
             events: EventsConfig::default(),
+            cluster: ClusterSection::default(),
         }
     }
 }

@@ -204,6 +204,37 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", cfg.http.listen))?;
     let bound = listener.local_addr()?;
     let mut info = serde_json::json!({ "http": format!("http://{bound}"), "pid": std::process::id() });
+    let cluster_task = match &cfg.cluster.redis {
+        Some(url) => {
+            let node = match &cfg.cluster.node {
+                Some(n) => n.clone(),
+                None => weir_submit::stored_node_name(&store).await?,
+            };
+            let shared = weir_submit::Shared::new(&weir_submit::ClusterConfig {
+                redis: url.clone(),
+                node: node.clone(),
+                timeout: Duration::from_millis(cfg.cluster.timeout_ms.max(1)),
+                reseed_wait: Duration::from_secs(cfg.cluster.reseed_wait_seconds),
+            })
+            .with_context(|| format!("bad cluster.redis {url}"))?;
+            svc.attach_cluster(Arc::new(shared));
+            let task = tokio::spawn(svc.clone().run_cluster());
+            // Ready once the shared counters are open (or announced anyway, refusing sends).
+            for _ in 0..50 {
+                if svc.admitting() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if !svc.admitting() {
+                tracing::warn!(%url, "redis not reachable yet: sends are refused until it is");
+            }
+            info["cluster_node"] = serde_json::json!(node);
+            tracing::info!(%node, %url, "cluster mode");
+            Some(task)
+        }
+        None => None,
+    };
     svc.set_unsubscribe_links(
         cfg.verification.public_url.clone().unwrap_or_else(|| format!("http://{bound}")),
         dir.secret("unsubscribe-key")?,
@@ -340,6 +371,9 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     }
     // A DNS look-up under way may take its whole timeout; nothing of it needs finishing.
     if let Some(t) = dkim_task {
+        t.abort();
+    }
+    if let Some(t) = cluster_task {
         t.abort();
     }
     if let Some(e) = &engine {

@@ -124,7 +124,7 @@ async fn run(st: &AppState, caller: &Caller, p: &Params, action: &str, rid: &str
 
 async fn get_send_quota(cx: &Cx<'_>) -> Result<Response, ApiError> {
     let Cx { svc, acct, region, action, rid, .. } = *cx;
-    let q = svc.quota_view(acct, region);
+    let q = svc.send_quota(acct, region).await.map_err(|e| ApiError::from_submit(e, Flavor::V1, ""))?;
     let inner = format!(
         "<Max24HourSend>{}</Max24HourSend><MaxSendRate>{}</MaxSendRate><SentLast24Hours>{}</SentLast24Hours>",
         num(q.max_24h),

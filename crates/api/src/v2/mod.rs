@@ -121,7 +121,7 @@ async fn route(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<Respo
         (&Method::DELETE, ["configuration-sets", name, "event-destinations", dest]) => {
             configuration_sets::delete_destination(st, caller, raw, &label(name), &label(dest)).await
         }
-        (&Method::GET, ["account"]) => Ok(ok(get_account(st, caller), rid)),
+        (&Method::GET, ["account"]) => Ok(ok(get_account(st, caller).await?, rid)),
         (&Method::PUT, ["account", "sending"]) => put_account_sending_attributes(st, caller, raw).await,
         (&Method::PUT, ["account", "suppression"]) => put_account_suppression_attributes(st, caller, raw).await,
         (&Method::POST, ["identities"]) => create_identity(st, caller, raw).await,
@@ -276,17 +276,21 @@ fn known_identity(st: &AppState, caller: &Caller, id: &str) -> Result<Identity, 
     })
 }
 
-fn get_account(st: &AppState, caller: &Caller) -> Value {
+async fn get_account(st: &AppState, caller: &Caller) -> Result<Value, ApiError> {
     let s = st.svc.region_settings(caller.account.id, &caller.region);
-    let q = st.svc.quota_view(caller.account.id, &caller.region);
-    json!({
+    let q = st
+        .svc
+        .send_quota(caller.account.id, &caller.region)
+        .await
+        .map_err(|e| ApiError::from_submit(e, Flavor::V2, ""))?;
+    Ok(json!({
         "DedicatedIpAutoWarmupEnabled": false,
         "EnforcementStatus": s.enforcement,
         "ProductionAccessEnabled": s.production,
         "SendQuota": {"Max24HourSend": q.max_24h, "MaxSendRate": q.max_rate, "SentLast24Hours": q.sent_last_24h},
         "SendingEnabled": s.may_send(),
         "SuppressionAttributes": {"SuppressedReasons": s.suppressed_reasons},
-    })
+    }))
 }
 
 async fn create_identity(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<Response, ApiError> {

@@ -461,7 +461,7 @@ impl Service {
             Built::Message(sub) => self.submit(account, sub).await,
             Built::RenderingFailure { message_id, region, configuration_set, source, template, error } => {
                 // The call is refused only for what would refuse any send from this source.
-                self.precheck(account, &region, &source)?;
+                self.precheck(account, &region, &source).await?;
                 if let Some(set) = &configuration_set {
                     self.require_configuration_set(account.id, &region, set)?;
                 }

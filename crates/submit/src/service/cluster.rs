@@ -1,0 +1,424 @@
+//! Cluster mode in the service: quota decisions in Redis (shared by every node), and the
+//! catalog (accounts, credentials, identities, region settings, suppression) replicated through
+//! the catalog stream. Without `[cluster]` none of this runs and the service is the embedded
+//! single node.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use weir_cluster::catalog::CatalogLog;
+use weir_cluster::epoch::Epoch;
+use weir_cluster::{ClusterError, LedgerEntry, Redis, RedisQuota};
+use weir_quota::{Charge, Limits, Refusal};
+use weir_store::model::{Account, Identity, RegionSettings, Suppressed};
+use weir_store::{StoreError, ops};
+
+use super::{AdminError, Service, SubmitError};
+use crate::catalog::RegionKey;
+
+/// How often a node looks at the epoch and at the catalog stream: the bound on how late a
+/// catalog change made on another node is seen here (plus one Redis round trip).
+pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long a refusal for want of Redis asks the client to wait.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Settings of cluster mode.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `redis://host:port/db`.
+    pub redis: String,
+    /// This node's name, unique in the cluster.
+    pub node: String,
+    /// Bound on every Redis command; beyond it sends fail closed.
+    pub timeout: Duration,
+    /// How long an emptied Redis waits for known nodes that do not re-seed it.
+    pub reseed_wait: Duration,
+}
+
+/// What a node shares with the others.
+pub struct Shared {
+    quota: RedisQuota,
+    epoch: Epoch,
+    log: CatalogLog,
+    /// The last catalog stream id applied here.
+    last: parking_lot::Mutex<String>,
+}
+
+impl Shared {
+    /// The cluster as `config` describes it; nothing is dialled yet.
+    pub fn new(config: &ClusterConfig) -> Result<Shared, ClusterError> {
+        let redis = Redis::new(&config.redis, config.timeout)?;
+        let quota = RedisQuota::new(redis.clone());
+        Ok(Shared {
+            epoch: Epoch::new(quota.clone(), &config.node, config.reseed_wait),
+            log: CatalogLog::new(redis, &config.node),
+            quota,
+            last: parking_lot::Mutex::new("0".into()),
+        })
+    }
+}
+
+/// One catalog change, as replicated between nodes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub(crate) enum Change {
+    /// An account was created (or re-published).
+    Account { account: Account },
+    /// The settings of (account, region) were replaced.
+    Region { account_id: i64, region: String, settings: RegionSettings },
+    /// An identity was created or changed.
+    Identity { account_id: i64, region: String, identity: Identity },
+    /// An identity was deleted.
+    IdentityDeleted { account_id: i64, region: String, identity: String },
+    /// An address was put on the suppression list.
+    Suppressed { account_id: i64, region: String, entry: Suppressed },
+    /// An address was taken off the suppression list.
+    Unsuppressed { account_id: i64, region: String, address: String },
+}
+
+fn unavailable(e: &ClusterError) -> SubmitError {
+    tracing::warn!(error = %e, "shared quota store unavailable; refusing sends until it answers");
+    SubmitError::Unavailable { retry_after: RETRY_AFTER }
+}
+
+impl Service {
+    /// Share quotas and catalog with the other nodes through `shared`; call [`Service::run_cluster`]
+    /// to keep them in step.
+    pub fn attach_cluster(&self, shared: Arc<Shared>) {
+        let _ = self.cluster.set(shared);
+    }
+
+    /// Whether this node is part of a cluster.
+    pub fn clustered(&self) -> bool {
+        self.cluster.get().is_some()
+    }
+
+    /// This node's name in the cluster, if any.
+    pub fn cluster_node(&self) -> Option<&str> {
+        self.cluster.get().map(|c| c.epoch.node())
+    }
+
+    /// Whether sends can be decided now (embedded: always; cluster: the shared counters are open).
+    pub fn admitting(&self) -> bool {
+        self.cluster.get().is_none_or(|c| c.epoch.current().is_some())
+    }
+
+    /// Keep this node in step with the cluster until the process ends: the epoch gate (re-seeding
+    /// an emptied Redis from this node's ledger) and the catalog changes of the other nodes.
+    pub async fn run_cluster(self: Arc<Self>) {
+        let Some(shared) = self.cluster.get().cloned() else { return };
+        let mut members: Vec<String> = load_members(&self.store);
+        let mut ticker = tokio::time::interval(FOLLOW_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut healthy = true;
+        loop {
+            ticker.tick().await;
+            let svc = self.clone();
+            let step = shared.epoch.tick(&members, async move |lost| svc.seed_material(lost).await).await;
+            match step {
+                Ok(step) => {
+                    if !healthy {
+                        tracing::info!("redis answers again");
+                        healthy = true;
+                    }
+                    if step.changed {
+                        *shared.last.lock() = "0".into();
+                    }
+                    if step.members != members {
+                        members = step.members;
+                        if let Err(e) = save_members(&self.store, members.clone()).await {
+                            tracing::error!(error = %e, "could not keep the cluster's members");
+                        }
+                    }
+                }
+                Err(e) => {
+                    if healthy {
+                        tracing::warn!(error = %e, "redis unreachable: sends are refused, delivery goes on");
+                        healthy = false;
+                    }
+                    shared.epoch.close();
+                    continue;
+                }
+            }
+            if let Err(e) = self.follow(&shared).await {
+                tracing::warn!(error = %e, "catalog stream unreadable");
+            }
+        }
+    }
+
+    /// This node's ledger for the shared counters; when Redis lost its data (`lost`), the
+    /// catalog is published again first so that nothing another node needs is gone with it.
+    async fn seed_material(&self, lost: bool) -> Vec<LedgerEntry> {
+        if lost && let Err(e) = self.republish().await {
+            tracing::error!(error = %e, "could not re-publish the catalog to the emptied redis");
+        }
+        let now_s = self.now_ns() / 1_000_000_000;
+        match self.store.read(|c| ops::load_quotas(c, now_s)) {
+            Ok(rows) => rows
+                .into_iter()
+                .map(|((account_id, region), rec)| LedgerEntry {
+                    account_id,
+                    region,
+                    seconds: rec.seconds,
+                    tat: rec.tat,
+                })
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "could not read this node's quota ledger to re-seed redis");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn republish(&self) -> Result<(), ClusterError> {
+        let Some(shared) = self.cluster.get() else { return Ok(()) };
+        let changes: Vec<Change> = {
+            let cat = self.catalog.read();
+            let mut v: Vec<Change> = cat.by_id.values().map(|a| Change::Account { account: (**a).clone() }).collect();
+            v.extend(cat.regions.iter().map(|((id, r), s)| Change::Region {
+                account_id: *id,
+                region: r.clone(),
+                settings: s.clone(),
+            }));
+            for ((id, r), m) in &cat.identities {
+                v.extend(m.values().map(|i| Change::Identity {
+                    account_id: *id,
+                    region: r.clone(),
+                    identity: i.clone(),
+                }));
+            }
+            for ((id, r), m) in &cat.suppression {
+                v.extend(m.values().map(|s| Change::Suppressed {
+                    account_id: *id,
+                    region: r.clone(),
+                    entry: s.clone(),
+                }));
+            }
+            v
+        };
+        let floor = self.store.read(ops::max_account_id).unwrap_or(0);
+        shared.log.next_account_id(floor - 1).await?;
+        for c in &changes {
+            if let Change::Account { account } = c {
+                shared.log.claim_account_name(&account.name, account.id).await?;
+            }
+            shared.log.publish(&to_json(c)).await?;
+        }
+        tracing::info!(changes = changes.len(), "re-published the catalog");
+        Ok(())
+    }
+
+    /// Apply the other nodes' catalog changes appended since the last look.
+    async fn follow(&self, shared: &Shared) -> Result<(), ClusterError> {
+        loop {
+            let last = shared.last.lock().clone();
+            let entries = shared.log.read_after(&last, 500).await?;
+            let Some(tail) = entries.last().map(|e| e.id.clone()) else { return Ok(()) };
+            for e in &entries {
+                if e.node == shared.log.node() {
+                    continue;
+                }
+                match serde_json::from_str::<Change>(&e.change) {
+                    Ok(change) => {
+                        if let Err(err) = self.apply(change).await {
+                            tracing::error!(error = %err, id = %e.id, node = %e.node, "could not apply a catalog change");
+                        }
+                    }
+                    Err(err) => tracing::error!(error = %err, id = %e.id, "unreadable catalog change"),
+                }
+            }
+            *shared.last.lock() = tail;
+            if entries.len() < 500 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Make `change` here and, in a cluster, on every node. Published first: a change Redis did
+    /// not take is not made (but an address is always suppressed here: that only stops mail).
+    pub(crate) async fn commit(&self, change: Change) -> Result<(), AdminError> {
+        if let Some(shared) = self.cluster.get()
+            && let Err(e) = shared.log.publish(&to_json(&change)).await
+        {
+            if !matches!(change, Change::Suppressed { .. }) {
+                return Err(AdminError::Unavailable(format!("the cluster's shared store is unavailable: {e}")));
+            }
+            tracing::warn!(error = %e, "suppression applied on this node only: redis unavailable");
+        }
+        Ok(self.apply(change).await?)
+    }
+
+    /// A new account's row id: the store's own in embedded mode (None), the shared sequence's
+    /// in a cluster, with the name claimed cluster-wide.
+    pub(crate) async fn new_account_id(&self, name: &str) -> Result<Option<i64>, AdminError> {
+        let Some(shared) = self.cluster.get() else { return Ok(None) };
+        let down = |e: ClusterError| AdminError::Unavailable(format!("the cluster's shared store is unavailable: {e}"));
+        let floor = self.store.read(ops::max_account_id)?;
+        let id = shared.log.next_account_id(floor).await.map_err(down)?;
+        if !shared.log.claim_account_name(name, id).await.map_err(down)? {
+            return Err(AdminError::Conflict(format!("account '{name}' already exists")));
+        }
+        Ok(Some(id))
+    }
+
+    async fn apply(&self, change: Change) -> Result<(), StoreError> {
+        match change {
+            Change::Account { account } => {
+                let a = account.clone();
+                self.store.write(move |c| ops::upsert_account(c, &a)).await?;
+                let mut cat = self.catalog.write();
+                // A re-published account may come back with other keys: drop the old look-ups.
+                if let Some(old) = cat.by_id.get(&account.id).cloned() {
+                    cat.by_key.remove(&old.access_key_id);
+                    cat.by_name.remove(&old.name);
+                }
+                cat.insert_account(account);
+            }
+            Change::Region { account_id, region, settings } => {
+                let (r, s) = (region.clone(), settings.clone());
+                self.store.write(move |c| ops::upsert_region(c, account_id, &r, &s)).await?;
+                self.catalog.write().regions.insert((account_id, region), settings);
+            }
+            Change::Identity { account_id, region, identity } => {
+                let (r, i) = (region.clone(), identity.clone());
+                self.store.write(move |c| ops::upsert_identity(c, account_id, &r, &i)).await?;
+                let name = identity.identity.clone();
+                self.catalog.write().identities.entry((account_id, region)).or_default().insert(name, identity);
+            }
+            Change::IdentityDeleted { account_id, region, identity } => {
+                let (r, n) = (region.clone(), identity.clone());
+                self.store.write(move |c| ops::delete_identity(c, account_id, &r, &n)).await?;
+                if let Some(m) = self.catalog.write().identities.get_mut(&(account_id, region)) {
+                    m.remove(&identity);
+                }
+            }
+            Change::Suppressed { account_id, region, entry } => {
+                let (r, s) = (region.clone(), entry.clone());
+                self.store.write(move |c| ops::put_suppressed(c, account_id, &r, &s)).await?;
+                let address = entry.address.clone();
+                self.catalog.write().suppression.entry((account_id, region)).or_default().insert(address, entry);
+            }
+            Change::Unsuppressed { account_id, region, address } => {
+                let (r, a) = (region.clone(), address.clone());
+                self.store.write(move |c| ops::delete_suppressed(c, account_id, &r, &a)).await?;
+                if let Some(m) = self.catalog.write().suppression.get_mut(&(account_id, region)) {
+                    m.remove(&address);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Decide `n` recipients for `key` (and charge them if accepted): the local counters, or the
+    /// shared ones in a cluster (this node keeping a copy of its own charges).
+    pub(super) async fn decide(
+        &self,
+        key: &RegionKey,
+        limits: &Limits,
+        n: u32,
+        message_id: &str,
+    ) -> Result<Charge, SubmitError> {
+        let local = self.quota_state(key);
+        let Some(shared) = self.cluster.get() else {
+            return local.lock().admit(limits, self.now_ns(), n).map_err(|r| self.refused(key, r));
+        };
+        let Some(epoch) = shared.epoch.current() else {
+            return Err(SubmitError::Unavailable { retry_after: RETRY_AFTER });
+        };
+        let mut answer = shared.quota.admit(&epoch, key.0, &key.1, limits, n, Some(message_id), None).await;
+        if matches!(answer, Err(ClusterError::Timeout(_))) {
+            // The script may have run: the message id makes the retry return its first answer
+            // instead of charging twice.
+            answer = shared.quota.admit(&epoch, key.0, &key.1, limits, n, Some(message_id), None).await;
+        }
+        match answer {
+            Ok(Ok(charge)) => {
+                local.lock().record(&charge);
+                Ok(charge)
+            }
+            Ok(Err(r)) => Err(self.refused(key, r)),
+            Err(e) => {
+                if matches!(e, ClusterError::NotSeeded) {
+                    shared.epoch.close();
+                }
+                Err(unavailable(&e))
+            }
+        }
+    }
+
+    /// Would `n` recipients pass for `key` now? Charges nothing.
+    pub(super) async fn would_pass(&self, key: &RegionKey, limits: &Limits, n: u32) -> Result<(), SubmitError> {
+        let Some(shared) = self.cluster.get() else {
+            return self.quota_state(key).lock().check(limits, self.now_ns(), n).map_err(|r| self.refused(key, r));
+        };
+        let Some(epoch) = shared.epoch.current() else {
+            return Err(SubmitError::Unavailable { retry_after: RETRY_AFTER });
+        };
+        match shared.quota.check(&epoch, key.0, &key.1, limits, n, None).await {
+            Ok(r) => r.map_err(|r: Refusal| self.refused(key, r)),
+            Err(e) => Err(unavailable(&e)),
+        }
+    }
+
+    /// Give back a charge whose message was not spooled.
+    pub(super) async fn give_back(&self, key: &RegionKey, charge: &Charge) {
+        self.quota_state(key).lock().refund(charge);
+        if let Some(shared) = self.cluster.get()
+            && let Err(e) = shared.quota.refund(key.0, &key.1, charge).await
+        {
+            // Over-counted, never over-sent.
+            tracing::warn!(error = %e, "a charge of an unspooled message stays in the shared counters");
+        }
+    }
+
+    /// `SentLast24Hours` of (account, region): every node's in a cluster.
+    pub async fn sent_last_24h(&self, account_id: i64, region: &str) -> Result<u64, SubmitError> {
+        let key: RegionKey = (account_id, region.to_string());
+        let Some(shared) = self.cluster.get() else {
+            return Ok(self.quota_state(&key).lock().sent_last_24h(self.now_ns()));
+        };
+        let Some(epoch) = shared.epoch.current() else {
+            return Err(SubmitError::Unavailable { retry_after: RETRY_AFTER });
+        };
+        shared.quota.sent_last_24h(&epoch, account_id, region).await.map_err(|e| unavailable(&e))
+    }
+}
+
+fn to_json(c: &Change) -> String {
+    serde_json::to_string(c).unwrap_or_default()
+}
+
+const CLUSTER_KIND: &str = "cluster";
+
+/// This node's name if the operator gave none: made once, kept in the store.
+pub async fn stored_node_name(store: &weir_store::Store) -> Result<String, StoreError> {
+    let scope = (0, "", CLUSTER_KIND);
+    if let Some(d) = store.read(|c| weir_store::resources::get(c, scope, "node"))? {
+        return Ok(d.doc);
+    }
+    let name = format!("node-{:08x}", rand::random::<u32>());
+    let n = name.clone();
+    store
+        .write(move |c| {
+            weir_store::resources::put(c, scope, "node", &n, 0, weir_store::resources::Put::Create, "node name")
+        })
+        .await?;
+    Ok(name)
+}
+
+fn load_members(store: &weir_store::Store) -> Vec<String> {
+    let doc = store.read(|c| weir_store::resources::get(c, (0, "", CLUSTER_KIND), "members"));
+    doc.ok().flatten().and_then(|d| serde_json::from_str(&d.doc).ok()).unwrap_or_default()
+}
+
+async fn save_members(store: &weir_store::Store, m: Vec<String>) -> Result<(), StoreError> {
+    let doc = serde_json::to_string(&m).unwrap_or_default();
+    let put = weir_store::resources::Put::Upsert;
+    store
+        .write(move |c| {
+            weir_store::resources::put(c, (0, "", CLUSTER_KIND), "members", &doc, 0, put, "cluster members")
+        })
+        .await
+}
