@@ -373,3 +373,58 @@ def test_a_redis_that_hangs_is_refused_within_the_timeout_and_resumed_after(clus
     finally:
         redis.proc.send_signal(signal.SIGCONT)
     eventually(lambda: send_v1(on(a, nodes[2]).client()), timeout=10, what="sends admitted again")
+
+
+def test_templates_and_configuration_sets_made_on_one_node_serve_sends_on_the_others(cluster):
+    _, (n1, n2, n3), _ = cluster
+    a = account_on(n1, (n1, n2, n3), "--production", "--max-24h", "-1", "--max-rate", "-1")
+    on(a, n1).client().create_template(Template={"TemplateName": "welcome", "SubjectPart": "Hi {{name}}",
+                                                 "TextPart": "Hello {{name}}"})
+    on(a, n3).client().create_configuration_set(ConfigurationSet={"Name": "marketing"})
+    ses2 = on(a, n2).client()
+    r = eventually(lambda: ses2.send_templated_email(
+        Source="s@acme.test", Destination={"ToAddresses": ["r@example.test"]}, Template="welcome",
+        TemplateData='{"name": "Ada"}', ConfigurationSetName="marketing"), what="the template and set on n2")
+    assert r["MessageId"]
+    # Paused on n1 (once n1 has the set): refused on n2 as soon as the change arrives.
+    eventually(lambda: on(a, n1).client().describe_configuration_set(ConfigurationSetName="marketing"),
+               what="the set on n1")
+    on(a, n1).client().update_configuration_set_sending_enabled(ConfigurationSetName="marketing", Enabled=False)
+
+    def paused():
+        try:
+            send_v1(ses2)
+            ses2.send_templated_email(Source="s@acme.test", Destination={"ToAddresses": ["r@example.test"]},
+                                      Template="welcome", TemplateData='{"name": "Ada"}',
+                                      ConfigurationSetName="marketing")
+            return False
+        except botocore.exceptions.ClientError as e:
+            return e.response["Error"]["Code"] == "ConfigurationSetSendingPausedException"
+    wait_for(paused, timeout=1, what="the paused set on n2")
+    # Deleted on n2: gone on n3.
+    ses2.delete_template(TemplateName="welcome")
+
+    def gone():
+        try:
+            on(a, n3).client().get_template(TemplateName="welcome")
+            return False
+        except botocore.exceptions.ClientError as e:
+            return e.response["Error"]["Code"] == "TemplateDoesNotExist"
+    wait_for(gone, timeout=1, what="the deleted template on n3")
+
+
+def test_dkim_keys_made_on_one_node_are_the_keys_of_every_node(cluster):
+    _, (n1, n2, n3), _ = cluster
+    a = account_on(n1, (n1, n2, n3))
+    made = on(a, n1).client("sesv2").create_email_identity(EmailIdentity="dk.test")["DkimAttributes"]
+    assert len(made["Tokens"]) == 3
+
+    def same_keys():
+        got = on(a, n3).client("sesv2").get_email_identity(EmailIdentity="dk.test")["DkimAttributes"]
+        return got["Tokens"] == made["Tokens"] and got["SigningEnabled"]
+    eventually(same_keys, what="the DKIM selectors on n3")
+    # Disabled through n2: disabled on n1.
+    eventually(lambda: on(a, n2).client("sesv2").put_email_identity_dkim_attributes(
+        EmailIdentity="dk.test", SigningEnabled=False), what="the identity on n2")
+    eventually(lambda: not on(a, n1).client("sesv2").get_email_identity(EmailIdentity="dk.test")
+               ["DkimAttributes"]["SigningEnabled"], what="signing disabled on n1")

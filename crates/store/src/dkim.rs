@@ -5,7 +5,7 @@ use rusqlite::{Connection, params};
 use crate::Result;
 
 /// A domain's DKIM settings and signing keys.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DkimRecord {
     /// The domain, lower-cased.
     pub identity: String,

@@ -5,7 +5,7 @@ use rusqlite::{Connection, params};
 use crate::Result;
 
 /// An identity's MAIL FROM domain.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MailFromRecord {
     /// The identity (address or domain), lower-cased.
     pub identity: String,

@@ -88,6 +88,23 @@ pub fn list_all(c: &Connection, kind: &str) -> Result<Vec<(i64, String, Doc)>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Every document of every account (row id above 0: not the node's own records), with its kind:
+/// (account id, region, kind, doc).
+pub fn list_accounts_docs(c: &Connection) -> Result<Vec<(i64, String, String, Doc)>> {
+    let mut st = c.prepare(
+        "SELECT account_id, region, kind, name, doc, created_ms, updated_ms FROM resources WHERE account_id > 0",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            Doc { name: r.get(3)?, doc: r.get(4)?, created_ms: r.get(5)?, updated_ms: r.get(6)? },
+        ))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Remove a document; [`StoreError::NotFound`] if there was none.
 pub fn delete(c: &Connection, scope: Scope<'_>, name: &str, what: &str) -> Result<()> {
     let (account_id, region, kind) = scope;

@@ -12,6 +12,7 @@ use weir_cluster::epoch::Epoch;
 use weir_cluster::{ClusterError, LedgerEntry, Redis, RedisQuota};
 use weir_quota::{Charge, Limits, Refusal};
 use weir_store::model::{Account, Identity, RegionSettings, Suppressed};
+use weir_store::resources::Put;
 use weir_store::{StoreError, ops};
 
 use super::{AdminError, Service, SubmitError};
@@ -44,6 +45,8 @@ pub struct Shared {
     log: CatalogLog,
     /// The last catalog stream id applied here.
     last: parking_lot::Mutex<String>,
+    /// Document changes made here and not yet in the stream (Redis was unreachable), in order.
+    outbox: tokio::sync::Mutex<std::collections::VecDeque<Change>>,
 }
 
 impl Shared {
@@ -56,13 +59,14 @@ impl Shared {
             log: CatalogLog::new(redis, &config.node),
             quota,
             last: parking_lot::Mutex::new("0".into()),
+            outbox: Default::default(),
         })
     }
 }
 
 /// One catalog change, as replicated between nodes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind")]
+#[serde(tag = "change")]
 pub(crate) enum Change {
     /// An account was created (or re-published).
     Account { account: Account },
@@ -76,6 +80,20 @@ pub(crate) enum Change {
     Suppressed { account_id: i64, region: String, entry: Suppressed },
     /// An address was taken off the suppression list.
     Unsuppressed { account_id: i64, region: String, address: String },
+    /// A named document (template, configuration set, contact list, contact, identity
+    /// attributes) was written (`doc`) or deleted (None).
+    Doc { account_id: i64, region: String, kind: String, name: String, doc: Option<String>, created_ms: i64 },
+    /// Every document of a kind was deleted (the contacts of a deleted list).
+    DocsCleared { account_id: i64, region: String, kind: String },
+    /// A domain's DKIM keys and settings were saved (or deleted: None).
+    Dkim { account_id: i64, region: String, domain: String, record: Option<weir_store::dkim::DkimRecord> },
+    /// An identity's custom MAIL FROM domain was saved (or removed: None).
+    MailFrom {
+        account_id: i64,
+        region: String,
+        identity: String,
+        record: Option<weir_store::mail_from::MailFromRecord>,
+    },
 }
 
 fn unavailable(e: &ClusterError) -> SubmitError {
@@ -142,6 +160,7 @@ impl Service {
                     continue;
                 }
             }
+            flush(&shared).await;
             if let Err(e) = self.follow(&shared).await {
                 tracing::warn!(error = %e, "catalog stream unreadable");
             }
@@ -198,6 +217,31 @@ impl Service {
             }
             v
         };
+        let mut changes = changes;
+        changes.extend(self.dkim.read().iter().map(|((k, domain), e)| Change::Dkim {
+            account_id: k.0,
+            region: k.1.clone(),
+            domain: domain.clone(),
+            record: Some(e.record.clone()),
+        }));
+        changes.extend(self.mail_from.read().iter().map(|((k, identity), m)| Change::MailFrom {
+            account_id: k.0,
+            region: k.1.clone(),
+            identity: identity.clone(),
+            record: Some(m.clone()),
+        }));
+        let docs = self.store.read(weir_store::resources::list_accounts_docs).unwrap_or_default();
+        let changes: Vec<Change> = changes
+            .into_iter()
+            .chain(docs.into_iter().map(|(account_id, region, kind, d)| Change::Doc {
+                account_id,
+                region,
+                kind,
+                name: d.name,
+                doc: Some(d.doc),
+                created_ms: d.created_ms,
+            }))
+            .collect();
         let floor = self.store.read(ops::max_account_id).unwrap_or(0);
         shared.log.next_account_id(floor - 1).await?;
         for c in &changes {
@@ -250,6 +294,44 @@ impl Service {
         Ok(self.apply(change).await?)
     }
 
+    /// After a document was written or deleted here: the other nodes get it through the stream,
+    /// in order, retried while Redis is unreachable (the change stands here meanwhile).
+    pub(crate) async fn share_doc(&self, account_id: i64, region: &str, kind: &str, name: &str) {
+        if !self.clustered() {
+            return;
+        }
+        let d = self.store.read(|c| weir_store::resources::get(c, (account_id, region, kind), name));
+        let (doc, created_ms) = match d {
+            Ok(Some(d)) => (Some(d.doc), d.created_ms),
+            Ok(None) => (None, 0),
+            Err(e) => {
+                tracing::error!(error = %e, %kind, %name, "could not read a document to share it");
+                return;
+            }
+        };
+        let change = Change::Doc {
+            account_id,
+            region: region.to_string(),
+            kind: kind.to_string(),
+            name: name.to_string(),
+            doc,
+            created_ms,
+        };
+        self.share(change).await;
+    }
+
+    /// A change made here, for the other nodes: through the outbox, in order.
+    pub(crate) async fn share(&self, change: Change) {
+        let Some(shared) = self.cluster.get() else { return };
+        shared.outbox.lock().await.push_back(change);
+        flush(shared).await;
+    }
+
+    /// After every document of a kind was deleted here (see [`Service::share_doc`]).
+    pub(crate) async fn share_cleared(&self, account_id: i64, region: &str, kind: &str) {
+        self.share(Change::DocsCleared { account_id, region: region.to_string(), kind: kind.to_string() }).await;
+    }
+
     /// A new account's row id: the store's own in embedded mode (None), the shared sequence's
     /// in a cluster, with the name claimed cluster-wide.
     pub(crate) async fn new_account_id(&self, name: &str) -> Result<Option<i64>, AdminError> {
@@ -300,6 +382,62 @@ impl Service {
                 let address = entry.address.clone();
                 self.catalog.write().suppression.entry((account_id, region)).or_default().insert(address, entry);
             }
+            Change::Doc { account_id, region, kind, name, doc, created_ms } => {
+                let (r, k, n, d) = (region.clone(), kind.clone(), name.clone(), doc.clone());
+                self.store
+                    .write(move |c| {
+                        let scope = (account_id, r.as_str(), k.as_str());
+                        match d {
+                            Some(d) => weir_store::resources::put(c, scope, &n, &d, created_ms, Put::Upsert, ""),
+                            None => match weir_store::resources::delete(c, scope, &n, "") {
+                                Ok(()) | Err(StoreError::NotFound(_)) => Ok(()),
+                                Err(e) => Err(e),
+                            },
+                        }
+                    })
+                    .await?;
+                self.refresh_mirror(account_id, &region, &kind, &name, doc.as_deref());
+            }
+            Change::Dkim { account_id, region, domain, record } => {
+                let (r, d, rec) = (region.clone(), domain.clone(), record.clone());
+                self.store
+                    .write(move |c| match rec {
+                        Some(rec) => weir_store::dkim::upsert(c, account_id, &r, &rec),
+                        None => weir_store::dkim::delete(c, account_id, &r, &d),
+                    })
+                    .await?;
+                let key = ((account_id, region), domain);
+                match record {
+                    Some(rec) => {
+                        self.dkim.write().insert(key, super::dkim::DkimEntry::new(rec));
+                    }
+                    None => {
+                        self.dkim.write().remove(&key);
+                    }
+                }
+            }
+            Change::MailFrom { account_id, region, identity, record } => {
+                let (r, i, rec) = (region.clone(), identity.clone(), record.clone());
+                self.store
+                    .write(move |c| match rec {
+                        Some(rec) => weir_store::mail_from::upsert(c, account_id, &r, &rec),
+                        None => weir_store::mail_from::delete(c, account_id, &r, &i),
+                    })
+                    .await?;
+                let key = ((account_id, region), identity);
+                match record {
+                    Some(rec) => {
+                        self.mail_from.write().insert(key, rec);
+                    }
+                    None => {
+                        self.mail_from.write().remove(&key);
+                    }
+                }
+            }
+            Change::DocsCleared { account_id, region, kind } => {
+                let (r, k) = (region.clone(), kind.clone());
+                self.store.write(move |c| weir_store::resources::delete_kind(c, (account_id, &r, &k))).await?;
+            }
             Change::Unsuppressed { account_id, region, address } => {
                 let (r, a) = (region.clone(), address.clone());
                 self.store.write(move |c| ops::delete_suppressed(c, account_id, &r, &a)).await?;
@@ -309,6 +447,34 @@ impl Service {
             }
         }
         Ok(())
+    }
+
+    /// The in-memory copies of configuration sets and identity attributes follow their documents.
+    fn refresh_mirror(&self, account_id: i64, region: &str, kind: &str, name: &str, doc: Option<&str>) {
+        let key = ((account_id, region.to_string()), name.to_string());
+        if kind == super::resources::CONFIGURATION_SET {
+            let mut sets = self.configuration_sets.write();
+            match doc.map(serde_json::from_str::<super::ConfigurationSet>) {
+                Some(Ok(set)) => {
+                    sets.insert(key, set);
+                }
+                Some(Err(e)) => tracing::error!(error = %e, %name, "a shared configuration set does not parse"),
+                None => {
+                    sets.remove(&key);
+                }
+            }
+        } else if kind == super::tags::IDENTITY_ATTRIBUTES {
+            let mut attrs = self.identity_attributes.write();
+            match doc.map(serde_json::from_str::<super::IdentityAttributes>) {
+                Some(Ok(a)) => {
+                    attrs.insert(key, a);
+                }
+                Some(Err(e)) => tracing::error!(error = %e, %name, "shared identity attributes do not parse"),
+                None => {
+                    attrs.remove(&key);
+                }
+            }
+        }
     }
 
     /// Decide `n` recipients for `key` (and charge them if accepted): the local counters, or the
@@ -383,6 +549,22 @@ impl Service {
             return Err(SubmitError::Unavailable { retry_after: RETRY_AFTER });
         };
         shared.quota.sent_last_24h(&epoch, account_id, region).await.map_err(|e| unavailable(&e))
+    }
+}
+
+/// Publish what waits in the outbox, in order, up to the first failure.
+async fn flush(shared: &Shared) {
+    let mut outbox = shared.outbox.lock().await;
+    while let Some(change) = outbox.front() {
+        match shared.log.publish(&to_json(change)).await {
+            Ok(_) => {
+                outbox.pop_front();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, waiting = outbox.len(), "document changes wait for redis to be shared");
+                return;
+            }
+        }
     }
 }
 

@@ -160,10 +160,13 @@ impl Service {
         let doc = serde_json::to_string(&list).map_err(|e| AdminError::Invalid(e.to_string()))?;
         let (r, n, now) = (region.to_string(), list.name.clone(), self.now_ms());
         let what = format!("List with name {}", list.name);
+        let name = list.name.clone();
         self.store
             .write(move |c| docs::put(c, (account_id, &r, CONTACT_LIST), &n, &doc, now, mode, &what))
             .await
-            .map_err(AdminError::from_store)
+            .map_err(AdminError::from_store)?;
+        self.share_doc(account_id, region, CONTACT_LIST, &name).await;
+        Ok(())
     }
 
     /// A contact list.
@@ -221,7 +224,10 @@ impl Service {
                 Ok(())
             })
             .await
-            .map_err(AdminError::from_store)
+            .map_err(AdminError::from_store)?;
+        self.share_doc(account_id, region, CONTACT_LIST, name).await;
+        self.share_cleared(account_id, region, &contacts_kind(name)).await;
+        Ok(())
     }
 
     /// Create (`update` false) or replace a contact.
@@ -251,10 +257,13 @@ impl Service {
         let (r, kind, now) = (region.to_string(), contacts_kind(list), self.now_ms());
         let what = format!("Contact {}", contact.email);
         let mode = if update { Put::Update } else { Put::Create };
+        let (k, email) = (kind.clone(), contact.email.clone());
         self.store
             .write(move |c| docs::put(c, (account_id, &r, &kind), &contact.email, &doc, now, mode, &what))
             .await
-            .map_err(AdminError::from_store)
+            .map_err(AdminError::from_store)?;
+        self.share_doc(account_id, region, &k, &email).await;
+        Ok(())
     }
 
     /// A contact of a list.
@@ -287,10 +296,13 @@ impl Service {
     ) -> Result<(), AdminError> {
         let (r, kind, e) = (region.to_string(), contacts_kind(list), email.to_ascii_lowercase());
         let what = format!("Contact {e}");
+        let (k, address) = (kind.clone(), e.clone());
         self.store
             .write(move |c| docs::delete(c, (account_id, &r, &kind), &e, &what))
             .await
-            .map_err(AdminError::from_store)
+            .map_err(AdminError::from_store)?;
+        self.share_doc(account_id, region, &k, &address).await;
+        Ok(())
     }
 
     /// For a send with list management: the list must exist (and the topic in it); returns the

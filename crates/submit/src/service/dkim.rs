@@ -132,9 +132,18 @@ impl Service {
     async fn save_dkim(&self, account_id: i64, region: &str, record: DkimRecord) -> Result<DkimView, AdminError> {
         let (r, rec) = (region.to_string(), record.clone());
         self.store.write(move |c| store_dkim::upsert(c, account_id, &r, &rec)).await?;
+        let shared = record.clone();
         let entry = DkimEntry::new(record);
         let view = entry.view();
         self.dkim.write().insert(Self::dkim_key(account_id, region, &entry.record.identity), entry);
+        let domain = shared.identity.clone();
+        self.share(super::cluster::Change::Dkim {
+            account_id,
+            region: region.to_string(),
+            domain,
+            record: Some(shared),
+        })
+        .await;
         Ok(view)
     }
 
@@ -252,6 +261,8 @@ impl Service {
         let (r, d) = (region.to_string(), domain.to_ascii_lowercase());
         self.store.write(move |c| store_dkim::delete(c, account_id, &r, &d)).await?;
         self.dkim.write().remove(&Self::dkim_key(account_id, region, domain));
+        let domain = domain.to_ascii_lowercase();
+        self.share(super::cluster::Change::Dkim { account_id, region: region.to_string(), domain, record: None }).await;
         Ok(())
     }
 

@@ -48,7 +48,9 @@ impl Service {
         let Some(domain) = domain.filter(|d| !d.is_empty()).map(str::to_ascii_lowercase) else {
             let (r, i) = (region.to_string(), ident.clone());
             self.store.write(move |c| store_mail_from::delete(c, account_id, &r, &i)).await?;
-            self.mail_from.write().remove(&((account_id, region.to_string()), ident));
+            self.mail_from.write().remove(&((account_id, region.to_string()), ident.clone()));
+            let region = region.to_string();
+            self.share(super::cluster::Change::MailFrom { account_id, region, identity: ident, record: None }).await;
             return Ok(None);
         };
         let parent = ident.rsplit_once('@').map_or(ident.as_str(), |(_, d)| d);
@@ -68,7 +70,10 @@ impl Service {
         let (r, rec) = (region.to_string(), record.clone());
         self.store.write(move |c| store_mail_from::upsert(c, account_id, &r, &rec)).await?;
         let view = view(&record);
-        self.mail_from.write().insert(((account_id, region.to_string()), ident), record);
+        self.mail_from.write().insert(((account_id, region.to_string()), ident.clone()), record.clone());
+        let region = region.to_string();
+        self.share(super::cluster::Change::MailFrom { account_id, region, identity: ident, record: Some(record) })
+            .await;
         Ok(Some(view))
     }
 
@@ -109,7 +114,9 @@ impl Service {
         record.last_success_ms = last;
         let (r, rec) = (region.to_string(), record.clone());
         self.store.write(move |c| store_mail_from::upsert(c, account_id, &r, &rec)).await?;
-        self.mail_from.write().insert(key, record);
+        self.mail_from.write().insert(key, record.clone());
+        let (region, identity) = (region.to_string(), record.identity.clone());
+        self.share(super::cluster::Change::MailFrom { account_id, region, identity, record: Some(record) }).await;
         Ok(Some(status.to_string()))
     }
 

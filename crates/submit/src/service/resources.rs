@@ -8,7 +8,7 @@ use super::{AdminError, Service, SubmitError};
 use crate::template::{Compiled, TemplateParts};
 
 const TEMPLATE: &str = "template";
-const CONFIGURATION_SET: &str = "configuration-set";
+pub(super) const CONFIGURATION_SET: &str = "configuration-set";
 
 /// A stored template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,7 +135,9 @@ impl Service {
         self.store
             .write(move |c| docs::put(c, (account_id, &r, TEMPLATE), &n, &doc, now, mode, &what))
             .await
-            .map_err(AdminError::from_store)
+            .map_err(AdminError::from_store)?;
+        self.share_doc(account_id, region, TEMPLATE, name).await;
+        Ok(())
     }
 
     /// A stored template's parts.
@@ -168,7 +170,9 @@ impl Service {
         self.store
             .write(move |c| docs::delete(c, (account_id, &r, TEMPLATE), &n, &what))
             .await
-            .map_err(AdminError::from_store)
+            .map_err(AdminError::from_store)?;
+        self.share_doc(account_id, region, TEMPLATE, name).await;
+        Ok(())
     }
 
     /// Create a configuration set.
@@ -210,7 +214,9 @@ impl Service {
             .write(move |c| docs::put(c, (account_id, &r, CONFIGURATION_SET), &n, &doc, now, mode, &what))
             .await
             .map_err(AdminError::from_store)?;
+        let name = set.name.clone();
         self.configuration_sets.write().insert(((account_id, region.to_string()), set.name.clone()), set);
+        self.share_doc(account_id, region, CONFIGURATION_SET, &name).await;
         Ok(())
     }
 
@@ -240,6 +246,7 @@ impl Service {
             .await
             .map_err(AdminError::from_store)?;
         self.configuration_sets.write().remove(&((account_id, region.to_string()), name.to_string()));
+        self.share_doc(account_id, region, CONFIGURATION_SET, name).await;
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use weir_store::resources::{self as docs, Put};
 use super::{AdminError, Service};
 use crate::catalog::RegionKey;
 
-const IDENTITY_ATTRIBUTES: &str = "identity-attributes";
+pub(super) const IDENTITY_ATTRIBUTES: &str = "identity-attributes";
 /// SES's most tags on one resource.
 pub const MAX_TAGS: usize = 50;
 
@@ -116,7 +116,8 @@ impl Service {
             .write(move |c| docs::put(c, (account_id, &r, IDENTITY_ATTRIBUTES), &n, &doc, now, Put::Upsert, ""))
             .await
             .map_err(AdminError::from_store)?;
-        self.identity_attributes.write().insert(((account_id, region.to_string()), name), attrs);
+        self.identity_attributes.write().insert(((account_id, region.to_string()), name.clone()), attrs);
+        self.share_doc(account_id, region, IDENTITY_ATTRIBUTES, &name).await;
         Ok(())
     }
 
@@ -131,14 +132,16 @@ impl Service {
         if self.identity_attributes.write().remove(&((account_id, region.to_string()), name.clone())).is_none() {
             return Ok(());
         }
-        let r = region.to_string();
+        let (r, n) = (region.to_string(), name.clone());
         self.store
-            .write(move |c| match docs::delete(c, (account_id, &r, IDENTITY_ATTRIBUTES), &name, "") {
+            .write(move |c| match docs::delete(c, (account_id, &r, IDENTITY_ATTRIBUTES), &n, "") {
                 Ok(()) | Err(weir_store::StoreError::NotFound(_)) => Ok(()),
                 Err(e) => Err(e),
             })
             .await
-            .map_err(AdminError::from_store)
+            .map_err(AdminError::from_store)?;
+        self.share_doc(account_id, region, IDENTITY_ATTRIBUTES, &name).await;
+        Ok(())
     }
 
     /// The default configuration set for mail from `source`: its address identity's, else its
