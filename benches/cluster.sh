@@ -13,7 +13,8 @@ source benches/lib.sh
 CONC=${1:-64}
 SECS=${2:-8}
 
-cargo build --release -q -p weir -p weir-loadgen -p weir-cluster --examples
+cargo build --release -q -p weir -p weir-loadgen
+cargo build --release -q -p weir-cluster --example decision_cost
 WEIR=target/release/weir
 LOAD=target/release/weir-loadgen
 work=$(mktemp -d)

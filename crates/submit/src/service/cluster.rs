@@ -45,6 +45,8 @@ pub struct Shared {
     log: CatalogLog,
     /// The last catalog stream id applied here.
     last: parking_lot::Mutex<String>,
+    /// The catalog stream has been read to its end once (a new node knows the accounts).
+    caught_up: std::sync::atomic::AtomicBool,
     /// Document changes made here and not yet in the stream (Redis was unreachable), in order.
     outbox: tokio::sync::Mutex<std::collections::VecDeque<Change>>,
 }
@@ -60,6 +62,7 @@ impl Shared {
             quota,
             last: parking_lot::Mutex::new("0".into()),
             outbox: Default::default(),
+            caught_up: Default::default(),
         })
     }
 }
@@ -118,9 +121,12 @@ impl Service {
         self.cluster.get().map(|c| c.epoch.node())
     }
 
-    /// Whether sends can be decided now (embedded: always; cluster: the shared counters are open).
+    /// Whether the node is ready for sends (embedded: always; cluster: the shared counters are
+    /// open and the catalog stream has been read to its end once).
     pub fn admitting(&self) -> bool {
-        self.cluster.get().is_none_or(|c| c.epoch.current().is_some())
+        self.cluster
+            .get()
+            .is_none_or(|c| c.epoch.current().is_some() && c.caught_up.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Keep this node in step with the cluster until the process ends: the epoch gate (re-seeding
@@ -161,8 +167,9 @@ impl Service {
                 }
             }
             flush(&shared).await;
-            if let Err(e) = self.follow(&shared).await {
-                tracing::warn!(error = %e, "catalog stream unreadable");
+            match self.follow(&shared).await {
+                Ok(()) => shared.caught_up.store(true, std::sync::atomic::Ordering::Relaxed),
+                Err(e) => tracing::warn!(error = %e, "catalog stream unreadable"),
             }
         }
     }
@@ -254,16 +261,15 @@ impl Service {
         Ok(())
     }
 
-    /// Apply the other nodes' catalog changes appended since the last look.
+    /// Apply the catalog changes appended since the last look, in stream order.
     async fn follow(&self, shared: &Shared) -> Result<(), ClusterError> {
         loop {
             let last = shared.last.lock().clone();
             let entries = shared.log.read_after(&last, 500).await?;
             let Some(tail) = entries.last().map(|e| e.id.clone()) else { return Ok(()) };
+            // This node's own changes too: applied again in stream order, two nodes changing
+            // one thing at once end with the same value (the later one) everywhere.
             for e in &entries {
-                if e.node == shared.log.node() {
-                    continue;
-                }
                 match serde_json::from_str::<Change>(&e.change) {
                     Ok(change) => {
                         if let Err(err) = self.apply(change).await {
