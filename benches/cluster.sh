@@ -43,7 +43,7 @@ PY
 }
 
 # Embedded: the default single node.
-start_api_weir "$WEIR" "$work/embedded"
+WEIR_LOG=error start_api_weir "$WEIR" "$work/embedded" --smtp 127.0.0.1:0 --smtps 127.0.0.1:0 --no-delivery
 pids+=("$weir_pid")
 embedded=$(report embedded "$(load "$weir_url" embedded)")
 echo "$embedded"
@@ -57,7 +57,8 @@ for n in 1 2 3; do
     dir="$work/c$n-$i"
     mkdir -p "$dir"
     printf '[cluster]\nredis = "redis://127.0.0.1:%s/"\nnode = "n%s"\n' "$redis_port" "$i" > "$dir.toml"
-    WEIR_LOG=warn $WEIR serve --data-dir "$dir" --http 127.0.0.1:0 --no-delivery --config "$dir.toml" & pids+=($!)
+    WEIR_LOG=error $WEIR serve --data-dir "$dir" --http 127.0.0.1:0 --smtp 127.0.0.1:0 --smtps 127.0.0.1:0 \
+      --no-delivery --config "$dir.toml" & pids+=($!)
     for _ in $(seq 200); do [ -f "$dir/server.json" ] && break; sleep 0.05; done
     urls+=("$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["http"])' "$dir/server.json")")
   done

@@ -99,6 +99,16 @@ impl Engine {
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
             }
+            if lane.limits.cluster_messages_per_minute > 0 {
+                // The lane's share across every node, on top of this node's own pacing.
+                loop {
+                    let w = self.svc.shared_lane_wait(&lane.key, lane.limits.cluster_messages_per_minute).await;
+                    if w.is_zero() {
+                        break;
+                    }
+                    tokio::time::sleep(w).await;
+                }
+            }
             let reuse = conn
                 .as_ref()
                 .is_some_and(|(_, t)| sent < lane.limits.messages_per_connection && job.route.targets.contains(t));

@@ -32,6 +32,9 @@ pub struct LaneLimits {
     pub recipients_per_transaction: usize,
     /// Warm-up: a new source starts at this many messages per minute.
     pub warmup_start_per_minute: Option<f64>,
+    /// Cluster mode: messages per minute of this lane across every node (0 = no shared cap;
+    /// each node's own pacing applies either way). Not enforced while Redis is away.
+    pub cluster_messages_per_minute: u32,
 }
 
 impl Default for LaneLimits {
@@ -42,6 +45,7 @@ impl Default for LaneLimits {
             messages_per_connection: 100,
             recipients_per_transaction: 50,
             warmup_start_per_minute: None,
+            cluster_messages_per_minute: 0,
         }
     }
 }
@@ -56,6 +60,7 @@ impl LaneLimits {
             messages_per_connection: pc,
             recipients_per_transaction: r,
             warmup_start_per_minute: None,
+            cluster_messages_per_minute: 0,
         };
         match p {
             Provider::Google => l(5, 1200, 50, 50),

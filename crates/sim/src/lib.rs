@@ -351,6 +351,7 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> 
                 messages_per_connection: 100,
                 recipients_per_transaction: 50,
                 warmup_start_per_minute: w.warmup_start_per_min,
+                cluster_messages_per_minute: 0,
             },
             *w,
             Schedule::default(),
@@ -362,6 +363,7 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> 
                 messages_per_connection: 100,
                 recipients_per_transaction: 50,
                 warmup_start_per_minute: None,
+                cluster_messages_per_minute: 0,
             },
             PacingConfig { adaptive: false, ..*w },
             Schedule::default(),
@@ -373,6 +375,7 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> 
                 messages_per_connection: 100,
                 recipients_per_transaction: 50,
                 warmup_start_per_minute: None,
+                cluster_messages_per_minute: 0,
             },
             PacingConfig { adaptive: false, ..*w },
             Schedule {

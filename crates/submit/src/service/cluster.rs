@@ -534,6 +534,30 @@ impl Service {
         }
     }
 
+    /// Cluster mode: take one message of lane `lane`'s shared cap (`per_minute` across every
+    /// node, one second of burst); the time to wait if none is left. Zero in embedded mode, and
+    /// while Redis is away (delivery does not stop for Redis; each node's own pacing holds).
+    pub async fn shared_lane_wait(&self, lane: &str, per_minute: u32) -> Duration {
+        let Some(shared) = self.cluster.get() else { return Duration::ZERO };
+        let Some(epoch) = shared.epoch.current() else { return Duration::ZERO };
+        let limits = Limits {
+            max_24h: None,
+            max_rate: Some(f64::from(per_minute) / 60.0),
+            burst_seconds: 1.0,
+            sending_enabled: true,
+        };
+        // Account 0 is no account: its "regions" are the lanes.
+        match shared.quota.admit(&epoch, 0, &format!("lane:{lane}"), &limits, 1, None, None).await {
+            Ok(Ok(_)) => Duration::ZERO,
+            Ok(Err(Refusal::MaxSendRateExceeded { retry_after })) => retry_after.max(Duration::from_millis(1)),
+            Ok(Err(_)) => Duration::ZERO,
+            Err(e) => {
+                tracing::debug!(error = %e, %lane, "shared lane cap not applied: redis unavailable");
+                Duration::ZERO
+            }
+        }
+    }
+
     /// Give back a charge whose message was not spooled.
     pub(super) async fn give_back(&self, key: &RegionKey, charge: &Charge) {
         self.quota_state(key).lock().refund(charge);
