@@ -143,6 +143,13 @@ def smtp_send(w, a, to="r@example.test"):
         s.send_message(m)
 
 
+def metrics(w):
+    import urllib.request
+    token = (w.data_dir / "admin-token").read_text().strip()
+    req = urllib.request.Request(w.base + "/metrics", headers={"Authorization": f"Bearer {token}"})
+    return urllib.request.urlopen(req, timeout=10).read().decode()
+
+
 def spooled(w, account):
     out = w.cli("queue", "list", "--account", account, "--limit", "100000", "--json")
     return json.loads(out)
@@ -319,6 +326,12 @@ def test_redis_killed_and_restarted_empty_refuses_then_recovers_without_reset(cl
         with pytest.raises(smtplib.SMTPResponseException) as e:
             smtp_send(w, a)
         assert e.value.smtp_code == 454
+    # The operator sees it: `weir cluster status` and the metrics of any node.
+    st = wait_for(lambda: (v := json.loads(nodes[2].cli("cluster", "status", "--json")))["redis_up"] is False and v,
+                  timeout=5, what="redis seen down")
+    assert st["epoch"] is None and st["node"] == "n3"
+    assert 'weir_cluster_admitting{node="n3"} 0' in metrics(nodes[2])
+    assert 'reason="unavailable"' in metrics(nodes[2])
     # Delivery does not need Redis: what n1 accepted reaches the MX while Redis is down.
     wait_for(lambda: len(mx.messages) >= 5, what="deliveries while redis is down")
     assert not redis.answers()
@@ -340,6 +353,9 @@ def test_redis_killed_and_restarted_empty_refuses_then_recovers_without_reset(cl
     print(f"redis restart: admitting again {time.time() - t_back:.2f} s after redis answered")
     for w in nodes:
         wait_for(admits(w), timeout=5, what=f"sends admitted again on {w.base}")
+    st = json.loads(nodes[0].cli("cluster", "status", "--json"))
+    assert st["redis_up"] and st["epoch"] and st["members"] == ["n1", "n2", "n3"], st
+    assert 'weir_cluster_admitting{node="n1"} 1' in metrics(nodes[0])
     # Nobody's quota was reset: 125 + 4 were spent, so exactly 71 more pass, then none.
     for i in range(100):
         try:

@@ -220,6 +220,10 @@ async fn route(st: &AppState, raw: &RawRequest) -> Result<Response, Response> {
                 json!({"name": a.name, "access_key_id": a.access_key_id, "secret_access_key": a.secret, "created_ms": a.created_ms}),
             ))
         }
+        (&Method::GET, ["cluster"]) => match svc.cluster_status() {
+            Some(s) => Ok(reply(StatusCode::OK, json!(s))),
+            None => Err(fail(StatusCode::NOT_FOUND, "this node is not in a cluster ([cluster] redis is not set)")),
+        },
         (&Method::GET, ["delivery"]) => match &st.delivery_status {
             Some(f) => Ok(reply(StatusCode::OK, f())),
             None => Err(fail(StatusCode::NOT_FOUND, "the delivery engine is not running (delivery.enabled = false)")),

@@ -159,6 +159,13 @@ pub struct RefusalLabels {
     pub reason: String,
 }
 
+/// Labels of a cluster node.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabels {
+    /// The node's name in the cluster.
+    pub node: String,
+}
+
 /// Labels of an (account, region).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AccountLabels {
@@ -207,6 +214,9 @@ pub struct Metrics {
     quota_max_rate: Family<AccountLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     enforcement: Family<AccountLabels, Gauge>,
     refusals: Family<RefusalLabels, Counter>,
+    cluster_redis_up: Family<NodeLabels, Gauge>,
+    cluster_open: Family<NodeLabels, Gauge>,
+    cluster_outbox: Family<NodeLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -320,8 +330,26 @@ impl Metrics {
         let refusals = Family::<RefusalLabels, Counter>::default();
         registry.register(
             "quota_refusals",
-            "Sends refused by the quota, by account, region and reason (daily_quota, max_send_rate, sending_paused)",
+            "Sends refused by the quota, by account, region and reason (daily_quota, max_send_rate, sending_paused, unavailable: cluster mode without Redis)",
             refusals.clone(),
+        );
+        let cluster_redis_up = Family::<NodeLabels, Gauge>::default();
+        registry.register(
+            "cluster_redis_up",
+            "Cluster mode: 1 while Redis answers this node",
+            cluster_redis_up.clone(),
+        );
+        let cluster_open = Family::<NodeLabels, Gauge>::default();
+        registry.register(
+            "cluster_admitting",
+            "Cluster mode: 1 while this node decides sends (the shared counters are open in its epoch)",
+            cluster_open.clone(),
+        );
+        let cluster_outbox = Family::<NodeLabels, Gauge>::default();
+        registry.register(
+            "cluster_outbox_changes",
+            "Cluster mode: catalog changes made on this node waiting for Redis to be shared",
+            cluster_outbox.clone(),
         );
         let lane_changes = Family::<LaneChangeLabels, Counter>::default();
         registry.register(
@@ -340,6 +368,9 @@ impl Metrics {
             quota_max_rate,
             enforcement,
             refusals,
+            cluster_redis_up,
+            cluster_open,
+            cluster_outbox,
             smtp_sessions,
             smtp_auth_failures,
             events,
@@ -395,6 +426,14 @@ impl Metrics {
         let l = RequestLabels { api: api.into(), status: status.to_string(), code: code.into() };
         self.requests.get_or_create(&l).inc();
         self.latency.get_or_create(&ApiLabels { api: api.into() }).observe(seconds);
+    }
+
+    /// Cluster mode: this node's view of the cluster, for the next exposition.
+    pub fn set_cluster(&self, node: &str, redis_up: bool, admitting: bool, outbox: usize) {
+        let l = NodeLabels { node: node.to_string() };
+        self.cluster_redis_up.get_or_create(&l).set(i64::from(redis_up));
+        self.cluster_open.get_or_create(&l).set(i64::from(admitting));
+        self.cluster_outbox.get_or_create(&l).set(outbox as i64);
     }
 
     /// The text exposition, with the scrape-time gauges set from `spool` and `lanes`.

@@ -26,7 +26,7 @@ mod resources;
 mod send;
 mod tags;
 mod verification;
-pub use cluster::{ClusterConfig, FOLLOW_INTERVAL, Shared, stored_node_name};
+pub use cluster::{ClusterConfig, ClusterStatus, FOLLOW_INTERVAL, Shared, stored_node_name};
 pub use contacts::{Contact, ContactList, ListManagement, MAX_CONTACT_LISTS, Topic, status_for as contact_status};
 pub use dkim::{DkimCheck, DkimView, DnsFinding, EASY_DKIM_TOKENS, status_after};
 pub use feedback::{COMPLAINTS_LOCAL_PART, FeedbackTarget};

@@ -152,6 +152,17 @@ pub enum IdentityCmd {
     },
 }
 
+/// `weir cluster`.
+#[derive(Subcommand)]
+pub enum ClusterCmd {
+    /// This node, Redis, the epoch, the members and the catalog stream as the node sees them.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// `weir spool`.
 #[derive(Subcommand)]
 pub enum SpoolCmd {
@@ -445,6 +456,35 @@ pub fn identity(cmd: IdentityCmd, c: &Client) -> anyhow::Result<()> {
         IdentityCmd::List { name, region, json } => {
             let path = format!("/admin/v1/accounts/{}/regions/{}/identities", seg(&name), seg(&region));
             print_table(&c.call("GET", &path, None)?, json)
+        }
+    }
+}
+
+/// Run a `weir cluster` command.
+pub fn cluster(cmd: ClusterCmd, c: &Client) -> anyhow::Result<()> {
+    match cmd {
+        ClusterCmd::Status { json } => {
+            let v = c.call("GET", "/admin/v1/cluster", None)?;
+            if json {
+                println!("{v}");
+            } else {
+                let members: Vec<&str> =
+                    v["members"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                println!("node      {}", v["node"].as_str().unwrap_or("?"));
+                println!("redis     {}", if v["redis_up"].as_bool() == Some(true) { "up" } else { "DOWN" });
+                match v["epoch"].as_str() {
+                    Some(e) => println!("epoch     {e} (admitting sends)"),
+                    None => println!("epoch     none: sends are refused until redis answers and is re-seeded"),
+                }
+                println!("members   {}", members.join(", "));
+                println!(
+                    "catalog   stream at {}{}",
+                    v["stream_id"],
+                    if v["caught_up"].as_bool() == Some(true) { "" } else { " (catching up)" }
+                );
+                println!("outbox    {} change(s) waiting for redis", v["outbox"]);
+            }
+            Ok(())
         }
     }
 }

@@ -70,6 +70,13 @@ enum Command {
     /// Read a delivery log (weir's events.jsonl or Postfix's mail.log) and report per provider:
     /// deferral classes, first-deferral vs final delivery, pauses, what to change.
     Doctor(doctor::DoctorArgs),
+    /// Cluster mode: what the node knows of the cluster (Redis, epoch, members, catalog stream).
+    Cluster {
+        #[command(subcommand)]
+        cmd: admin::ClusterCmd,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Inspect the spool (works whether or not the server runs).
     Spool {
         #[command(subcommand)]
@@ -88,6 +95,7 @@ fn main() -> anyhow::Result<()> {
             admin::identity(cmd, &admin::Client::new(&target.data_dir, target.server)?)
         }
         Command::Queue { cmd, target } => queue::run(cmd, &admin::Client::new(&target.data_dir, target.server)?),
+        Command::Cluster { cmd, target } => admin::cluster(cmd, &admin::Client::new(&target.data_dir, target.server)?),
         Command::Spool { cmd, target } => admin::spool(cmd, &target.data_dir),
         Command::Simulate(args) => simulate::run(args),
         Command::Doctor(args) => doctor::run(args),

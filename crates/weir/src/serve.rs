@@ -489,6 +489,9 @@ fn metrics_text(
                 });
             }
         }
+        if let Some(c) = svc.cluster_status() {
+            metrics.set_cluster(&c.node, c.redis_up, c.epoch.is_some(), c.outbox);
+        }
         metrics.render(&spool, &lanes, &quotas)
     })
 }

@@ -45,6 +45,10 @@ pub struct Shared {
     log: CatalogLog,
     /// The last catalog stream id applied here.
     last: parking_lot::Mutex<String>,
+    /// Redis answered the last step of the keeper.
+    redis_up: std::sync::atomic::AtomicBool,
+    /// Every node known to have joined.
+    members: parking_lot::Mutex<Vec<String>>,
     /// The catalog stream has been read to its end once (a new node knows the accounts).
     caught_up: std::sync::atomic::AtomicBool,
     /// Document changes made here and not yet in the stream (Redis was unreachable), in order.
@@ -63,8 +67,29 @@ impl Shared {
             last: parking_lot::Mutex::new("0".into()),
             outbox: Default::default(),
             caught_up: Default::default(),
+            redis_up: Default::default(),
+            members: Default::default(),
         })
     }
+}
+
+/// What a node knows of the cluster (`GET /admin/v1/cluster`, metrics).
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterStatus {
+    /// This node's name.
+    pub node: String,
+    /// Redis answered the keeper's last step (every 100 ms).
+    pub redis_up: bool,
+    /// The epoch this node decides in; None while sends are refused (Redis away or re-seeding).
+    pub epoch: Option<String>,
+    /// Every node known to have joined.
+    pub members: Vec<String>,
+    /// The catalog stream has been read to its end since start.
+    pub caught_up: bool,
+    /// The last catalog stream id applied here.
+    pub stream_id: String,
+    /// Document changes made here waiting for Redis to be shared.
+    pub outbox: usize,
 }
 
 /// One catalog change, as replicated between nodes.
@@ -100,8 +125,17 @@ pub(crate) enum Change {
 }
 
 fn unavailable(e: &ClusterError) -> SubmitError {
-    tracing::warn!(error = %e, "shared quota store unavailable; refusing sends until it answers");
+    // Once per send: the keeper logs the outage itself, once.
+    tracing::debug!(error = %e, "shared quota store unavailable; send refused");
     SubmitError::Unavailable { retry_after: RETRY_AFTER }
+}
+
+impl Service {
+    /// Count a send refused for want of Redis (reason `unavailable` in the quota refusals).
+    fn refused_unavailable(&self, key: &RegionKey, e: SubmitError) -> SubmitError {
+        *self.refusals.lock().entry((key.clone(), "unavailable")).or_default() += 1;
+        e
+    }
 }
 
 impl Service {
@@ -119,6 +153,21 @@ impl Service {
     /// This node's name in the cluster, if any.
     pub fn cluster_node(&self) -> Option<&str> {
         self.cluster.get().map(|c| c.epoch.node())
+    }
+
+    /// What this node knows of the cluster; None in embedded mode.
+    pub fn cluster_status(&self) -> Option<ClusterStatus> {
+        let c = self.cluster.get()?;
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        Some(ClusterStatus {
+            node: c.epoch.node().to_string(),
+            redis_up: c.redis_up.load(relaxed),
+            epoch: c.epoch.current(),
+            members: c.members.lock().clone(),
+            caught_up: c.caught_up.load(relaxed),
+            stream_id: c.last.lock().clone(),
+            outbox: c.outbox.try_lock().map_or(0, |o| o.len()),
+        })
     }
 
     /// Whether the node is ready for sends (embedded: always; cluster: the shared counters are
@@ -143,6 +192,8 @@ impl Service {
             let step = shared.epoch.tick(&members, async move |lost| svc.seed_material(lost).await).await;
             match step {
                 Ok(step) => {
+                    shared.redis_up.store(true, std::sync::atomic::Ordering::Relaxed);
+                    shared.members.lock().clone_from(&step.members);
                     if !healthy {
                         tracing::info!("redis answers again");
                         healthy = true;
@@ -158,6 +209,7 @@ impl Service {
                     }
                 }
                 Err(e) => {
+                    shared.redis_up.store(false, std::sync::atomic::Ordering::Relaxed);
                     if healthy {
                         tracing::warn!(error = %e, "redis unreachable: sends are refused, delivery goes on");
                         healthy = false;
@@ -497,7 +549,7 @@ impl Service {
             return local.lock().admit(limits, self.now_ns(), n).map_err(|r| self.refused(key, r));
         };
         let Some(epoch) = shared.epoch.current() else {
-            return Err(SubmitError::Unavailable { retry_after: RETRY_AFTER });
+            return Err(self.refused_unavailable(key, SubmitError::Unavailable { retry_after: RETRY_AFTER }));
         };
         let mut answer = shared.quota.admit(&epoch, key.0, &key.1, limits, n, Some(message_id), None).await;
         if matches!(answer, Err(ClusterError::Timeout(_))) {
@@ -515,7 +567,7 @@ impl Service {
                 if matches!(e, ClusterError::NotSeeded) {
                     shared.epoch.close();
                 }
-                Err(unavailable(&e))
+                Err(self.refused_unavailable(key, unavailable(&e)))
             }
         }
     }
@@ -526,11 +578,11 @@ impl Service {
             return self.quota_state(key).lock().check(limits, self.now_ns(), n).map_err(|r| self.refused(key, r));
         };
         let Some(epoch) = shared.epoch.current() else {
-            return Err(SubmitError::Unavailable { retry_after: RETRY_AFTER });
+            return Err(self.refused_unavailable(key, SubmitError::Unavailable { retry_after: RETRY_AFTER }));
         };
         match shared.quota.check(&epoch, key.0, &key.1, limits, n, None).await {
             Ok(r) => r.map_err(|r: Refusal| self.refused(key, r)),
-            Err(e) => Err(unavailable(&e)),
+            Err(e) => Err(self.refused_unavailable(key, unavailable(&e))),
         }
     }
 
