@@ -4,6 +4,7 @@ not write (boto3/botocore and aws-cli)."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -135,6 +136,15 @@ def fresh_weir():
         if w.proc.poll() is None:
             w.proc.kill()
             w.proc.wait()
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 free at the time of asking."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 def wait_for(pred, timeout=20, what="condition"):

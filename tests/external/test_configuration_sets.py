@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import http.server
 import json
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import Weir, wait_for
+from conftest import Weir, free_port, wait_for
 
 SIMPLE_V1 = {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}
 SIMPLE_V2 = {"Simple": {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}}
@@ -203,14 +202,6 @@ class Receiver:
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def make_tls(d: Path):

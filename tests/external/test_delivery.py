@@ -13,20 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Weir, events, wait_for
+from conftest import Weir, events, free_port, wait_for
 from fakemx import FakeMX
 
 if shutil.which("smtp-sink") is None:
     pytest.fail("smtp-sink is missing: it comes with Debian's postfix package "
                 "(apt-get install postfix, as .ci/run does)", pytrace=False)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def port_open(port):
