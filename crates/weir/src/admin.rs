@@ -479,7 +479,7 @@ pub fn cluster(cmd: ClusterCmd, c: &Client) -> anyhow::Result<()> {
                 println!("members   {}", members.join(", "));
                 println!(
                     "catalog   stream at {}{}",
-                    v["stream_id"],
+                    v["stream_id"].as_str().unwrap_or("?"),
                     if v["caught_up"].as_bool() == Some(true) { "" } else { " (catching up)" }
                 );
                 println!("outbox    {} change(s) waiting for redis", v["outbox"]);
