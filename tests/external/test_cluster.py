@@ -545,3 +545,24 @@ def test_redis_killed_and_restarted_under_concurrent_load_loses_nothing_and_over
     for w in nodes:
         spool |= {r["message_id"] for r in spooled(w, a.name)}
     assert set(accepted) <= spool
+
+
+def test_a_forgotten_node_is_not_waited_for_when_redis_comes_back_empty(cluster):
+    redis, (n1, n2, n3), _ = cluster
+    a = account_on(n1, (n1, n2), "--production", "--max-24h", "-1", "--max-rate", "-1")
+    send_v1(on(a, n2).client())
+    n3.proc.kill()  # n3 leaves for good
+    n3.proc.wait()
+    out = subprocess.run([str(ROOT / "target" / "debug" / "weir"), "cluster", "forget", "n1",
+                          "--data-dir", str(n1.data_dir)], capture_output=True, text=True)
+    assert out.returncode != 0 and "this node" in out.stderr
+    n1.cli("cluster", "forget", "n3")
+    for w in (n1, n2):
+        wait_for(lambda: json.loads(w.cli("cluster", "status", "--json"))["members"] == ["n1", "n2"], timeout=1,
+                 what=f"n3 forgotten on {w.base}")
+    # reseed_wait is 30 s: had n3 still been a member, nothing would be admitted for 30 s.
+    redis.kill()
+    redis.start()
+    t = time.time()
+    eventually(lambda: send_v1(on(a, n2).client()), timeout=10, what="sends admitted again without n3")
+    assert time.time() - t < 10

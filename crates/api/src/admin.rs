@@ -220,6 +220,16 @@ async fn route(st: &AppState, raw: &RawRequest) -> Result<Response, Response> {
                 json!({"name": a.name, "access_key_id": a.access_key_id, "secret_access_key": a.secret, "created_ms": a.created_ms}),
             ))
         }
+        (&Method::POST, ["cluster", "forget"]) => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Forget {
+                node: String,
+            }
+            let f: Forget = parse(&raw.body)?;
+            svc.forget_node(&f.node).await.map_err(admin_error)?;
+            Ok(reply(StatusCode::OK, json!(svc.cluster_status())))
+        }
         (&Method::GET, ["cluster"]) => match svc.cluster_status() {
             Some(s) => Ok(reply(StatusCode::OK, json!(s))),
             None => Err(fail(StatusCode::NOT_FOUND, "this node is not in a cluster ([cluster] redis is not set)")),

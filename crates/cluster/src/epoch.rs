@@ -122,6 +122,12 @@ impl Epoch {
         Ok(Step { members, open, changed })
     }
 
+    /// Take `node` out of the set of nodes that ever joined (it left for good): an emptied
+    /// Redis no longer waits for it. A node that is still alive joins again at its next step.
+    pub async fn forget(&self, node: &str) -> Result<(), ClusterError> {
+        self.quota.redis().query::<i64>(redis::cmd("SREM").arg(NODES_KEY).arg(node)).await.map(|_| ())
+    }
+
     async fn seed_once(
         &self,
         epoch: &str,

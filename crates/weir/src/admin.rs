@@ -161,6 +161,12 @@ pub enum ClusterCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Forget a node that left the cluster for good (an emptied Redis then stops waiting for it
+    /// to re-seed); ask any other node.
+    Forget {
+        /// The node's name, as `weir cluster status` lists it.
+        node: String,
+    },
 }
 
 /// `weir spool`.
@@ -463,6 +469,11 @@ pub fn identity(cmd: IdentityCmd, c: &Client) -> anyhow::Result<()> {
 /// Run a `weir cluster` command.
 pub fn cluster(cmd: ClusterCmd, c: &Client) -> anyhow::Result<()> {
     match cmd {
+        ClusterCmd::Forget { node } => {
+            c.call("POST", "/admin/v1/cluster/forget", Some(json!({ "node": node })))?;
+            println!("forgot {node}");
+            Ok(())
+        }
         ClusterCmd::Status { json } => {
             let v = c.call("GET", "/admin/v1/cluster", None)?;
             if json {

@@ -45,6 +45,8 @@ pub struct Shared {
     log: CatalogLog,
     /// The last catalog stream id applied here.
     last: parking_lot::Mutex<String>,
+    /// Nodes the operator said left for good, for the keeper to drop from its members.
+    to_forget: parking_lot::Mutex<Vec<String>>,
     /// Redis answered the last step of the keeper.
     redis_up: std::sync::atomic::AtomicBool,
     /// Every node known to have joined.
@@ -69,6 +71,7 @@ impl Shared {
             caught_up: Default::default(),
             redis_up: Default::default(),
             members: Default::default(),
+            to_forget: Default::default(),
         })
     }
 }
@@ -113,6 +116,8 @@ pub(crate) enum Change {
     Doc { account_id: i64, region: String, kind: String, name: String, doc: Option<String>, created_ms: i64 },
     /// Every document of a kind was deleted (the contacts of a deleted list).
     DocsCleared { account_id: i64, region: String, kind: String },
+    /// The operator said node `node` left the cluster for good.
+    NodeForgotten { node: String },
     /// A domain's DKIM keys and settings were saved (or deleted: None).
     Dkim { account_id: i64, region: String, domain: String, record: Option<weir_store::dkim::DkimRecord> },
     /// An identity's custom MAIL FROM domain was saved (or removed: None).
@@ -188,6 +193,14 @@ impl Service {
         let mut healthy = true;
         loop {
             ticker.tick().await;
+            let gone: Vec<String> = std::mem::take(&mut *shared.to_forget.lock());
+            if !gone.is_empty() {
+                members.retain(|m| !gone.contains(m));
+                tracing::info!(nodes = ?gone, "forgot nodes that left the cluster");
+                if let Err(e) = save_members(&self.store, members.clone()).await {
+                    tracing::error!(error = %e, "could not keep the cluster's members");
+                }
+            }
             let svc = self.clone();
             let step = shared.epoch.tick(&members, async move |lost| svc.seed_material(lost).await).await;
             match step {
@@ -390,6 +403,23 @@ impl Service {
         self.share(Change::DocsCleared { account_id, region: region.to_string(), kind: kind.to_string() }).await;
     }
 
+    /// Forget node `node` (it left the cluster for good), on every node: an emptied Redis no
+    /// longer waits for it to re-seed.
+    pub async fn forget_node(&self, node: &str) -> Result<(), AdminError> {
+        let Some(shared) = self.cluster.get() else {
+            return Err(AdminError::Invalid("this node is not in a cluster ([cluster] redis is not set)".into()));
+        };
+        if node == shared.epoch.node() {
+            return Err(AdminError::Invalid(format!("{node} is this node: ask another node to forget it")));
+        }
+        if !shared.members.lock().iter().any(|m| m == node) {
+            return Err(AdminError::NotFound(format!("no node named '{node}' is known to the cluster")));
+        }
+        let down = |e: ClusterError| AdminError::Unavailable(format!("the cluster's shared store is unavailable: {e}"));
+        shared.epoch.forget(node).await.map_err(down)?;
+        self.commit(Change::NodeForgotten { node: node.to_string() }).await
+    }
+
     /// A new account's row id: the store's own in embedded mode (None), the shared sequence's
     /// in a cluster, with the name claimed cluster-wide.
     pub(crate) async fn new_account_id(&self, name: &str) -> Result<Option<i64>, AdminError> {
@@ -492,6 +522,7 @@ impl Service {
                     }
                 }
             }
+            Change::NodeForgotten { node } => shared_forget(self, node),
             Change::DocsCleared { account_id, region, kind } => {
                 let (r, k) = (region.clone(), kind.clone());
                 self.store.write(move |c| weir_store::resources::delete_kind(c, (account_id, &r, &k))).await?;
@@ -631,6 +662,13 @@ impl Service {
             return Err(SubmitError::Unavailable { retry_after: RETRY_AFTER });
         };
         shared.quota.sent_last_24h(&epoch, account_id, region).await.map_err(|e| unavailable(&e))
+    }
+}
+
+fn shared_forget(svc: &Service, node: String) {
+    if let Some(shared) = svc.cluster.get() {
+        shared.members.lock().retain(|m| *m != node);
+        shared.to_forget.lock().push(node);
     }
 }
 
