@@ -566,3 +566,27 @@ def test_a_forgotten_node_is_not_waited_for_when_redis_comes_back_empty(cluster)
     t = time.time()
     eventually(lambda: send_v1(on(a, n2).client()), timeout=10, what="sends admitted again without n3")
     assert time.time() - t < 10
+
+
+def test_reputation_is_judged_on_every_nodes_sending():
+    """Two nodes each deliver 30 messages, too few on either for a verdict (min_volume 50); 7 of
+    the 60 bounce (11.7 %): judged on the sum, the account is paused, on both nodes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        redis = Redis(Path(tmp)).start()
+        mx = FakeMX()
+        cfg = f'routes = {{ "fake.test" = "127.0.0.1:{mx.port}" }}\n[reputation]\nmin_volume = 50\ninterval_seconds = 1\n'
+        nodes = [node(tmp, "n1", redis, cfg), node(tmp, "n2", redis, cfg)]
+        try:
+            a = account_on(nodes[0], nodes, "--production", "--max-24h", "-1", "--max-rate", "-1")
+            for i in range(30):
+                for k, w in enumerate(nodes):
+                    bad = (i < 4) if k == 0 else (i < 3)
+                    send_v1(on(a, w).client(), f"nosuch+{k}-{i}@fake.test" if bad else f"ok+{k}-{i}@fake.test")
+            for w in nodes:
+                wait_for(lambda: on(a, w).client("sesv2").get_account()["EnforcementStatus"] == "SHUTDOWN",
+                         timeout=30, what=f"the account paused on {w.base}")
+        finally:
+            for w in nodes:
+                w.proc.kill()
+                w.proc.wait()
+            redis.kill()

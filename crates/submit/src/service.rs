@@ -322,6 +322,10 @@ impl Service {
     pub async fn enforce_reputation(&self, window_s: i64, t: &reputation::Thresholds) -> Result<usize, AdminError> {
         let now_s = self.now_ms() / 1000;
         let rows = self.store.read(|c| ops::reputation_volumes(c, now_s - window_s))?;
+        // In a cluster, every node judges the sum of all nodes' volumes (the same verdict everywhere).
+        let Some(rows) = self.cluster_volumes(rows, now_s - window_s, window_s).await else {
+            return Ok(0);
+        };
         // Per (account, region), only buckets that began after the operator last set the status.
         let mut volumes: std::collections::BTreeMap<(i64, String), (i64, i64, i64)> = Default::default();
         for (id, region, bucket, sent, bounces, complaints) in rows {

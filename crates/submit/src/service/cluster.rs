@@ -617,6 +617,27 @@ impl Service {
         }
     }
 
+    /// Every node's reputation volumes since `since` (this node's `own` published first); `own`
+    /// itself in embedded mode; None while Redis is away (no verdict on a part of the sending).
+    pub(super) async fn cluster_volumes(
+        &self,
+        own: Vec<ops::Volume>,
+        since: i64,
+        window_s: i64,
+    ) -> Option<Vec<ops::Volume>> {
+        let Some(shared) = self.cluster.get() else { return Some(own) };
+        let node = shared.epoch.node();
+        match weir_cluster::volumes::publish_and_sum(shared.quota.redis(), node, &own, since, 2 * window_s.max(60))
+            .await
+        {
+            Ok(all) => Some(all),
+            Err(e) => {
+                tracing::warn!(error = %e, "reputation not judged this round: redis unavailable");
+                None
+            }
+        }
+    }
+
     /// Cluster mode: take one message of lane `lane`'s shared cap (`per_minute` across every
     /// node, one second of burst); the time to wait if none is left. Zero in embedded mode, and
     /// while Redis is away (delivery does not stop for Redis; each node's own pacing holds).
