@@ -590,3 +590,19 @@ def test_reputation_is_judged_on_every_nodes_sending():
                 w.proc.kill()
                 w.proc.wait()
             redis.kill()
+
+
+def test_send_statistics_on_any_node_count_every_nodes_sending(cluster):
+    _, (n1, n2, n3), _ = cluster
+    a = account_on(n1, (n1, n2, n3), "--production", "--max-24h", "-1", "--max-rate", "-1")
+    for i, w in enumerate((n1, n2, n2, n3, n3, n3)):
+        send_v1(on(a, w).client(), f"r{i}@example.test")
+    with pytest.raises(botocore.exceptions.ClientError):  # a reject on n2: unverified source
+        on(a, n2).client().send_email(Source="s@unverified.test", Destination={"ToAddresses": ["r@example.test"]},
+                                      Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}})
+
+    def totals(w):
+        pts = on(a, w).client().get_send_statistics()["SendDataPoints"]
+        return sum(p["DeliveryAttempts"] for p in pts), sum(p["Rejects"] for p in pts)
+    for w in (n1, n2, n3):
+        wait_for(lambda: totals(w) == (6, 1), timeout=3, what=f"every node's statistics on {w.base}")

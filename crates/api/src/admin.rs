@@ -244,7 +244,7 @@ async fn route(st: &AppState, raw: &RawRequest) -> Result<Response, Response> {
             for a in svc.accounts() {
                 for region in svc.regions_of(a.id) {
                     let mut v = region_json(st, a.id, &region).await;
-                    let pts = svc.send_statistics(a.id, &region).unwrap_or_default();
+                    let pts = svc.send_statistics(a.id, &region).await.unwrap_or_default();
                     let (sent, bounces, complaints) = pts
                         .iter()
                         .fold((0, 0, 0), |t, p| (t.0 + p.delivery_attempts, t.1 + p.bounces, t.2 + p.complaints));

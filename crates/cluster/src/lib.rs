@@ -14,7 +14,7 @@
 //!   node has re-seeded it from its ledger.
 //! - [`catalog`]: the stream through which nodes replicate catalog changes, and the shared
 //!   account-id sequence.
-//! - [`volumes`]: every node's sending volumes, summed for reputation enforcement.
+//! - [`stats`]: every node's sending statistics, summed for GetSendStatistics and reputation.
 //!
 //! The pure `weir-quota` engine stays the reference: `tests/lua_matches_pure.rs` drives both
 //! with the same random request sequences and requires identical decisions. The script works in
@@ -28,7 +28,7 @@ use weir_quota::{Charge, Limits, Nanos, Refusal};
 
 pub mod catalog;
 pub mod epoch;
-pub mod volumes;
+pub mod stats;
 
 /// How long an idempotency key remembers its answer, seconds: long enough for a call retried
 /// after a timeout, short enough that a busy cluster does not hold one key per message for long.

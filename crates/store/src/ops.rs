@@ -326,6 +326,21 @@ pub fn reputation_volumes(c: &Connection, from_s: i64) -> Result<Vec<Volume>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// One statistics bucket of one (account, region): account id, region, bucket, delivery
+/// attempts, bounces, complaints, rejects.
+pub type StatsRow = (i64, String, i64, i64, i64, i64, i64);
+
+/// Every statistics bucket of every (account, region) since `from_s` (cluster mode shares them).
+pub fn stats_rows(c: &Connection, from_s: i64) -> Result<Vec<StatsRow>> {
+    let mut st = c.prepare_cached(
+        "SELECT account_id, region, bucket, delivery_attempts, bounces, complaints, rejects FROM send_stats
+         WHERE bucket >= ?1",
+    )?;
+    let rows =
+        st.query_map([from_s], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// A spooled message as listed by `weir spool list`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpoolSummary {

@@ -719,9 +719,13 @@ impl Service {
 
     // ---------------------------------------------------------------- statistics
 
-    /// GetSendStatistics data points.
-    pub fn send_statistics(&self, account_id: i64, region: &str) -> Result<Vec<SendDataPoint>, StoreError> {
+    /// GetSendStatistics data points: in a cluster, every node's (this node's alone, logged, while
+    /// Redis is away).
+    pub async fn send_statistics(&self, account_id: i64, region: &str) -> Result<Vec<SendDataPoint>, StoreError> {
         let now_s = (self.now_ns() / 1_000_000_000) as i64;
+        if let Some(points) = self.cluster_statistics(account_id, region, now_s - ops::STATS_RETENTION_SECS).await? {
+            return Ok(points);
+        }
         self.store.read(|c| ops::send_statistics(c, account_id, region, now_s))
     }
 

@@ -138,6 +138,7 @@ async fn get_send_statistics(cx: &Cx<'_>) -> Result<Response, ApiError> {
     let Cx { svc, acct, region, action, rid, .. } = *cx;
     let points = svc
         .send_statistics(acct, region)
+        .await
         .map_err(|e| ApiError::from_admin(weir_submit::AdminError::Storage(e), Flavor::V1))?;
     let inner: String = points
         .iter()

@@ -11,7 +11,7 @@ use weir_cluster::catalog::CatalogLog;
 use weir_cluster::epoch::Epoch;
 use weir_cluster::{ClusterError, LedgerEntry, Redis, RedisQuota};
 use weir_quota::{Charge, Limits, Refusal};
-use weir_store::model::{Account, Identity, RegionSettings, Suppressed};
+use weir_store::model::{Account, Identity, RegionSettings, SendDataPoint, Suppressed};
 use weir_store::resources::Put;
 use weir_store::{StoreError, ops};
 
@@ -191,6 +191,7 @@ impl Service {
         let mut ticker = tokio::time::interval(FOLLOW_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut healthy = true;
+        let (mut round, mut stats_published): (u64, Option<i64>) = (0, None);
         loop {
             ticker.tick().await;
             let gone: Vec<String> = std::mem::take(&mut *shared.to_forget.lock());
@@ -213,6 +214,7 @@ impl Service {
                     }
                     if step.changed {
                         *shared.last.lock() = "0".into();
+                        stats_published = None;
                     }
                     if step.members != members {
                         members = step.members;
@@ -232,6 +234,20 @@ impl Service {
                 }
             }
             flush(&shared).await;
+            // Statistics: everything after a start or an emptied Redis, then the current and
+            // the previous bucket every second.
+            round += 1;
+            if stats_published.is_none() || round % 10 == 0 {
+                let now_s = (self.now_ns() / 1_000_000_000) as i64;
+                let since = match stats_published {
+                    Some(_) => now_s - 2 * ops::STATS_BUCKET_SECS,
+                    None => now_s - ops::STATS_RETENTION_SECS,
+                };
+                match self.publish_statistics(&shared, since).await {
+                    Ok(()) => stats_published = Some(now_s),
+                    Err(e) => tracing::debug!(error = %e, "statistics not shared this round"),
+                }
+            }
             match self.follow(&shared).await {
                 Ok(()) => shared.caught_up.store(true, std::sync::atomic::Ordering::Relaxed),
                 Err(e) => tracing::warn!(error = %e, "catalog stream unreadable"),
@@ -623,19 +639,70 @@ impl Service {
         &self,
         own: Vec<ops::Volume>,
         since: i64,
-        window_s: i64,
+        _window_s: i64,
     ) -> Option<Vec<ops::Volume>> {
         let Some(shared) = self.cluster.get() else { return Some(own) };
-        let node = shared.epoch.node();
-        match weir_cluster::volumes::publish_and_sum(shared.quota.redis(), node, &own, since, 2 * window_s.max(60))
-            .await
-        {
+        let all = async {
+            let mine = self.store.read(|c| ops::stats_rows(c, since))?;
+            let redis = shared.quota.redis();
+            let node = shared.epoch.node();
+            let mut out = Vec::new();
+            for (account_id, region) in weir_cluster::stats::keys(redis, &mine).await? {
+                let rows = weir_cluster::stats::sum(redis, node, &mine, account_id, &region, since).await?;
+                out.extend(rows.into_iter().map(|r| (r.0, r.1, r.2, r.3, r.4, r.5)));
+            }
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(out)
+        };
+        match all.await {
             Ok(all) => Some(all),
             Err(e) => {
                 tracing::warn!(error = %e, "reputation not judged this round: redis unavailable");
                 None
             }
         }
+    }
+
+    /// Cluster mode: GetSendStatistics of every node (None in embedded mode, or while Redis is
+    /// away: the caller answers with this node's).
+    pub(super) async fn cluster_statistics(
+        &self,
+        account_id: i64,
+        region: &str,
+        since: i64,
+    ) -> Result<Option<Vec<SendDataPoint>>, StoreError> {
+        let Some(shared) = self.cluster.get() else { return Ok(None) };
+        let mine = self.store.read(|c| ops::stats_rows(c, since))?;
+        let node = shared.epoch.node();
+        match weir_cluster::stats::sum(shared.quota.redis(), node, &mine, account_id, region, since).await {
+            Ok(rows) => Ok(Some(
+                rows.into_iter()
+                    .map(|r| SendDataPoint {
+                        bucket: r.2,
+                        delivery_attempts: r.3,
+                        bounces: r.4,
+                        complaints: r.5,
+                        rejects: r.6,
+                    })
+                    .collect(),
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "GetSendStatistics answered with this node's figures only: redis unavailable");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Publish this node's statistics buckets since `since` for the other nodes.
+    async fn publish_statistics(&self, shared: &Shared, since: i64) -> Result<(), ClusterError> {
+        let rows = match self.store.read(|c| ops::stats_rows(c, since)) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "could not read this node's statistics to share them");
+                return Ok(());
+            }
+        };
+        let ttl = ops::STATS_RETENTION_SECS + ops::STATS_BUCKET_SECS;
+        weir_cluster::stats::publish(shared.quota.redis(), shared.epoch.node(), &rows, ttl).await
     }
 
     /// Cluster mode: take one message of lane `lane`'s shared cap (`per_minute` across every

@@ -74,7 +74,7 @@ async fn sandbox_requires_verified_sender_and_recipients() {
     ));
     // Rejects were counted (a write barrier: the writer commits in order).
     f.svc.store().write(|_| Ok(())).await.expect("barrier");
-    let stats = f.svc.send_statistics(a.id, "us-east-1").expect("stats");
+    let stats = f.svc.send_statistics(a.id, "us-east-1").await.expect("stats");
     assert_eq!(stats.iter().map(|p| p.rejects).sum::<i64>(), 3, "{stats:?}");
 }
 
