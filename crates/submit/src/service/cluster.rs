@@ -51,6 +51,10 @@ pub struct Shared {
     redis_up: std::sync::atomic::AtomicBool,
     /// Every node known to have joined.
     members: parking_lot::Mutex<Vec<String>>,
+    /// The stream id of this node's latest change of each thing (see [`Change::key`]): its
+    /// older changes of that thing are not applied again from the stream (they would take the
+    /// node back through an old value for a moment).
+    own_latest: parking_lot::Mutex<std::collections::HashMap<String, String>>,
     /// The catalog stream has been read to its end once (a new node knows the accounts).
     caught_up: std::sync::atomic::AtomicBool,
     /// Document changes made here and not yet in the stream (Redis was unreachable), in order.
@@ -72,6 +76,7 @@ impl Shared {
             redis_up: Default::default(),
             members: Default::default(),
             to_forget: Default::default(),
+            own_latest: Default::default(),
         })
     }
 }
@@ -192,6 +197,7 @@ impl Service {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut healthy = true;
         let (mut round, mut stats_published): (u64, Option<i64>) = (0, None);
+        let mut seen_epoch: Option<String> = None;
         loop {
             ticker.tick().await;
             let gone: Vec<String> = std::mem::take(&mut *shared.to_forget.lock());
@@ -212,9 +218,17 @@ impl Service {
                         tracing::info!("redis answers again");
                         healthy = true;
                     }
-                    if step.changed {
-                        *shared.last.lock() = "0".into();
-                        stats_published = None;
+                    // A new epoch means Redis lost its data: its stream starts again. The same
+                    // epoch reopened after a failed step is no such thing (replaying the stream
+                    // would take every node back through old values for a moment).
+                    if let Some(e) = &step.open
+                        && seen_epoch.as_ref() != Some(e)
+                    {
+                        if seen_epoch.is_some() {
+                            *shared.last.lock() = "0".into();
+                            stats_published = None;
+                        }
+                        seen_epoch = Some(e.clone());
                     }
                     if step.members != members {
                         members = step.members;
@@ -336,7 +350,7 @@ impl Service {
             if let Change::Account { account } = c {
                 shared.log.claim_account_name(&account.name, account.id).await?;
             }
-            shared.log.publish(&to_json(c)).await?;
+            publish(shared, c).await?;
         }
         tracing::info!(changes = changes.len(), "re-published the catalog");
         Ok(())
@@ -348,10 +362,13 @@ impl Service {
             let last = shared.last.lock().clone();
             let entries = shared.log.read_after(&last, 500).await?;
             let Some(tail) = entries.last().map(|e| e.id.clone()) else { return Ok(()) };
-            // This node's own changes too: applied again in stream order, two nodes changing
-            // one thing at once end with the same value (the later one) everywhere.
+            // This node's own changes too (its latest of each thing): applied again in stream
+            // order, two nodes changing one thing at once end with the same (later) value.
             for e in &entries {
                 match serde_json::from_str::<Change>(&e.change) {
+                    Ok(change)
+                        if e.node == shared.log.node()
+                            && shared.own_latest.lock().get(&change.key()).is_some_and(|l| *l != e.id) => {}
                     Ok(change) => {
                         if let Err(err) = self.apply(change).await {
                             tracing::error!(error = %err, id = %e.id, node = %e.node, "could not apply a catalog change");
@@ -371,7 +388,7 @@ impl Service {
     /// not take is not made (but an address is always suppressed here: that only stops mail).
     pub(crate) async fn commit(&self, change: Change) -> Result<(), AdminError> {
         if let Some(shared) = self.cluster.get()
-            && let Err(e) = shared.log.publish(&to_json(&change)).await
+            && let Err(e) = publish(shared, &change).await
         {
             if !matches!(change, Change::Suppressed { .. }) {
                 return Err(AdminError::Unavailable(format!("the cluster's shared store is unavailable: {e}")));
@@ -760,11 +777,47 @@ fn shared_forget(svc: &Service, node: String) {
     }
 }
 
+impl Change {
+    /// What the change is about: later changes of the same thing replace it.
+    fn key(&self) -> String {
+        match self {
+            Change::Account { account } => format!("account:{}", account.id),
+            Change::Region { account_id, region, .. } => format!("region:{account_id}:{region}"),
+            Change::Identity { account_id, region, identity } => {
+                format!("identity:{account_id}:{region}:{}", identity.identity)
+            }
+            Change::IdentityDeleted { account_id, region, identity } => {
+                format!("identity:{account_id}:{region}:{identity}")
+            }
+            Change::Suppressed { account_id, region, entry } => {
+                format!("suppressed:{account_id}:{region}:{}", entry.address)
+            }
+            Change::Unsuppressed { account_id, region, address } => {
+                format!("suppressed:{account_id}:{region}:{address}")
+            }
+            Change::Doc { account_id, region, kind, name, .. } => format!("doc:{account_id}:{region}:{kind}:{name}"),
+            Change::DocsCleared { account_id, region, kind } => format!("docs:{account_id}:{region}:{kind}"),
+            Change::Dkim { account_id, region, domain, .. } => format!("dkim:{account_id}:{region}:{domain}"),
+            Change::MailFrom { account_id, region, identity, .. } => {
+                format!("mail-from:{account_id}:{region}:{identity}")
+            }
+            Change::NodeForgotten { node } => format!("node:{node}"),
+        }
+    }
+}
+
+/// Append `change` to the stream, remembering it as this node's latest change of its thing.
+async fn publish(shared: &Shared, change: &Change) -> Result<String, ClusterError> {
+    let id = shared.log.publish(&to_json(change)).await?;
+    shared.own_latest.lock().insert(change.key(), id.clone());
+    Ok(id)
+}
+
 /// Publish what waits in the outbox, in order, up to the first failure.
 async fn flush(shared: &Shared) {
     let mut outbox = shared.outbox.lock().await;
     while let Some(change) = outbox.front() {
-        match shared.log.publish(&to_json(change)).await {
+        match publish(shared, change).await {
             Ok(_) => {
                 outbox.pop_front();
             }
