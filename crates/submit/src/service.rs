@@ -323,7 +323,7 @@ impl Service {
         let now_s = self.now_ms() / 1000;
         let rows = self.store.read(|c| ops::reputation_volumes(c, now_s - window_s))?;
         // In a cluster, every node judges the sum of all nodes' volumes (the same verdict everywhere).
-        let Some(rows) = self.cluster_volumes(rows, now_s - window_s, window_s).await else {
+        let Some(rows) = self.cluster_volumes(rows, now_s - window_s).await else {
             return Ok(0);
         };
         // Per (account, region), only buckets that began after the operator last set the status.

@@ -527,15 +527,11 @@ impl Service {
                         None => weir_store::dkim::delete(c, account_id, &r, &d),
                     })
                     .await?;
-                let key = ((account_id, region), domain);
-                match record {
-                    Some(rec) => {
-                        self.dkim.write().insert(key, super::dkim::DkimEntry::new(rec));
-                    }
-                    None => {
-                        self.dkim.write().remove(&key);
-                    }
-                }
+                set_or_remove(
+                    &mut self.dkim.write(),
+                    ((account_id, region), domain),
+                    record.map(super::dkim::DkimEntry::new),
+                );
             }
             Change::MailFrom { account_id, region, identity, record } => {
                 let (r, i, rec) = (region.clone(), identity.clone(), record.clone());
@@ -545,15 +541,7 @@ impl Service {
                         None => weir_store::mail_from::delete(c, account_id, &r, &i),
                     })
                     .await?;
-                let key = ((account_id, region), identity);
-                match record {
-                    Some(rec) => {
-                        self.mail_from.write().insert(key, rec);
-                    }
-                    None => {
-                        self.mail_from.write().remove(&key);
-                    }
-                }
+                set_or_remove(&mut self.mail_from.write(), ((account_id, region), identity), record);
             }
             Change::NodeForgotten { node } => shared_forget(self, node),
             Change::DocsCleared { account_id, region, kind } => {
@@ -574,28 +562,19 @@ impl Service {
     /// The in-memory copies of configuration sets and identity attributes follow their documents.
     fn refresh_mirror(&self, account_id: i64, region: &str, kind: &str, name: &str, doc: Option<&str>) {
         let key = ((account_id, region.to_string()), name.to_string());
+        fn parsed<T: serde::de::DeserializeOwned>(doc: Option<&str>, name: &str) -> Result<Option<T>, ()> {
+            doc.map(serde_json::from_str).transpose().map_err(|e| {
+                tracing::error!(error = %e, %name, "a shared document does not parse; ignored");
+            })
+        }
         if kind == super::resources::CONFIGURATION_SET {
-            let mut sets = self.configuration_sets.write();
-            match doc.map(serde_json::from_str::<super::ConfigurationSet>) {
-                Some(Ok(set)) => {
-                    sets.insert(key, set);
-                }
-                Some(Err(e)) => tracing::error!(error = %e, %name, "a shared configuration set does not parse"),
-                None => {
-                    sets.remove(&key);
-                }
+            if let Ok(set) = parsed(doc, name) {
+                set_or_remove(&mut self.configuration_sets.write(), key, set);
             }
-        } else if kind == super::tags::IDENTITY_ATTRIBUTES {
-            let mut attrs = self.identity_attributes.write();
-            match doc.map(serde_json::from_str::<super::IdentityAttributes>) {
-                Some(Ok(a)) => {
-                    attrs.insert(key, a);
-                }
-                Some(Err(e)) => tracing::error!(error = %e, %name, "shared identity attributes do not parse"),
-                None => {
-                    attrs.remove(&key);
-                }
-            }
+        } else if kind == super::tags::IDENTITY_ATTRIBUTES
+            && let Ok(attrs) = parsed(doc, name)
+        {
+            set_or_remove(&mut self.identity_attributes.write(), key, attrs);
         }
     }
 
@@ -652,12 +631,7 @@ impl Service {
 
     /// Every node's reputation volumes since `since` (this node's `own` published first); `own`
     /// itself in embedded mode; None while Redis is away (no verdict on a part of the sending).
-    pub(super) async fn cluster_volumes(
-        &self,
-        own: Vec<ops::Volume>,
-        since: i64,
-        _window_s: i64,
-    ) -> Option<Vec<ops::Volume>> {
+    pub(super) async fn cluster_volumes(&self, own: Vec<ops::Volume>, since: i64) -> Option<Vec<ops::Volume>> {
         let Some(shared) = self.cluster.get() else { return Some(own) };
         let all = async {
             let mine = self.store.read(|c| ops::stats_rows(c, since))?;
@@ -688,7 +662,15 @@ impl Service {
         since: i64,
     ) -> Result<Option<Vec<SendDataPoint>>, StoreError> {
         let Some(shared) = self.cluster.get() else { return Ok(None) };
-        let mine = self.store.read(|c| ops::stats_rows(c, since))?;
+        // This node's own buckets of this (account, region), fresher than what it published.
+        let mine: Vec<ops::StatsRow> = self
+            .store
+            .read(|c| ops::send_statistics(c, account_id, region, since + ops::STATS_RETENTION_SECS))?
+            .into_iter()
+            .map(|p| {
+                (account_id, region.to_string(), p.bucket, p.delivery_attempts, p.bounces, p.complaints, p.rejects)
+            })
+            .collect();
         let node = shared.epoch.node();
         match weir_cluster::stats::sum(shared.quota.redis(), node, &mine, account_id, region, since).await {
             Ok(rows) => Ok(Some(
@@ -802,6 +784,18 @@ impl Change {
                 format!("mail-from:{account_id}:{region}:{identity}")
             }
             Change::NodeForgotten { node } => format!("node:{node}"),
+        }
+    }
+}
+
+/// Put `value` under `key`, or remove `key` for None (a mirrored map following its record).
+fn set_or_remove<K: Eq + std::hash::Hash, V>(map: &mut std::collections::HashMap<K, V>, key: K, value: Option<V>) {
+    match value {
+        Some(v) => {
+            map.insert(key, v);
+        }
+        None => {
+            map.remove(&key);
         }
     }
 }
