@@ -202,6 +202,16 @@ impl ApiError {
                 a.retry_after = Some(secs(retry_after).max(1));
                 a
             }
+            (SubmitError::Busy(m), Flavor::V1) => {
+                let mut a = Self::new(StatusCode::BAD_REQUEST, "Throttling", m);
+                a.retry_after = Some(1);
+                a
+            }
+            (SubmitError::Busy(m), Flavor::V2) => {
+                let mut a = Self::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException", m);
+                a.retry_after = Some(1);
+                a
+            }
             (SubmitError::Storage(e), _) => {
                 tracing::error!(error = %e, "storage failure on send");
                 Self::unavailable()

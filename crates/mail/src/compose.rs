@@ -74,9 +74,20 @@ const RESERVED: &[&str] = &[
     "content-transfer-encoding",
 ];
 
+/// Reject NUL, which no part of a message may carry (RFC 5322 and RFC 2045 exclude it).
+fn check_no_nul(field: &str, value: &str) -> Result<(), InvalidMessage> {
+    if value.contains('\0') {
+        return Err(InvalidMessage::new(format!("{field} contains a NUL character, which a message cannot carry.")));
+    }
+    Ok(())
+}
+
 /// Build the MIME message.
 pub fn compose(s: &Simple<'_>) -> Result<Vec<u8>, InvalidMessage> {
     check_header_text("Subject", s.subject)?;
+    check_no_nul("Subject", s.subject)?;
+    check_no_nul("The text part", s.text.unwrap_or_default())?;
+    check_no_nul("The HTML part", s.html.unwrap_or_default())?;
     let mut b = MessageBuilder::new()
         .message_id(format!("{}@{}", s.message_id, s.id_domain))
         .date(s.date_secs)
@@ -96,6 +107,7 @@ pub fn compose(s: &Simple<'_>) -> Result<Vec<u8>, InvalidMessage> {
     for (name, value) in s.headers {
         check_header_name(name)?;
         check_header_text(name, value)?;
+        check_no_nul(name, value)?;
         if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
             return Err(InvalidMessage::new(format!(
                 "Header '{name}' cannot be set in Headers; use the matching field."
@@ -156,6 +168,16 @@ mod tests {
             let msg = compose(&Simple { subject: "s", text: Some(body), html: Some(body), ..Default::default() })
                 .expect("composes");
             assert!(crate::crlf::is_canonical(&msg), "{:?}", String::from_utf8_lossy(&msg));
+        }
+    }
+
+    #[test]
+    fn a_nul_in_any_part_is_refused() {
+        let to = [parse_mailbox("b@example.com").expect("mailbox")];
+        for (subject, text, html) in [("a\0b", None, None), ("s", Some("x\0"), None), ("s", None, Some("\0"))] {
+            let s = Simple { to: &to, subject, text, html, message_id: "m", id_domain: "d", ..Default::default() };
+            let e = compose(&s).expect_err("a NUL is refused");
+            assert!(e.0.contains("NUL"), "{}", e.0);
         }
     }
 

@@ -637,7 +637,9 @@ impl Session {
             | SubmitError::InvalidRenderingParameter(_)) => {
                 self.reply(554, "5.6.0", &format!("Transaction failed: {e}"))
             }
-            SubmitError::Unavailable { .. } => self.reply(454, "4.3.0", "Temporary service failure: try again later"),
+            SubmitError::Unavailable { .. } | SubmitError::Busy(_) => {
+                self.reply(454, "4.3.0", "Temporary service failure: try again later")
+            }
             SubmitError::Storage(e) => {
                 tracing::error!(error = %e, "spool write failed");
                 self.reply(451, "4.3.0", "Temporary service failure")

@@ -9,6 +9,7 @@
 //! Both front doors (the SES HTTP APIs and, later, SMTP) call the same [`Service`].
 
 pub mod catalog;
+pub mod render_pool;
 pub mod reputation;
 mod service;
 pub mod template;

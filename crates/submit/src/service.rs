@@ -102,6 +102,10 @@ pub enum SubmitError {
         /// When to try again.
         retry_after: Duration,
     },
+    /// The account already has as much work in progress as it may (template rendering); nothing
+    /// was accepted or charged.
+    #[error("{0}")]
+    Busy(String),
     /// The message could not be stored; nothing was accepted or charged.
     #[error("Temporary service failure")]
     Storage(#[source] StoreError),
@@ -220,6 +224,8 @@ pub struct Service {
     verification: std::sync::OnceLock<Arc<VerificationMail>>,
     /// Cluster mode: shared quotas and catalog.
     cluster: std::sync::OnceLock<Arc<cluster::Shared>>,
+    /// Where templates are rendered.
+    renders: crate::render_pool::RenderPool,
 }
 
 fn limits_of(s: &RegionSettings) -> Limits {
@@ -291,6 +297,7 @@ impl Service {
             identity_attributes: RwLock::new(identity_attributes),
             verification: std::sync::OnceLock::new(),
             cluster: std::sync::OnceLock::new(),
+            renders: Default::default(),
         })
     }
 

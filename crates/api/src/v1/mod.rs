@@ -89,7 +89,7 @@ async fn run(st: &AppState, caller: &Caller, p: &Params, action: &str, rid: &str
         "GetTemplate" => templates::get_template(&cx),
         "ListTemplates" => templates::list_templates(&cx),
         "DeleteTemplate" => templates::delete_template(&cx).await,
-        "TestRenderTemplate" => templates::test_render_template(&cx),
+        "TestRenderTemplate" => templates::test_render_template(&cx).await,
         "CreateConfigurationSet" => configuration_sets::create(&cx).await,
         "DescribeConfigurationSet" => configuration_sets::describe(&cx),
         "ListConfigurationSets" => configuration_sets::list(&cx),

@@ -146,6 +146,6 @@ fn bulk_status(e: &SubmitError) -> &'static str {
         | SubmitError::InvalidTemplate(..)
         | SubmitError::MissingRenderingAttribute(_)
         | SubmitError::InvalidRenderingParameter(_) => "InvalidParameterValue",
-        SubmitError::Storage(_) | SubmitError::Unavailable { .. } => "TransientFailure",
+        SubmitError::Storage(_) | SubmitError::Unavailable { .. } | SubmitError::Busy(_) => "TransientFailure",
     }
 }

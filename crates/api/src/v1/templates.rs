@@ -82,11 +82,14 @@ pub(super) async fn delete_template(cx: &Cx<'_>) -> Result<Response, ApiError> {
     Ok(xml::ok(cx.action, Some(""), cx.rid))
 }
 
-pub(super) fn test_render_template(cx: &Cx<'_>) -> Result<Response, ApiError> {
+pub(super) async fn test_render_template(cx: &Cx<'_>) -> Result<Response, ApiError> {
     let p = cx.p;
     let name = required(p, "TemplateName", "templateName")?;
     let data = required(p, "TemplateData", "templateData")?;
-    let mime =
-        cx.svc.test_render(cx.acct, cx.region, name, data).map_err(|e| ApiError::from_submit(e, Flavor::V1, ""))?;
+    let mime = cx
+        .svc
+        .test_render(cx.acct, cx.region, name, data)
+        .await
+        .map_err(|e| ApiError::from_submit(e, Flavor::V1, ""))?;
     Ok(xml::ok(cx.action, Some(&el("RenderedTemplate", &mime)), cx.rid))
 }

@@ -73,7 +73,7 @@ async fn route(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<Respo
         (&Method::GET, ["templates", name]) => templates::get(st, caller, raw, &label(name)),
         (&Method::PUT, ["templates", name]) => templates::update(st, caller, raw, &label(name)).await,
         (&Method::DELETE, ["templates", name]) => templates::delete(st, caller, raw, &label(name)).await,
-        (&Method::POST, ["templates", name, "render"]) => templates::render(st, caller, raw, &label(name)),
+        (&Method::POST, ["templates", name, "render"]) => templates::render(st, caller, raw, &label(name)).await,
         (&Method::PUT, ["identities", id, "configuration-set"]) => {
             tags::put_identity_configuration_set(st, caller, raw, &label(id)).await
         }

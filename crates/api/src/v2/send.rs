@@ -316,6 +316,6 @@ fn bulk_status(e: &SubmitError) -> &'static str {
         | SubmitError::InvalidTemplate(..)
         | SubmitError::MissingRenderingAttribute(_)
         | SubmitError::InvalidRenderingParameter(_) => "INVALID_PARAMETER",
-        SubmitError::Storage(_) | SubmitError::Unavailable { .. } => "TRANSIENT_FAILURE",
+        SubmitError::Storage(_) | SubmitError::Unavailable { .. } | SubmitError::Busy(_) => "TRANSIENT_FAILURE",
     }
 }

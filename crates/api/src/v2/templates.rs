@@ -84,7 +84,7 @@ pub(super) async fn delete(st: &AppState, caller: &Caller, raw: &RawRequest, nam
     Ok(ok(json!({}), &raw.request_id))
 }
 
-pub(super) fn render(st: &AppState, caller: &Caller, raw: &RawRequest, name: &str) -> Result<Response, ApiError> {
+pub(super) async fn render(st: &AppState, caller: &Caller, raw: &RawRequest, name: &str) -> Result<Response, ApiError> {
     #[derive(Deserialize)]
     #[serde(rename_all = "PascalCase")]
     struct In {
@@ -98,6 +98,7 @@ pub(super) fn render(st: &AppState, caller: &Caller, raw: &RawRequest, name: &st
     let mime = st
         .svc
         .test_render(caller.account.id, &caller.region, name, &data)
+        .await
         .map_err(|e| ApiError::from_submit(e, Flavor::V2, ""))?;
     Ok(ok(json!({ "RenderedTemplate": mime }), &raw.request_id))
 }

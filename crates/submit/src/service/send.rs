@@ -8,7 +8,9 @@ use weir_mail::raw::prepare;
 use weir_store::model::Account;
 
 use super::{ListManagement, MAX_RECIPIENTS, Service, Submission, SubmitError};
-use crate::template::{Compiled, RenderError, TemplateParts, merge, parse_data};
+use std::sync::Arc;
+
+use crate::template::{Budget, Compiled, RenderError, Rendered, TemplateParts, merge, parse_data, request_budget};
 
 /// Largest message through SES v1 (10 MiB).
 pub const V1_MAX_MESSAGE: usize = 10 * 1024 * 1024;
@@ -192,11 +194,12 @@ enum Built {
 impl Service {
     /// Build, check and admit one message; returns its MessageId once it is durable.
     pub async fn send(&self, account: &Account, out: Outgoing) -> Result<String, SubmitError> {
-        let compiled = match &out.content {
+        let template = match &out.content {
             Content::Template { template, .. } => Some(self.compile_template(account.id, &out.region, template)?),
             _ => None,
         };
-        let built = self.build(account.id, out, compiled.as_ref().map(|(name, c)| (name.as_str(), c)), None)?;
+        let mut budget = request_budget();
+        let built = self.build(account.id, out, template.as_ref(), None, &mut budget).await?;
         self.admit_built(account, built).await
     }
 
@@ -218,11 +221,13 @@ impl Service {
         let Content::Template { template, data, .. } = &out.content else {
             return Err(SubmitError::InvalidParameter("Bulk sends take template content only.".into()));
         };
-        let (name, compiled) = self.compile_template(account.id, &out.region, template)?;
+        let template = self.compile_template(account.id, &out.region, template)?;
         let default = parse_data(data).map_err(|e| SubmitError::InvalidParameter(e.to_string()))?;
         if let Some(set) = &out.configuration_set {
             self.require_configuration_set(account.id, &out.region, set)?;
         }
+        // Every destination spends from one budget: a request's rendering is bounded as a whole.
+        let mut budget = request_budget();
         let mut results = Vec::with_capacity(entries.len());
         for e in entries {
             let mut one = out.clone();
@@ -235,7 +240,7 @@ impl Service {
                     continue;
                 }
             };
-            let r = match self.build(account.id, one, Some((&name, &compiled)), Some(&data)) {
+            let r = match self.build(account.id, one, Some(&template), Some(data), &mut budget).await {
                 Ok(built) => self.admit_built(account, built).await,
                 Err(e) => Err(e),
             };
@@ -246,11 +251,20 @@ impl Service {
 
     /// Render a stored template with `data`, as SES's TestRenderTemplate does: the MIME message
     /// it would send, without addresses.
-    pub fn test_render(&self, account_id: i64, region: &str, name: &str, data: &str) -> Result<String, SubmitError> {
+    pub async fn test_render(
+        &self,
+        account_id: i64,
+        region: &str,
+        name: &str,
+        data: &str,
+    ) -> Result<String, SubmitError> {
         let (_, compiled) = self.compile_template(account_id, region, &TemplateSource::Named(name.to_string()))?;
-        let r = compiled.render(data).map_err(|e| match e {
+        let value = parse_data(data).map_err(|e| SubmitError::InvalidRenderingParameter(e.to_string()))?;
+        let (r, _) = self.render_on_pool(account_id, compiled, value, request_budget()).await?;
+        let r = r.map_err(|e| match e {
             RenderError::MissingAttribute(a) => SubmitError::MissingRenderingAttribute(a),
-            RenderError::InvalidData(m) => SubmitError::InvalidRenderingParameter(m),
+            RenderError::InvalidData(m) | RenderError::TooMuchWork(m) => SubmitError::InvalidRenderingParameter(m),
+            e @ RenderError::OutputTooLarge(_) => SubmitError::InvalidRenderingParameter(e.to_string()),
             RenderError::InvalidTemplate(m) => SubmitError::InvalidTemplate(name.to_string(), m),
         })?;
         let now_ms = self.now_ms();
@@ -268,7 +282,7 @@ impl Service {
             id_domain: self.id_domain(),
             date_secs: now_ms / 1000,
         })
-        .map_err(|e| SubmitError::InvalidParameter(e.0))?;
+        .map_err(|e| SubmitError::InvalidRenderingParameter(e.0))?;
         Ok(String::from_utf8_lossy(&mime).into_owned())
     }
 
@@ -277,22 +291,41 @@ impl Service {
         account_id: i64,
         region: &str,
         source: &TemplateSource,
-    ) -> Result<(String, Compiled), SubmitError> {
+    ) -> Result<(String, Arc<Compiled>), SubmitError> {
         let (name, parts) = match source {
             TemplateSource::Named(name) => (name.clone(), self.template(account_id, region, name)?),
             TemplateSource::Inline(parts) => (String::new(), parts.clone()),
         };
         let compiled = Compiled::new(&parts).map_err(|e| SubmitError::InvalidTemplate(name.clone(), e.to_string()))?;
-        Ok((name, compiled))
+        Ok((name, Arc::new(compiled)))
+    }
+
+    /// Render on the bounded render pool (never on the async workers); the budget comes back
+    /// with what is left of it.
+    async fn render_on_pool(
+        &self,
+        account_id: i64,
+        compiled: Arc<Compiled>,
+        data: serde_json::Value,
+        mut budget: Budget,
+    ) -> Result<(Result<Rendered, RenderError>, Budget), SubmitError> {
+        self.renders
+            .run(account_id, move || {
+                let r = compiled.render_value(&data, &mut budget);
+                (r, budget)
+            })
+            .await
+            .map_err(|e| SubmitError::Busy(e.to_string()))
     }
 
     /// Turn a request into a message. `data` overrides the request's template data (bulk).
-    fn build(
+    async fn build(
         &self,
         account_id: i64,
         out: Outgoing,
-        template: Option<(&str, &Compiled)>,
-        data: Option<&serde_json::Value>,
+        template: Option<&(String, Arc<Compiled>)>,
+        data: Option<serde_json::Value>,
+        budget: &mut Budget,
     ) -> Result<Built, SubmitError> {
         let now_ms = self.now_ms();
         let id = new_message_id(now_ms as u64);
@@ -311,7 +344,6 @@ impl Service {
             (Some(s), Some(u)) => Some(s.replace(UNSUBSCRIBE_PLACEHOLDER, u)),
             (s, _) => s.clone(),
         };
-        let rendered;
         let (subject, text, html, mut headers) = match &out.content {
             Content::Simple { subject, text, html, headers } => {
                 (subject.clone(), with_url(text), with_url(html), headers.clone())
@@ -321,16 +353,23 @@ impl Service {
                     return Err(SubmitError::InvalidParameter("Template content needs a template.".into()));
                 };
                 let mut value = match data {
-                    Some(d) => d.clone(),
+                    Some(d) => d,
                     None => parse_data(request_data).map_err(|e| SubmitError::InvalidParameter(e.to_string()))?,
                 };
                 if let (Some(u), Some(o)) = (url, value.as_object_mut()) {
                     o.insert(UNSUBSCRIBE_VARIABLE.into(), serde_json::Value::String(u.to_string()));
                 }
-                let result = compiled.render_value(&value);
-                rendered = match result {
+                let spent = std::mem::replace(budget, Budget::new(0, 0, None));
+                let (result, left) = self.render_on_pool(account_id, compiled.clone(), value, spent).await?;
+                *budget = left;
+                let rendered = match result {
                     Ok(r) => r,
-                    Err(RenderError::InvalidData(m)) => return Err(SubmitError::InvalidParameter(m)),
+                    Err(RenderError::InvalidData(m) | RenderError::TooMuchWork(m)) => {
+                        return Err(SubmitError::InvalidParameter(m));
+                    }
+                    Err(e @ RenderError::OutputTooLarge(_)) => {
+                        return Err(SubmitError::InvalidParameter(e.to_string()));
+                    }
                     Err(e) => {
                         return Ok(Built::RenderingFailure {
                             message_id: id,
@@ -342,7 +381,7 @@ impl Service {
                         });
                     }
                 };
-                (rendered.subject.clone(), rendered.text.clone(), rendered.html.clone(), headers.clone())
+                (rendered.subject, rendered.text, rendered.html, headers.clone())
             }
             Content::Raw(_) => unreachable!("handled above"),
         };

@@ -1,14 +1,35 @@
 //! SES email templates: a subject, a text part and an HTML part written in the Handlebars subset
-//! SES renders (variables, nested objects, `{{#if}}`, `{{#each}}`, case-sensitive names), filled
-//! from a JSON object. Pure: no storage, no clock.
+//! SES renders (variables, nested objects, `{{#if}}`, `{{#unless}}`, `{{else}}`, `{{#each}}`,
+//! case-sensitive names), filled from a JSON object. Pure: no storage, no clock but the
+//! deadline a caller puts in the [`Budget`].
+//!
+//! A tenant writes the template and the data, so both are hostile input: the parser refuses
+//! anything outside the subset and nesting deeper than [`MAX_DEPTH`]; rendering stops at the
+//! budget's steps, output bytes and deadline.
 
-use handlebars::{Handlebars, RenderErrorReason};
+use std::time::{Duration, Instant};
+
 use serde::{Deserialize, Serialize};
+
+mod parse;
+mod render;
+
+pub use parse::MAX_DEPTH;
+pub use render::Budget;
+
+use parse::Node;
 
 /// SES's largest template (the three parts together), 500 KiB.
 pub const MAX_TEMPLATE_BYTES: usize = 500 * 1024;
 /// SES's largest template data (botocore: `TemplateData` max 262144).
 pub const MAX_TEMPLATE_DATA: usize = 262_144;
+/// The most a rendered message's parts may hold together: SES's largest message, 10 MiB.
+pub const MAX_RENDERED_BYTES: usize = 10 * 1024 * 1024;
+/// Steps one request may spend rendering (every destination of a bulk send together). A step is
+/// one node or one loop turn; a large newsletter takes a few thousand.
+pub const MAX_RENDER_STEPS: u64 = 2_000_000;
+/// Time one request may spend rendering, whatever the steps.
+pub const MAX_RENDER_TIME: Duration = Duration::from_secs(2);
 
 /// A template's parts, as stored and as sent inline.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,7 +56,7 @@ pub struct Rendered {
 /// Why a template could not be rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RenderError {
-    /// The template is not valid Handlebars.
+    /// The template is not valid, or uses what SES's templates do not have.
     #[error("{0}")]
     InvalidTemplate(String),
     /// A variable the template uses is not in the data (SES: a Rendering Failure).
@@ -44,28 +65,35 @@ pub enum RenderError {
     /// The data is not a JSON object.
     #[error("{0}")]
     InvalidData(String),
+    /// The rendered parts would be larger than the cap.
+    #[error("The rendered message is larger than {0} bytes.")]
+    OutputTooLarge(usize),
+    /// Rendering took more steps or time than a request may spend.
+    #[error("{0}")]
+    TooMuchWork(String),
 }
 
-/// A template compiled once, rendered for many data objects (a bulk send).
+/// A request's budget: [`MAX_RENDER_STEPS`], [`MAX_RENDERED_BYTES`] per message and
+/// [`MAX_RENDER_TIME`] from now.
+pub fn request_budget() -> Budget {
+    Budget::new(MAX_RENDER_STEPS, MAX_RENDERED_BYTES, Some(Instant::now() + MAX_RENDER_TIME))
+}
+
+/// A template parsed once, rendered for many data objects (a bulk send).
+#[derive(Debug, Clone)]
 pub struct Compiled {
-    /// Subject and text: no escaping (they are not HTML).
-    plain: Handlebars<'static>,
-    /// HTML: `{{x}}` is HTML-escaped, `{{{x}}}` is not, as in Handlebars.
-    html: Handlebars<'static>,
-    has: (bool, bool, bool),
+    subject: Option<Vec<Node>>,
+    text: Option<Vec<Node>>,
+    html: Option<Vec<Node>>,
 }
 
-fn registry(escape: bool) -> Handlebars<'static> {
-    let mut h = Handlebars::new();
-    h.set_strict_mode(true);
-    if !escape {
-        h.register_escape_fn(handlebars::no_escape);
-    }
-    h
+/// Check a template without keeping it (CreateTemplate, UpdateTemplate).
+pub fn validate(parts: &TemplateParts) -> Result<(), RenderError> {
+    Compiled::new(parts).map(|_| ())
 }
 
 impl Compiled {
-    /// Compile `parts`; the error names the part that does not parse.
+    /// Parse `parts`; the error names the part that does not parse.
     pub fn new(parts: &TemplateParts) -> Result<Compiled, RenderError> {
         let size = [&parts.subject, &parts.text, &parts.html]
             .iter()
@@ -77,46 +105,37 @@ impl Compiled {
                 "The template is {size} bytes; the most is {MAX_TEMPLATE_BYTES}."
             )));
         }
-        let (mut plain, mut html) = (registry(false), registry(true));
-        let compile = |h: &mut Handlebars<'static>, name: &str, part: &Option<String>| -> Result<bool, RenderError> {
-            match part {
-                Some(src) => h
-                    .register_template_string(name, src)
-                    .map(|_| true)
-                    .map_err(|e| RenderError::InvalidTemplate(format!("{name} part: {}", e.reason()))),
-                None => Ok(false),
+        let one = |name: &str, part: &Option<String>| -> Result<Option<Vec<Node>>, RenderError> {
+            let Some(src) = part else { return Ok(None) };
+            if src.contains('\0') {
+                return Err(RenderError::InvalidTemplate(format!("{name} part: contains a NUL character")));
             }
+            parse::parse(src).map(Some).map_err(|e| RenderError::InvalidTemplate(format!("{name} part: {e}")))
         };
-        let has = (
-            compile(&mut plain, "subject", &parts.subject)?,
-            compile(&mut plain, "text", &parts.text)?,
-            compile(&mut html, "html", &parts.html)?,
-        );
-        Ok(Compiled { plain, html, has })
+        Ok(Compiled {
+            subject: one("subject", &parts.subject)?,
+            text: one("text", &parts.text)?,
+            html: one("html", &parts.html)?,
+        })
     }
 
-    /// Render with `data` (a JSON object, as a string).
+    /// Render with `data` (a JSON object, as a string), within a fresh request budget.
     pub fn render(&self, data: &str) -> Result<Rendered, RenderError> {
         let value = parse_data(data)?;
-        self.render_value(&value)
+        self.render_value(&value, &mut request_budget())
     }
 
-    /// Render with parsed data.
-    pub fn render_value(&self, data: &serde_json::Value) -> Result<Rendered, RenderError> {
-        let run = |h: &Handlebars<'static>, name: &str, has: bool| -> Result<Option<String>, RenderError> {
-            if !has {
-                return Ok(None);
-            }
-            h.render(name, data).map(Some).map_err(|e| match e.reason() {
-                RenderErrorReason::MissingVariable(Some(path)) => RenderError::MissingAttribute(path.clone()),
-                RenderErrorReason::MissingVariable(None) => RenderError::MissingAttribute(String::new()),
-                other => RenderError::InvalidTemplate(format!("{name} part: {other}")),
-            })
+    /// Render with parsed data, spending from `budget` (its output allowance is this message's).
+    pub fn render_value(&self, data: &serde_json::Value, budget: &mut Budget) -> Result<Rendered, RenderError> {
+        budget.next_message();
+        let mut run = |nodes: &Option<Vec<Node>>, escape: bool| -> Result<Option<String>, RenderError> {
+            nodes.as_ref().map(|n| render::render(n, data, escape, budget)).transpose()
         };
+        // Subject and text are not HTML: nothing is escaped there.
         Ok(Rendered {
-            subject: run(&self.plain, "subject", self.has.0)?.unwrap_or_default(),
-            text: run(&self.plain, "text", self.has.1)?,
-            html: run(&self.html, "html", self.has.2)?,
+            subject: run(&self.subject, false)?.unwrap_or_default(),
+            text: run(&self.text, false)?,
+            html: run(&self.html, true)?,
         })
     }
 }
@@ -134,7 +153,32 @@ pub fn parse_data(data: &str) -> Result<serde_json::Value, RenderError> {
     if !v.is_object() {
         return Err(RenderError::InvalidData("Template data must be a JSON object.".into()));
     }
+    if has_nul(&v) {
+        return Err(RenderError::InvalidData(
+            "Template data contains a NUL character, which a message cannot carry.".into(),
+        ));
+    }
     Ok(v)
+}
+
+/// Whether any string or key in `v` holds a NUL (walked with a stack of its own: the data's
+/// depth is the client's).
+fn has_nul(v: &serde_json::Value) -> bool {
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        match v {
+            serde_json::Value::String(s) if s.contains('\0') => return true,
+            serde_json::Value::Array(a) => stack.extend(a),
+            serde_json::Value::Object(m) => {
+                if m.keys().any(|k| k.contains('\0')) {
+                    return true;
+                }
+                stack.extend(m.values());
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Merge per-destination data over the default data (top-level keys of the replacement win).
@@ -214,6 +258,27 @@ mod tests {
         let p = parts("x", "y", "z");
         assert!(matches!(render(&p, "[1]"), Err(RenderError::InvalidData(_))));
         assert!(matches!(render(&p, "{"), Err(RenderError::InvalidData(_))));
+    }
+
+    #[test]
+    fn parts_that_include_each_other_are_refused_when_compiled() {
+        let p = parts("{{> text}}", "{{> subject}}", "x");
+        assert!(matches!(Compiled::new(&p), Err(RenderError::InvalidTemplate(m)) if m.contains("partials")));
+    }
+
+    #[test]
+    fn a_nul_in_the_data_is_invalid_data() {
+        let p = parts("x", "y", "z");
+        assert!(
+            matches!(render(&p, r#"{"a":{"b":["\u0000"]}}"#), Err(RenderError::InvalidData(m)) if m.contains("NUL"))
+        );
+    }
+
+    #[test]
+    fn deeply_nested_data_is_refused_by_the_json_parser() {
+        let deep = "[".repeat(1000) + &"]".repeat(1000);
+        let p = parts("x", "y", "z");
+        assert!(matches!(render(&p, &format!("{{\"a\":{deep}}}")), Err(RenderError::InvalidData(_))));
     }
 
     #[test]
