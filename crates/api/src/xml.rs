@@ -14,6 +14,11 @@ pub fn escape(s: &str) -> String {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
+            // A parser would turn a bare CR into LF.
+            '\r' => out.push_str("&#13;"),
+            // XML 1.0 cannot carry these at all, not even as references: an answer with one
+            // would not parse, so it carries U+FFFD instead.
+            c if (c < ' ' && c != '\t' && c != '\n') || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
             c => out.push(c),
         }
     }
@@ -47,4 +52,14 @@ pub fn el(name: &str, text: &str) -> String {
 pub fn members<'a>(name: &str, items: impl IntoIterator<Item = &'a str>) -> String {
     let inner: String = items.into_iter().map(|i| el("member", i)).collect();
     if inner.is_empty() { format!("<{name}/>") } else { format!("<{name}>{inner}</{name}>") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn characters_xml_cannot_carry_are_replaced() {
+        assert_eq!(escape("a\0b\u{1}c\td\re<"), "a\u{FFFD}b\u{FFFD}c\td&#13;e&lt;");
+    }
 }
