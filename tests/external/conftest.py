@@ -4,6 +4,8 @@ not write (boto3/botocore and aws-cli)."""
 import json
 import os
 import signal
+import smtplib
+import ssl
 import socket
 import subprocess
 import tempfile
@@ -165,3 +167,51 @@ def events(w, kind=None):
         return []
     out = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
     return [e for e in out if kind is None or e["eventType"] == kind]
+
+
+def server(tmp, config="", delivery_to=None, data=None, log=None):
+    """A server in `tmp` with `config` (TOML); with `delivery_to` a port, it delivers fake.test there."""
+    data = data or Path(tmp) / "weir"
+    data.mkdir(exist_ok=True)
+    cfg = Path(tmp) / "weir.toml"
+    if delivery_to:
+        config += ("\n[delivery]\npoll_interval_ms = 50\nretry_first_seconds = 1\nretry_max_seconds = 2\n"
+                   f'starttls = false\nroutes = {{ "fake.test" = "127.0.0.1:{delivery_to}" }}\n')
+    cfg.write_text(config)
+    args = ("--config", str(cfg)) + (() if delivery_to else ("--no-delivery",))
+    return Weir(data, extra_args=args, log=log).start()
+
+
+def sender(w, domain="acme.test"):
+    a = w.account()
+    a.verify(domain)
+    a.quota("us-east-1", "--production", "--max-rate", "200")
+    return a
+
+
+def smtp_login(w, a):
+    s = smtplib.SMTP(*w.smtp, timeout=10)
+    s.starttls(context=ssl._create_unverified_context())
+    s.login(a.creds["smtp_username"], a.creds["smtp_password"])
+    return s
+
+
+def raw_http(w, request: bytes, source="127.0.0.1", timeout=5):
+    host, port = w.base.removeprefix("http://").rsplit(":", 1)
+    c = socket.create_connection((host, int(port)), timeout=timeout, source_address=(source, 0))
+    c.sendall(request)
+    return c
+
+
+def read_all(c, timeout=5):
+    c.settimeout(timeout)
+    out = b""
+    try:
+        while True:
+            b = c.recv(65536)
+            if not b:
+                break
+            out += b
+    except (socket.timeout, ConnectionResetError):
+        pass
+    return out

@@ -2,7 +2,9 @@
 against the real binary on loopback as they would perform them; each checks the outcome and that
 another tenant is served while the attack runs."""
 
+import datetime
 import json
+import tempfile
 import smtplib
 import socket
 import threading
@@ -12,7 +14,7 @@ import urllib.request
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import wait_for
+from conftest import raw_http, read_all, sender, server, wait_for
 
 
 def rss_mb(w):
@@ -194,3 +196,48 @@ def test_a_nul_in_template_data_is_refused_with_a_readable_error(weir, acct):
         Source="a@acme.test", Destination={"ToAddresses": ["success@simulator.amazonses.com"]},
         Template="nul", TemplateData=data))
     assert e["Code"] == "InvalidParameterValue" and "NUL" in e["Message"], e
+
+
+# --- Request bodies ------------------------------------------------------------------------------
+
+
+def garbage_signed(w, key_id, length, source):
+    """A v1 request head under `key_id` (known to the server) with a signature that will not match."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    head = (f"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            f"Authorization: AWS4-HMAC-SHA256 Credential={key_id}/{now:%Y%m%d}/us-east-1/ses/aws4_request, "
+            f"SignedHeaders=host;x-amz-date, Signature={'0' * 64}\r\n"
+            f"X-Amz-Date: {now:%Y%m%dT%H%M%SZ}\r\nContent-Length: {length}\r\n\r\n").encode()
+    return raw_http(w, head, source=source, timeout=30)
+
+
+def test_bodies_that_will_fail_their_signature_cannot_starve_another_tenant():
+    with tempfile.TemporaryDirectory() as tmp:
+        w = server(tmp, "[http]\nmax_inflight_body_bytes = 67108864\nmax_body_bytes = 12582912\n"
+                        "body_timeout_seconds = 120\n")
+        try:
+            victim = sender(w, "victim.test")
+            # The attacker knows the victim's access key ID (it is in every request the victim signs),
+            # not its secret: nine bodies of 10 MB, each sent but for its last bytes, then held.
+            held, refused = [], 0
+            for _ in range(9):
+                c = garbage_signed(w, victim.creds["access_key_id"], 10_000_000, "127.0.0.9")
+                try:
+                    c.sendall(b"A" * 9_999_000)
+                    held.append(c)
+                except OSError:
+                    refused += 1
+            time.sleep(0.5)
+            answers = [read_all(c, timeout=0.2) for c in held]
+            refused += sum(1 for a in answers if a.startswith(b"HTTP/1.1 503"))
+            assert refused >= 6, answers  # one address holds at most a quarter of the budget
+            ses = victim.client()
+            for i in range(40):
+                ses.send_email(Source="a@victim.test", Destination={"ToAddresses": ["x@example.net"]},
+                               Message={"Subject": {"Data": f"s{i}"}, "Body": {"Text": {"Data": "b"}}})
+            big = b"From: a@victim.test\r\nTo: x@example.net\r\nSubject: big\r\n\r\n" + b"y" * 5_000_000 + b"\r\n"
+            assert ses.send_raw_email(RawMessage={"Data": big})["MessageId"]
+            for c in held:
+                c.close()
+        finally:
+            w.stop()

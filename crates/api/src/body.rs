@@ -1,16 +1,27 @@
 //! Reading a request body without letting a client hold memory or time: a size limit known
 //! before the first byte when `Content-Length` is sent, a deadline for the whole body, and a
-//! budget of body bytes held by all requests at once.
+//! budget of body bytes held by all requests at once, drawn as bytes arrive.
+//!
+//! A body's signature can only be checked once all of it is here, so anyone who knows an access
+//! key ID can send a body that will fail. Two rules keep such bodies from starving everyone else:
+//! the first [`FREE`] bytes of a body (every ordinary SES request) never draw on the budget, and
+//! no client address may hold more than a quarter of it.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use http_body_util::BodyExt;
+use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Granularity of the in-flight body budget.
 const UNIT: usize = 1024;
+/// Bytes of each body read without drawing on the budget; their memory is bounded by the
+/// connection caps instead.
+pub const FREE: usize = 64 * 1024;
 
 /// Why a body was not read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,19 +40,74 @@ pub enum BodyError {
     Broken(String),
 }
 
+/// Whose share a body counts against: an IPv4 address, or an IPv6 /64 (one host's usual
+/// allocation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Client(u128);
+
+impl Client {
+    /// The share key of `ip`.
+    pub fn of(ip: IpAddr) -> Client {
+        match ip {
+            IpAddr::V4(v4) => Client(u128::from(u32::from(v4))),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Client(u128::from(u32::from(v4))),
+                None => Client((u128::from(v6) >> 64) << 64 | 1 << 32),
+            },
+        }
+    }
+}
+
 /// The budget of body bytes held by every request at once.
 #[derive(Clone)]
-pub struct BodyBudget(Arc<Semaphore>);
+pub struct BodyBudget {
+    pool: Arc<Semaphore>,
+    /// Units one client may hold at once.
+    share: u32,
+    held: Arc<Mutex<HashMap<Client, u32>>>,
+}
+
+/// A share of the budget, given back when dropped.
+struct Held {
+    _permit: OwnedSemaphorePermit,
+    client: Client,
+    units: u32,
+    held: Arc<Mutex<HashMap<Client, u32>>>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut held = self.held.lock();
+        if let Some(n) = held.get_mut(&self.client) {
+            *n = n.saturating_sub(self.units);
+            if *n == 0 {
+                held.remove(&self.client);
+            }
+        }
+    }
+}
 
 impl BodyBudget {
     /// A budget of `bytes`.
     pub fn new(bytes: usize) -> Self {
-        BodyBudget(Arc::new(Semaphore::new((bytes / UNIT).clamp(1, Semaphore::MAX_PERMITS))))
+        let units = (bytes / UNIT).clamp(1, Semaphore::MAX_PERMITS);
+        BodyBudget {
+            pool: Arc::new(Semaphore::new(units)),
+            share: u32::try_from((units / 4).max(1)).unwrap_or(u32::MAX),
+            held: Arc::new(Mutex::new(HashMap::new())),
+        }
     }
 
-    fn take(&self, bytes: usize) -> Result<OwnedSemaphorePermit, BodyError> {
+    fn take(&self, client: Client, bytes: usize) -> Result<Held, BodyError> {
         let units = u32::try_from(bytes.div_ceil(UNIT)).map_err(|_| BodyError::Busy)?;
-        self.0.clone().try_acquire_many_owned(units).map_err(|_| BodyError::Busy)
+        let mut held = self.held.lock();
+        let mine = held.get(&client).copied().unwrap_or(0);
+        if mine.saturating_add(units) > self.share {
+            return Err(BodyError::Busy);
+        }
+        let permit = self.pool.clone().try_acquire_many_owned(units).map_err(|_| BodyError::Busy)?;
+        held.insert(client, mine + units);
+        Ok(Held { _permit: permit, client, units, held: self.held.clone() })
     }
 }
 
@@ -49,38 +115,39 @@ impl BodyBudget {
 pub struct ReadBody {
     /// The bytes.
     pub bytes: Bytes,
-    _held: Vec<OwnedSemaphorePermit>,
+    _held: Vec<Held>,
 }
 
-/// Read `body` (announced as `content_length`, if known) within `limit` bytes and `deadline`.
+/// Read `body` (announced as `content_length`, if known) from `client` within `limit` bytes
+/// and `deadline`.
 pub async fn read(
     body: Body,
     content_length: Option<u64>,
     limit: usize,
     deadline: Duration,
     budget: &BodyBudget,
+    client: Client,
 ) -> Result<ReadBody, BodyError> {
     if content_length.is_some_and(|n| n > limit as u64) {
         return Err(BodyError::TooLarge(limit));
     }
     let mut held = Vec::new();
-    // A declared length is reserved up front, so that a request over budget is refused before
-    // its body is read at all.
-    let reserved = content_length.map_or(0, |n| n as usize);
-    if reserved > 0 {
-        held.push(budget.take(reserved)?);
-    }
     let collect = async {
         let mut body = body;
-        let mut buf = Vec::with_capacity(reserved);
+        // What the client declares is not reserved, nor allocated: only what it sends counts.
+        let mut buf = Vec::with_capacity(content_length.map_or(0, |n| n as usize).min(FREE));
+        let mut covered = FREE;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| BodyError::Broken(e.to_string()))?;
             let Ok(data) = frame.into_data() else { continue };
             if buf.len() + data.len() > limit {
                 return Err(BodyError::TooLarge(limit));
             }
-            if buf.len() + data.len() > reserved {
-                held.push(budget.take(buf.len() + data.len() - reserved.max(buf.len()))?);
+            if buf.len() + data.len() > covered {
+                // Drawn in steps of at least 64 KiB: fewer trips to the budget.
+                let want = (buf.len() + data.len() - covered).max(FREE);
+                held.push(budget.take(client, want)?);
+                covered += want;
             }
             buf.extend_from_slice(&data);
         }
@@ -106,22 +173,48 @@ pub fn decode_blob(data: &str, member: &str) -> Result<Vec<u8>, crate::error::Ap
 mod tests {
     use super::*;
 
+    const A: Client = Client(1);
+    const B: Client = Client(2);
+
+    fn one_second() -> Duration {
+        Duration::from_secs(1)
+    }
+
     #[tokio::test]
     async fn declared_length_over_the_limit_is_refused_before_reading() {
         let budget = BodyBudget::new(1 << 20);
-        let r = read(Body::from("x".repeat(10)), Some(1_000_000_000_000), 100, Duration::from_secs(1), &budget).await;
+        let r = read(Body::from("x".repeat(10)), Some(1_000_000_000_000), 100, one_second(), &budget, A).await;
         assert_eq!(r.err(), Some(BodyError::TooLarge(100)));
     }
 
     #[tokio::test]
-    async fn budget_is_shared_and_released() {
-        let budget = BodyBudget::new(4096);
-        let a =
-            read(Body::from(vec![b'a'; 3000]), Some(3000), 10_000, Duration::from_secs(1), &budget).await.expect("a");
-        let b = read(Body::from(vec![b'b'; 3000]), Some(3000), 10_000, Duration::from_secs(1), &budget).await;
-        assert_eq!(b.err(), Some(BodyError::Busy));
-        drop(a);
-        let c = read(Body::from(vec![b'c'; 3000]), None, 10_000, Duration::from_secs(1), &budget).await.expect("c");
-        assert_eq!(c.bytes.len(), 3000);
+    async fn small_bodies_never_wait_on_the_budget() {
+        let budget = BodyBudget::new(1024);
+        let _big = budget.take(A, 1024).expect("all of it");
+        let r = read(Body::from(vec![b'a'; FREE]), Some(FREE as u64), 1 << 20, one_second(), &budget, B).await;
+        assert_eq!(r.expect("small body").bytes.len(), FREE);
+    }
+
+    #[tokio::test]
+    async fn one_client_holds_at_most_a_quarter_and_others_still_get_theirs() {
+        let budget = BodyBudget::new(4 << 20);
+        let body = || Body::from(vec![b'a'; FREE + 900_000]);
+        let a = read(body(), None, 4 << 20, one_second(), &budget, A).await.expect("first large body");
+        let again = read(body(), None, 4 << 20, one_second(), &budget, A).await;
+        assert_eq!(again.err(), Some(BodyError::Busy));
+        let b = read(body(), None, 4 << 20, one_second(), &budget, B).await.expect("another client's");
+        drop((a, b));
+        assert!(budget.held.lock().is_empty());
+        read(body(), None, 4 << 20, one_second(), &budget, A).await.expect("given back");
+    }
+
+    #[test]
+    fn ipv6_hosts_share_by_slash_64() {
+        let a: IpAddr = "2001:db8::1".parse().expect("ip");
+        let b: IpAddr = "2001:db8::ffff:2".parse().expect("ip");
+        let c: IpAddr = "2001:db8:0:1::1".parse().expect("ip");
+        assert_eq!(Client::of(a), Client::of(b));
+        assert_ne!(Client::of(a), Client::of(c));
+        assert_eq!(Client::of("::ffff:10.0.0.1".parse().expect("ip")), Client::of("10.0.0.1".parse().expect("ip")));
     }
 }

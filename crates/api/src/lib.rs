@@ -166,6 +166,10 @@ async fn unsubscribe_link(st: &AppState, method: &axum::http::Method, token: &st
     }
 }
 
+/// The address a request came from (set by the server on every request).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerIp(pub std::net::IpAddr);
+
 /// Answer one request, counted and timed.
 pub async fn dispatch(st: AppState, req: Request<Body>) -> Response {
     let started = std::time::Instant::now();
@@ -261,11 +265,15 @@ async fn answer(st: AppState, req: Request<Body>) -> Response {
     if let Err(e) = early {
         return refuse(e);
     }
-    let read = match body::read(body, content_length, st.cfg.max_body_bytes, st.cfg.body_timeout, &st.body_budget).await
-    {
-        Ok(b) => b,
-        Err(e) => return refuse(body_error(e)),
-    };
+    let client =
+        body::Client::of(parts.extensions.get::<PeerIp>().map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |p| p.0));
+    let read =
+        match body::read(body, content_length, st.cfg.max_body_bytes, st.cfg.body_timeout, &st.body_budget, client)
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => return refuse(body_error(e)),
+        };
     let raw =
         RawRequest { method: parts.method, path, query, headers: parts.headers, body: read.bytes.clone(), request_id };
     let flavor = match target {

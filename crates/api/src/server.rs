@@ -135,7 +135,7 @@ pub async fn serve(listener: TcpListener, state: AppState, limits: HttpLimits, m
         };
         let (state, limits, shutdown) = (state.clone(), limits.clone(), shutdown.clone());
         tokio::spawn(async move {
-            connection(stream, state, &limits, Arc::new(permit), shutdown).await;
+            connection(stream, peer.ip(), state, &limits, Arc::new(permit), shutdown).await;
         });
     }
     // Listeners are closed; wait (bounded) for the connections to finish what they are doing.
@@ -155,6 +155,7 @@ fn refuse(stream: &TcpStream) {
 
 async fn connection(
     stream: TcpStream,
+    peer: std::net::IpAddr,
     state: AppState,
     limits: &HttpLimits,
     permit: Arc<ConnPermit>,
@@ -163,7 +164,8 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let io = TokioIo::new(Stalling::new(stream, limits.stall_timeout));
     let in_request = permit.clone();
-    let svc = service_fn(move |req: hyper::Request<Incoming>| {
+    let svc = service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(crate::PeerIp(peer));
         let st = state.clone();
         let permit = in_request.clone();
         async move {
