@@ -23,7 +23,10 @@ cleanup() { kill "${pids[@]}" "${redis_pid:-}" 2>/dev/null || true; wait 2>/dev/
 trap cleanup EXIT
 
 redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >/dev/null 2>&1 & redis_pid=$!
+redis_pass=bench-$RANDOM$RANDOM
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --requirepass "$redis_pass" \
+  --dir "$work" >/dev/null 2>&1 & redis_pid=$!
+$WEIR cluster keygen > "$work/cluster.key"; chmod 600 "$work/cluster.key"
 wait_port "$redis_port"
 
 load() { # URL LABEL -> one JSON line
@@ -51,12 +54,13 @@ kill "$weir_pid"; wait "$weir_pid" 2>/dev/null || true
 
 results=("$embedded")
 for n in 1 2 3; do
-  redis-cli -p "$redis_port" FLUSHALL >/dev/null
+  redis-cli -p "$redis_port" --no-auth-warning -a "$redis_pass" FLUSHALL >/dev/null
   urls=()
   for i in $(seq "$n"); do
     dir="$work/c$n-$i"
     mkdir -p "$dir"
-    printf '[cluster]\nredis = "redis://127.0.0.1:%s/"\nnode = "n%s"\n' "$redis_port" "$i" > "$dir.toml"
+  printf '[cluster]\nredis = "redis://:%s@127.0.0.1:%s/"\nnode = "n%s"\nkey_file = "%s"\n' \
+    "$redis_pass" "$redis_port" "$i" "$work/cluster.key" > "$dir.toml"
     WEIR_LOG=error $WEIR serve --data-dir "$dir" --http 127.0.0.1:0 --smtp 127.0.0.1:0 --smtps 127.0.0.1:0 \
       --no-delivery --config "$dir.toml" & pids+=($!)
     for _ in $(seq 200); do [ -f "$dir/server.json" ] && break; sleep 0.05; done
@@ -92,4 +96,4 @@ for r in rs:
 PY
 
 # The decision itself: Redis round trip + Lua vs the pure engine, sequential and 64 at once.
-target/release/examples/decision_cost "redis://127.0.0.1:$redis_port/" 20000
+target/release/examples/decision_cost "redis://:$redis_pass@127.0.0.1:$redis_port/" 20000

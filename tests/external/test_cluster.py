@@ -20,7 +20,7 @@ from pathlib import Path
 import botocore.exceptions
 import pytest
 
-from conftest import Account, ROOT, Weir, free_port, wait_for
+from conftest import WEIR, Account, ROOT, Weir, free_port, wait_for
 from fakemx import FakeMX
 
 if shutil.which("redis-server") is None:
@@ -32,25 +32,37 @@ TLS.verify_mode = ssl.CERT_NONE  # each node made itself a self-signed certifica
 LOADGEN = ROOT / "target" / "debug" / "weir-loadgen"
 
 
+PASSWORD = "cluster-test-password"
+
+
 class Redis:
-    """A redis-server on a fixed loopback port, without persistence: a restart comes back empty."""
+    """A redis-server on a fixed loopback port, with a password, without persistence: a restart
+    comes back empty."""
 
     def __init__(self, tmp):
         self.port, self.dir, self.proc = free_port(), tmp, None
+        self.url = f"redis://:{PASSWORD}@127.0.0.1:{self.port}/"
 
     def start(self):
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.dir)],
+             "--requirepass", PASSWORD, "--dir", str(self.dir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: self.answers(), timeout=10, what="redis-server")
         return self
 
+    def command(self, *args):
+        """One command, authenticated, through redis-cli."""
+        out = subprocess.run(["redis-cli", "-p", str(self.port), "--no-auth-warning", "-a", PASSWORD, *args],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout
+
     def answers(self):
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
+                s.sendall(f"AUTH {PASSWORD}\r\nPING\r\n".encode())
+                time.sleep(0.05)
+                return b"+PONG" in s.recv(64)
         except OSError:
             return False
 
@@ -59,11 +71,22 @@ class Redis:
         self.proc.wait()
 
 
+def cluster_key(tmp):
+    """The cluster's key, made once with `weir cluster keygen`, in a file of mode 0600."""
+    path = Path(tmp) / "cluster.key"
+    if not path.exists():
+        key = subprocess.run([WEIR, "cluster", "keygen"], capture_output=True, text=True, check=True).stdout
+        path.write_text(key)
+        path.chmod(0o600)
+    return path
+
+
 def node(tmp, name, redis, delivery=""):
     data = Path(tmp) / name
     data.mkdir()
     cfg = Path(tmp) / f"{name}.toml"
-    cfg.write_text(f'[cluster]\nredis = "redis://127.0.0.1:{redis.port}/"\nnode = "{name}"\ntimeout_ms = 300\n'
+    cfg.write_text(f'[cluster]\nredis = "{redis.url}"\nnode = "{name}"\ntimeout_ms = 300\n'
+                   f'key_file = "{cluster_key(tmp)}"\n'
                    + (f"[delivery]\npoll_interval_ms = 50\nstarttls = false\n{delivery}" if delivery else ""))
     args = ("--config", str(cfg)) if delivery else ("--no-delivery", "--config", str(cfg))
     return Weir(data, extra_args=args, log=Path(tmp) / f"{name}.log").start()

@@ -1,4 +1,4 @@
-"""Bounces and complaints that come back after delivery: weir sends with per-message return
+"""Bounces and complaints that come back after delivery: weir sends with per-recipient return
 paths at its return-path domain; a real Postfix accepts the mail (250), fails to deliver it
 onward and sends its DSN to that return path, which reaches weir's feedback listener; weir
 emits SES's Bounce event and suppresses the address. A complaint report (ARF, our own fixture)
@@ -15,37 +15,8 @@ import pytest
 from conftest import ROOT, events, wait_for
 from fakemx import FakeMX
 from test_delivery import free_port, sender, start
+from reports import arf
 from test_dkim import zone  # noqa: F401  (a fixture)
-
-ARF = """From: fbl@isp.test\r
-To: {to}\r
-Subject: complaint about a message\r
-MIME-Version: 1.0\r
-Content-Type: multipart/report; report-type=feedback-report; boundary="arf"\r
-\r
---arf\r
-Content-Type: text/plain\r
-\r
-A user of ours marked a message as spam.\r
-\r
---arf\r
-Content-Type: message/feedback-report\r
-\r
-Feedback-Type: abuse\r
-User-Agent: isp-fbl/2.0\r
-Version: 1\r
-\r
---arf\r
-Content-Type: message/rfc822\r
-\r
-From: a@acme.test\r
-To: ok@fake.test\r
-Subject: s\r
-\r
-b\r
---arf--\r
-"""
-
 
 def test_a_postfix_dsn_and_an_arf_report_come_back_as_bounce_and_complaint():
     assert os.geteuid() == 0, "a private Postfix instance needs root (CI runs as root)"
@@ -61,7 +32,8 @@ def test_a_postfix_dsn_and_an_arf_report_come_back_as_bounce_and_complaint():
                     f'"transport_maps = inline:{{ bounces.test=smtp:[127.0.0.1]:{fb_port} }}"')
         subprocess.run(["bash", "-c", start_pf], check=True, timeout=60)
         w = start(tmp, f'routes = {{ "fake.test" = "127.0.0.1:{pf_port}" }}\n'
-                       f'[feedback]\nreturn_path_domain = "bounces.test"\nlisten = "127.0.0.1:{fb_port}"\n')
+                       f'[feedback]\nreturn_path_domain = "bounces.test"\nlisten = "127.0.0.1:{fb_port}"\n'
+                       'loop_sources = ["127.0.0.77/32"]\n')
         try:
             wait_for(lambda: subprocess.run(["bash", "-c", f"echo > /dev/tcp/127.0.0.1/{pf_port}"],
                                             capture_output=True).returncode == 0, what="Postfix")
@@ -91,23 +63,22 @@ def test_a_postfix_dsn_and_an_arf_report_come_back_as_bounce_and_complaint():
             return_path = mx.delivered_to("ok@fake.test")[0][1]
             assert return_path.endswith("@bounces.test") and ok in return_path, return_path
             with smtplib.SMTP("127.0.0.1", fb_port, timeout=10) as c:
-                c.sendmail("", [return_path], ARF.format(to=return_path).encode())
+                c.sendmail("", [return_path], arf(return_path))
             complaint = wait_for(lambda: events(w, "Complaint"), what="a Complaint")[0]
             assert complaint["mail"]["messageId"] == ok, complaint
             assert complaint["complaint"]["complainedRecipients"] == [{"emailAddress": "ok@fake.test"}], complaint
             s = v2.get_suppressed_destination(EmailAddress="ok@fake.test")["SuppressedDestination"]
             assert s["Reason"] == "COMPLAINT", s
 
-            # A feedback loop that sends to the complaints address: the report names the message by
-            # weir's Message-ID inside and the recipient by Original-Rcpt-To.
+            # A feedback loop (from its configured address) that sends to the complaints address:
+            # the report names the message by weir's Message-ID inside and the recipient by
+            # Original-Rcpt-To.
             third = ses.send_email(Source="a@acme.test", Destination={"ToAddresses": ["third@fake.test"]},
                                    Message=msg)["MessageId"]
             wait_for(lambda: mx.delivered_to("third@fake.test"), what="third@ at the receiver")
-            arf = (ARF.format(to="fbl@bounces.test")
-                   .replace("Version: 1\r\n", "Version: 1\r\nOriginal-Rcpt-To: <third@fake.test>\r\n")
-                   .replace("To: ok@fake.test\r\n", f"To: third@fake.test\r\nMessage-ID: <{third}@weir.test>\r\n"))
-            with smtplib.SMTP("127.0.0.1", fb_port, timeout=10) as c:
-                c.sendmail("", ["fbl@bounces.test"], arf.encode())
+            report = arf("fbl@bounces.test", message_id=third, rcpt_to="third@fake.test", original_to="third@fake.test")
+            with smtplib.SMTP("127.0.0.1", fb_port, timeout=10, source_address=("127.0.0.77", 0)) as c:
+                c.sendmail("", ["fbl@bounces.test"], report)
             second = wait_for(lambda: [e for e in events(w, "Complaint") if e["mail"]["messageId"] == third],
                               what="a Complaint through the complaints address")[0]
             assert second["complaint"]["complainedRecipients"] == [{"emailAddress": "third@fake.test"}], second

@@ -3,6 +3,8 @@ against the real binary on loopback as they would perform them; each checks the 
 another tenant is served while the attack runs."""
 
 import datetime
+import os
+import subprocess
 import json
 import tempfile
 import smtplib
@@ -14,7 +16,9 @@ import urllib.request
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import raw_http, read_all, sender, server, wait_for
+from conftest import WEIR, Weir, events, free_port, raw_http, read_all, sender, server, wait_for
+from fakemx import FakeMX
+from reports import arf, dsn
 
 
 def rss_mb(w):
@@ -241,3 +245,338 @@ def test_bodies_that_will_fail_their_signature_cannot_starve_another_tenant():
                 c.close()
         finally:
             w.stop()
+
+
+# --- Feedback: bounces and complaints that come back -----------------------------------------------
+
+
+class Returning:
+    """A server that delivers fake.test to a fake receiver with per-recipient return paths at
+    bounces.test, takes reports on its feedback listener, and trusts 127.0.0.77 as a feedback loop."""
+
+    def __init__(self, tmp):
+        self.mx, self.fb_port = FakeMX(), free_port()
+        self.w = server(tmp, f'[feedback]\nreturn_path_domain = "bounces.test"\nlisten = "127.0.0.1:{self.fb_port}"\n'
+                             'loop_sources = ["127.0.0.77/32"]\n',
+                        delivery_to=self.mx.port)
+        self.a = sender(self.w)
+
+    def send(self, *to):
+        return self.a.client().send_email(Source="a@acme.test", Destination={"ToAddresses": list(to)},
+                                          Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}})["MessageId"]
+
+    def return_path_of(self, rcpt):
+        """The envelope sender the receiver saw for `rcpt`: what that recipient holds."""
+        got = wait_for(lambda: self.mx.delivered_to(rcpt), what=f"delivery to {rcpt}")
+        return got[-1][1]
+
+    def report(self, to, message, source="127.0.0.5"):
+        with smtplib.SMTP("127.0.0.1", self.fb_port, timeout=30, source_address=(source, 0)) as c:
+            c.sendmail("", [to], message)
+
+    def kinds(self, kind, mid):
+        return [e for e in events(self.w, kind) if e["mail"]["messageId"] == mid]
+
+    def suppressed(self, address):
+        try:
+            self.a.client("sesv2").get_suppressed_destination(EmailAddress=address)
+            return True
+        except ClientError:
+            return False
+
+
+@pytest.fixture
+def returning():
+    with tempfile.TemporaryDirectory() as tmp:
+        r = Returning(tmp)
+        yield r
+        r.w.stop()
+
+
+def test_a_complaint_naming_only_a_message_id_from_an_unknown_address_is_ignored(returning):
+    r = returning
+    mid = r.send("me@fake.test")
+    r.return_path_of("me@fake.test")
+    # An outsider who received one message knows its Message-ID and their own address.
+    for _ in range(15):
+        r.report("fbl@bounces.test", arf("fbl@bounces.test", message_id=mid, rcpt_to="me@fake.test"))
+    time.sleep(1)
+    assert r.kinds("Complaint", mid) == []
+    assert not r.suppressed("me@fake.test")
+
+
+def test_a_replayed_complaint_counts_once(returning):
+    r = returning
+    mids = [r.send(f"u{i}@fake.test") for i in range(3)]
+    rp = r.return_path_of("u0@fake.test")
+    for _ in range(8):
+        r.report(rp, arf(rp))  # to the recipient's own return path
+        r.report("fbl@bounces.test", arf("fbl@bounces.test", return_path=rp))  # to the complaints address
+    wait_for(lambda: r.kinds("Complaint", mids[0]), what="the one complaint")
+    time.sleep(0.5)
+    assert len(r.kinds("Complaint", mids[0])) == 1
+    # What reputation is judged on: one complaint, not sixteen.
+    points = r.a.client().get_send_statistics()["SendDataPoints"]
+    assert sum(p["Complaints"] for p in points) == 1, points
+
+
+def test_a_replayed_dsn_bounces_once(returning):
+    r = returning
+    mid = r.send("gone@fake.test")
+    rp = r.return_path_of("gone@fake.test")
+    for _ in range(20):
+        r.report(rp, dsn(rp, [("gone@fake.test", "5.1.1")]))
+    wait_for(lambda: r.kinds("Bounce", mid), what="the bounce")
+    time.sleep(0.5)
+    assert len(r.kinds("Bounce", mid)) == 1
+
+
+def test_a_dsn_with_sixty_thousand_failed_groups_makes_one_bounce(returning):
+    r = returning
+    mid = r.send("gone@fake.test")
+    rp = r.return_path_of("gone@fake.test")
+    started = time.monotonic()
+    r.report(rp, dsn(rp, [(f"x{i}@fake.test", "5.1.1") for i in range(60_000)]))
+    wait_for(lambda: r.kinds("Bounce", mid), what="the bounce")
+    assert time.monotonic() - started < 10
+    time.sleep(0.5)
+    assert len(events(r.w, "Bounce")) == 1
+    assert r.kinds("Bounce", mid)[0]["bounce"]["bouncedRecipients"][0]["emailAddress"] == "gone@fake.test"
+
+
+def test_a_recipient_cannot_get_a_co_recipient_suppressed(returning):
+    r = returning
+    mid = r.send("attacker@fake.test", "victim@fake.test")
+    rp = r.return_path_of("attacker@fake.test")
+    assert rp != r.return_path_of("victim@fake.test"), "each recipient has its own return path"
+    # A DSN to the attacker's own return path naming the co-recipient...
+    r.report(rp, dsn(rp, [("victim@fake.test", "5.1.1")]))
+    # ... and a complaint carrying the attacker's return path naming the co-recipient.
+    r.report("fbl@bounces.test", arf("fbl@bounces.test", return_path=rp, message_id=mid, rcpt_to="victim@fake.test"))
+    wait_for(lambda: r.kinds("Complaint", mid) and r.kinds("Bounce", mid), what="the attacker's own reports")
+    time.sleep(0.5)
+    named = {x["emailAddress"] for e in r.kinds("Bounce", mid) for x in e["bounce"]["bouncedRecipients"]}
+    named |= {x["emailAddress"] for e in r.kinds("Complaint", mid) for x in e["complaint"]["complainedRecipients"]}
+    assert named == {"attacker@fake.test"}, named
+    assert not r.suppressed("victim@fake.test")
+
+
+def test_reports_from_one_address_are_capped_per_minute():
+    with tempfile.TemporaryDirectory() as tmp:
+        mx, fb_port = FakeMX(), free_port()
+        w = server(tmp, f'[feedback]\nreturn_path_domain = "bounces.test"\nlisten = "127.0.0.1:{fb_port}"\n'
+                        'reports_per_minute = 5\n', delivery_to=mx.port)
+        try:
+            codes = []
+            for _ in range(8):
+                with smtplib.SMTP("127.0.0.1", fb_port, timeout=10, source_address=("127.0.0.6", 0)) as c:
+                    c.ehlo("isp.test")
+                    codes.append(c.mail("")[0])
+            assert codes == [250] * 5 + [450] * 3, codes
+            with smtplib.SMTP("127.0.0.1", fb_port, timeout=10, source_address=("127.0.0.7", 0)) as c:
+                c.ehlo("isp.test")
+                assert c.mail("")[0] == 250  # another address has its own allowance
+        finally:
+            w.stop()
+
+
+# --- Cluster mode: what reaches Redis ------------------------------------------------------------
+
+from test_cluster import PASSWORD, Redis, account_on, cluster_key, eventually, node, on, send_v1  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+
+@pytest.fixture
+def two_nodes():
+    with tempfile.TemporaryDirectory() as tmp:
+        redis = Redis(Path(tmp)).start()
+        nodes = [node(tmp, "n1", redis), node(tmp, "n2", redis)]
+        try:
+            yield redis, nodes, Path(tmp)
+        finally:
+            for w in nodes:
+                if w.proc.poll() is None:
+                    w.proc.kill()
+                    w.proc.wait()
+            redis.kill()
+
+
+def resp(port, *commands):
+    """Commands in Redis's protocol on a fresh connection, as a local user without the password
+    would send them; the raw answers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        for cmd in commands:
+            c.sendall(b"".join([f"*{len(cmd)}\r\n".encode()]
+                               + [f"${len(a.encode())}\r\n{a}\r\n".encode() for a in cmd]))
+        time.sleep(0.2)
+        return c.recv(65536).decode(errors="replace")
+
+
+def test_a_local_user_without_the_password_gets_nothing_from_redis(two_nodes):
+    redis, (n1, _), _ = two_nodes
+    n1.account()
+    answer = resp(redis.port, ["XRANGE", "weir:catalog", "-", "+"], ["DEL", "weir:epoch"], ["KEYS", "*"])
+    assert answer.count("-NOAUTH") == 3, answer
+
+
+def test_a_node_refuses_a_redis_url_without_a_password(two_nodes):
+    redis, _, tmp = two_nodes
+    cfg = tmp / "open.toml"
+    cfg.write_text(f'[cluster]\nredis = "redis://127.0.0.1:{redis.port}/"\nkey_file = "{cluster_key(tmp)}"\n')
+    (tmp / "open").mkdir()
+    p = subprocess.run([WEIR, "serve", "--config", str(cfg), "--data-dir", str(tmp / "open"), "--http", "127.0.0.1:0",
+                        "--no-smtp", "--no-delivery"], capture_output=True, text=True, timeout=30)
+    assert p.returncode != 0 and "has no password" in p.stderr, p.stderr
+
+
+def test_the_catalog_in_redis_holds_no_secret_key_or_dkim_key(two_nodes):
+    redis, (n1, n2), _ = two_nodes
+    a = account_on(n1, [n1, n2])
+    made = a.client("sesv2").create_email_identity(EmailIdentity="dk.test")["DkimAttributes"]
+    eventually(lambda: on(a, n2).client("sesv2").get_email_identity(EmailIdentity="dk.test")["DkimAttributes"][
+        "Tokens"] == made["Tokens"], what="the DKIM keys on n2")
+    stream = redis.command("XRANGE", "weir:catalog", "-", "+")
+    assert stream.strip(), "the stream has entries"
+    assert a.creds["secret_access_key"] not in stream
+    assert a.name not in stream and "dk.test" not in stream and "acme.test" not in stream
+
+
+def test_a_forged_catalog_entry_is_ignored_and_logged(two_nodes):
+    redis, (n1, n2), tmp = two_nodes
+    a = account_on(n1, [n1, n2])
+    victim_id = json.loads(n1.cli("account", "list", "--json"))[0]
+    # The attacker holds the Redis password, not the cluster key: a takeover of the account in the
+    # old plain form, and one sealed with a key of its own.
+    takeover = json.dumps({"change": "Account", "account": {**victim_id, "access_key_id": "AKIAATTACKER00000000",
+                                                             "secret": "attacker-secret"}})
+    redis.command("XADD", "weir:catalog", "*", "node", "n1", "change", takeover)
+    redis.command("XADD", "weir:catalog", "*", "node", "n1", "ts", str(int(time.time() * 1e6) + 10**9),
+                  "sealed", "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=")
+    time.sleep(1)
+    for w in (n1, n2):
+        assert on(a, w).client().get_send_quota()  # the account's own key still works
+    log = (tmp / "n2.log").read_text()
+    assert log.count("catalog entry ignored") >= 2, log[-2000:]
+    assert "AKIAATTACKER" not in n2.cli("account", "list", "--json")
+
+
+def test_a_replayed_catalog_entry_is_ignored(two_nodes):
+    redis, (n1, n2), tmp = two_nodes
+    a = account_on(n1, [n1, n2], "--production", "--max-24h", "1000")
+    raw = subprocess.run(["redis-cli", "-p", str(redis.port), "--no-auth-warning", "-a", PASSWORD, "--json",
+                          "XREVRANGE", "weir:catalog", "+", "-", "COUNT", "1"], capture_output=True, text=True)
+    fields = json.loads(raw.stdout)[0][1]
+    a.quota("us-east-1", "--max-24h", "500")
+    eventually(lambda: on(a, n2).client().get_send_quota()["Max24HourSend"] == 500, what="500 on n2")
+    # Someone with the Redis password adds the earlier "1000" entry again.
+    flat = fields if isinstance(fields, list) else [x for kv in fields.items() for x in kv]
+    assert "ts" in flat and "sealed" in flat, flat
+    redis.command("XADD", "weir:catalog", "*", *flat)
+    time.sleep(1)
+    for w in (n1, n2):
+        assert on(a, w).client().get_send_quota()["Max24HourSend"] == 500
+    assert "a replay" in (tmp / "n2.log").read_text()
+
+
+def test_deleted_quota_keys_are_reseeded_not_reset(two_nodes):
+    redis, nodes, _ = two_nodes
+    a = account_on(nodes[0], nodes, "--production", "--max-24h", "20", "--max-rate", "-1")
+    for i in range(20):
+        send_v1(on(a, nodes[i % 2]).client())
+    keys = [k for k in redis.command("KEYS", "{weir:q:*").split() if k]
+    assert keys
+    redis.command("DEL", *keys)
+    accepted = 0
+    for i in range(40):
+        try:
+            send_v1(on(a, nodes[i % 2]).client())
+            accepted += 1
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "Throttling", e.response
+    assert accepted == 0
+    eventually(lambda: on(a, nodes[1]).client().get_send_quota()["SentLast24Hours"] == 20, timeout=10,
+               what="the 20 re-seeded")
+
+
+def test_a_redis_over_tls_with_a_ca_file_is_used(tmp_path):
+    ca, ca_key, cert, key = (tmp_path / n for n in ("ca.pem", "ca.key", "cert.pem", "key.pem"))
+    csr, ext = tmp_path / "server.csr", tmp_path / "ext.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    for cmd in (["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "2",
+                 "-subj", "/CN=weir test CA"],
+                ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
+                ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert, "-days", "2",
+                 "-extfile", ext]):
+        subprocess.run(["openssl", *map(str, cmd)], check=True, capture_output=True)
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert),
+                             "--tls-key-file", str(key), "--tls-auth-clients", "no", "--requirepass", PASSWORD,
+                             "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        (tmp_path / "n").mkdir()
+        cfg = tmp_path / "n.toml"
+        cfg.write_text(f'[cluster]\nredis = "rediss://:{PASSWORD}@127.0.0.1:{port}/"\nca_file = "{ca}"\n'
+                       f'key_file = "{cluster_key(tmp_path)}"\nnode = "tls1"\n')
+        w = Weir(tmp_path / "n", extra_args=("--no-delivery", "--config", str(cfg))).start()
+        try:
+            a = account_on(w, [w], "--production")
+            assert send_v1(a.client())["MessageId"]
+        finally:
+            w.stop()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_links_and_return_paths_made_by_one_node_are_honoured_by_another():
+    import re
+    import urllib.error
+    import urllib.request
+    mx = FakeMX()
+    with tempfile.TemporaryDirectory() as tmp:
+        redis = Redis(Path(tmp)).start()
+        fb = [free_port(), free_port()]
+        nodes = [node(tmp, f"n{i + 1}", redis,
+                      f'routes = {{ "fake.test" = "127.0.0.1:{mx.port}" }}\n'
+                      f'[feedback]\nreturn_path_domain = "bounces.test"\nlisten = "127.0.0.1:{fb[i]}"\n'
+                      '[verification]\nfrom = "no-reply@weir.test"\n') for i in range(2)]
+        try:
+            n1, n2 = nodes
+            a = account_on(n1, nodes, "--production", "--max-rate", "100")
+            # A return path made by n1 is taken by n2's feedback listener.
+            send_v1(a.client(), "ok@fake.test")
+            rp = wait_for(lambda: mx.delivered_to("ok@fake.test"), what="delivery")[0][1]
+            with smtplib.SMTP("127.0.0.1", fb[1], timeout=10) as c:
+                c.ehlo("mx.fake.test")
+                c.mail("")
+                assert c.rcpt(rp)[0] == 250, rp
+            # A verification link mailed by n1, followed on n2.
+            a.client().verify_email_identity(EmailAddress="bob@fake.test")
+            mail = wait_for(lambda: [m for m in mx.messages if "bob@fake.test" in m[2]], what="verification")[0][3]
+            link = re.search(rb"http://\S+(/verify\?\S+)", mail).group(1).decode()
+            eventually(lambda: "bob@fake.test" in on(a, n2).client().get_identity_verification_attributes(
+                Identities=["bob@fake.test"])["VerificationAttributes"], what="the identity on n2")
+            try:
+                page = urllib.request.urlopen(n2.base + link, timeout=10).read().decode()
+            except urllib.error.HTTPError as e:
+                raise AssertionError((link, e.read()))
+            assert "bob@fake.test is now verified" in page, page
+            # An unsubscribe link made by n1, clicked on n2.
+            v2 = a.client("sesv2")
+            v2.create_contact_list(ContactListName="customers")
+            eventually(lambda: on(a, n2).client("sesv2").get_contact_list(ContactListName="customers"),
+                       what="the list on n2")
+            v2.send_email(FromEmailAddress="news@acme.test", Destination={"ToAddresses": ["ann@fake.test"]},
+                          Content={"Simple": {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}},
+                          ListManagementOptions={"ContactListName": "customers"})
+            mail = wait_for(lambda: [m for m in mx.messages if "ann@fake.test" in m[2]], what="newsletter")[0][3]
+            path = re.search(rb"List-Unsubscribe: <http://[^/]+(/unsubscribe/[^>]+)>", mail).group(1).decode()
+            req = urllib.request.Request(n2.base + path, data=b"List-Unsubscribe=One-Click", method="POST")
+            with urllib.request.urlopen(req, timeout=10) as r:
+                assert r.status == 200 and "ann@fake.test is unsubscribed" in r.read().decode()
+        finally:
+            for w in nodes:
+                w.stop()
+            redis.kill()

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use weir_cluster::{EPOCH_KEY, Redis, RedisQuota};
+use weir_cluster::{EPOCH_KEY, Redis, RedisQuota, RedisTarget};
 use weir_quota::{Limits, QuotaState};
 
 #[tokio::main]
@@ -15,13 +15,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let url = args.next().ok_or("usage: decision_cost REDIS_URL [N]")?;
     let n: u32 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(20_000);
-    let q = RedisQuota::new(Redis::new(&url, Duration::from_secs(5))?);
+    // The bench's own throwaway redis-server on loopback.
+    let target = RedisTarget { url, ca_pem: None, allow_no_password: true };
+    let q = RedisQuota::new(Redis::new(&target, Duration::from_secs(5))?);
     q.redis().query::<()>(redis::cmd("SET").arg(EPOCH_KEY).arg("bench")).await?;
     let l = Limits { max_24h: None, max_rate: Some(1e9), burst_seconds: 1.0, sending_enabled: true };
 
     let t = Instant::now();
     for i in 0..n {
-        q.admit("bench", 1, "us-east-1", &l, 1, Some(&format!("m{i}")), None).await?.map_err(|r| format!("{r:?}"))?;
+        q.admit("bench", 1, "us-east-1", &l, 1, Some(&format!("m{i}")), None, false)
+            .await?
+            .map_err(|r| format!("{r:?}"))?;
     }
     let seq = t.elapsed();
 
@@ -32,7 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (q, l) = (q.clone(), l.clone());
         tasks.push(tokio::spawn(async move {
             for i in 0..n / 64 {
-                let _ = q.admit("bench", 2, "us-east-1", &l, 1, Some(&format!("p{w}-{i}")), None).await;
+                let _ = q.admit("bench", 2, "us-east-1", &l, 1, Some(&format!("p{w}-{i}")), None, false).await;
             }
         }));
     }

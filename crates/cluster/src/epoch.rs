@@ -25,6 +25,10 @@ fn seeded_key(epoch: &str) -> String {
 const OPEN: &str =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('SET', KEYS[2], ARGV[1], 'NX') end return false";
 
+/// Ends an epoch only if it is still the open one (another node may have ended it and re-seeded
+/// already), and the seeding of it, so that the next one is new and starts from empty counters.
+const END: &str = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end redis.call('DEL', KEYS[1]) if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end return 1";
+
 /// This node's view of the epoch.
 pub struct Epoch {
     quota: RedisQuota,
@@ -122,6 +126,15 @@ impl Epoch {
         Ok(Step { members, open, changed })
     }
 
+    /// End `epoch` (counters of it were found lost): every node re-seeds a new epoch from its
+    /// ledger, as after an emptied Redis.
+    pub async fn end(&self, epoch: &str) -> Result<(), ClusterError> {
+        self.close();
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(END).arg(2).arg(EPOCH_KEY).arg(SEEDING_KEY).arg(epoch);
+        self.quota.redis().query::<i64>(&cmd).await.map(|_| ())
+    }
+
     /// Take `node` out of the set of nodes that ever joined (it left for good): an emptied
     /// Redis no longer waits for it. A node that is still alive joins again at its next step.
     pub async fn forget(&self, node: &str) -> Result<(), ClusterError> {
@@ -142,7 +155,7 @@ impl Epoch {
         }
         let entries = ledger(lost).await;
         for e in &entries {
-            self.quota.seed(e).await?;
+            self.quota.seed(epoch, e).await?;
         }
         r.query::<i64>(redis::cmd("SADD").arg(&key).arg(&self.node)).await?;
         tracing::info!(epoch, node = %self.node, entries = entries.len(), "seeded the shared quota counters from this node's ledger");

@@ -28,6 +28,7 @@ use weir_quota::{Charge, Limits, Nanos, Refusal};
 
 pub mod catalog;
 pub mod epoch;
+pub mod seal;
 pub mod stats;
 
 /// How long an idempotency key remembers its answer, seconds: long enough for a call retried
@@ -53,22 +54,60 @@ pub enum ClusterError {
     /// are re-seeding it): nothing may be decided.
     #[error("the shared quota counters are being re-seeded")]
     NotSeeded,
+    /// Counters this node knows were charged are gone from Redis (evicted, deleted): the cluster
+    /// must re-seed, as after an emptied Redis, never start them again from zero.
+    #[error("the shared quota counters of an account were lost")]
+    Lost,
+    /// The configuration cannot work (a URL without a password, a certificate that does not parse).
+    #[error("{0}")]
+    Config(String),
 }
 
 /// One connection to Redis, made on first use and remade by itself after a failure; every
 /// command answers within `timeout` or fails.
 #[derive(Clone)]
 pub struct Redis {
-    url: String,
+    client: redis::Client,
     timeout: Duration,
     conn: std::sync::Arc<OnceCell<ConnectionManager>>,
 }
 
+/// How to reach Redis.
+#[derive(Debug, Clone)]
+pub struct RedisTarget {
+    /// `redis://:password@host:port/db`, or `rediss://…` for TLS.
+    pub url: String,
+    /// PEM certificates trusted for `rediss://` (default: the system's roots).
+    pub ca_pem: Option<Vec<u8>>,
+    /// Whether a URL without a password is accepted (a Redis no one else can reach).
+    pub allow_no_password: bool,
+}
+
 impl Redis {
-    /// A handle on `url` (`redis://host:port/db`); nothing is dialled yet.
-    pub fn new(url: &str, timeout: Duration) -> Result<Redis, ClusterError> {
-        redis::Client::open(url)?;
-        Ok(Redis { url: url.to_string(), timeout, conn: Default::default() })
+    /// A handle on `target`; nothing is dialled yet. A URL without a password is refused unless
+    /// allowed: whoever reaches Redis would otherwise hold every tenant's quota and catalog.
+    pub fn new(target: &RedisTarget, timeout: Duration) -> Result<Redis, ClusterError> {
+        let info: redis::ConnectionInfo = redis::IntoConnectionInfo::into_connection_info(target.url.as_str())?;
+        if info.redis.password.as_deref().is_none_or(str::is_empty) && !target.allow_no_password {
+            return Err(ClusterError::Config(
+                "cluster.redis has no password: set Redis's requirepass (or an ACL user) and put it in the URL \
+                 (redis://:PASSWORD@host:port/), or set cluster.allow_no_password = true for a Redis no other \
+                 user or host can reach"
+                    .into(),
+            ));
+        }
+        let tls = matches!(info.addr, redis::ConnectionAddr::TcpTls { .. });
+        let client = match (&target.ca_pem, tls) {
+            (Some(ca), true) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates { client_tls: None, root_cert: Some(ca.clone()) },
+            )?,
+            (Some(_), false) => {
+                return Err(ClusterError::Config("cluster.ca_file is set but cluster.redis is not rediss://".into()));
+            }
+            (None, _) => redis::Client::open(info)?,
+        };
+        Ok(Redis { client, timeout, conn: Default::default() })
     }
 
     /// The bound on every command.
@@ -78,7 +117,7 @@ impl Redis {
 
     async fn conn(&self) -> Result<ConnectionManager, ClusterError> {
         let init = async {
-            let client = redis::Client::open(self.url.as_str())?;
+            let client = self.client.clone();
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(self.timeout)
                 .set_response_timeout(self.timeout)
@@ -125,6 +164,14 @@ fn tag(account_id: i64, region: &str) -> String {
     format!("{{weir:q:{account_id}:{region}}}")
 }
 
+/// The counters of one (account, region) in one epoch: window, seconds, state. Each epoch has
+/// its own, so a re-seeded epoch starts from exactly the nodes' ledgers, never on top of what an
+/// earlier epoch left.
+fn counter_keys(account_id: i64, region: &str, epoch: &str) -> [String; 3] {
+    let t = tag(account_id, region);
+    [format!("{t}:{epoch}:w"), format!("{t}:{epoch}:s"), format!("{t}:{epoch}:m")]
+}
+
 /// One node's ledger of one (account, region): recipients per second, and the bucket's
 /// theoretical arrival time (ns).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,7 +203,9 @@ impl RedisQuota {
     }
 
     /// Decide and, if accepted, charge `n` recipients, in `epoch`. `now` is for tests (the
-    /// server's clock otherwise); `message_id` makes a retried call return the first answer.
+    /// server's clock otherwise); `message_id` makes a retried call return the first answer;
+    /// `expect`: this node charged (account, region) within the window, so its counters must be
+    /// there ([`ClusterError::Lost`] if not).
     #[allow(clippy::too_many_arguments)]
     pub async fn admit(
         &self,
@@ -167,8 +216,9 @@ impl RedisQuota {
         n: u32,
         message_id: Option<&str>,
         now: Option<Nanos>,
+        expect: bool,
     ) -> Result<Result<Charge, Refusal>, ClusterError> {
-        let a = self.run("admit", epoch, account_id, region, limits, n, message_id, now).await?;
+        let a = self.run("admit", epoch, account_id, region, limits, n, message_id, now, expect).await?;
         match a.as_slice() {
             [0, second, count, before, after] => Ok(Ok(Charge {
                 second: *second as u64,
@@ -177,11 +227,13 @@ impl RedisQuota {
                 tat_after: *after as u64 * 1000,
             })),
             [4] => Err(ClusterError::NotSeeded),
+            [5] => Err(ClusterError::Lost),
             other => refusal(other).map(Err).ok_or_else(|| ClusterError::Answer(other.to_vec())),
         }
     }
 
     /// Would `n` recipients pass now? Charges nothing.
+    #[allow(clippy::too_many_arguments)]
     pub async fn check(
         &self,
         epoch: &str,
@@ -190,41 +242,56 @@ impl RedisQuota {
         limits: &Limits,
         n: u32,
         now: Option<Nanos>,
+        expect: bool,
     ) -> Result<Result<(), Refusal>, ClusterError> {
-        let a = self.run("check", epoch, account_id, region, limits, n, None, now).await?;
+        let a = self.run("check", epoch, account_id, region, limits, n, None, now, expect).await?;
         match a.as_slice() {
             [0, _] => Ok(Ok(())),
             [4] => Err(ClusterError::NotSeeded),
+            [5] => Err(ClusterError::Lost),
             other => refusal(other).map(Err).ok_or_else(|| ClusterError::Answer(other.to_vec())),
         }
     }
 
     /// Recipients charged to (account, region) by every node in the last 24 hours.
-    pub async fn sent_last_24h(&self, epoch: &str, account_id: i64, region: &str) -> Result<u64, ClusterError> {
+    pub async fn sent_last_24h(
+        &self,
+        epoch: &str,
+        account_id: i64,
+        region: &str,
+        expect: bool,
+    ) -> Result<u64, ClusterError> {
         let open = Limits { max_24h: None, max_rate: None, burst_seconds: 1.0, sending_enabled: true };
-        let a = self.run("check", epoch, account_id, region, &open, 0, None, None).await?;
+        let a = self.run("check", epoch, account_id, region, &open, 0, None, None, expect).await?;
         match a.as_slice() {
             [0, total] => Ok((*total).max(0) as u64),
             [4] => Err(ClusterError::NotSeeded),
+            [5] => Err(ClusterError::Lost),
             other => Err(ClusterError::Answer(other.to_vec())),
         }
     }
 
-    /// Give back `charge` (its message was not spooled).
-    pub async fn refund(&self, account_id: i64, region: &str, charge: &Charge) -> Result<(), ClusterError> {
-        let t = tag(account_id, region);
+    /// Give back `charge` (its message was not spooled), in `epoch`.
+    pub async fn refund(
+        &self,
+        epoch: &str,
+        account_id: i64,
+        region: &str,
+        charge: &Charge,
+    ) -> Result<(), ClusterError> {
+        let [w, sec, m] = counter_keys(account_id, region, epoch);
         let spent_us = charge.tat_after.saturating_sub(charge.tat_before) / 1000;
         let mut inv = self.refund.prepare_invoke();
-        inv.key(format!("{t}:w")).key(format!("{t}:s")).key(format!("{t}:m"));
+        inv.key(w).key(sec).key(m);
         inv.arg(charge.second).arg(charge.count).arg(spent_us);
         self.redis.invoke::<i64>(&inv).await.map(|_| ())
     }
 
-    /// Add one node's ledger of one (account, region) to the shared counters.
-    pub async fn seed(&self, entry: &LedgerEntry) -> Result<(), ClusterError> {
-        let t = tag(entry.account_id, &entry.region);
+    /// Add one node's ledger of one (account, region) to the shared counters of `epoch`.
+    pub async fn seed(&self, epoch: &str, entry: &LedgerEntry) -> Result<(), ClusterError> {
+        let [w, sec, m] = counter_keys(entry.account_id, &entry.region, epoch);
         let mut inv = self.seed.prepare_invoke();
-        inv.key(format!("{t}:w")).key(format!("{t}:s")).key(format!("{t}:m"));
+        inv.key(w).key(sec).key(m);
         inv.arg(entry.tat / 1000);
         for (s, n) in &entry.seconds {
             inv.arg(*s).arg(*n);
@@ -243,8 +310,10 @@ impl RedisQuota {
         n: u32,
         message_id: Option<&str>,
         now: Option<Nanos>,
+        expect: bool,
     ) -> Result<Vec<i64>, ClusterError> {
         let t = tag(account_id, region);
+        let [w, sec, m] = counter_keys(account_id, region, epoch);
         let (emission_us, tau_us) = match limits.rate_params() {
             // Below a microsecond per token the script's resolution is the limit.
             Some(p) => ((p.emission_ns / 1000).max(1), p.tau_ns / 1000),
@@ -252,9 +321,9 @@ impl RedisQuota {
         };
         let idem = message_id.map(|m| format!("{t}:i:{m}")).unwrap_or_default();
         let mut inv = self.decide.prepare_invoke();
-        inv.key(format!("{t}:w"))
-            .key(format!("{t}:s"))
-            .key(format!("{t}:m"))
+        inv.key(w)
+            .key(sec)
+            .key(m)
             .key(idem)
             .key(EPOCH_KEY)
             .arg(op)
@@ -265,7 +334,8 @@ impl RedisQuota {
             .arg(emission_us)
             .arg(tau_us)
             .arg(IDEMPOTENCY_TTL_SECS)
-            .arg(epoch);
+            .arg(epoch)
+            .arg(if expect { 1 } else { 0 });
         self.redis.invoke(&inv).await
     }
 }

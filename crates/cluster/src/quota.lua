@@ -8,11 +8,13 @@
 -- KEYS[5] the cluster's open epoch
 -- ARGV: op ("admit" | "check"), now_us ("" = the server's clock), n, enabled (0/1),
 --       max_24h (-1 = unlimited), emission_us (0 = unlimited rate), tau_us, idempotency ttl (s),
---       the epoch the node believes open
+--       the epoch the node believes open, expect (1: the node charged this (account, region)
+--       within the window, so its counters must exist)
 --
 -- Returns {0, second, count, tat_before, tat_after} accepted (admit) or {0, total} (check);
 -- {1} paused; {2, retry_us | -1} daily quota; {3, retry_us} rate; {4} the epoch is not the
--- node's (Redis lost its data, or is being re-seeded): decide nothing.
+-- node's (Redis lost its data, or is being re-seeded): decide nothing; {5} counters that must
+-- exist are gone (evicted or deleted): the epoch must be re-seeded, never counted from zero.
 local WINDOW = 86400
 local op = ARGV[1]
 local now
@@ -41,6 +43,13 @@ if op == 'admit' and KEYS[4] ~= '' then
     for v in string.gmatch(prev, '[^,]+') do out[#out + 1] = tonumber(v) end
     return out
   end
+end
+
+-- Lost counters are not a fresh start: the state goes with a window whenever it counts anything.
+local state = redis.call('EXISTS', KEYS[3]) == 1
+if (ARGV[10] == '1' and not state)
+  or (state and tonumber(redis.call('HGET', KEYS[3], 'total') or '0') > 0 and redis.call('EXISTS', KEYS[2]) == 0) then
+  return {5}
 end
 
 if not enabled then return {1} end

@@ -35,12 +35,15 @@ fn an_emptied_redis_decides_nothing_until_every_known_node_reseeded() {
         let step = b.tick(&[], async |_| lb.clone()).await.expect("b joins");
         assert_eq!(step.open.as_deref(), Some(epoch.as_str()));
         assert_eq!(step.members, vec!["a".to_string(), "b".to_string()]);
-        assert_eq!(q.sent_last_24h(&epoch, 7, "us-east-1").await.expect("sent"), 7, "both ledgers are in");
+        assert_eq!(q.sent_last_24h(&epoch, 7, "us-east-1", false).await.expect("sent"), 7, "both ledgers are in");
 
         // Redis loses everything: the old epoch decides nothing.
         q.redis().query::<()>(&redis::cmd("FLUSHALL")).await.expect("flush");
         let l = Limits { max_24h: Some(10), max_rate: None, burst_seconds: 1.0, sending_enabled: true };
-        assert!(matches!(q.admit(&epoch, 7, "us-east-1", &l, 1, None, None).await, Err(ClusterError::NotSeeded)));
+        assert!(matches!(
+            q.admit(&epoch, 7, "us-east-1", &l, 1, None, None, false).await,
+            Err(ClusterError::NotSeeded)
+        ));
         let known = vec!["a".to_string(), "b".to_string()];
         // a re-seeds but waits for b, a member it knows of.
         let step = a
@@ -55,10 +58,10 @@ fn an_emptied_redis_decides_nothing_until_every_known_node_reseeded() {
         b.tick(&known, async |_| lb.clone()).await.expect("b re-seeds");
         let epoch = b.tick(&known, async |_| lb.clone()).await.expect("b opens").open.expect("open");
         assert_eq!(a.tick(&known, async |_| la.clone()).await.expect("a opens").open.as_deref(), Some(epoch.as_str()));
-        assert_eq!(q.sent_last_24h(&epoch, 7, "us-east-1").await.expect("sent"), 7, "nobody's quota was reset");
+        assert_eq!(q.sent_last_24h(&epoch, 7, "us-east-1", false).await.expect("sent"), 7, "nobody's quota was reset");
         // 3 more pass, the 11th recipient does not.
-        assert!(q.admit(&epoch, 7, "us-east-1", &l, 3, None, None).await.expect("redis").is_ok());
-        assert!(q.admit(&epoch, 7, "us-east-1", &l, 1, None, None).await.expect("redis").is_err());
+        assert!(q.admit(&epoch, 7, "us-east-1", &l, 3, None, None, false).await.expect("redis").is_ok());
+        assert!(q.admit(&epoch, 7, "us-east-1", &l, 1, None, None, false).await.expect("redis").is_err());
     });
 }
 
@@ -84,11 +87,60 @@ fn a_refunded_charge_leaves_the_counters_as_before() {
     let l = Limits { max_24h: Some(5), max_rate: Some(1.0), burst_seconds: 1.0, sending_enabled: true };
     let now = None;
     rt.block_on(async {
-        let c = q.admit("t", 9, "us-east-1", &l, 1, None, now).await.expect("redis").expect("accepted");
-        q.refund(9, "us-east-1", &c).await.expect("refund");
+        let c = q.admit("t", 9, "us-east-1", &l, 1, None, now, false).await.expect("redis").expect("accepted");
+        q.refund("t", 9, "us-east-1", &c).await.expect("refund");
         // Had the refund not given back the bucket's time, the next send would wait a second.
-        let again = q.admit("t", 9, "us-east-1", &l, 1, None, now).await.expect("redis").expect("accepted");
+        let again = q.admit("t", 9, "us-east-1", &l, 1, None, now, false).await.expect("redis").expect("accepted");
         assert_eq!(again.tat_before, c.tat_before);
-        assert_eq!(q.sent_last_24h("t", 9, "us-east-1").await.expect("sent"), 1);
+        assert_eq!(q.sent_last_24h("t", 9, "us-east-1", false).await.expect("sent"), 1);
     });
+}
+
+#[test]
+fn counters_this_node_charged_that_go_missing_are_lost_not_zero() {
+    let srv = server();
+    let (rt, q) = (&srv.rt, &srv.quota);
+    let l = Limits { max_24h: Some(20), max_rate: None, burst_seconds: 1.0, sending_enabled: true };
+    rt.block_on(async {
+        q.admit("t", 11, "us-east-1", &l, 20, None, None, false).await.expect("redis").expect("accepted");
+        // Someone deletes the quota keys, leaving the epoch.
+        let keys: Vec<String> = q.redis().query(redis::cmd("KEYS").arg("{weir:q:11:*")).await.expect("keys");
+        assert!(!keys.is_empty());
+        q.redis().query::<i64>(redis::cmd("DEL").arg(&keys)).await.expect("del");
+        // A node whose ledger holds those 20 finds them gone: nothing is decided.
+        assert!(matches!(q.admit("t", 11, "us-east-1", &l, 1, None, None, true).await, Err(ClusterError::Lost)));
+        assert!(matches!(q.sent_last_24h("t", 11, "us-east-1", true).await, Err(ClusterError::Lost)));
+        // It ends the epoch, so that every node re-seeds a new one from its ledger.
+        let a = Epoch::new(q.clone(), "a", Duration::from_secs(3600));
+        a.end("t").await.expect("end");
+        assert!(matches!(q.admit("t", 11, "us-east-1", &l, 1, None, None, false).await, Err(ClusterError::NotSeeded)));
+        let t = now_s();
+        let mine = ledger(11, &[(t - 10, 20)], 0);
+        a.tick(&["a".to_string()], async |_| mine.clone()).await.expect("seed");
+        let epoch = a.tick(&["a".to_string()], async |_| mine.clone()).await.expect("open").open.expect("open");
+        assert_ne!(epoch, "t", "a new epoch");
+        assert_eq!(q.sent_last_24h(&epoch, 11, "us-east-1", true).await.expect("sent"), 20, "re-seeded, not zero");
+    });
+}
+
+#[test]
+fn a_window_without_its_seconds_is_lost_whoever_asks() {
+    let srv = server();
+    let (rt, q) = (&srv.rt, &srv.quota);
+    let l = Limits { max_24h: Some(20), max_rate: None, burst_seconds: 1.0, sending_enabled: true };
+    rt.block_on(async {
+        q.admit("t", 12, "us-east-1", &l, 5, None, None, false).await.expect("redis").expect("accepted");
+        q.redis().query::<i64>(redis::cmd("DEL").arg("{weir:q:12:us-east-1}:t:s")).await.expect("del");
+        assert!(matches!(q.admit("t", 12, "us-east-1", &l, 1, None, None, false).await, Err(ClusterError::Lost)));
+    });
+}
+
+#[test]
+fn a_url_without_a_password_is_refused_unless_allowed() {
+    let mut t = common::target("redis://127.0.0.1:6379/");
+    assert!(
+        matches!(weir_cluster::Redis::new(&t, Duration::from_secs(1)), Err(ClusterError::Config(m)) if m.contains("no password"))
+    );
+    t.allow_no_password = true;
+    assert!(weir_cluster::Redis::new(&t, Duration::from_secs(1)).is_ok());
 }

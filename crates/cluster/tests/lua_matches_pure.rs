@@ -74,13 +74,14 @@ fn same_decisions(srv: &Server, account: i64, l: &Limits, steps: &[Step]) -> Res
             Step::Admit { dt_us, n } => {
                 now_us += dt_us;
                 let want = pure.admit(l, now_us * US, n);
-                let got = srv.rt.block_on(srv.quota.admit("t", account, "us-east-1", l, n, None, Some(now_us * US)));
+                let got =
+                    srv.rt.block_on(srv.quota.admit("t", account, "us-east-1", l, n, None, Some(now_us * US), false));
                 prop_assert_eq!(&got.expect("redis"), &want, "step {} {:?}", i, s);
             }
             Step::Check { dt_us, n } => {
                 now_us += dt_us;
                 let want = pure.check(l, now_us * US, n);
-                let got = srv.rt.block_on(srv.quota.check("t", account, "us-east-1", l, n, Some(now_us * US)));
+                let got = srv.rt.block_on(srv.quota.check("t", account, "us-east-1", l, n, Some(now_us * US), false));
                 prop_assert_eq!(&got.expect("redis"), &want, "step {} {:?}", i, s);
             }
         }
@@ -108,25 +109,26 @@ fn a_retried_admit_with_the_same_message_id_is_charged_once() {
     let (rt, q, account) = (&srv.rt, &srv.quota, 1);
     let l = Limits { max_24h: Some(10), max_rate: None, burst_seconds: 1.0, sending_enabled: true };
     let now = Some(T0_US * US);
-    let first = rt.block_on(q.admit("t", account, "eu-west-1", &l, 3, Some("m-1"), now)).expect("redis");
-    let again = rt.block_on(q.admit("t", account, "eu-west-1", &l, 3, Some("m-1"), now)).expect("redis");
+    let first = rt.block_on(q.admit("t", account, "eu-west-1", &l, 3, Some("m-1"), now, false)).expect("redis");
+    let again = rt.block_on(q.admit("t", account, "eu-west-1", &l, 3, Some("m-1"), now, false)).expect("redis");
     assert_eq!(first, again);
     // Only 3 of the 10 are spent: 7 more pass, the 8th does not.
-    assert!(rt.block_on(q.admit("t", account, "eu-west-1", &l, 7, Some("m-2"), now)).expect("redis").is_ok());
-    assert!(rt.block_on(q.admit("t", account, "eu-west-1", &l, 1, Some("m-3"), now)).expect("redis").is_err());
+    assert!(rt.block_on(q.admit("t", account, "eu-west-1", &l, 7, Some("m-2"), now, false)).expect("redis").is_ok());
+    assert!(rt.block_on(q.admit("t", account, "eu-west-1", &l, 1, Some("m-3"), now, false)).expect("redis").is_err());
 }
 
 #[test]
 fn the_servers_clock_is_used_when_no_time_is_given() {
     let srv = server();
-    assert!(srv.url.starts_with("redis://127.0.0.1:"));
+    assert!(srv.url.contains("@127.0.0.1:"));
     let (rt, q, account) = (&srv.rt, &srv.quota, 2);
     let l = Limits { max_24h: None, max_rate: Some(1.0), burst_seconds: 1.0, sending_enabled: true };
-    let c = rt.block_on(q.admit("t", account, "us-east-1", &l, 1, None, None)).expect("redis").expect("accepted");
+    let c =
+        rt.block_on(q.admit("t", account, "us-east-1", &l, 1, None, None, false)).expect("redis").expect("accepted");
     let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
     assert!(c.second.abs_diff(wall) <= 2, "charged second {} vs wall clock {wall}", c.second);
     // One per second: an immediate second request is refused with under a second to wait.
-    match rt.block_on(q.admit("t", account, "us-east-1", &l, 1, None, None)).expect("redis") {
+    match rt.block_on(q.admit("t", account, "us-east-1", &l, 1, None, None, false)).expect("redis") {
         Err(weir_quota::Refusal::MaxSendRateExceeded { retry_after }) => assert!(retry_after <= Duration::from_secs(1)),
         other => panic!("expected a rate refusal, got {other:?}"),
     }

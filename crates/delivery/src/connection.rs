@@ -272,7 +272,13 @@ impl Engine {
             }
         };
         let body = self.signed_body(&rcpts[0], body).await;
-        let mut per_txn = lane.limits.recipients_per_transaction.max(1);
+        // With return paths, each recipient has its own (a bounce speaks for its recipient only,
+        // and greylisting sees the same sender at every attempt): one recipient per transaction,
+        // several transactions on this connection, as VERP senders do.
+        let first = &rcpts[0];
+        let verp =
+            self.svc.return_path_for(first.account_id, &first.region, &first.mail_from, &first.message_id, 0).is_some();
+        let mut per_txn = if verp { 1 } else { lane.limits.recipients_per_transaction.max(1) };
         let mut pending: VecDeque<DueRecipient> = rcpts.into();
         let mut first_txn = true;
         while !pending.is_empty() {
@@ -300,12 +306,11 @@ impl Engine {
             }
             let addrs: Vec<String> = chunk.iter().map(|r| r.address.clone()).collect();
             // With return paths configured, bounces come back to weir: the envelope sender names
-            // the message, and its recipient when the transaction carries one.
+            // the message and the transaction's one recipient.
             let first = &chunk[0];
-            let idx = (chunk.len() == 1).then_some(first.idx);
             let mail_from = self
                 .svc
-                .return_path_for(first.account_id, &first.region, &first.mail_from, &first.message_id, idx)
+                .return_path_for(first.account_id, &first.region, &first.mail_from, &first.message_id, first.idx)
                 .unwrap_or_else(|| first.mail_from.clone());
             let txn = client.send(&mail_from, &addrs, &body).await;
             let mut again = Vec::new();

@@ -8,17 +8,21 @@ use mail_parser::{MessageParser, MimeHeaders};
 /// Prefix of every return-path local part.
 const PREFIX: &str = "b+";
 
-/// The envelope sender for `message_id` (and, when the transaction carries one recipient, its
-/// index) at `domain`: `b+<message id>+<index or x>+<tag>@<domain>`, the tag a keyed hash so
-/// that nobody can forge a bounce for a message weir sent.
-pub fn return_path(message_id: &str, idx: Option<i64>, domain: &str, secret: &[u8]) -> String {
-    let idx = idx.map_or_else(|| "x".to_string(), |i| i.to_string());
+/// Most recipient groups of a DSN read (a message has at most 50 recipients).
+pub const MAX_DSN_GROUPS: usize = 100;
+
+/// The envelope sender for recipient `idx` of `message_id` at `domain`:
+/// `b+<message id>+<index>+<tag>@<domain>`, the tag a keyed hash so that nobody can forge a
+/// bounce for a message weir sent. One per recipient: a bounce or complaint that comes back to it
+/// speaks for that recipient only, never for a co-recipient.
+pub fn return_path(message_id: &str, idx: i64, domain: &str, secret: &[u8]) -> String {
+    let idx = idx.to_string();
     format!("{PREFIX}{message_id}+{idx}+{}@{domain}", tag(message_id, &idx, secret))
 }
 
-/// The message (and recipient index, if the address names one) a return path stands for, when
-/// it is one of weir's at one of `domains` with a valid tag.
-pub fn parse_return_path(address: &str, domains: &[String], secret: &[u8]) -> Option<(String, Option<i64>)> {
+/// The message and recipient index a return path stands for, when it is one of weir's at one of
+/// `domains` with a valid tag.
+pub fn parse_return_path(address: &str, domains: &[String], secret: &[u8]) -> Option<(String, i64)> {
     let (local, domain) = address.rsplit_once('@')?;
     if !domains.iter().any(|d| d.eq_ignore_ascii_case(domain)) {
         return None;
@@ -30,8 +34,7 @@ pub fn parse_return_path(address: &str, domains: &[String], secret: &[u8]) -> Op
     if !tags_equal(given, &expected) {
         return None;
     }
-    let idx = if idx == "x" { None } else { Some(idx.parse().ok()?) };
-    Some((message_id.to_string(), idx))
+    Some((message_id.to_string(), idx.parse().ok()?))
 }
 
 fn tag(message_id: &str, idx: &str, secret: &[u8]) -> String {
@@ -110,7 +113,7 @@ pub fn parse_report(message: &[u8]) -> Option<Report> {
     let body = &message[part.offset_body as usize..part.offset_end as usize];
     let text = String::from_utf8_lossy(body);
     if wanted == "feedback-report" {
-        let fields = field_groups(&text).into_iter().flatten().collect::<Vec<_>>();
+        let fields = field_groups(&text, 4).into_iter().flatten().collect::<Vec<_>>();
         let feedback_type = field(&fields, "feedback-type").unwrap_or("abuse").to_ascii_lowercase();
         let mut original = Original {
             rcpt_to: field(&fields, "original-rcpt-to").map(|r| r.trim_matches(['<', '>', ' ']).to_string()),
@@ -126,7 +129,7 @@ pub fn parse_report(message: &[u8]) -> Option<Report> {
         }) {
             let enclosed =
                 String::from_utf8_lossy(&message[p.offset_body as usize..p.offset_end as usize]).into_owned();
-            let headers = field_groups(&enclosed).into_iter().next().unwrap_or_default();
+            let headers = field_groups(&enclosed, 1).into_iter().next().unwrap_or_default();
             original.return_path = field(&headers, "return-path").map(|r| r.trim_matches(['<', '>', ' ']).to_string());
             original.message_id = field(&headers, "message-id")
                 .and_then(|m| m.trim_matches(['<', '>', ' ']).split_once('@').map(|(l, _)| l.to_string()));
@@ -134,7 +137,7 @@ pub fn parse_report(message: &[u8]) -> Option<Report> {
         return Some(Report::Complaint { feedback_type, original });
     }
     // The first group is about the message; each later one about a recipient.
-    let recipients = field_groups(&text)
+    let recipients = field_groups(&text, 1 + MAX_DSN_GROUPS)
         .into_iter()
         .skip(1)
         .filter_map(|g| {
@@ -151,8 +154,9 @@ pub fn parse_report(message: &[u8]) -> Option<Report> {
     Some(Report::Dsn(recipients))
 }
 
-/// Groups of `Name: value` fields separated by blank lines (continuation lines unfolded).
-fn field_groups(text: &str) -> Vec<Vec<(String, String)>> {
+/// The first `max` groups of `Name: value` fields separated by blank lines (continuation lines
+/// unfolded); the rest is not read.
+fn field_groups(text: &str, max: usize) -> Vec<Vec<(String, String)>> {
     let mut groups = vec![];
     let mut cur: Vec<(String, String)> = vec![];
     for line in text.lines() {
@@ -160,6 +164,9 @@ fn field_groups(text: &str) -> Vec<Vec<(String, String)>> {
         if line.trim().is_empty() {
             if !cur.is_empty() {
                 groups.push(std::mem::take(&mut cur));
+                if groups.len() == max {
+                    return groups;
+                }
             }
         } else if line.starts_with([' ', '\t']) {
             if let Some(last) = cur.last_mut() {
@@ -189,10 +196,10 @@ mod tests {
     #[test]
     fn a_return_path_reads_back_and_a_forged_one_does_not() {
         let domains = vec!["bounces.example.com".to_string()];
-        let rp = return_path("0100-abc-000000", Some(3), "bounces.example.com", SECRET);
-        assert_eq!(parse_return_path(&rp, &domains, SECRET), Some(("0100-abc-000000".into(), Some(3))));
-        let rp = return_path("0100-abc-000000", None, "bounces.example.com", SECRET);
-        assert_eq!(parse_return_path(&rp, &domains, SECRET), Some(("0100-abc-000000".into(), None)));
+        let rp = return_path("0100-abc-000000", 3, "bounces.example.com", SECRET);
+        assert_eq!(parse_return_path(&rp, &domains, SECRET), Some(("0100-abc-000000".into(), 3)));
+        let other_recipient = rp.replace("+3+", "+4+");
+        assert_eq!(parse_return_path(&other_recipient, &domains, SECRET), None);
         let forged = rp.replace("0100-abc", "0100-abd");
         assert_eq!(parse_return_path(&forged, &domains, SECRET), None);
         assert_eq!(parse_return_path(&rp, &domains, b"other"), None);

@@ -557,6 +557,9 @@ impl Session {
             if size > self.ctx.cfg.max_message_bytes {
                 return self.reply(552, "5.3.4", "Message is too long.");
             }
+            if !self.ctx.svc.feedback_admit(self.peer.ip()) {
+                return self.reply(450, "4.7.1", "Too many reports from this address; try again later");
+            }
             let addr = if address.is_empty() { "MAILER-DAEMON".to_string() } else { address };
             self.mail_from = Some(Mailbox { name: None, addr });
             return self.reply(250, "2.1.0", "Ok");
@@ -653,7 +656,7 @@ impl Session {
             let rcpts = std::mem::take(&mut self.rcpts);
             self.reset_transaction();
             let targets: Vec<_> = rcpts.iter().filter_map(|r| self.ctx.svc.feedback_target(r)).collect();
-            return match self.ctx.svc.ingest_feedback(&targets, &data).await {
+            return match self.ctx.svc.ingest_feedback(&targets, &data, self.peer.ip()).await {
                 Ok(_) => self.reply(250, "2.0.0", "Ok: report received"),
                 Err(e) => {
                     tracing::error!(error = %e, "feedback report not recorded");

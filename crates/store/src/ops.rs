@@ -599,6 +599,51 @@ pub fn record_feedback(
     Ok(())
 }
 
+/// A report that came back about a delivered recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// A bounce after delivery (a DSN).
+    Bounce,
+    /// A complaint (an ARF report).
+    Complaint,
+}
+
+impl Report {
+    /// Its bit in `recipients.feedback`.
+    fn bit(self) -> i64 {
+        match self {
+            Report::Bounce => 1,
+            Report::Complaint => 2,
+        }
+    }
+}
+
+/// Record `report` about recipient `idx` of `message_id`: once per kind and recipient, and only
+/// for a recipient weir delivered (nothing else can bounce later or be complained about).
+/// Counted in the account's statistics with it. Returns whether it was new.
+pub fn record_report(
+    c: &Connection,
+    message_id: &str,
+    idx: i64,
+    report: Report,
+    account_id: i64,
+    region: &str,
+    now_ms: i64,
+) -> Result<bool> {
+    let changed = c
+        .prepare_cached(
+            "UPDATE recipients SET feedback = feedback | ?3
+             WHERE message_id = ?1 AND idx = ?2 AND state = 'delivered' AND (feedback & ?3) = 0",
+        )?
+        .execute(params![message_id, idx, report.bit()])?;
+    if changed == 0 {
+        return Ok(false);
+    }
+    let (b, k) = if report == Report::Bounce { (1, 0) } else { (0, 1) };
+    record_feedback(c, account_id, region, now_ms, b, k)?;
+    Ok(true)
+}
+
 /// Recipients by state (for metrics and tests).
 pub fn recipient_states(c: &Connection) -> Result<Vec<(String, i64)>> {
     let mut st = c.prepare("SELECT state, count(*) FROM recipients GROUP BY state ORDER BY state")?;

@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS recipients (
     updated_ms      INTEGER NOT NULL DEFAULT 0,
     priority        INTEGER NOT NULL DEFAULT 0,
     lane            TEXT,
+    feedback        INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (message_id, idx)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS recipients_due ON recipients (state, next_attempt_ms);
@@ -168,6 +169,7 @@ pub fn migrate(conn: &Connection) -> Result<()> {
         ("updated_ms", "INTEGER NOT NULL DEFAULT 0"),
         ("priority", "INTEGER NOT NULL DEFAULT 0"),
         ("lane", "TEXT"),
+        ("feedback", "INTEGER NOT NULL DEFAULT 0"),
     ] {
         if !cols.iter().any(|c| c == name) {
             conn.execute_batch(&format!("ALTER TABLE recipients ADD COLUMN {name} {ddl}"))?;

@@ -184,3 +184,27 @@ async fn retention_comes_back_for_old_mail_that_finishes_after_a_sweep_passed_it
     let left: Vec<String> = store.read(ops::spool_list).expect("list").into_iter().map(|m| m.id).collect();
     assert_eq!(left, vec!["young"]);
 }
+
+#[tokio::test]
+async fn a_report_counts_once_per_kind_and_only_for_a_delivered_recipient() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
+    let acct = store.write(|c| ops::insert_account(c, "acme", "AKIA1", "s", 0)).await.expect("account");
+    store.write(move |c| ops::enqueue(c, &entry("m1", acct.id, 1000, 2))).await.expect("enqueue");
+    store.write(|c| ops::record_attempts(c, &[delivered("m1")], 2000)).await.expect("delivered");
+    let report = |idx: i64, kind: ops::Report| {
+        store.write(move |c| ops::record_report(c, "m1", idx, kind, acct.id, "us-east-1", 3_000_000))
+    };
+    assert!(report(0, ops::Report::Bounce).await.expect("first bounce"));
+    assert!(!report(0, ops::Report::Bounce).await.expect("replayed bounce"));
+    assert!(report(0, ops::Report::Complaint).await.expect("first complaint"));
+    assert!(!report(0, ops::Report::Complaint).await.expect("replayed complaint"));
+    // Recipient 1 is still queued: nothing was delivered to it, nothing can come back about it.
+    assert!(!report(1, ops::Report::Complaint).await.expect("queued recipient"));
+    let (bounces, complaints): (i64, i64) = store
+        .read(|c| {
+            Ok(c.query_row("SELECT sum(bounces), sum(complaints) FROM send_stats", [], |r| Ok((r.get(0)?, r.get(1)?)))?)
+        })
+        .expect("stats");
+    assert_eq!((bounces, complaints), (1, 1));
+}

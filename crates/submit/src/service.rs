@@ -226,6 +226,8 @@ pub struct Service {
     cluster: std::sync::OnceLock<Arc<cluster::Shared>>,
     /// Where templates are rendered.
     renders: crate::render_pool::RenderPool,
+    /// Who may send feedback reports, and how many.
+    feedback_sources: feedback::FeedbackSources,
 }
 
 fn limits_of(s: &RegionSettings) -> Limits {
@@ -298,6 +300,7 @@ impl Service {
             verification: std::sync::OnceLock::new(),
             cluster: std::sync::OnceLock::new(),
             renders: Default::default(),
+            feedback_sources: Default::default(),
         })
     }
 

@@ -167,6 +167,15 @@ pub enum ClusterCmd {
         /// The node's name, as `weir cluster status` lists it.
         node: String,
     },
+    /// Print a new cluster key (64 hex characters): put it, the same, in every node's
+    /// `cluster.key_file` (mode 0600). Needs no server.
+    Keygen,
+}
+
+/// A new cluster key: 32 random bytes, in hex.
+pub fn keygen() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
 }
 
 /// `weir spool`.
@@ -469,6 +478,10 @@ pub fn identity(cmd: IdentityCmd, c: &Client) -> anyhow::Result<()> {
 /// Run a `weir cluster` command.
 pub fn cluster(cmd: ClusterCmd, c: &Client) -> anyhow::Result<()> {
     match cmd {
+        ClusterCmd::Keygen => {
+            println!("{}", keygen());
+            Ok(())
+        }
         ClusterCmd::Forget { node } => {
             c.call("POST", "/admin/v1/cluster/forget", Some(json!({ "node": node })))?;
             println!("forgot {node}");

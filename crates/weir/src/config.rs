@@ -53,11 +53,26 @@ pub struct ClusterSection {
     pub timeout_ms: u64,
     /// How long an emptied Redis waits for a known node that does not re-seed it, seconds.
     pub reseed_wait_seconds: u64,
+    /// A file holding the cluster key (`weir cluster keygen`), the same on every node, readable
+    /// by weir's user only: it seals the catalog in Redis and keys links and return paths.
+    pub key_file: Option<std::path::PathBuf>,
+    /// PEM certificates to trust for `rediss://` (default: the system's).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Accept a Redis URL without a password (a Redis no other user or host can reach).
+    pub allow_no_password: bool,
 }
 
 impl Default for ClusterSection {
     fn default() -> Self {
-        ClusterSection { redis: None, node: None, timeout_ms: 500, reseed_wait_seconds: 30 }
+        ClusterSection {
+            redis: None,
+            node: None,
+            timeout_ms: 500,
+            reseed_wait_seconds: 30,
+            key_file: None,
+            ca_file: None,
+            allow_no_password: false,
+        }
     }
 }
 
@@ -113,7 +128,7 @@ pub struct VerificationConfig {
 }
 
 /// `[feedback]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FeedbackConfig {
     /// Domain of the per-message return paths (its MX must point at `listen`). Unset: the
@@ -124,6 +139,24 @@ pub struct FeedbackConfig {
     /// The host name of that listener: a custom MAIL FROM domain is set up (SUCCESS) once its MX
     /// record points here.
     pub mx_host: Option<String>,
+    /// Networks of the mailbox providers' feedback loops (CIDR). A complaint to `fbl@` from one of
+    /// them may name its message by Message-ID and its recipient by Original-Rcpt-To; from
+    /// anywhere else a complaint counts only when it carries the recipient's own return path.
+    pub loop_sources: Vec<String>,
+    /// Reports taken from one address per minute; more get a temporary refusal.
+    pub reports_per_minute: u32,
+}
+
+impl Default for FeedbackConfig {
+    fn default() -> Self {
+        FeedbackConfig {
+            return_path_domain: None,
+            listen: None,
+            mx_host: None,
+            loop_sources: vec![],
+            reports_per_minute: 60,
+        }
+    }
 }
 
 /// `[dkim]`.
@@ -545,6 +578,15 @@ impl Config {
             h.max_inflight_body_bytes >= h.max_body_bytes,
             "http.max_inflight_body_bytes must be at least http.max_body_bytes"
         );
+        anyhow::ensure!(
+            self.cluster.redis.is_none() || self.cluster.key_file.is_some(),
+            "cluster.redis needs cluster.key_file: the cluster key every node shares (make one with `weir cluster keygen`)"
+        );
+        for n in &self.feedback.loop_sources {
+            n.parse::<ipnet::IpNet>()
+                .map_err(|e| anyhow::anyhow!("feedback.loop_sources: '{n}' is not a CIDR network: {e}"))?;
+        }
+        anyhow::ensure!(self.feedback.reports_per_minute > 0, "feedback.reports_per_minute must be at least 1");
         for n in &self.smtp.trusted_networks {
             n.parse::<ipnet::IpNet>()
                 .map_err(|e| anyhow::anyhow!("smtp.trusted_networks: '{n}' is not a CIDR network: {e}"))?;

@@ -95,6 +95,10 @@ fn main() -> anyhow::Result<()> {
             admin::identity(cmd, &admin::Client::new(&target.data_dir, target.server)?)
         }
         Command::Queue { cmd, target } => queue::run(cmd, &admin::Client::new(&target.data_dir, target.server)?),
+        Command::Cluster { cmd: admin::ClusterCmd::Keygen, .. } => {
+            println!("{}", admin::keygen());
+            Ok(())
+        }
         Command::Cluster { cmd, target } => admin::cluster(cmd, &admin::Client::new(&target.data_dir, target.server)?),
         Command::Spool { cmd, target } => admin::spool(cmd, &target.data_dir),
         Command::Simulate(args) => simulate::run(args),

@@ -99,6 +99,29 @@ fn fit_caps(nofile: u64, http: usize, smtp: usize) -> (usize, usize) {
     (h, s)
 }
 
+/// `url` without its password, for logs and errors.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+/// The cluster key in `path`: at least 32 bytes, readable by weir's user only.
+fn read_cluster_key(path: &std::path::Path) -> anyhow::Result<weir_cluster::seal::ClusterKey> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot read cluster.key_file {}", path.display()))?;
+    anyhow::ensure!(
+        meta.permissions().mode() & 0o077 == 0,
+        "cluster.key_file {} is readable by other users: chmod 600 it (and make a new key if others may have read it)",
+        path.display()
+    );
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read cluster.key_file {}", path.display()))?;
+    weir_cluster::seal::ClusterKey::new(text.trim().as_bytes())
+        .map_err(|e| anyhow::anyhow!("cluster.key_file {}: {e} (make one with `weir cluster keygen`)", path.display()))
+}
+
 async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     // Files made from here on (the database, its WAL and SHM, the event log) are private.
     crate::data_dir::private_umask();
@@ -108,6 +131,20 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     (cfg.http.max_connections, cfg.smtp.max_connections) =
         fit_caps(nofile, cfg.http.max_connections, cfg.smtp.max_connections);
     let token = dir.admin_token()?;
+    // rustls (Redis over TLS) picks its crypto from the process default when it has two.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cluster_key = match (&cfg.cluster.redis, &cfg.cluster.key_file) {
+        (Some(_), Some(path)) => Some(read_cluster_key(path)?),
+        _ => None,
+    };
+    // Keys of return paths and links: in a cluster, derived from the cluster key, so that every
+    // node honours what another made; otherwise this node's own, kept in the data dir.
+    let link_key = |purpose: &str, file: &str| -> anyhow::Result<Vec<u8>> {
+        match &cluster_key {
+            Some(k) => Ok(k.derive(purpose)),
+            None => Ok(dir.secret(file)?),
+        }
+    };
     let store = Arc::new(
         Store::open(
             dir.path(),
@@ -140,9 +177,13 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     let svc = Arc::new(
         svc.with_return_path(
             cfg.feedback.return_path_domain.as_ref().map(|d| d.to_ascii_lowercase()),
-            dir.secret("return-path-key")?,
+            link_key("return paths", "return-path-key")?,
         )
         .with_feedback_mx_host(cfg.feedback.mx_host.clone())
+        .with_feedback_sources(
+            cfg.feedback.loop_sources.iter().map(|n| n.parse()).collect::<Result<Vec<ipnet::IpNet>, _>>()?,
+            cfg.feedback.reports_per_minute,
+        )
         .with_event_topics(cfg.events.topics.iter().map(|t| t.arn.clone()).collect()),
     );
     let metrics = Arc::new(weir_metrics::Metrics::new());
@@ -210,13 +251,25 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
                 Some(n) => n.clone(),
                 None => weir_submit::stored_node_name(&store).await?,
             };
+            let ca_pem = match &cfg.cluster.ca_file {
+                Some(p) => {
+                    Some(std::fs::read(p).with_context(|| format!("cannot read cluster.ca_file {}", p.display()))?)
+                }
+                None => None,
+            };
+            let shown = redacted(url);
             let shared = weir_submit::Shared::new(&weir_submit::ClusterConfig {
-                redis: url.clone(),
+                redis: weir_cluster::RedisTarget {
+                    url: url.clone(),
+                    ca_pem,
+                    allow_no_password: cfg.cluster.allow_no_password,
+                },
+                key: cluster_key.clone().context("cluster.key_file is needed")?,
                 node: node.clone(),
                 timeout: Duration::from_millis(cfg.cluster.timeout_ms.max(1)),
                 reseed_wait: Duration::from_secs(cfg.cluster.reseed_wait_seconds),
             })
-            .with_context(|| format!("bad cluster.redis {url}"))?;
+            .with_context(|| format!("bad cluster.redis {shown}"))?;
             svc.attach_cluster(Arc::new(shared));
             let task = tokio::spawn(svc.clone().run_cluster());
             // Ready once the shared counters are open (or announced anyway, refusing sends).
@@ -227,23 +280,23 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             if !svc.admitting() {
-                tracing::warn!(%url, "redis not reachable yet: sends are refused until it is");
+                tracing::warn!(url = %shown, "redis not reachable yet: sends are refused until it is");
             }
             info["cluster_node"] = serde_json::json!(node);
-            tracing::info!(%node, %url, "cluster mode");
+            tracing::info!(%node, url = %shown, "cluster mode");
             Some(task)
         }
         None => None,
     };
     svc.set_unsubscribe_links(
         cfg.verification.public_url.clone().unwrap_or_else(|| format!("http://{bound}")),
-        dir.secret("unsubscribe-key")?,
+        link_key("unsubscribe links", "unsubscribe-key")?,
     );
     if let Some(from) = &cfg.verification.from {
         svc.set_verification_mail(weir_submit::VerificationMail {
             from: from.clone(),
             base_url: cfg.verification.public_url.clone().unwrap_or_else(|| format!("http://{bound}")),
-            secret: dir.secret("verification-key")?,
+            secret: link_key("verification links", "verification-key")?,
         });
     }
     let feedback_listener = match cfg.feedback.listen {

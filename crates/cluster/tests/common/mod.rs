@@ -6,7 +6,15 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use weir_cluster::{EPOCH_KEY, Redis, RedisQuota};
+use weir_cluster::{EPOCH_KEY, Redis, RedisQuota, RedisTarget};
+
+/// The password every test server requires.
+pub const PASSWORD: &str = "test-password";
+
+/// `url` as a target.
+pub fn target(url: &str) -> RedisTarget {
+    RedisTarget { url: url.to_string(), ca_pem: None, allow_no_password: false }
+}
 
 /// A redis-server of its own on a free loopback port, without persistence; killed on drop.
 pub struct Server {
@@ -29,17 +37,18 @@ pub fn server() -> Server {
     let dir = tempfile::tempdir().expect("dir");
     let mut child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(["--requirepass", PASSWORD])
         .arg("--dir")
         .arg(dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("redis-server must be installed (apt-get install redis-server, as .ci/run does)");
-    let url = format!("redis://127.0.0.1:{port}/");
+    let url = format!("redis://:{PASSWORD}@127.0.0.1:{port}/");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let quota = rt.block_on(async {
         for _ in 0..100 {
-            let q = RedisQuota::new(Redis::new(&url, Duration::from_secs(2)).expect("url"));
+            let q = RedisQuota::new(Redis::new(&target(&url), Duration::from_secs(2)).expect("url"));
             // The counters are open in epoch "t" (the nodes' gate is tested elsewhere).
             if q.redis().query::<()>(redis::cmd("SET").arg(EPOCH_KEY).arg("t")).await.is_ok() {
                 return Some(q);

@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use weir_cluster::catalog::CatalogLog;
 use weir_cluster::epoch::Epoch;
-use weir_cluster::{ClusterError, LedgerEntry, Redis, RedisQuota};
+use weir_cluster::seal::ClusterKey;
+use weir_cluster::{ClusterError, LedgerEntry, Redis, RedisQuota, RedisTarget};
 use weir_quota::{Charge, Limits, Refusal};
 use weir_store::model::{Account, Identity, RegionSettings, SendDataPoint, Suppressed};
 use weir_store::resources::Put;
@@ -28,8 +29,10 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Settings of cluster mode.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
-    /// `redis://host:port/db`.
-    pub redis: String,
+    /// How to reach Redis.
+    pub redis: RedisTarget,
+    /// The cluster key: seals the catalog stream.
+    pub key: ClusterKey,
     /// This node's name, unique in the cluster.
     pub node: String,
     /// Bound on every Redis command; beyond it sends fail closed.
@@ -68,7 +71,7 @@ impl Shared {
         let quota = RedisQuota::new(redis.clone());
         Ok(Shared {
             epoch: Epoch::new(quota.clone(), &config.node, config.reseed_wait),
-            log: CatalogLog::new(redis, &config.node),
+            log: CatalogLog::new(redis, &config.node, config.key.clone()),
             quota,
             last: parking_lot::Mutex::new("0".into()),
             outbox: Default::default(),
@@ -365,7 +368,14 @@ impl Service {
             // This node's own changes too (its latest of each thing): applied again in stream
             // order, two nodes changing one thing at once end with the same (later) value.
             for e in &entries {
-                match serde_json::from_str::<Change>(&e.change) {
+                let text = match &e.change {
+                    Ok(t) => t,
+                    Err(why) => {
+                        tracing::warn!(id = %e.id, node = %e.node.escape_debug(), %why, "catalog entry ignored");
+                        continue;
+                    }
+                };
+                match serde_json::from_str::<Change>(text) {
                     Ok(change)
                         if e.node == shared.log.node()
                             && shared.own_latest.lock().get(&change.key()).is_some_and(|l| *l != e.id) => {}
@@ -594,11 +604,13 @@ impl Service {
         let Some(epoch) = shared.epoch.current() else {
             return Err(self.refused_unavailable(key, SubmitError::Unavailable { retry_after: RETRY_AFTER }));
         };
-        let mut answer = shared.quota.admit(&epoch, key.0, &key.1, limits, n, Some(message_id), None).await;
+        // This node's own charges in the window: the shared counters must hold at least those.
+        let expect = local.lock().sent_last_24h(self.now_ns()) > 0;
+        let mut answer = shared.quota.admit(&epoch, key.0, &key.1, limits, n, Some(message_id), None, expect).await;
         if matches!(answer, Err(ClusterError::Timeout(_))) {
             // The script may have run: the message id makes the retry return its first answer
             // instead of charging twice.
-            answer = shared.quota.admit(&epoch, key.0, &key.1, limits, n, Some(message_id), None).await;
+            answer = shared.quota.admit(&epoch, key.0, &key.1, limits, n, Some(message_id), None, expect).await;
         }
         match answer {
             Ok(Ok(charge)) => {
@@ -607,11 +619,24 @@ impl Service {
             }
             Ok(Err(r)) => Err(self.refused(key, r)),
             Err(e) => {
-                if matches!(e, ClusterError::NotSeeded) {
-                    shared.epoch.close();
-                }
+                self.on_counter_error(shared, &epoch, key, &e).await;
                 Err(self.refused_unavailable(key, unavailable(&e)))
             }
+        }
+    }
+
+    /// After the script refused to decide: stop deciding in this epoch; if counters were lost,
+    /// end the epoch so that every node re-seeds it from its ledger.
+    async fn on_counter_error(&self, shared: &Shared, epoch: &str, key: &RegionKey, e: &ClusterError) {
+        match e {
+            ClusterError::NotSeeded => shared.epoch.close(),
+            ClusterError::Lost => {
+                tracing::warn!(account = key.0, region = %key.1, %epoch, "shared quota counters were lost from redis; the cluster re-seeds them from every node's ledger");
+                if let Err(e) = shared.epoch.end(epoch).await {
+                    tracing::warn!(error = %e, "could not end the epoch of the lost counters; retried at the next send");
+                }
+            }
+            _ => {}
         }
     }
 
@@ -623,9 +648,13 @@ impl Service {
         let Some(epoch) = shared.epoch.current() else {
             return Err(self.refused_unavailable(key, SubmitError::Unavailable { retry_after: RETRY_AFTER }));
         };
-        match shared.quota.check(&epoch, key.0, &key.1, limits, n, None).await {
+        let expect = self.quota_state(key).lock().sent_last_24h(self.now_ns()) > 0;
+        match shared.quota.check(&epoch, key.0, &key.1, limits, n, None, expect).await {
             Ok(r) => r.map_err(|r: Refusal| self.refused(key, r)),
-            Err(e) => Err(self.refused_unavailable(key, unavailable(&e))),
+            Err(e) => {
+                self.on_counter_error(shared, &epoch, key, &e).await;
+                Err(self.refused_unavailable(key, unavailable(&e)))
+            }
         }
     }
 
@@ -717,7 +746,7 @@ impl Service {
             sending_enabled: true,
         };
         // Account 0 is no account: its "regions" are the lanes.
-        match shared.quota.admit(&epoch, 0, &format!("lane:{lane}"), &limits, 1, None, None).await {
+        match shared.quota.admit(&epoch, 0, &format!("lane:{lane}"), &limits, 1, None, None, false).await {
             Ok(Ok(_)) => Duration::ZERO,
             Ok(Err(Refusal::MaxSendRateExceeded { retry_after })) => retry_after.max(Duration::from_millis(1)),
             Ok(Err(_)) => Duration::ZERO,
@@ -732,7 +761,8 @@ impl Service {
     pub(super) async fn give_back(&self, key: &RegionKey, charge: &Charge) {
         self.quota_state(key).lock().refund(charge);
         if let Some(shared) = self.cluster.get()
-            && let Err(e) = shared.quota.refund(key.0, &key.1, charge).await
+            && let Some(epoch) = shared.epoch.current()
+            && let Err(e) = shared.quota.refund(&epoch, key.0, &key.1, charge).await
         {
             // Over-counted, never over-sent.
             tracing::warn!(error = %e, "a charge of an unspooled message stays in the shared counters");
@@ -748,7 +778,14 @@ impl Service {
         let Some(epoch) = shared.epoch.current() else {
             return Err(SubmitError::Unavailable { retry_after: RETRY_AFTER });
         };
-        shared.quota.sent_last_24h(&epoch, account_id, region).await.map_err(|e| unavailable(&e))
+        let expect = self.quota_state(&key).lock().sent_last_24h(self.now_ns()) > 0;
+        match shared.quota.sent_last_24h(&epoch, account_id, region, expect).await {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                self.on_counter_error(shared, &epoch, &key, &e).await;
+                Err(unavailable(&e))
+            }
+        }
     }
 }
 

@@ -1,6 +1,10 @@
 //! Mail coming back to the return path: delivery status notifications become SES Bounce events
 //! (and hard bounces go to the suppression list), ARF reports become Complaint events.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use parking_lot::Mutex;
 use weir_mail::feedback::{Report, parse_report, parse_return_path};
 use weir_store::events::{Failure, MailInfo};
 use weir_store::{ops, queue};
@@ -14,8 +18,8 @@ pub const COMPLAINTS_LOCAL_PART: &str = "fbl";
 /// What an address at the feedback listener stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeedbackTarget {
-    /// A return path: the message, and its recipient when the transaction had one.
-    Message(String, Option<i64>),
+    /// A return path: the message and its recipient.
+    Message(String, i64),
     /// The complaints address.
     Complaints,
 }
@@ -31,17 +35,66 @@ fn bounce_subtype(status: &str) -> &'static str {
     }
 }
 
+/// Who may send reports, and how many.
+pub(crate) struct FeedbackSources {
+    /// The feedback loops' networks: trusted to name a recipient without its return path.
+    loops: Vec<ipnet::IpNet>,
+    per_minute: f64,
+    /// Per address: tokens left and when they were counted (ms).
+    buckets: Mutex<HashMap<IpAddr, (f64, i64)>>,
+}
+
+impl Default for FeedbackSources {
+    fn default() -> Self {
+        FeedbackSources { loops: vec![], per_minute: 60.0, buckets: Mutex::new(HashMap::new()) }
+    }
+}
+
+/// A recipient a report is about, and how it was named.
+struct About {
+    message_id: String,
+    /// By its own return path (exact), or by what a feedback loop's report says.
+    idx: Option<i64>,
+    rcpt_hint: Option<String>,
+}
+
 impl Service {
-    /// Send mail with per-message return paths (tags keyed with `secret`): at `default_domain`,
-    /// and at the MAIL FROM domains of identities that have one.
+    /// Send mail with per-recipient return paths (tags keyed with `secret`): at
+    /// `default_domain`, and at the MAIL FROM domains of identities that have one.
     pub fn with_return_path(mut self, default_domain: Option<String>, secret: Vec<u8>) -> Self {
         self.return_path = Some((default_domain, secret));
         self
     }
 
+    /// The feedback loops' networks, and how many reports one address may send per minute.
+    pub fn with_feedback_sources(mut self, loops: Vec<ipnet::IpNet>, per_minute: u32) -> Self {
+        self.feedback_sources =
+            FeedbackSources { loops, per_minute: f64::from(per_minute.max(1)), buckets: Mutex::new(HashMap::new()) };
+        self
+    }
+
+    /// Whether `peer` may send one more report now (a token bucket per address, a minute deep).
+    pub fn feedback_admit(&self, peer: IpAddr) -> bool {
+        let now = self.now_ms();
+        let src = &self.feedback_sources;
+        let mut buckets = src.buckets.lock();
+        if buckets.len() > 10_000 {
+            // Forget addresses whose bucket has filled again.
+            buckets.retain(|_, (tokens, at)| *tokens + (now - *at) as f64 * src.per_minute / 60_000.0 < src.per_minute);
+        }
+        let (tokens, at) = buckets.entry(peer).or_insert((src.per_minute, now));
+        *tokens = (*tokens + (now - *at).max(0) as f64 * src.per_minute / 60_000.0).min(src.per_minute);
+        *at = now;
+        if *tokens < 1.0 {
+            return false;
+        }
+        *tokens -= 1.0;
+        true
+    }
+
     /// What an address at the feedback listener stands for: a return path (its message and
-    /// recipient index), or the complaints address (`fbl@` a return-path domain) that feedback
-    /// loops send ARF reports to; `None` for any other address, which the listener refuses.
+    /// recipient), or the complaints address (`fbl@` a return-path domain) that feedback loops
+    /// send ARF reports to; `None` for any other address, which the listener refuses.
     pub fn feedback_target(&self, address: &str) -> Option<FeedbackTarget> {
         let (_, secret) = self.return_path.as_ref()?;
         let domains = self.return_path_domains();
@@ -54,46 +107,72 @@ impl Service {
         parse_return_path(address, &domains, secret).map(|(m, i)| FeedbackTarget::Message(m, i))
     }
 
-    /// Act on a message that came back to these return paths: returns how many events it made.
-    pub async fn ingest_feedback(&self, targets: &[FeedbackTarget], message: &[u8]) -> Result<usize, AdminError> {
-        let Some(report) = parse_report(message) else {
-            tracing::info!("feedback: a message that is neither a DSN nor an ARF report, ignored");
-            return Ok(0);
-        };
-        let now = self.now_ms();
-        let mut made = 0;
-        // A report to the complaints address names its message inside: by the return path the
-        // receiver kept, or by weir's Message-ID; the recipient by Original-Rcpt-To.
-        let mut messages: Vec<(String, Option<i64>)> = Vec::new();
-        let mut rcpt_hint = None;
+    /// Which recipients a report to `targets` from `peer` speaks for. A return path speaks for
+    /// its own recipient; a complaint to `fbl@` for the recipient whose return path the enclosed
+    /// message carries, or, from a configured feedback loop only, the one it names.
+    fn report_subjects(&self, targets: &[FeedbackTarget], report: &Report, peer: IpAddr) -> Vec<About> {
+        let mut about = Vec::new();
         for t in targets {
-            match (t, &report) {
-                (FeedbackTarget::Message(m, i), _) => messages.push((m.clone(), *i)),
+            match (t, report) {
+                (FeedbackTarget::Message(m, i), _) => {
+                    about.push(About { message_id: m.clone(), idx: Some(*i), rcpt_hint: None })
+                }
                 (FeedbackTarget::Complaints, Report::Complaint { original, .. }) => {
-                    rcpt_hint = original.rcpt_to.clone();
                     let secret = self.return_path.as_ref().map(|(_, s)| s.as_slice()).unwrap_or_default();
                     let by_path = original
                         .return_path
                         .as_deref()
                         .and_then(|rp| parse_return_path(rp, &self.return_path_domains(), secret));
-                    let by_id = || {
-                        original
-                            .message_id
-                            .clone()
-                            .filter(|m| weir_mail::message_id::is_message_id(m))
-                            .map(|m| (m, None))
-                    };
-                    messages.extend(by_path.or_else(by_id));
+                    if let Some((m, i)) = by_path {
+                        about.push(About { message_id: m, idx: Some(i), rcpt_hint: None });
+                    } else if self.feedback_sources.loops.iter().any(|n| n.contains(&peer)) {
+                        if let Some(m) = original.message_id.clone().filter(|m| weir_mail::message_id::is_message_id(m))
+                        {
+                            about.push(About { message_id: m, idx: None, rcpt_hint: original.rcpt_to.clone() });
+                        }
+                    } else {
+                        tracing::info!(%peer, "feedback: a complaint without weir's return path from an address that is not a configured feedback loop, ignored");
+                    }
                 }
                 (FeedbackTarget::Complaints, Report::Dsn(_)) => {}
             }
         }
-        messages.dedup();
-        for (message_id, idx) in &messages {
+        about.sort_by(|a, b| (&a.message_id, a.idx).cmp(&(&b.message_id, b.idx)));
+        about.dedup_by(|a, b| a.message_id == b.message_id && a.idx == b.idx && a.rcpt_hint == b.rcpt_hint);
+        about
+    }
+
+    /// Act on a message that came back to these return paths from `peer`: returns how many
+    /// events it made. At most one Bounce and one Complaint are ever made per recipient, and only
+    /// for a recipient weir delivered to; repeats are ignored.
+    pub async fn ingest_feedback(
+        &self,
+        targets: &[FeedbackTarget],
+        message: &[u8],
+        peer: IpAddr,
+    ) -> Result<usize, AdminError> {
+        let Some(report) = parse_report(message) else {
+            tracing::info!(%peer, "feedback: a message that is neither a DSN nor an ARF report, ignored");
+            return Ok(0);
+        };
+        let now = self.now_ms();
+        let mut made = 0;
+        for about in self.report_subjects(targets, &report, peer) {
+            let message_id = about.message_id;
             let filter = queue::QueueFilter { message_id: Some(message_id.clone()), ..Default::default() };
             let rows = self.queue_rows(&filter, 100)?;
             let Some(first) = rows.first() else {
                 tracing::info!(%message_id, "feedback for a message no longer in the spool, ignored");
+                continue;
+            };
+            let row = match (about.idx, &about.rcpt_hint) {
+                (Some(i), _) => rows.iter().find(|r| r.idx == i),
+                (None, Some(a)) => rows.iter().find(|r| r.address.eq_ignore_ascii_case(a)),
+                (None, None) if rows.len() == 1 => rows.first(),
+                (None, None) => None,
+            };
+            let Some(row) = row else {
+                tracing::info!(%message_id, "feedback names no recipient of its message, ignored");
                 continue;
             };
             let account = self.account_by_name(&first.account)?;
@@ -106,74 +185,51 @@ impl Service {
                 configuration_set: first.configuration_set.clone(),
             };
             let reasons = self.region_settings(account.id, &first.region).suppressed_reasons;
-            match &report {
-                Report::Dsn(recipients) => {
-                    for d in recipients.iter().filter(|d| d.action == "failed") {
-                        // The return path names the recipient when the transaction had one;
-                        // otherwise the DSN's recipient is matched against the message's.
-                        let row = match idx {
-                            Some(i) => rows.iter().find(|r| r.idx == *i),
-                            None => rows.iter().find(|r| r.address.eq_ignore_ascii_case(&d.recipient)),
+            let (kind, status) = match &report {
+                // The return path names the recipient: whatever recipient the DSN itself names,
+                // it speaks for this one, once.
+                Report::Dsn(recipients) => match recipients.iter().find(|d| d.action == "failed") {
+                    Some(d) => (ops::Report::Bounce, Some(d)),
+                    None => continue,
+                },
+                Report::Complaint { .. } => (ops::Report::Complaint, None),
+            };
+            let (m, idx, a, r) = (message_id.clone(), row.idx, account.id, row.region.clone());
+            let new = self.store.write(move |c| ops::record_report(c, &m, idx, kind, a, &r, now)).await?;
+            if !new {
+                tracing::info!(%message_id, recipient = %row.address, ?kind, "feedback: a repeat, or about a recipient that was not delivered; ignored");
+                continue;
+            }
+            let reason = match (&report, status) {
+                (Report::Dsn(_), Some(d)) => {
+                    let permanent = d.status.starts_with('5');
+                    let diagnostic = d.diagnostic.clone().unwrap_or_else(|| format!("smtp; {}", d.status));
+                    if let Some(ev) = &self.events {
+                        let kind = if permanent { "Permanent" } else { "Transient" };
+                        let f = Failure {
+                            kind,
+                            subtype: bounce_subtype(&d.status),
+                            status: &d.status,
+                            diagnostic: &diagnostic,
                         };
-                        let Some(row) = row else { continue };
-                        let permanent = d.status.starts_with('5');
-                        let diagnostic = d.diagnostic.clone().unwrap_or_else(|| format!("smtp; {}", d.status));
-                        if let Some(ev) = &self.events {
-                            let kind = if permanent { "Permanent" } else { "Transient" };
-                            let f = Failure {
-                                kind,
-                                subtype: bounce_subtype(&d.status),
-                                status: &d.status,
-                                diagnostic: &diagnostic,
-                            };
-                            ev.bounce(&mail, now, &row.address, &f);
-                        }
-                        let (r, a) = (row.region.clone(), account.id);
-                        self.store.write(move |c| ops::record_feedback(c, a, &r, now, 1, 0)).await?;
-                        if permanent && reasons.iter().any(|x| x == "BOUNCE") {
-                            self.put_suppressed(
-                                account.id,
-                                &row.region,
-                                &row.address,
-                                "BOUNCE",
-                                Some(message_id.clone()),
-                            )
-                            .await?;
-                        }
-                        tracing::info!(%message_id, recipient = %row.address, status = %d.status, "bounce reported after delivery");
-                        made += 1;
+                        ev.bounce(&mail, now, &row.address, &f);
                     }
+                    tracing::info!(%message_id, recipient = %row.address, status = %d.status, "bounce reported after delivery");
+                    permanent.then_some("BOUNCE")
                 }
-                Report::Complaint { feedback_type, .. } => {
-                    let row = match (idx, &rcpt_hint) {
-                        (Some(i), _) => rows.iter().find(|r| r.idx == *i),
-                        (None, Some(a)) => rows.iter().find(|r| r.address.eq_ignore_ascii_case(a)),
-                        (None, None) if rows.len() == 1 => rows.first(),
-                        (None, None) => None,
-                    };
-                    let Some(row) = row else {
-                        tracing::info!(%message_id, "complaint for a message with several recipients, none named");
-                        continue;
-                    };
+                (Report::Complaint { feedback_type, .. }, _) => {
                     if let Some(ev) = &self.events {
                         ev.complaint(&mail, now, &row.address);
                     }
-                    let (r, a) = (row.region.clone(), account.id);
-                    self.store.write(move |c| ops::record_feedback(c, a, &r, now, 0, 1)).await?;
-                    if reasons.iter().any(|x| x == "COMPLAINT") {
-                        self.put_suppressed(
-                            account.id,
-                            &row.region,
-                            &row.address,
-                            "COMPLAINT",
-                            Some(message_id.clone()),
-                        )
-                        .await?;
-                    }
                     tracing::info!(%message_id, recipient = %row.address, %feedback_type, "complaint reported");
-                    made += 1;
+                    Some("COMPLAINT")
                 }
+                (Report::Dsn(_), None) => None,
+            };
+            if let Some(reason) = reason.filter(|r| reasons.iter().any(|x| x == r)) {
+                self.put_suppressed(account.id, &row.region, &row.address, reason, Some(message_id.clone())).await?;
             }
+            made += 1;
         }
         Ok(made)
     }

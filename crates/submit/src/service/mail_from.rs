@@ -155,7 +155,7 @@ impl Service {
         }
     }
 
-    /// The envelope sender for one transaction of a message from `source`: a return path at the
+    /// The envelope sender for recipient `idx` of a message from `source`: a return path at the
     /// identity's MAIL FROM domain while DNS shows it, else at the default return-path domain;
     /// `None` when neither exists (the Source stays the envelope sender).
     pub fn return_path_for(
@@ -164,7 +164,7 @@ impl Service {
         region: &str,
         source: &str,
         message_id: &str,
-        idx: Option<i64>,
+        idx: i64,
     ) -> Option<String> {
         let (default, secret) = self.return_path.as_ref()?;
         let custom = if self.mail_from.read().is_empty() {
