@@ -236,28 +236,33 @@ poll_interval_ms = 50
 
 [[events.topics]]
 arn = "{SNS_ARN}"
+accounts = ["*"]
 url = "{base}/sns"
 format = "sns"
 secret = "{SECRET}"
 
 [[events.topics]]
 arn = "{GENERIC_ARN}"
+accounts = ["*"]
 url = "{base}/generic"
 format = "generic"
 
 [[events.topics]]
 arn = "{SES_ARN}"
+accounts = ["*"]
 url = "{base}/ses"
 format = "ses"
 
 [[events.topics]]
 arn = "{TLS_ARN}"
+accounts = ["*"]
 url = "https://127.0.0.1:{rx_tls.port}/tls"
 format = "ses"
 ca_file = "{ca}"
 
 [[events.topics]]
 arn = "arn:aws:sns:us-east-1:000000000000:late"
+accounts = ["*"]
 url = "http://127.0.0.1:{late_port}/late"
 format = "ses"
 """)

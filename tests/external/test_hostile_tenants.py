@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import WEIR, Weir, events, free_port, raw_http, read_all, sender, server, wait_for
+from conftest import WEIR, Weir, events, free_port, raw_http, read_all, sender, server, smtp_login, wait_for
 from fakemx import FakeMX
 from reports import arf, dsn
 
@@ -380,6 +380,128 @@ def test_reports_from_one_address_are_capped_per_minute():
             w.stop()
 
 
+# --- Verification mail ---------------------------------------------------------------------------
+
+
+def test_verification_mail_is_one_per_second_and_counted_against_the_quota():
+    mx = FakeMX()
+    with tempfile.TemporaryDirectory() as tmp:
+        w = server(tmp, '[verification]\nfrom = "no-reply@weir.test"\n', delivery_to=mx.port)
+        try:
+            a = w.account()  # a sandboxed tenant: 200 a day, 1 a second
+            ses, v2 = a.client(), a.client("sesv2")
+            started, sent, refused = time.monotonic(), 0, []
+            for i in range(30):
+                try:
+                    if i % 2:
+                        ses.verify_email_identity(EmailAddress=f"stranger{i}@fake.test")
+                    else:
+                        v2.create_email_identity(EmailIdentity=f"stranger{i}@fake.test")
+                    sent += 1
+                except ClientError as e:
+                    refused.append(e.response["Error"]["Code"])
+            elapsed = time.monotonic() - started
+            assert sent <= elapsed + 2, (sent, elapsed)
+            assert set(refused) <= {"Throttling", "TooManyRequestsException"}, refused
+            assert ses.get_send_quota()["SentLast24Hours"] == sent
+            time.sleep(1)
+            wait_for(lambda: len({r for m in mx.messages for r in m[2]}) == sent, what="the verification mail")
+            # A made-up region gets nothing.
+            e = api_error(lambda: a.client(region="zz-fake-1").verify_email_identity(EmailAddress="x@fake.test"))
+            assert e["Code"] in ("InvalidClientTokenId", "SignatureDoesNotMatch", "UnrecognizedClientException"), e
+        finally:
+            w.stop()
+
+
+# --- Resource counts -----------------------------------------------------------------------------
+
+
+def create_many(w, a, n, make):
+    """`make(client, i)` for i in range(n), on eight connections at once."""
+    from concurrent.futures import ThreadPoolExecutor
+    local = threading.local()
+
+    def one(i):
+        if not hasattr(local, "c"):
+            local.c = a.client("sesv2")
+        make(local.c, i)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, range(n)))
+
+
+def test_templates_and_configuration_sets_stop_at_ses_s_limits():
+    with tempfile.TemporaryDirectory() as tmp:
+        w = server(tmp, "[spool]\nfsync = false\n")
+        try:
+            a = w.account()
+            create_many(w, a, 10_000, lambda c, i: c.create_email_template(
+                TemplateName=f"t{i}", TemplateContent={"Subject": "s", "Text": "t"}))
+            e = api_error(lambda: a.client().create_template(Template={"TemplateName": "one-more", "SubjectPart": "s"}))
+            assert e["Code"] == "LimitExceeded" and "at most 10000" in e["Message"], e
+            create_many(w, a, 10_000, lambda c, i: c.create_configuration_set(ConfigurationSetName=f"c{i}"))
+            e = api_error(lambda: a.client("sesv2").create_configuration_set(ConfigurationSetName="one-more"))
+            assert e["Code"] == "LimitExceededException", e
+            # Another tenant is not affected by this one's count.
+            assert w.account().client().create_template(Template={"TemplateName": "t0", "SubjectPart": "s"})
+        finally:
+            w.stop()
+
+
+def test_listing_templates_reads_names_not_bodies(weir, acct, bystander_account):
+    big = "x" * 450_000
+    create_many(weir, acct, 40, lambda c, i: c.create_email_template(
+        TemplateName=f"big{i}", TemplateContent={"Subject": "s", "Text": big}))
+    before = rss_mb(weir)
+    with Bystander(weir, bystander_account) as b:
+        lister = acct.client()
+        for _ in range(50):
+            got = lister.list_templates(MaxItems=10)
+            assert len(got["TemplatesMetadata"]) == 10 and got["NextToken"]
+    assert rss_mb(weir) - before < 40, (before, rss_mb(weir))
+    b.assert_served()
+
+
+# --- Event topics --------------------------------------------------------------------------------
+
+
+def test_a_tenant_cannot_attach_the_topic_declared_for_another_tenant():
+    from test_configuration_sets import Receiver
+    rx = Receiver()
+    b_arn = "arn:aws:sns:us-east-1:000000000000:tenant-b-events"
+    with tempfile.TemporaryDirectory() as tmp:
+        w = server(tmp, f'[[events.topics]]\narn = "{b_arn}"\naccounts = ["tenant-b"]\n'
+                        f'url = "http://127.0.0.1:{rx.port}/b"\nformat = "ses"\nsecret = "b-secret"\n')
+        try:
+            creds = {n: json.loads(w.cli("account", "create", n, "--json")) for n in ("tenant-a", "tenant-b")}
+            from conftest import Account
+            a, b = (Account(w, n, creds[n]) for n in ("tenant-a", "tenant-b"))
+            dest = {"Enabled": True, "MatchingEventTypes": ["SEND"], "SnsDestination": {"TopicArn": b_arn}}
+            v2a = a.client("sesv2")
+            v2a.create_configuration_set(ConfigurationSetName="mine")
+            e = api_error(lambda: v2a.create_configuration_set_event_destination(
+                ConfigurationSetName="mine", EventDestinationName="steal", EventDestination=dest))
+            assert e["Code"] == "BadRequestException" and "not available to this account" in e["Message"], e
+            e_v1 = api_error(lambda: a.client().create_configuration_set_event_destination(
+                ConfigurationSetName="mine", EventDestination={
+                    "Name": "steal", "Enabled": True, "MatchingEventTypes": ["send"],
+                    "SNSDestination": {"TopicARN": b_arn}}))
+            assert "not available to this account" in e_v1["Message"], e_v1
+            # Refused the same whether or not the topic exists: nothing is learnt about B.
+            other = api_error(lambda: v2a.create_configuration_set_event_destination(
+                ConfigurationSetName="mine", EventDestinationName="x", EventDestination={
+                    **dest, "SnsDestination": {"TopicArn": b_arn + "-nope"}}))
+            assert other["Message"].replace("-nope", "") == e["Message"]
+            # B itself may.
+            v2b = b.client("sesv2")
+            v2b.create_configuration_set(ConfigurationSetName="own")
+            v2b.create_configuration_set_event_destination(ConfigurationSetName="own", EventDestinationName="d",
+                                                           EventDestination=dest)
+        finally:
+            w.stop()
+            rx.server.shutdown()
+
+
 # --- Cluster mode: what reaches Redis ------------------------------------------------------------
 
 from test_cluster import PASSWORD, Redis, account_on, cluster_key, eventually, node, on, send_v1  # noqa: E402
@@ -580,3 +702,150 @@ def test_links_and_return_paths_made_by_one_node_are_honoured_by_another():
             for w in nodes:
                 w.stop()
             redis.kill()
+
+
+# --- Low: the rest --------------------------------------------------------------------------------
+
+from test_hardening import fill, small_fs  # noqa: E402,F401  (small_fs is a fixture)
+
+
+def test_a_cleanly_stopped_server_starts_on_a_full_disk(small_fs):
+    import signal as _signal
+    with tempfile.TemporaryDirectory() as tmp:
+        w = server(tmp, data=small_fs / "weir")
+        a = sender(w)
+        w.stop(_signal.SIGTERM)
+        # One page kept aside for server.json (which a clean stop removes); none for anything else.
+        (small_fs / "reserve").write_bytes(b"x")
+        fill(small_fs / "filler")
+        (small_fs / "reserve").unlink()
+        w.start()
+        try:
+            assert a.client().get_send_quota()["Max24HourSend"] > 0
+            e = api_error(lambda: a.client().send_email(
+                Source="a@acme.test", Destination={"ToAddresses": ["b@example.net"]},
+                Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}))
+            assert e["Code"] in ("ServiceUnavailable", "TransientFailure", "InternalFailure"), e
+        finally:
+            w.stop()
+
+
+def test_an_unsubscribe_link_is_opaque_and_a_replay_changes_nothing(weir, acct):
+    import base64
+    from test_contacts import TOPICS, one_click, send, spooled
+    v2 = acct.client("sesv2")
+    v2.create_contact_list(ContactListName="customers", Topics=TOPICS)
+    mid = send(v2, ["ann@acme.test"], topic="news")
+    url = spooled(weir, mid)[0]["List-Unsubscribe"].strip("<>")
+    token = url.rsplit("/", 1)[1]
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    for secret in (b"customers", b"news", mid.encode(), b"ann@acme.test", b"us-east-1"):
+        assert secret not in raw, secret
+    for _ in range(6):
+        assert one_click(url)[0] == 200
+    time.sleep(0.5)
+    subs = [e for e in events(weir, "Subscription") if e["mail"]["messageId"] == mid]
+    assert len(subs) == 1, subs
+
+
+def test_pages_for_browsers_cannot_be_framed_and_run_no_inline_script(weir, acct):
+    import urllib.error
+    import urllib.request
+    from test_contacts import TOPICS, send, spooled
+    v2 = acct.client("sesv2")
+    v2.create_contact_list(ContactListName="customers", Topics=TOPICS)
+    unsub = spooled(weir, send(v2, ["ann@acme.test"]))[0]["List-Unsubscribe"].strip("<>")
+    pages = [weir.base + "/dashboard", unsub, weir.base + "/verify?a=1&r=us-east-1&i=x%40y.test&t=00"]
+    for url in pages:
+        try:
+            r = urllib.request.urlopen(url, timeout=10)
+        except urllib.error.HTTPError as e:
+            r = e
+        h = r.headers
+        assert h["X-Frame-Options"] == "DENY", (url, dict(h))
+        csp = h["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in csp, (url, csp)
+        script = [d for d in csp.split(";") if d.strip().startswith(("script-src", "default-src"))]
+        assert all("unsafe-inline" not in d for d in script), (url, csp)
+    html = urllib.request.urlopen(weir.base + "/dashboard", timeout=10).read().decode()
+    assert "<script>" not in html and '<script src="/dashboard.js"></script>' in html
+
+
+def test_resent_from_another_tenants_address_is_refused_over_the_api_and_smtp(weir):
+    sender(weir, "victim.test")
+    a = sender(weir)
+    for field in ("Resent-From", "Resent-Sender"):
+        raw = (f"From: a@acme.test\r\n{field}: ceo@victim.test\r\nTo: x@example.net\r\nSubject: s\r\n\r\nb\r\n").encode()
+        e = api_error(lambda: a.client().send_raw_email(RawMessage={"Data": raw}))
+        assert e["Code"] == "MessageRejected" and "ceo@victim.test" in e["Message"], e
+        s = smtp_login(weir, a)
+        s.mail("a@acme.test")
+        s.rcpt("x@example.net")
+        code, msg = s.data(raw)
+        assert code == 554 and b"ceo@victim.test" in msg, (code, msg)
+        s.quit()
+
+
+def test_smtputf8_is_not_offered_and_a_utf8_address_gets_a_clear_refusal(weir):
+    a = sender(weir)
+    s = smtp_login(weir, a)
+    s.ehlo("client.test")
+    assert "smtputf8" not in s.esmtp_features
+    s.command_encoding = "utf-8"  # a client that sends UTF-8 anyway
+    code, msg = s.docmd("MAIL FROM:<zoë@acme.test>")
+    assert code in (501, 553, 555) and (b"ASCII" in msg or b"address" in msg.lower()), (code, msg)
+    s.quit()
+
+
+def test_an_ehlo_name_outside_printable_ascii_is_refused(weir):
+    with socket.create_connection(weir.smtp, timeout=5) as c:
+        c.recv(512)
+        c.sendall("EHLO ÿþ\r\n".encode("utf-8"))
+        assert c.recv(512).startswith(b"501"), "EHLO ÿþ"
+
+
+def test_domain_literal_recipients_are_refused(weir):
+    a = sender(weir)
+    e = api_error(lambda: a.client().send_email(
+        Source="a@acme.test", Destination={"ToAddresses": ["root@[127.0.0.1]"]},
+        Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}))
+    assert e["Code"] == "InvalidParameterValue" and "Domain literals" in e["Message"], e
+    s = smtp_login(weir, a)
+    s.mail("a@acme.test")
+    code, _ = s.rcpt("root@[127.0.0.1]")
+    assert code >= 500, code
+    s.quit()
+
+
+def test_a_session_token_is_refused_not_ignored(weir, acct):
+    import boto3
+    c = boto3.client("ses", region_name="us-east-1", endpoint_url=weir.base,
+                     aws_access_key_id=acct.creds["access_key_id"],
+                     aws_secret_access_key=acct.creds["secret_access_key"], aws_session_token="FwoGZXIvYXdzEBY")
+    e = api_error(c.get_send_quota)
+    assert e["Code"] == "InvalidClientTokenId" and "security token" in e["Message"], e
+    c2 = boto3.client("sesv2", region_name="us-east-1", endpoint_url=weir.base,
+                      aws_access_key_id=acct.creds["access_key_id"],
+                      aws_secret_access_key=acct.creds["secret_access_key"], aws_session_token="FwoGZXIvYXdzEBY")
+    e = api_error(c2.get_account)
+    assert e["Code"] == "UnrecognizedClientException", e
+
+
+def test_a_made_up_region_is_refused(weir, acct):
+    for service, code in (("ses", "SignatureDoesNotMatch"), ("sesv2", "InvalidSignatureException")):
+        e = api_error(lambda: acct.client(service, region="zz-fake-1").get_send_quota() if service == "ses"
+                      else acct.client(service, region="zz-fake-1").get_account())
+        assert e["Code"] == code and "valid region" in e["Message"], e
+    out = subprocess.run([WEIR, "account", "quota", acct.name, "--region", "zz-fake-1", "--production",
+                          "--data-dir", str(weir.data_dir)], capture_output=True, text=True)
+    assert out.returncode != 0 and "region" in out.stderr, out.stderr
+
+
+def test_a_guessable_admin_token_is_refused_at_start(tmp_path):
+    data = tmp_path / "weir"
+    data.mkdir(mode=0o700)
+    (data / "admin-token").write_text("a" * 64 + "\n")
+    (data / "admin-token").chmod(0o600)
+    p = subprocess.run([WEIR, "serve", "--data-dir", str(data), "--http", "127.0.0.1:0", "--no-smtp", "--no-delivery"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode != 0 and "easy to guess" in p.stderr, p.stderr

@@ -327,10 +327,10 @@ async fn route(st: &AppState, raw: &RawRequest) -> Result<Response, Response> {
             ))
         }
         (m, ["accounts", name, "regions", region, rest @ ..]) => {
-            if !is_region(region) {
+            if !is_region(region) || !svc.region_known(region) {
                 return Err(fail(
                     StatusCode::BAD_REQUEST,
-                    format!("'{region}' is not a region name such as us-east-1"),
+                    format!("'{region}' is not a region this server answers for (see `regions` in weir.toml)"),
                 ));
             }
             let a = svc.account_by_name(name).map_err(admin_error)?;

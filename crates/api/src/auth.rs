@@ -58,13 +58,33 @@ fn error_for(e: SigError, flavor: Flavor) -> ApiError {
     }
 }
 
+/// A credential scoped to a region this server does not answer for (AWS's words).
+fn unknown_region(region: &str, flavor: Flavor) -> ApiError {
+    let shown: String = region.chars().take(64).collect();
+    error_for(
+        SigError::Rejected(format!("Credential should be scoped to a valid region, not '{}'.", shown.escape_debug())),
+        flavor,
+    )
+}
+
 fn owned_headers(headers: &HeaderMap) -> Vec<(String, String)> {
     headers.iter().map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect()
 }
 
 /// Check what the headers alone can prove (known key, date, scope) before the body is read, so
 /// that a stranger cannot make the server hold a large body.
-pub fn precheck(st: &AppState, headers: &HeaderMap, flavor: Flavor) -> Result<(), ApiError> {
+pub fn precheck(st: &AppState, headers: &HeaderMap, query: &str, flavor: Flavor) -> Result<(), ApiError> {
+    // weir issues no temporary credentials: a session token is one it cannot vouch for, and
+    // ignoring it would accept a request its sender meant to be bound by it.
+    let token_in_query = form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "X-Amz-Security-Token");
+    if headers.contains_key("x-amz-security-token") || token_in_query {
+        let code = if flavor == Flavor::V1 { "InvalidClientTokenId" } else { "UnrecognizedClientException" };
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            code,
+            "The security token included in the request is invalid.",
+        ));
+    }
     let owned = owned_headers(headers);
     let borrowed: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let now = st.svc.now_ns() / 1_000_000_000;
@@ -72,11 +92,8 @@ pub fn precheck(st: &AppState, headers: &HeaderMap, flavor: Flavor) -> Result<()
         st.svc.account_by_key(k).map(|a| a.secret.clone())
     })
     .map_err(|e| error_for(e, flavor))?;
-    if !is_region(&check.auth.region) {
-        return Err(error_for(
-            SigError::Rejected(format!("Credential should be scoped to a valid region, not '{}'.", check.auth.region)),
-            flavor,
-        ));
+    if !st.svc.region_known(&check.auth.region) {
+        return Err(unknown_region(&check.auth.region, flavor));
     }
     Ok(())
 }
@@ -96,11 +113,8 @@ pub fn authenticate(st: &AppState, raw: &RawRequest, flavor: Flavor) -> Result<C
     let verified =
         weir_sigv4::verify(&parts, now, st.cfg.max_skew_secs, |k| st.svc.account_by_key(k).map(|a| a.secret.clone()))
             .map_err(|e| error_for(e, flavor))?;
-    if !is_region(&verified.region) {
-        return Err(error_for(
-            SigError::Rejected(format!("Credential should be scoped to a valid region, not '{}'.", verified.region)),
-            flavor,
-        ));
+    if !st.svc.region_known(&verified.region) {
+        return Err(unknown_region(&verified.region, flavor));
     }
     let account = st.svc.account_by_key(&verified.access_key).ok_or_else(|| error_for(SigError::UnknownKey, flavor))?;
     Ok(Caller { account, region: verified.region })

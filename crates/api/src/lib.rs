@@ -101,15 +101,35 @@ enum Target {
     Ses(Flavor),
 }
 
+/// Headers of every page weir serves to browsers: no framing by other sites (clickjacking the
+/// unsubscribe button, the dashboard), no scripts but weir's own files, no guessing of types.
+fn page_headers(csp: &'static str) -> [(header::HeaderName, &'static str); 5] {
+    [
+        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+        (header::CONTENT_SECURITY_POLICY, csp),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ]
+}
+
+/// The pages of links in mail (verification, unsubscribe): no script at all; a form to itself.
+const LINK_PAGE_CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// A small page with `title` and `body` (HTML, escaped by the caller).
+fn link_page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head><body>{body}</body></html>\n"
+    );
+    (status, page_headers(LINK_PAGE_CSP), html).into_response()
+}
+
 /// A verification link followed: the address becomes verified when the link is genuine.
 async fn verify_link(st: &AppState, query: &str) -> Response {
     let q: std::collections::HashMap<String, String> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let page = |status: StatusCode, text: &str| {
-        let html = format!(
-            "<!doctype html><html><head><meta charset=\"utf-8\"><title>weir</title></head><body><p>{}</p></body></html>\n",
-            text.replace('&', "&amp;").replace('<', "&lt;")
-        );
-        (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+        link_page(status, "weir", &format!("<p>{}</p>", text.replace('&', "&amp;").replace('<', "&lt;")))
     };
     let (Some(a), Some(r), Some(i), Some(t)) =
         (q.get("a").and_then(|a| a.parse::<i64>().ok()), q.get("r"), q.get("i"), q.get("t"))
@@ -130,12 +150,7 @@ async fn verify_link(st: &AppState, query: &str) -> Response {
 /// anyone), POST unsubscribes: from a mail client's one-click button (RFC 8058, body
 /// `List-Unsubscribe=One-Click`) or from the page's form.
 async fn unsubscribe_link(st: &AppState, method: &axum::http::Method, token: &str, body: &[u8]) -> Response {
-    let page = |status: StatusCode, inner: String| {
-        let html = format!(
-            "<!doctype html><html><head><meta charset=\"utf-8\"><title>Unsubscribe</title></head><body>{inner}</body></html>\n"
-        );
-        (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
-    };
+    let page = |status: StatusCode, inner: String| link_page(status, "Unsubscribe", &inner);
     let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('"', "&quot;");
     if method == axum::http::Method::GET {
         return page(
@@ -200,14 +215,19 @@ async fn answer(st: AppState, req: Request<Body>) -> Response {
         // gives it (kept in the tab's session storage, or in the URL fragment, never sent).
         return (
             StatusCode::OK,
-            [
-                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-                (
-                    header::CONTENT_SECURITY_POLICY,
-                    "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
-                ),
-            ],
+            page_headers(
+                "default-src 'self'; script-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'; \
+                 base-uri 'none'; form-action 'self'",
+            ),
             include_str!("dashboard.html"),
+        )
+            .into_response();
+    }
+    if path == "/dashboard.js" {
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")],
+            include_str!("dashboard.js"),
         )
             .into_response();
     }
@@ -260,7 +280,7 @@ async fn answer(st: AppState, req: Request<Body>) -> Response {
     // Whoever is not who they claim is refused on the headers alone, before a body is read.
     let early = match target {
         Target::Admin => admin::authorize(&st, &parts.headers),
-        Target::Ses(flavor) => auth::precheck(&st, &parts.headers, flavor),
+        Target::Ses(flavor) => auth::precheck(&st, &parts.headers, &query, flavor),
     };
     if let Err(e) = early {
         return refuse(e);

@@ -1,6 +1,6 @@
 //! The reply classifier: a rule table, read top to bottom, first match wins. Each rule matches on
 //! the reply code, the enhanced status code, words in the text and the provider, and names a
-//! [`Category`]; the category decides the [`Action`]. The table covers every clue in seed 004.
+//! [`Category`]; the category decides the [`Action`]. The table covers every clue of the deliverability guidance weir follows.
 
 use crate::provider::Provider;
 use crate::reply::Reply;

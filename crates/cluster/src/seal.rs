@@ -23,10 +23,52 @@ pub enum SealError {
     Malformed,
 }
 
+/// AES-256-GCM under one key: what it seals, only its holder can read or make.
+#[derive(Clone)]
+pub struct Sealer(std::sync::Arc<LessSafeKey>);
+
+impl Sealer {
+    /// A sealer whose key is derived from `secret` for `purpose` (HMAC-SHA256).
+    pub fn derived(secret: &[u8], purpose: &str) -> Sealer {
+        let k = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, secret), purpose.as_bytes());
+        // 32 bytes, exactly what AES-256 takes: `new` cannot fail.
+        let unbound = UnboundKey::new(&AES_256_GCM, k.as_ref()).unwrap_or_else(|_| unreachable!("32-byte key"));
+        Sealer(std::sync::Arc::new(LessSafeKey::new(unbound)))
+    }
+
+    /// nonce ‖ ciphertext ‖ tag of `plain`, with `aad` authenticated alongside.
+    pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        // The system's generator does not fail on the platforms weir runs on; a zero nonce
+        // would still be authenticated, only no longer unique.
+        let _ = SystemRandom::new().fill(&mut nonce);
+        let mut buf = plain.to_vec();
+        if self.0.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buf).is_err() {
+            // Only for inputs over GCM's limit (64 GiB), which nothing here comes near.
+            buf.clear();
+        }
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&buf);
+        out
+    }
+
+    /// What [`Sealer::seal`] sealed with `aad`.
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        if sealed.len() < NONCE_LEN + AES_256_GCM.tag_len() {
+            return Err(SealError::Malformed);
+        }
+        let (nonce, rest) = sealed.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::Malformed)?;
+        let mut buf = rest.to_vec();
+        let plain = self.0.open_in_place(nonce, Aad::from(aad), &mut buf).map_err(|_| SealError::Forged)?;
+        Ok(plain.to_vec())
+    }
+}
+
 /// The cluster key.
 #[derive(Clone)]
 pub struct ClusterKey {
-    catalog: std::sync::Arc<LessSafeKey>,
+    catalog: Sealer,
     root: hmac::Key,
 }
 
@@ -43,9 +85,7 @@ impl ClusterKey {
             return Err(format!("a cluster key has at least {MIN_KEY_BYTES} bytes; this one has {}", bytes.len()));
         }
         let root = hmac::Key::new(hmac::HMAC_SHA256, bytes);
-        let sealing = hmac::sign(&root, b"weir cluster: catalog sealing");
-        let unbound = UnboundKey::new(&AES_256_GCM, sealing.as_ref()).map_err(|_| "bad key length".to_string())?;
-        Ok(ClusterKey { catalog: std::sync::Arc::new(LessSafeKey::new(unbound)), root })
+        Ok(ClusterKey { catalog: Sealer::derived(bytes, "weir cluster: catalog sealing"), root })
     }
 
     /// A key for `purpose` (return paths, links…), the same on every node of the cluster.
@@ -56,39 +96,15 @@ impl ClusterKey {
     /// Seal `text`, written by `node` at `ts` (both authenticated, not hidden): base64 of
     /// nonce ‖ ciphertext ‖ tag.
     pub fn seal(&self, node: &str, ts: u64, text: &str) -> String {
-        let mut nonce = [0u8; NONCE_LEN];
-        // The system's generator does not fail on the platforms weir runs on; a zero nonce
-        // would still be authenticated, only no longer unique.
-        let _ = SystemRandom::new().fill(&mut nonce);
-        let mut buf = text.as_bytes().to_vec();
-        let aad = aad(node, ts);
-        let sealed = self.catalog.seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(aad.as_bytes()),
-            &mut buf,
-        );
-        if sealed.is_err() {
-            // Only for inputs over GCM's limit (64 GiB): a catalog change is never near it.
-            buf.clear();
-        }
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&buf);
-        base64::engine::general_purpose::STANDARD.encode(out)
+        let sealed = self.catalog.seal(aad(node, ts).as_bytes(), text.as_bytes());
+        base64::engine::general_purpose::STANDARD.encode(sealed)
     }
 
     /// Open what [`ClusterKey::seal`] made for `node` at `ts`.
     pub fn open(&self, node: &str, ts: u64, sealed: &str) -> Result<String, SealError> {
         let raw = base64::engine::general_purpose::STANDARD.decode(sealed).map_err(|_| SealError::Malformed)?;
-        if raw.len() < NONCE_LEN + AES_256_GCM.tag_len() {
-            return Err(SealError::Malformed);
-        }
-        let (nonce, rest) = raw.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::Malformed)?;
-        let mut buf = rest.to_vec();
-        let aad = aad(node, ts);
-        let plain =
-            self.catalog.open_in_place(nonce, Aad::from(aad.as_bytes()), &mut buf).map_err(|_| SealError::Forged)?;
-        String::from_utf8(plain.to_vec()).map_err(|_| SealError::Malformed)
+        let plain = self.catalog.open(aad(node, ts).as_bytes(), &raw)?;
+        String::from_utf8(plain).map_err(|_| SealError::Malformed)
     }
 }
 

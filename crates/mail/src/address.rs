@@ -95,10 +95,9 @@ pub fn validate_addr(addr: &str) -> Result<(), InvalidMessage> {
         }
     }
     if domain.starts_with('[') {
-        if !domain.ends_with(']') {
-            return err("Domain literal is missing ']'");
-        }
-        return Ok(());
+        // SES takes domain names only: an address literal would send to whatever host it names
+        // (loopback, the internal network), past every route and suppression by domain.
+        return err("Domain literals ([…]) are not accepted; use a domain name");
     }
     if domain.starts_with('.') {
         return err("Domain starts with dot");

@@ -2,7 +2,8 @@
 //! rewrites it (its own Message-ID, a Date if missing, Bcc and `X-SES-*` headers removed,
 //! CRLF line ends, see [`crate::crlf`]).
 //!
-//! Every mailbox a receiver could show as the author (each one in From, Sender and Return-Path)
+//! Every mailbox a receiver could show as the author (each one in From, Sender, Return-Path,
+//! Resent-From and Resent-Sender)
 //! is returned in [`Prepared::senders`], so that the submission pipeline verifies all of them;
 //! fields that may occur once are refused when repeated, with SES's `Duplicate header` text.
 
@@ -19,7 +20,8 @@ pub struct Prepared {
     pub bytes: Vec<u8>,
     /// First mailbox of the From header.
     pub from: Mailbox,
-    /// Every address in From, Sender and Return-Path (each must be a verified identity).
+    /// Every address in From, Sender, Return-Path, Resent-From and Resent-Sender (each must be a
+    /// verified identity).
     pub senders: Vec<Mailbox>,
     /// Addresses in To, Cc and Bcc (the recipients when the caller gives none).
     pub header_recipients: Vec<String>,
@@ -252,6 +254,15 @@ pub fn prepare(raw: &[u8], message_id: &str, id_domain: &str, date_secs: i64) ->
             }
         }
     }
+    // A receiver may show the author of a resent message (RFC 5322 §3.6.6): every Resent-From
+    // and Resent-Sender, of every resent block, is an author to verify too.
+    for f in fields.iter().filter(|f| ["resent-from", "resent-sender"].iter().any(|n| f.name.eq_ignore_ascii_case(n))) {
+        for m in author_mailboxes(f, None)? {
+            if !senders.iter().any(|s| s.addr.eq_ignore_ascii_case(&m.addr)) {
+                senders.push(m);
+            }
+        }
+    }
     if let Some(f) = fields.iter().find(|f| f.name.eq_ignore_ascii_case("return-path")) {
         // `Return-Path: <>` (a null sender) names nobody.
         if field_value(f).trim() != "<>" {
@@ -361,6 +372,10 @@ mod tests {
         let senders = |s: &str| prep(s).expect("valid").senders.into_iter().map(|m| m.addr).collect::<Vec<_>>();
         assert_eq!(senders("From: a@acme.test, ceo@other.test\n\nx"), ["a@acme.test", "ceo@other.test"]);
         assert_eq!(senders("From: A <a@acme.test>\nSender: ceo@other.test\n\nx"), ["a@acme.test", "ceo@other.test"]);
+        assert_eq!(
+            senders("From: a@acme.test\nResent-From: ceo@other.test\nResent-Sender: x@third.test\n\nx"),
+            ["a@acme.test", "ceo@other.test", "x@third.test"]
+        );
         assert_eq!(
             senders("From: a@acme.test\nReturn-Path: <bounce@other.test>\n\nx"),
             ["a@acme.test", "bounce@other.test"]

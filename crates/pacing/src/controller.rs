@@ -2,7 +2,7 @@
 //! connections and message rate. Pure: no clock, no I/O — the server and the simulator run the
 //! very same code.
 //!
-//! Policy (seed 004, "rate limit exceeded" in email delivery):
+//! Policy (the deliverability guidance on "rate limit exceeded" replies):
 //! - temporary throttling (421, TS/TSS, "try again later", low reputation): multiplicative
 //!   decrease of rate and connections, remembering the rate that was refused as a ceiling;
 //!   recovery is stepwise (25 % of normal per clean interval) up to just under that ceiling,

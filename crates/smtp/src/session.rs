@@ -386,8 +386,8 @@ impl Session {
     fn ehlo_reply(&mut self) {
         let cfg = &self.ctx.cfg;
         let mut lines = vec![cfg.hostname.clone(), "8BITMIME".into(), "PIPELINING".into()];
+        // No SMTPUTF8: as SES, addresses are 7-bit ASCII (domains in Punycode).
         lines.push(format!("SIZE {}", cfg.max_message_bytes));
-        lines.push("SMTPUTF8".into());
         if cfg.enhanced_status_codes {
             lines.push("ENHANCEDSTATUSCODES".into());
         }
@@ -682,8 +682,9 @@ impl Session {
 }
 
 /// A plausible EHLO/HELO argument: printable, no spaces or control bytes (NUL included).
+/// A domain or an address literal: printable ASCII, as RFC 5321 has it without SMTPUTF8.
 fn valid_helo(host: &str) -> bool {
-    !host.is_empty() && host.len() <= 255 && host.chars().all(|c| !c.is_control() && !c.is_whitespace())
+    !host.is_empty() && host.len() <= 255 && host.bytes().all(|b| b.is_ascii_graphic())
 }
 
 fn decode(b64: &str) -> Option<String> {

@@ -45,6 +45,9 @@ pub enum StoreError {
     /// A row the operation would create exists already.
     #[error("{0}")]
     Conflict(String),
+    /// Creating it would exceed a limit on how many there may be.
+    #[error("{0}")]
+    Limit(String),
     /// Filesystem trouble opening the store.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -79,8 +82,30 @@ pub struct Store {
     reader: Mutex<Connection>,
 }
 
+/// Keep the WAL and shared-memory files when the last connection closes. SQLite deletes them on
+/// a clean close; a server stopped cleanly then could not start on a full disk, where they
+/// cannot be made again (after a crash they are still there, and it can).
+fn persist_wal(conn: &Connection) -> Result<()> {
+    let mut on: std::ffi::c_int = 1;
+    // SAFETY: the handle is this open connection's, alive for the call; SQLITE_FCNTL_PERSIST_WAL
+    // takes a pointer to an int, which `on` is, and only reads and writes it during the call.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL,
+            (&mut on as *mut std::ffi::c_int).cast(),
+        )
+    };
+    if rc != rusqlite::ffi::SQLITE_OK {
+        return Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rc), None)));
+    }
+    Ok(())
+}
+
 fn configure(conn: &Connection, opts: &StoreOptions) -> Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
+    persist_wal(conn)?;
     // The simulator's throwaway spool (inline writes) never waits for the disk.
     let sync = if opts.fsync {
         "FULL"

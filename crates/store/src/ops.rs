@@ -197,11 +197,6 @@ pub fn enqueue(c: &Connection, e: &SpoolEntry) -> Result<()> {
     charge(c, e)
 }
 
-/// Spool a message of weir's own (a verification mail): no quota charge, no statistics.
-pub fn enqueue_unmetered(c: &Connection, e: &SpoolEntry) -> Result<()> {
-    insert_message(c, e)
-}
-
 fn insert_message(c: &Connection, e: &SpoolEntry) -> Result<()> {
     c.prepare_cached(
         "INSERT INTO messages (id, account_id, region, created_ms, mail_from, configuration_set, tags, source, size, body)

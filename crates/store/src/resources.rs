@@ -31,6 +31,8 @@ pub enum Put {
     Update,
     /// Either.
     Upsert,
+    /// As `Create`, and fail with [`StoreError::Limit`] if the scope already holds this many.
+    CreateWithin(usize),
 }
 
 /// Write a document; `what` names it in errors ("Template x").
@@ -38,8 +40,15 @@ pub fn put(c: &Connection, scope: Scope<'_>, name: &str, doc: &str, now_ms: i64,
     let (account_id, region, kind) = scope;
     let exists = get(c, scope, name)?.is_some();
     match (mode, exists) {
-        (Put::Create, true) => return Err(StoreError::Conflict(format!("{what} already exists."))),
+        (Put::Create | Put::CreateWithin(_), true) => {
+            return Err(StoreError::Conflict(format!("{what} already exists.")));
+        }
         (Put::Update, false) => return Err(StoreError::NotFound(format!("{what} does not exist."))),
+        (Put::CreateWithin(limit), false) if count(c, scope)? >= limit => {
+            return Err(StoreError::Limit(format!(
+                "{what} cannot be created: an account may have at most {limit} in a region."
+            )));
+        }
         _ => {}
     }
     c.prepare_cached(
@@ -50,6 +59,25 @@ pub fn put(c: &Connection, scope: Scope<'_>, name: &str, doc: &str, now_ms: i64,
     )?
     .execute(params![account_id, region, kind, name, doc, now_ms])?;
     Ok(())
+}
+
+/// How many documents the scope holds.
+pub fn count(c: &Connection, scope: Scope<'_>) -> Result<usize> {
+    let (account_id, region, kind) = scope;
+    let n: i64 = c
+        .prepare_cached("SELECT count(*) FROM resources WHERE account_id = ?1 AND region = ?2 AND kind = ?3")?
+        .query_row(params![account_id, region, kind], |r| r.get(0))?;
+    Ok(n as usize)
+}
+
+/// The names and creation times of the scope's documents, by name, without the documents.
+pub fn names(c: &Connection, scope: Scope<'_>) -> Result<Vec<(String, i64)>> {
+    let (account_id, region, kind) = scope;
+    let mut st = c.prepare_cached(
+        "SELECT name, created_ms FROM resources WHERE account_id = ?1 AND region = ?2 AND kind = ?3 ORDER BY name",
+    )?;
+    let rows = st.query_map(params![account_id, region, kind], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// One document.

@@ -44,6 +44,8 @@ pub use verification::VerificationMail;
 
 /// Most recipients in one message (To + Cc + Bcc, or RCPT TO).
 pub const MAX_RECIPIENTS: usize = 50;
+/// Most identities of an account in a region (SES: 10,000).
+pub const MAX_IDENTITIES: usize = 10_000;
 
 /// A clock returning Unix nanoseconds; injected so tests can move time.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -139,6 +141,7 @@ impl AdminError {
         match e {
             StoreError::NotFound(m) => AdminError::NotFound(m),
             StoreError::Conflict(m) => AdminError::Conflict(m),
+            StoreError::Limit(m) => AdminError::LimitExceeded(m),
             other => AdminError::Storage(other),
         }
     }
@@ -212,8 +215,8 @@ pub struct Service {
     feedback_mx_host: Option<String>,
     /// Custom MAIL FROM domains, by (account, region) and identity.
     mail_from: RwLock<HashMap<(RegionKey, String), weir_store::mail_from::MailFromRecord>>,
-    /// SNS topic ARNs the operator mapped to HTTP endpoints: the event destinations allowed.
-    event_topics: Vec<String>,
+    /// SNS topic ARNs the operator mapped to HTTP endpoints, with the accounts that may use each.
+    event_topics: Vec<(String, Vec<String>)>,
     /// Base URL and key of unsubscribe links, once configured.
     unsubscribe: std::sync::OnceLock<(String, Vec<u8>)>,
     /// Identities' tags and default configuration sets, by (account, region) and identity.
@@ -228,9 +231,13 @@ pub struct Service {
     renders: crate::render_pool::RenderPool,
     /// Who may send feedback reports, and how many.
     feedback_sources: feedback::FeedbackSources,
+    /// When each account may have its next verification message sent (Unix ms).
+    verification_next: Mutex<HashMap<i64, i64>>,
+    /// The regions requests may be for.
+    regions: Vec<String>,
 }
 
-fn limits_of(s: &RegionSettings) -> Limits {
+pub(crate) fn limits_of(s: &RegionSettings) -> Limits {
     Limits {
         max_24h: u64::try_from(s.max_24h).ok(),
         max_rate: (s.max_rate > 0.0).then_some(s.max_rate),
@@ -301,7 +308,20 @@ impl Service {
             cluster: std::sync::OnceLock::new(),
             renders: Default::default(),
             feedback_sources: Default::default(),
+            verification_next: Mutex::new(HashMap::new()),
+            regions: crate::DEFAULT_REGIONS.iter().map(|r| r.to_string()).collect(),
         })
+    }
+
+    /// Answer for `regions` only (the default: [`crate::DEFAULT_REGIONS`]).
+    pub fn with_regions(mut self, regions: Vec<String>) -> Self {
+        self.regions = regions;
+        self
+    }
+
+    /// Whether requests may be for `region`.
+    pub fn region_known(&self, region: &str) -> bool {
+        self.regions.iter().any(|r| r == region)
     }
 
     /// Record Send and Reject events in `events`.
@@ -593,6 +613,14 @@ impl Service {
             .as_ref()
             .map(|e| e.token.clone())
             .unwrap_or_else(|| base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>()));
+        if existing.is_none() {
+            let n = self.catalog.read().identities.get(&key).map_or(0, |m| m.len());
+            if n >= MAX_IDENTITIES {
+                return Err(AdminError::LimitExceeded(format!(
+                    "Identity {name} cannot be created: an account may have at most {MAX_IDENTITIES} identities in a region."
+                )));
+            }
+        }
         let id = Identity {
             identity: name.clone(),
             kind,

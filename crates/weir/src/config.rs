@@ -38,6 +38,8 @@ pub struct Config {
     pub events: EventsConfig,
     /// Cluster mode: several nodes sharing quotas and catalog through Redis/Valkey.
     pub cluster: ClusterSection,
+    /// The regions weir answers for; requests signed for any other are refused.
+    pub regions: Vec<String>,
 }
 
 /// `[cluster]`. Without `redis`, the node is the embedded single node.
@@ -109,6 +111,10 @@ pub struct TopicConfig {
     pub secret: Option<String>,
     /// PEM file of CA certificates trusted for this endpoint, besides the public roots.
     pub ca_file: Option<PathBuf>,
+    /// The accounts (by name) whose configuration sets may publish to this topic; `["*"]` for
+    /// any. Its endpoint receives their events, signed with its secret.
+    #[serde(default)]
+    pub accounts: Vec<String>,
 }
 
 fn sns_format() -> weir_delivery::webhooks::Format {
@@ -497,6 +503,7 @@ impl Default for Config {
             delivery: DeliverySection::default(),
             events: EventsConfig::default(),
             cluster: ClusterSection::default(),
+            regions: weir_submit::DEFAULT_REGIONS.iter().map(|r| r.to_string()).collect(),
         }
     }
 }
@@ -582,6 +589,23 @@ impl Config {
             self.cluster.redis.is_none() || self.cluster.key_file.is_some(),
             "cluster.redis needs cluster.key_file: the cluster key every node shares (make one with `weir cluster keygen`)"
         );
+        anyhow::ensure!(!self.regions.is_empty(), "regions: name at least one region");
+        for r in &self.regions {
+            anyhow::ensure!(weir_api::auth::is_region(r), "regions: '{r}' is not a region name such as us-east-1");
+        }
+        anyhow::ensure!(
+            self.regions.contains(&self.smtp.region),
+            "smtp.region '{}' is not one of the regions weir answers for (regions)",
+            self.smtp.region
+        );
+        for t in &self.events.topics {
+            anyhow::ensure!(
+                !t.accounts.is_empty(),
+                "events.topics {}: name the accounts that may publish to it (accounts = [\"name\", …], or [\"*\"] \
+                 for any): its endpoint receives their events",
+                t.arn
+            );
+        }
         for n in &self.feedback.loop_sources {
             n.parse::<ipnet::IpNet>()
                 .map_err(|e| anyhow::anyhow!("feedback.loop_sources: '{n}' is not a CIDR network: {e}"))?;

@@ -10,6 +10,28 @@ use anyhow::{Context, bail};
 
 /// Shortest admin token accepted (a generated one has 64 hex digits).
 const MIN_TOKEN_LEN: usize = 32;
+/// Fewest bits of entropy an admin token may have, as estimated from its characters (32
+/// random hex characters estimate at about 110).
+const MIN_TOKEN_BITS: f64 = 96.0;
+
+/// The token's entropy if its characters were drawn independently with the frequencies they
+/// have in it: length × Shannon entropy. A random hex token of 64 characters has about 250 bits;
+/// `aaaa…` has none, `abab…` one per character.
+fn estimated_bits(t: &str) -> f64 {
+    let mut counts = std::collections::HashMap::new();
+    for c in t.chars() {
+        *counts.entry(c).or_insert(0usize) += 1;
+    }
+    let n = t.chars().count() as f64;
+    let per_char: f64 = counts.values().map(|&k| -(k as f64 / n) * (k as f64 / n).log2()).sum();
+    // A pattern repeated (`0123456789abcdef` four times) has many characters but few new ones:
+    // only the share of distinct 4-character pieces counts.
+    let chars: Vec<char> = t.chars().collect();
+    let grams: Vec<&[char]> = chars.windows(4).collect();
+    let distinct: std::collections::HashSet<&[char]> = grams.iter().copied().collect();
+    let novelty = if grams.is_empty() { 0.0 } else { distinct.len() as f64 / grams.len() as f64 };
+    per_char * n * novelty
+}
 
 /// A data directory held by this process for as long as the value lives.
 pub struct DataDir {
@@ -124,6 +146,13 @@ impl DataDir {
                         t.len()
                     );
                 }
+                if estimated_bits(&t) < MIN_TOKEN_BITS {
+                    bail!(
+                        "{} holds a token that is easy to guess (it repeats a few characters). Delete the file to \
+                         have a random one generated",
+                        path.display()
+                    );
+                }
                 Ok(t)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -195,6 +224,17 @@ mod tests {
         drop(first);
         assert!(!server_running(tmp.path()));
         DataDir::open(tmp.path()).expect("free again");
+    }
+
+    #[test]
+    fn guessable_tokens_are_estimated_below_the_minimum_and_random_ones_above() {
+        for weak in ["a".repeat(64), "ab".repeat(32), "0123456789abcdef".repeat(4), "password".repeat(8)] {
+            assert!(estimated_bits(&weak) < MIN_TOKEN_BITS, "{weak}: {}", estimated_bits(&weak));
+        }
+        for _ in 0..200 {
+            let strong = hex::encode(rand::random::<[u8; 16]>());
+            assert!(estimated_bits(&strong) >= MIN_TOKEN_BITS, "{strong}: {}", estimated_bits(&strong));
+        }
     }
 
     #[test]

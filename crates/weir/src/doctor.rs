@@ -1,7 +1,7 @@
 //! `weir doctor LOG…`: what a delivery log says about each provider — weir's own events.jsonl
 //! or a Postfix mail log (`/var/log/mail.log` format), told apart line by line. Per provider:
 //! the classes of deferral replies with examples, first-deferral vs final delivery rates with
-//! seed 004's bands, pauses and their causes, and what to change.
+//! the action bands, pauses and their causes, and what to change.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, IsTerminal, Write};
@@ -208,7 +208,7 @@ fn postfix_line(line: &str) -> Option<Attempt> {
     Some(Attempt { key: format!("{qid} {rcpt}"), provider, status, reply })
 }
 
-/// Seed 004's bands for the first-deferral rate.
+/// The action bands for the first-deferral rate.
 fn band(rate: f64) -> &'static str {
     if rate < 0.005 {
         "normal (under 0.5 %)"
@@ -219,7 +219,7 @@ fn band(rate: f64) -> &'static str {
     }
 }
 
-/// What to change for a class of deferrals (seed 004's remediation list).
+/// What to change for a class of deferrals (the usual remedies).
 fn remedy(c: Category) -> Option<&'static str> {
     Some(match c {
         Category::UnusualRate => {
@@ -336,7 +336,7 @@ fn html_report(d: &Doctor) -> String {
         ".ex{color:#52606d;font-size:12px}h2{margin-top:28px}</style></head><body>\n",
     ));
     out += &format!(
-        "<h1>weir doctor</h1><p>{} lines read, {} understood. First-deferral bands (seed 004): under 0.5 % \
+        "<h1>weir doctor</h1><p>{} lines read, {} understood. First-deferral bands: under 0.5 % \
          normal, 0.5–2 % watch, over 2 % act.</p>\n",
         d.lines, d.understood
     );

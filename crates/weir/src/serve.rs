@@ -184,7 +184,8 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
             cfg.feedback.loop_sources.iter().map(|n| n.parse()).collect::<Result<Vec<ipnet::IpNet>, _>>()?,
             cfg.feedback.reports_per_minute,
         )
-        .with_event_topics(cfg.events.topics.iter().map(|t| t.arn.clone()).collect()),
+        .with_regions(cfg.regions.clone())
+        .with_event_topics(cfg.events.topics.iter().map(|t| (t.arn.clone(), t.accounts.clone())).collect()),
     );
     let metrics = Arc::new(weir_metrics::Metrics::new());
     {

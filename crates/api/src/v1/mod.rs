@@ -192,7 +192,7 @@ async fn verify_email_identity(cx: &Cx<'_>) -> Result<Response, ApiError> {
         .await
         .map_err(|e| ApiError::from_admin(e, Flavor::V1))?;
     if id.status != VerificationStatus::Success {
-        svc.send_verification(acct, region, addr).await.map_err(|e| ApiError::from_admin(e, Flavor::V1))?;
+        svc.send_verification(acct, region, addr).await.map_err(|e| ApiError::from_submit(e, Flavor::V1, ""))?;
     }
     Ok(xml::ok(action, (action == "VerifyEmailIdentity").then_some(""), rid))
 }

@@ -52,13 +52,13 @@ pub(super) fn list_templates(cx: &Cx<'_>) -> Result<Response, ApiError> {
             .ok_or_else(|| ApiError::invalid(format!("Invalid MaxItems '{m}': must be between 1 and 100.")))?,
     };
     let start = decode_token(cx.p.get("NextToken"))?;
-    let all = cx.svc.templates(cx.acct, cx.region).map_err(err)?;
+    let all = cx.svc.template_names(cx.acct, cx.region).map_err(err)?;
     let members: String = all
         .iter()
         .skip(start)
         .take(max)
-        .map(|t| {
-            format!("<member>{}{}</member>", el("Name", &t.name), el("CreatedTimestamp", &super::iso(t.created_ms)))
+        .map(|(name, created_ms)| {
+            format!("<member>{}{}</member>", el("Name", name), el("CreatedTimestamp", &super::iso(*created_ms)))
         })
         .collect();
     let mut inner = if members.is_empty() {

@@ -347,7 +347,7 @@ async fn create_identity(st: &AppState, caller: &Caller, raw: &RawRequest) -> Re
         st.svc
             .send_verification(caller.account.id, &caller.region, &ident)
             .await
-            .map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
+            .map_err(|e| ApiError::from_submit(e, Flavor::V2, &st.cfg.v2_daily_quota_code))?;
     }
     if attrs != weir_submit::IdentityAttributes::default() {
         st.svc

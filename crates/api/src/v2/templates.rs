@@ -65,13 +65,13 @@ pub(super) fn list(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<R
     let q = query_pairs(&raw.query);
     let size = page_size(&q, 100)?;
     let start = next_token(&q)?;
-    let all = st.svc.templates(caller.account.id, &caller.region).map_err(err)?;
+    let all = st.svc.template_names(caller.account.id, &caller.region).map_err(err)?;
     let out = page(
         &all,
         start,
         size,
         "TemplatesMetadata",
-        |t| json!({"TemplateName": t.name, "CreatedTimestamp": t.created_ms as f64 / 1000.0}),
+        |(name, created_ms)| json!({"TemplateName": name, "CreatedTimestamp": *created_ms as f64 / 1000.0}),
     );
     Ok(ok(out, &raw.request_id))
 }

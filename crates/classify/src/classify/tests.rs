@@ -8,7 +8,7 @@ fn act(raw: &str) -> Action {
     classify(&Reply::parse(raw).expect("reply"), Provider::Other).action
 }
 
-/// Every clue of seed 004, case by case, with the real reply texts.
+/// Every clue of the deliverability guidance, case by case, with the real reply texts.
 #[test]
 fn seed_004_clues() {
     assert_eq!(c("421 4.7.0 Rate limit exceeded. Try again later."), Category::RateLimited);

@@ -3,7 +3,6 @@
 //! contacts who unsubscribed.
 
 use serde::{Deserialize, Serialize};
-use weir_mail::feedback::{keyed_tag, tags_equal};
 use weir_store::resources::{self as docs, Doc, Put};
 
 use super::{AdminError, Service, SubmitError};
@@ -12,6 +11,13 @@ const CONTACT_LIST: &str = "contact-list";
 
 /// SES's limit: one contact list per account and region.
 pub const MAX_CONTACT_LISTS: usize = 1;
+
+/// Associated data of unsubscribe tokens: a token sealed for anything else does not open as one.
+const TOKEN_AAD: &[u8] = b"weir unsubscribe link v2";
+
+fn token_sealer(secret: &[u8]) -> weir_cluster::seal::Sealer {
+    weir_cluster::seal::Sealer::derived(secret, "weir: unsubscribe links")
+}
 
 fn contacts_kind(list: &str) -> String {
     format!("contact:{list}")
@@ -368,10 +374,11 @@ impl Service {
             configuration_set
         ])
         .to_string();
-        let tag = keyed_tag(&secret, payload.as_bytes(), 16);
+        // Sealed, not only signed: the link shows nothing of the account, list or message.
+        let sealed = token_sealer(&secret).seal(TOKEN_AAD, payload.as_bytes());
         use base64::Engine as _;
-        let p = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload);
-        format!("{}/unsubscribe/{p}.{tag}", base.trim_end_matches('/'))
+        let t = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed);
+        format!("{}/unsubscribe/{t}", base.trim_end_matches('/'))
     }
 
     /// Follow an unsubscribe link (the token after `/unsubscribe/`): the contact's topic (or
@@ -379,12 +386,9 @@ impl Service {
     /// list, or `None` for a link that is not genuine.
     pub async fn unsubscribe(&self, token: &str, source: &str) -> Result<Option<(String, String)>, AdminError> {
         use base64::Engine as _;
-        let Some((p, tag)) = token.split_once('.') else { return Ok(None) };
-        let Some(payload) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok() else { return Ok(None) };
+        let Some(sealed) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).ok() else { return Ok(None) };
         let secret = self.unsubscribe.get().map(|(_, s)| s.clone()).unwrap_or_default();
-        if !tags_equal(tag, &keyed_tag(&secret, &payload, 16)) {
-            return Ok(None);
-        }
+        let Ok(payload) = token_sealer(&secret).open(TOKEN_AAD, &sealed) else { return Ok(None) };
         type Payload = (i64, String, String, Option<String>, String, String, Option<String>);
         let Ok((account_id, region, list, topic, email, message_id, configuration_set)) =
             serde_json::from_slice::<Payload>(&payload)
@@ -393,6 +397,14 @@ impl Service {
         };
         let Some(l) = self.contact_list(account_id, &region, &list)? else { return Ok(None) };
         let old = self.contact(account_id, &region, &list, &email)?;
+        // Followed again (a replay, a second click): nothing changes, nothing is announced.
+        let already = match &topic {
+            Some(t) => old.as_ref().is_some_and(|c| c.unsubscribe_all) || status_for(&l, old.as_ref(), t) == "OPT_OUT",
+            None => old.as_ref().is_some_and(|c| c.unsubscribe_all),
+        };
+        if already {
+            return Ok(Some((email, list)));
+        }
         let mut c = old.clone().unwrap_or(Contact {
             email: email.clone(),
             topic_preferences: vec![],

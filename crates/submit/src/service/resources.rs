@@ -8,6 +8,12 @@ use super::{AdminError, Service, SubmitError};
 use crate::template::{Compiled, TemplateParts};
 
 const TEMPLATE: &str = "template";
+/// Most templates of an account in a region (SES: 10,000).
+pub const MAX_TEMPLATES: usize = 10_000;
+/// Most configuration sets of an account in a region (SES: 10,000).
+pub const MAX_CONFIGURATION_SETS: usize = 10_000;
+/// Most event destinations of one configuration set (SES: 10).
+pub const MAX_EVENT_DESTINATIONS: usize = 10;
 pub(super) const CONFIGURATION_SET: &str = "configuration-set";
 
 /// A stored template.
@@ -130,7 +136,7 @@ impl Service {
         Compiled::new(&parts).map_err(|e| AdminError::Invalid(format!("Template {name} is not valid: {e}")))?;
         let doc = serde_json::to_string(&parts).map_err(|e| AdminError::Invalid(e.to_string()))?;
         let (r, n, now) = (region.to_string(), name.to_string(), self.now_ms());
-        let mode = if update { Put::Update } else { Put::Create };
+        let mode = if update { Put::Update } else { Put::CreateWithin(MAX_TEMPLATES) };
         let what = format!("Template {name}");
         self.store
             .write(move |c| docs::put(c, (account_id, &r, TEMPLATE), &n, &doc, now, mode, &what))
@@ -158,10 +164,9 @@ impl Service {
         Ok(doc.and_then(|d| template_of(&d)))
     }
 
-    /// Every template, by name.
-    pub fn templates(&self, account_id: i64, region: &str) -> Result<Vec<StoredTemplate>, AdminError> {
-        let all = self.store.read(|c| docs::list(c, (account_id, region, TEMPLATE)))?;
-        Ok(all.iter().filter_map(template_of).collect())
+    /// Every template's name and creation time (Unix ms), by name; the bodies are not read.
+    pub fn template_names(&self, account_id: i64, region: &str) -> Result<Vec<(String, i64)>, AdminError> {
+        Ok(self.store.read(|c| docs::names(c, (account_id, region, TEMPLATE)))?)
     }
 
     /// Delete a template.
@@ -183,7 +188,7 @@ impl Service {
         set: ConfigurationSet,
     ) -> Result<(), AdminError> {
         check_name("configuration set", &set.name)?;
-        self.write_configuration_set(account_id, region, set, Put::Create).await
+        self.write_configuration_set(account_id, region, set, Put::CreateWithin(MAX_CONFIGURATION_SETS)).await
     }
 
     /// Change a configuration set with `f`.
@@ -250,11 +255,16 @@ impl Service {
         Ok(())
     }
 
-    /// The SNS topics (ARNs) event destinations may name: each is an HTTP endpoint the operator
-    /// declared.
-    pub fn with_event_topics(mut self, arns: Vec<String>) -> Self {
-        self.event_topics = arns;
+    /// The SNS topics event destinations may name, each an HTTP endpoint the operator declared,
+    /// with the accounts that may use it (`*`: any).
+    pub fn with_event_topics(mut self, topics: Vec<(String, Vec<String>)>) -> Self {
+        self.event_topics = topics;
         self
+    }
+
+    /// Whether `account` may publish to topic `arn`.
+    fn topic_allowed(&self, arn: &str, account: &str) -> bool {
+        self.event_topics.iter().any(|(t, accounts)| t == arn && accounts.iter().any(|a| a == "*" || a == account))
     }
 
     /// The topics of the enabled destinations of `set` that take `event_type` (SES v2's
@@ -270,12 +280,15 @@ impl Service {
         s.event_destinations
             .iter()
             .filter(|d| d.enabled && d.matching_event_types.iter().any(|t| t == event_type))
-            .filter_map(|d| d.target["SnsDestination"]["TopicArn"].as_str().map(str::to_string))
+            .filter_map(|d| d.target["SnsDestination"]["TopicArn"].as_str())
+            // Checked again here: the operator may have bound the topic to other accounts since.
+            .filter(|arn| self.topic_allowed(arn, account))
+            .map(str::to_string)
             .collect()
     }
 
-    /// An event destination must be an SNS topic weir knows.
-    fn check_destination(&self, dest: &EventDestination) -> Result<(), AdminError> {
+    /// An event destination must be an SNS topic the operator declared for this account.
+    fn check_destination(&self, account_id: i64, dest: &EventDestination) -> Result<(), AdminError> {
         let Some(arn) = dest.target["SnsDestination"]["TopicArn"].as_str() else {
             let kind = dest.target.as_object().and_then(|o| o.keys().next().cloned()).unwrap_or_default();
             return Err(AdminError::Invalid(format!(
@@ -283,10 +296,12 @@ impl Service {
                  [[events.topics]]); {kind} is not supported."
             )));
         };
-        if !self.event_topics.iter().any(|t| t == arn) {
+        let account = self.account_by_id(account_id).map(|a| a.name.clone()).unwrap_or_default();
+        if !self.topic_allowed(arn, &account) {
+            // Whether the topic exists for another account is not said.
             return Err(AdminError::Invalid(format!(
-                "SNS topic <{arn}> is not known: declare it with its HTTP endpoint in weir.toml \
-                 ([[events.topics]] arn = \"{arn}\")."
+                "SNS topic <{arn}> is not available to this account: the operator declares each topic, with \
+                 its HTTP endpoint and the accounts that may use it, in weir.toml ([[events.topics]])."
             )));
         }
         Ok(())
@@ -302,7 +317,7 @@ impl Service {
         update: bool,
     ) -> Result<(), AdminError> {
         check_name("event destination", &dest.name)?;
-        self.check_destination(&dest)?;
+        self.check_destination(account_id, &dest)?;
         self.update_configuration_set(account_id, region, set, |s| {
             let at = s.event_destinations.iter().position(|d| d.name == dest.name);
             match (at, update) {
@@ -314,6 +329,12 @@ impl Service {
                 (Some(i), true) => {
                     s.event_destinations[i] = dest;
                     Ok(())
+                }
+                (None, false) if s.event_destinations.len() >= MAX_EVENT_DESTINATIONS => {
+                    Err(AdminError::LimitExceeded(format!(
+                        "Configuration set <{}> has {MAX_EVENT_DESTINATIONS} event destinations, the most it may have.",
+                        s.name
+                    )))
                 }
                 (None, false) => {
                     s.event_destinations.push(dest);

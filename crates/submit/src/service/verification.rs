@@ -9,7 +9,10 @@ use weir_mail::message_id::new_message_id;
 use weir_store::model::{IdentityKind, RecipientState, SpoolEntry, VerificationStatus};
 use weir_store::ops;
 
-use super::{AdminError, Service};
+use super::{AdminError, Service, SubmitError};
+
+/// Verification messages one account may have sent: one per this many milliseconds.
+const VERIFICATION_INTERVAL_MS: i64 = 1000;
 use crate::region_upper;
 
 /// Where verification mail comes from and where its links point.
@@ -46,10 +49,21 @@ impl Service {
     }
 
     /// Spool the verification message for `address` (a no-op when verification mail is not
-    /// configured). Not charged to the account's quota, as SES's is not.
-    pub async fn send_verification(&self, account_id: i64, region: &str, address: &str) -> Result<bool, AdminError> {
+    /// configured). One per second per account, as SES allows, and charged to the account's
+    /// quota like any message: verification mail goes to addresses no one has vouched for.
+    pub async fn send_verification(&self, account_id: i64, region: &str, address: &str) -> Result<bool, SubmitError> {
         let Some(v) = self.verification.get().cloned() else { return Ok(false) };
         let now = self.now_ms();
+        {
+            let mut next = self.verification_next.lock();
+            let at = next.entry(account_id).or_insert(0);
+            if now < *at {
+                return Err(SubmitError::MaxSendRateExceeded {
+                    retry_after: std::time::Duration::from_millis((*at - now) as u64),
+                });
+            }
+            *at = now + VERIFICATION_INTERVAL_MS;
+        }
         let tag = link_tag(&v.secret, account_id, region, address);
         let link = format!(
             "{}/verify?a={account_id}&r={}&i={}&t={tag}",
@@ -58,6 +72,12 @@ impl Service {
             query_escape(address)
         );
         let id = new_message_id(now as u64);
+        let key = (account_id, region.to_string());
+        let settings = self.region_settings(account_id, region);
+        if !settings.sending_enabled {
+            return Err(SubmitError::SendingPaused);
+        }
+        let charge = self.decide(&key, &super::limits_of(&settings), 1, &id).await?;
         let date = chrono::DateTime::from_timestamp_millis(now).unwrap_or_default().to_rfc2822();
         let body = format!(
             "From: {from}\r\nTo: {address}\r\nSubject: Email Address Verification Request in region {reg}\r\n\
@@ -82,12 +102,15 @@ impl Service {
             source: "verification".into(),
             body: body.into_bytes(),
             recipients: vec![(address.to_string(), RecipientState::Queued)],
-            quota_second: 0,
-            quota_count: 0,
-            quota_tat: 0,
+            quota_second: charge.second,
+            quota_count: charge.count,
+            quota_tat: charge.tat_after,
             priority: 0,
         };
-        self.store.write(move |c| ops::enqueue_unmetered(c, &entry)).await?;
+        if let Err(e) = self.store.write(move |c| ops::enqueue(c, &entry)).await {
+            self.give_back(&key, &charge).await;
+            return Err(SubmitError::Storage(e));
+        }
         Ok(true)
     }
 
