@@ -3,7 +3,7 @@
 //! delivery status notifications (RFC 3464) and ARF complaint reports (RFC 5965).
 
 use aws_lc_rs::hmac;
-use mail_parser::{MessageParser, MimeHeaders};
+use mail_parser::MimeHeaders;
 
 /// Prefix of every return-path local part.
 const PREFIX: &str = "b+";
@@ -94,7 +94,7 @@ pub struct Original {
 /// Read a returned message: a `multipart/report` of type `delivery-status` or
 /// `feedback-report`; anything else is `None`.
 pub fn parse_report(message: &[u8]) -> Option<Report> {
-    let msg = MessageParser::default().parse(message)?;
+    let msg = crate::parse_mime(message)?;
     let ct = msg.content_type()?;
     if !ct.c_type.eq_ignore_ascii_case("multipart") || !ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report")) {
         return None;

@@ -7,7 +7,7 @@
 //! is returned in [`Prepared::senders`], so that the submission pipeline verifies all of them;
 //! fields that may occur once are refused when repeated, with SES's `Duplicate header` text.
 
-use mail_parser::{MessageParser, MimeHeaders};
+use mail_parser::MimeHeaders;
 
 use crate::InvalidMessage;
 use crate::address::{Mailbox, parse_mailbox, validate_addr};
@@ -239,9 +239,7 @@ pub fn prepare(raw: &[u8], message_id: &str, id_domain: &str, date_secs: i64) ->
     let (header, body) = split_header(raw);
     let fields = parse_fields(header)?;
     refuse_duplicates(&fields)?;
-    let parsed = MessageParser::default()
-        .parse(raw)
-        .ok_or_else(|| InvalidMessage::new("Message could not be parsed as MIME."))?;
+    let parsed = crate::parse_mime(raw).ok_or_else(|| InvalidMessage::new("Message could not be parsed as MIME."))?;
     let Some(from_field) = fields.iter().find(|f| f.name.eq_ignore_ascii_case("from")) else {
         return Err(InvalidMessage::new("Missing required header 'From'."));
     };

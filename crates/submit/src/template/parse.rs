@@ -282,10 +282,14 @@ fn tokenize(src: &str) -> Result<Vec<Token>, RenderError> {
             break;
         };
         let at = i + off;
-        // `\{{` is a literal `{{`: the text runs on to the next `{{`.
-        if at > 0 && bytes[at - 1] == b'\\' {
+        // `\{{` is a literal `{{`: the text runs on to the next `{{` (or to the backslash of the
+        // next `\{{`, which the next turn reads as one).
+        if at > i && bytes[at - 1] == b'\\' {
             text.push_str(&src[i..at - 1]);
-            let next = src[at + 2..].find("{{").map(|o| at + 2 + o).unwrap_or(src.len());
+            let mut next = src[at + 2..].find("{{").map(|o| at + 2 + o).unwrap_or(src.len());
+            if next < src.len() && bytes[next - 1] == b'\\' {
+                next -= 1;
+            }
             text.push_str(&src[at..next]);
             i = next;
             continue;
@@ -592,5 +596,6 @@ mod tests {
     #[test]
     fn escaped_mustaches_are_text() {
         assert_eq!(parse("\\{{x}} y").expect("parse"), vec![Node::Text("{{x}} y".into())]);
+        assert_eq!(parse("\\{{a}}\\{{b}}").expect("parse"), vec![Node::Text("{{a}}{{b}}".into())]);
     }
 }
