@@ -849,3 +849,34 @@ def test_a_guessable_admin_token_is_refused_at_start(tmp_path):
     p = subprocess.run([WEIR, "serve", "--data-dir", str(data), "--http", "127.0.0.1:0", "--no-smtp", "--no-delivery"],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode != 0 and "easy to guess" in p.stderr, p.stderr
+
+
+def test_the_dashboard_takes_its_token_out_of_the_address_bar(weir):
+    """In a real browser: after the page read `#token=…`, the tab's URL no longer holds it."""
+    import shutil
+    import urllib.request
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "chromium is missing: apt-get install chromium (as .ci/run does)"
+    token = (weir.data_dir / "admin-token").read_text().strip()
+    port = free_port()
+    with tempfile.TemporaryDirectory() as profile:
+        p = subprocess.Popen([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                              "--disable-dev-shm-usage", f"--user-data-dir={profile}",
+                              f"--remote-debugging-port={port}", f"{weir.base}/dashboard#token={token}"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            def pages():
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=2) as r:
+                        return [t for t in json.loads(r.read()) if t.get("type") == "page"]
+                except OSError:
+                    return None
+            tabs = wait_for(lambda: [t for t in (pages() or []) if "/dashboard" in t["url"]], timeout=60,
+                            what="the dashboard open in chromium")
+            wait_for(lambda: all(token not in t["url"] for t in (pages() or tabs)), timeout=30,
+                     what="the token gone from the URL")
+            assert all(t["url"].endswith("/dashboard") for t in pages()), pages()
+        finally:
+            p.kill()
+            p.wait()

@@ -276,8 +276,7 @@ impl Engine {
         // and greylisting sees the same sender at every attempt): one recipient per transaction,
         // several transactions on this connection, as VERP senders do.
         let first = &rcpts[0];
-        let verp =
-            self.svc.return_path_for(first.account_id, &first.region, &first.mail_from, &first.message_id, 0).is_some();
+        let verp = self.svc.return_path_domain(first.account_id, &first.region, &first.mail_from).is_some();
         let mut per_txn = if verp { 1 } else { lane.limits.recipients_per_transaction.max(1) };
         let mut pending: VecDeque<DueRecipient> = rcpts.into();
         let mut first_txn = true;

@@ -155,9 +155,21 @@ impl Service {
         }
     }
 
-    /// The envelope sender for recipient `idx` of a message from `source`: a return path at the
-    /// identity's MAIL FROM domain while DNS shows it, else at the default return-path domain;
-    /// `None` when neither exists (the Source stays the envelope sender).
+    /// The domain of the return paths of mail from `source`: the identity's MAIL FROM domain
+    /// while DNS shows it, else the default return-path domain; `None` when neither exists (the
+    /// Source stays the envelope sender).
+    pub fn return_path_domain(&self, account_id: i64, region: &str, source: &str) -> Option<String> {
+        let (default, _) = self.return_path.as_ref()?;
+        let custom = if self.mail_from.read().is_empty() {
+            None
+        } else {
+            self.mail_from_for(account_id, region, source).filter(|m| m.status == "SUCCESS").map(|m| m.domain)
+        };
+        custom.or_else(|| default.clone())
+    }
+
+    /// The envelope sender for recipient `idx` of a message from `source`, at its return-path
+    /// domain ([`Service::return_path_domain`]).
     pub fn return_path_for(
         &self,
         account_id: i64,
@@ -166,14 +178,9 @@ impl Service {
         message_id: &str,
         idx: i64,
     ) -> Option<String> {
-        let (default, secret) = self.return_path.as_ref()?;
-        let custom = if self.mail_from.read().is_empty() {
-            None
-        } else {
-            self.mail_from_for(account_id, region, source).filter(|m| m.status == "SUCCESS").map(|m| m.domain)
-        };
-        let domain = custom.as_deref().or(default.as_deref())?;
-        Some(weir_mail::feedback::return_path(message_id, idx, domain, secret))
+        let domain = self.return_path_domain(account_id, region, source)?;
+        let (_, secret) = self.return_path.as_ref()?;
+        Some(weir_mail::feedback::return_path(message_id, idx, &domain, secret))
     }
 
     /// Every domain whose return paths come back to the feedback listener.
