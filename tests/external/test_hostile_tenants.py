@@ -706,30 +706,6 @@ def test_links_and_return_paths_made_by_one_node_are_honoured_by_another():
 
 # --- Low: the rest --------------------------------------------------------------------------------
 
-from test_hardening import fill, small_fs  # noqa: E402,F401  (small_fs is a fixture)
-
-
-def test_a_cleanly_stopped_server_starts_on_a_full_disk(small_fs):
-    import signal as _signal
-    with tempfile.TemporaryDirectory() as tmp:
-        w = server(tmp, data=small_fs / "weir")
-        a = sender(w)
-        w.stop(_signal.SIGTERM)
-        # One page kept aside for server.json (which a clean stop removes); none for anything else.
-        (small_fs / "reserve").write_bytes(b"x")
-        fill(small_fs / "filler")
-        (small_fs / "reserve").unlink()
-        w.start()
-        try:
-            assert a.client().get_send_quota()["Max24HourSend"] > 0
-            e = api_error(lambda: a.client().send_email(
-                Source="a@acme.test", Destination={"ToAddresses": ["b@example.net"]},
-                Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}))
-            assert e["Code"] in ("ServiceUnavailable", "TransientFailure", "InternalFailure"), e
-        finally:
-            w.stop()
-
-
 def test_an_unsubscribe_link_is_opaque_and_a_replay_changes_nothing(weir, acct):
     import base64
     from test_contacts import TOPICS, one_click, send, spooled

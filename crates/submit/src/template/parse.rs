@@ -415,6 +415,15 @@ impl Open {
     }
 }
 
+/// Open a block (`chained`: by `{{else if}}`), unless that nests blocks too deep.
+fn open(stack: &mut Vec<Open>, kind: BlockKind, arg: Path, chained: bool, line: usize) -> Result<(), RenderError> {
+    if stack.len() >= MAX_DEPTH {
+        return Err(invalid(format!("line {line}: blocks are nested more than {MAX_DEPTH} deep")));
+    }
+    stack.push(Open { kind, arg, then: vec![], otherwise: vec![], in_else: false, chained, line });
+    Ok(())
+}
+
 /// Parse one part of a template.
 pub(crate) fn parse(src: &str) -> Result<Vec<Node>, RenderError> {
     let mut tokens = tokenize(src)?;
@@ -438,20 +447,7 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Node>, RenderError> {
             Token::Tag { tag, line, .. } => match tag {
                 Tag::Comment => {}
                 Tag::Value { path, escape } => push(&mut stack, &mut top, Node::Value { path, escape }),
-                Tag::Open { kind, arg } => {
-                    if stack.len() >= MAX_DEPTH {
-                        return Err(invalid(format!("line {line}: blocks are nested more than {MAX_DEPTH} deep")));
-                    }
-                    stack.push(Open {
-                        kind,
-                        arg,
-                        then: vec![],
-                        otherwise: vec![],
-                        in_else: false,
-                        chained: false,
-                        line,
-                    });
-                }
+                Tag::Open { kind, arg } => open(&mut stack, kind, arg, false, line)?,
                 Tag::Else | Tag::ElseChain { .. } => {
                     let Some(o) = stack.last_mut() else {
                         return Err(invalid(format!("line {line}: {{{{else}}}} outside a block")));
@@ -461,18 +457,7 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Node>, RenderError> {
                     }
                     o.in_else = true;
                     if let Tag::ElseChain { kind, arg } = tag {
-                        if stack.len() >= MAX_DEPTH {
-                            return Err(invalid(format!("line {line}: blocks are nested more than {MAX_DEPTH} deep")));
-                        }
-                        stack.push(Open {
-                            kind,
-                            arg,
-                            then: vec![],
-                            otherwise: vec![],
-                            in_else: false,
-                            chained: true,
-                            line,
-                        });
+                        open(&mut stack, kind, arg, true, line)?;
                     }
                 }
                 Tag::Close(name) => {
