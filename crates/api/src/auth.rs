@@ -72,8 +72,9 @@ fn owned_headers(headers: &HeaderMap) -> Vec<(String, String)> {
 }
 
 /// Check what the headers alone can prove (known key, date, scope) before the body is read, so
-/// that a stranger cannot make the server hold a large body.
-pub fn precheck(st: &AppState, headers: &HeaderMap, query: &str, flavor: Flavor) -> Result<(), ApiError> {
+/// that a stranger cannot make the server hold a large body. Returns the access key ID the
+/// request claims (not yet proven: its signature covers the body).
+pub fn precheck(st: &AppState, headers: &HeaderMap, query: &str, flavor: Flavor) -> Result<String, ApiError> {
     // weir issues no temporary credentials: a session token is one it cannot vouch for, and
     // ignoring it would accept a request its sender meant to be bound by it.
     let token_in_query = form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "X-Amz-Security-Token");
@@ -95,7 +96,7 @@ pub fn precheck(st: &AppState, headers: &HeaderMap, query: &str, flavor: Flavor)
     if !st.svc.region_known(&check.auth.region) {
         return Err(unknown_region(&check.auth.region, flavor));
     }
-    Ok(())
+    Ok(check.auth.access_key)
 }
 
 /// Verify the request's signature and find its account.

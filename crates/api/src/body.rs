@@ -4,8 +4,11 @@
 //!
 //! A body's signature can only be checked once all of it is here, so anyone who knows an access
 //! key ID can send a body that will fail. Two rules keep such bodies from starving everyone else:
-//! the first [`FREE`] bytes of a body (every ordinary SES request) never draw on the budget, and
-//! no client address may hold more than a quarter of it.
+//! the first [`FREE`] bytes of a body (every ordinary SES request) never draw on the budget; no
+//! client address may hold more than a quarter of it; and the bodies of an access key sent from
+//! addresses where that key has not yet signed a request correctly hold at most a quarter
+//! together, so that someone who only knows a key ID can take neither the whole budget (from
+//! many addresses) nor anything of what its owner's own addresses use.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -45,6 +48,20 @@ pub enum BodyError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Client(u128);
 
+/// Who holds a share: an address, or an access key claimed where it is not proven.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Holder {
+    Address(Client),
+    UnprovenKey(String),
+}
+
+/// Everyone a request's body counts against.
+#[derive(Debug, Clone)]
+pub struct Holders(Vec<Holder>);
+
+/// Most (key, address) pairs remembered as proven; the oldest are forgotten first.
+const PROVEN_PAIRS: usize = 16_384;
+
 impl Client {
     /// The share key of `ip`.
     pub fn of(ip: IpAddr) -> Client {
@@ -62,26 +79,33 @@ impl Client {
 #[derive(Clone)]
 pub struct BodyBudget {
     pool: Arc<Semaphore>,
-    /// Units one client may hold at once.
+    /// Units one holder may hold at once.
     share: u32,
-    held: Arc<Mutex<HashMap<Client, u32>>>,
+    held: Arc<Mutex<HashMap<Holder, u32>>>,
+    /// (key, address) pairs that signed a request correctly, with when (a counter).
+    proven: Arc<Mutex<Proven>>,
 }
+
+/// (key, address) pairs that signed correctly, each with the tick it last did, and the tick.
+type Proven = (HashMap<(String, Client), u64>, u64);
 
 /// A share of the budget, given back when dropped.
 struct Held {
     _permit: OwnedSemaphorePermit,
-    client: Client,
+    holders: Holders,
     units: u32,
-    held: Arc<Mutex<HashMap<Client, u32>>>,
+    held: Arc<Mutex<HashMap<Holder, u32>>>,
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
         let mut held = self.held.lock();
-        if let Some(n) = held.get_mut(&self.client) {
-            *n = n.saturating_sub(self.units);
-            if *n == 0 {
-                held.remove(&self.client);
+        for h in &self.holders.0 {
+            if let Some(n) = held.get_mut(h) {
+                *n = n.saturating_sub(self.units);
+                if *n == 0 {
+                    held.remove(h);
+                }
             }
         }
     }
@@ -95,19 +119,47 @@ impl BodyBudget {
             pool: Arc::new(Semaphore::new(units)),
             share: u32::try_from((units / 4).max(1)).unwrap_or(u32::MAX),
             held: Arc::new(Mutex::new(HashMap::new())),
+            proven: Arc::new(Mutex::new((HashMap::new(), 0))),
         }
     }
 
-    fn take(&self, client: Client, bytes: usize) -> Result<Held, BodyError> {
+    /// Who a body from `ip` claiming access key `key` (the SES APIs) counts against.
+    pub fn holders(&self, ip: IpAddr, key: Option<&str>) -> Holders {
+        let client = Client::of(ip);
+        let mut v = vec![Holder::Address(client)];
+        if let Some(k) = key
+            && !self.proven.lock().0.contains_key(&(k.to_string(), client))
+        {
+            v.push(Holder::UnprovenKey(k.to_string()));
+        }
+        Holders(v)
+    }
+
+    /// `key` signed a request from `ip` correctly: its bodies from there are its owner's.
+    pub fn prove(&self, key: &str, ip: IpAddr) {
+        let mut proven = self.proven.lock();
+        let (pairs, clock) = &mut *proven;
+        *clock += 1;
+        pairs.insert((key.to_string(), Client::of(ip)), *clock);
+        if pairs.len() > PROVEN_PAIRS {
+            let mut ages: Vec<u64> = pairs.values().copied().collect();
+            ages.sort_unstable();
+            let cut = ages[ages.len() / 2];
+            pairs.retain(|_, at| *at > cut);
+        }
+    }
+
+    fn take(&self, holders: &Holders, bytes: usize) -> Result<Held, BodyError> {
         let units = u32::try_from(bytes.div_ceil(UNIT)).map_err(|_| BodyError::Busy)?;
         let mut held = self.held.lock();
-        let mine = held.get(&client).copied().unwrap_or(0);
-        if mine.saturating_add(units) > self.share {
+        if holders.0.iter().any(|h| held.get(h).copied().unwrap_or(0).saturating_add(units) > self.share) {
             return Err(BodyError::Busy);
         }
         let permit = self.pool.clone().try_acquire_many_owned(units).map_err(|_| BodyError::Busy)?;
-        held.insert(client, mine + units);
-        Ok(Held { _permit: permit, client, units, held: self.held.clone() })
+        for h in &holders.0 {
+            *held.entry(h.clone()).or_insert(0) += units;
+        }
+        Ok(Held { _permit: permit, holders: holders.clone(), units, held: self.held.clone() })
     }
 }
 
@@ -118,7 +170,7 @@ pub struct ReadBody {
     _held: Vec<Held>,
 }
 
-/// Read `body` (announced as `content_length`, if known) from `client` within `limit` bytes
+/// Read `body` (announced as `content_length`, if known) for `holders` within `limit` bytes
 /// and `deadline`.
 pub async fn read(
     body: Body,
@@ -126,7 +178,7 @@ pub async fn read(
     limit: usize,
     deadline: Duration,
     budget: &BodyBudget,
-    client: Client,
+    holders: &Holders,
 ) -> Result<ReadBody, BodyError> {
     if content_length.is_some_and(|n| n > limit as u64) {
         return Err(BodyError::TooLarge(limit));
@@ -146,7 +198,7 @@ pub async fn read(
             if buf.len() + data.len() > covered {
                 // Drawn in steps of at least 64 KiB: fewer trips to the budget.
                 let want = (buf.len() + data.len() - covered).max(FREE);
-                held.push(budget.take(client, want)?);
+                held.push(budget.take(holders, want)?);
                 covered += want;
             }
             buf.extend_from_slice(&data);
@@ -173,8 +225,13 @@ pub fn decode_blob(data: &str, member: &str) -> Result<Vec<u8>, crate::error::Ap
 mod tests {
     use super::*;
 
-    const A: Client = Client(1);
-    const B: Client = Client(2);
+    fn a() -> Holders {
+        Holders(vec![Holder::Address(Client(1))])
+    }
+
+    fn b() -> Holders {
+        Holders(vec![Holder::Address(Client(2))])
+    }
 
     fn one_second() -> Duration {
         Duration::from_secs(1)
@@ -183,15 +240,15 @@ mod tests {
     #[tokio::test]
     async fn declared_length_over_the_limit_is_refused_before_reading() {
         let budget = BodyBudget::new(1 << 20);
-        let r = read(Body::from("x".repeat(10)), Some(1_000_000_000_000), 100, one_second(), &budget, A).await;
+        let r = read(Body::from("x".repeat(10)), Some(1_000_000_000_000), 100, one_second(), &budget, &a()).await;
         assert_eq!(r.err(), Some(BodyError::TooLarge(100)));
     }
 
     #[tokio::test]
     async fn small_bodies_never_wait_on_the_budget() {
         let budget = BodyBudget::new(1024);
-        let _big = budget.take(A, 1024).expect("all of it");
-        let r = read(Body::from(vec![b'a'; FREE]), Some(FREE as u64), 1 << 20, one_second(), &budget, B).await;
+        let _big = budget.take(&a(), 1024).expect("all of it");
+        let r = read(Body::from(vec![b'a'; FREE]), Some(FREE as u64), 1 << 20, one_second(), &budget, &b()).await;
         assert_eq!(r.expect("small body").bytes.len(), FREE);
     }
 
@@ -199,13 +256,27 @@ mod tests {
     async fn one_client_holds_at_most_a_quarter_and_others_still_get_theirs() {
         let budget = BodyBudget::new(4 << 20);
         let body = || Body::from(vec![b'a'; FREE + 900_000]);
-        let a = read(body(), None, 4 << 20, one_second(), &budget, A).await.expect("first large body");
-        let again = read(body(), None, 4 << 20, one_second(), &budget, A).await;
+        let first = read(body(), None, 4 << 20, one_second(), &budget, &a()).await.expect("first large body");
+        let again = read(body(), None, 4 << 20, one_second(), &budget, &a()).await;
         assert_eq!(again.err(), Some(BodyError::Busy));
-        let b = read(body(), None, 4 << 20, one_second(), &budget, B).await.expect("another client's");
-        drop((a, b));
+        let other = read(body(), None, 4 << 20, one_second(), &budget, &b()).await.expect("another client's");
+        drop((first, other));
         assert!(budget.held.lock().is_empty());
-        read(body(), None, 4 << 20, one_second(), &budget, A).await.expect("given back");
+        read(body(), None, 4 << 20, one_second(), &budget, &a()).await.expect("given back");
+    }
+
+    #[tokio::test]
+    async fn a_key_claimed_where_it_is_not_proven_holds_at_most_a_quarter_and_never_its_owners_share() {
+        let budget = BodyBudget::new(4 << 20);
+        let body = || Body::from(vec![b'a'; FREE + 900_000]);
+        let owner: IpAddr = "10.0.9.9".parse().expect("ip");
+        budget.prove("AKIAVICTIM", owner);
+        let from = |i: u8| budget.holders(format!("10.0.1.{i}").parse().expect("ip"), Some("AKIAVICTIM"));
+        let _first = read(body(), None, 4 << 20, one_second(), &budget, &from(1)).await.expect("first");
+        let second = read(body(), None, 4 << 20, one_second(), &budget, &from(2)).await;
+        assert_eq!(second.err(), Some(BodyError::Busy), "a second address claiming the same key");
+        let mine = budget.holders(owner, Some("AKIAVICTIM"));
+        read(body(), None, 4 << 20, one_second(), &budget, &mine).await.expect("the owner's own address");
     }
 
     #[test]

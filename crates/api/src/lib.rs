@@ -279,21 +279,22 @@ async fn answer(st: AppState, req: Request<Body>) -> Response {
     }
     // Whoever is not who they claim is refused on the headers alone, before a body is read.
     let early = match target {
-        Target::Admin => admin::authorize(&st, &parts.headers),
-        Target::Ses(flavor) => auth::precheck(&st, &parts.headers, &query, flavor),
+        Target::Admin => admin::authorize(&st, &parts.headers).map(|()| None),
+        Target::Ses(flavor) => auth::precheck(&st, &parts.headers, &query, flavor).map(Some),
     };
-    if let Err(e) = early {
-        return refuse(e);
-    }
-    let client =
-        body::Client::of(parts.extensions.get::<PeerIp>().map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |p| p.0));
-    let read =
-        match body::read(body, content_length, st.cfg.max_body_bytes, st.cfg.body_timeout, &st.body_budget, client)
-            .await
-        {
-            Ok(b) => b,
-            Err(e) => return refuse(body_error(e)),
-        };
+    let key = match early {
+        Ok(k) => k,
+        Err(e) => return refuse(e),
+    };
+    let ip = parts.extensions.get::<PeerIp>().map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |p| p.0);
+    // The body counts against its address, and against the key it claims unless that key has
+    // signed correctly from this address before; each is held to a share of the budget.
+    let holders = st.body_budget.holders(ip, key.as_deref());
+    let limits = (st.cfg.max_body_bytes, st.cfg.body_timeout);
+    let read = match body::read(body, content_length, limits.0, limits.1, &st.body_budget, &holders).await {
+        Ok(b) => b,
+        Err(e) => return refuse(body_error(e)),
+    };
     let raw =
         RawRequest { method: parts.method, path, query, headers: parts.headers, body: read.bytes.clone(), request_id };
     let flavor = match target {
@@ -304,6 +305,7 @@ async fn answer(st: AppState, req: Request<Body>) -> Response {
         Ok(c) => c,
         Err(e) => return e.render(flavor, &raw.request_id),
     };
+    st.body_budget.prove(&caller.account.access_key_id, ip);
     let resp = match flavor {
         Flavor::V1 => v1::handle(&st, &caller, &raw).await,
         Flavor::V2 => v2::handle(&st, &caller, &raw).await,
