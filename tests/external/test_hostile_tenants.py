@@ -838,7 +838,8 @@ def test_the_dashboard_takes_its_token_out_of_the_address_bar(weir):
     assert chromium, "chromium is missing: apt-get install chromium (as .ci/run does)"
     token = (weir.data_dir / "admin-token").read_text().strip()
     port = free_port()
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes may still write to the profile as it is removed.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         p = subprocess.Popen([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                               "--disable-background-networking", "--disable-component-update", "--disable-sync",
                               "--disable-dev-shm-usage", f"--user-data-dir={profile}",

@@ -86,8 +86,9 @@ pub struct BodyBudget {
     proven: Arc<Mutex<Proven>>,
 }
 
-/// (key, address) pairs that signed correctly, each with the tick it last did, and the tick.
-type Proven = (HashMap<(String, Client), u64>, u64);
+/// Per address, the keys that signed correctly from it with the tick each last did; the count of
+/// pairs; and the tick.
+type Proven = (HashMap<Client, HashMap<String, u64>>, usize, u64);
 
 /// A share of the budget, given back when dropped.
 struct Held {
@@ -119,7 +120,7 @@ impl BodyBudget {
             pool: Arc::new(Semaphore::new(units)),
             share: u32::try_from((units / 4).max(1)).unwrap_or(u32::MAX),
             held: Arc::new(Mutex::new(HashMap::new())),
-            proven: Arc::new(Mutex::new((HashMap::new(), 0))),
+            proven: Arc::new(Mutex::new((HashMap::new(), 0, 0))),
         }
     }
 
@@ -128,24 +129,37 @@ impl BodyBudget {
         let client = Client::of(ip);
         let mut v = vec![Holder::Address(client)];
         if let Some(k) = key
-            && !self.proven.lock().0.contains_key(&(k.to_string(), client))
+            && !self.proven.lock().0.get(&client).is_some_and(|keys| keys.contains_key(k))
         {
             v.push(Holder::UnprovenKey(k.to_string()));
         }
         Holders(v)
     }
 
-    /// `key` signed a request from `ip` correctly: its bodies from there are its owner's.
+    /// `key` signed a request from `ip` correctly: its bodies from there are its owner's. On
+    /// every signed request, so a known pair costs a lookup and no allocation.
     pub fn prove(&self, key: &str, ip: IpAddr) {
         let mut proven = self.proven.lock();
-        let (pairs, clock) = &mut *proven;
+        let (pairs, count, clock) = &mut *proven;
         *clock += 1;
-        pairs.insert((key.to_string(), Client::of(ip)), *clock);
-        if pairs.len() > PROVEN_PAIRS {
-            let mut ages: Vec<u64> = pairs.values().copied().collect();
+        let keys = pairs.entry(Client::of(ip)).or_default();
+        match keys.get_mut(key) {
+            Some(at) => *at = *clock,
+            None => {
+                keys.insert(key.to_string(), *clock);
+                *count += 1;
+            }
+        }
+        if *count > PROVEN_PAIRS {
+            // Forget the older half.
+            let mut ages: Vec<u64> = pairs.values().flat_map(|k| k.values().copied()).collect();
             ages.sort_unstable();
             let cut = ages[ages.len() / 2];
-            pairs.retain(|_, at| *at > cut);
+            pairs.retain(|_, keys| {
+                keys.retain(|_, at| *at > cut);
+                !keys.is_empty()
+            });
+            *count = pairs.values().map(HashMap::len).sum();
         }
     }
 
@@ -277,6 +291,21 @@ mod tests {
         assert_eq!(second.err(), Some(BodyError::Busy), "a second address claiming the same key");
         let mine = budget.holders(owner, Some("AKIAVICTIM"));
         read(body(), None, 4 << 20, one_second(), &budget, &mine).await.expect("the owner's own address");
+    }
+
+    #[test]
+    fn proven_pairs_are_bounded_and_the_recent_kept() {
+        let budget = BodyBudget::new(4 << 20);
+        for i in 0..(PROVEN_PAIRS as u32 + 10) {
+            budget.prove(&format!("AKIA{i}"), std::net::Ipv4Addr::from(i).into());
+        }
+        {
+            let (pairs, count, _) = &*budget.proven.lock();
+            assert!(*count <= PROVEN_PAIRS && *count == pairs.values().map(HashMap::len).sum::<usize>());
+        }
+        let last = PROVEN_PAIRS as u32 + 9;
+        let recent = budget.holders(std::net::Ipv4Addr::from(last).into(), Some(&format!("AKIA{last}")));
+        assert_eq!(recent.0.len(), 1, "the latest pair is still proven");
     }
 
     #[test]
