@@ -97,6 +97,15 @@ def api_error(f):
 # --- Templates -----------------------------------------------------------------------------------
 
 
+def render_and_send(ses, template, data):
+    """The errors of TestRenderTemplate and of SendTemplatedEmail with `template` and `data`."""
+    rendered = api_error(lambda: ses.test_render_template(TemplateName=template, TemplateData=data))
+    sent = api_error(lambda: ses.send_templated_email(
+        Source="a@acme.test", Destination={"ToAddresses": ["success@simulator.amazonses.com"]},
+        Template=template, TemplateData=data))
+    return rendered, sent
+
+
 def test_parts_that_include_each_other_are_refused_and_the_server_keeps_running(weir, acct, bystander_account):
     ses, v2 = acct.client(), acct.client("sesv2")
     with Bystander(weir, bystander_account) as b:
@@ -171,12 +180,9 @@ def test_small_data_cannot_render_an_oversized_message_or_balloon_memory(weir, a
     before = rss_mb(weir)
     with Bystander(weir, bystander_account) as b:
         for _ in range(3):
-            e = api_error(lambda: ses.test_render_template(TemplateName="balloon", TemplateData=data))
-            assert e["Code"] == "InvalidRenderingParameter" and "larger than 10485760 bytes" in e["Message"], e
-            e = api_error(lambda: ses.send_templated_email(
-                Source="a@acme.test", Destination={"ToAddresses": ["success@simulator.amazonses.com"]},
-                Template="balloon", TemplateData=data))
-            assert e["Code"] == "InvalidParameterValue" and "larger than 10485760 bytes" in e["Message"], e
+            rendered, sent = render_and_send(ses, "balloon", data)
+            assert rendered["Code"] == "InvalidRenderingParameter" and "larger than 10485760 bytes" in rendered["Message"]
+            assert sent["Code"] == "InvalidParameterValue" and "larger than 10485760 bytes" in sent["Message"], sent
     assert rss_mb(weir) - before < 150, (before, rss_mb(weir))
     b.assert_served()
 
@@ -192,14 +198,10 @@ def test_helpers_ses_does_not_document_are_refused(weir, acct, part):
 def test_a_nul_in_template_data_is_refused_with_a_readable_error(weir, acct):
     ses = acct.client()
     ses.create_template(Template={"TemplateName": "nul", "SubjectPart": "s {{v}}", "TextPart": "{{v}}"})
-    data = json.dumps({"v": "a\u0000b"})
     # botocore parses the XML answer: a NUL in it would fail parsing instead.
-    e = api_error(lambda: ses.test_render_template(TemplateName="nul", TemplateData=data))
-    assert e["Code"] == "InvalidRenderingParameter" and "NUL" in e["Message"], e
-    e = api_error(lambda: ses.send_templated_email(
-        Source="a@acme.test", Destination={"ToAddresses": ["success@simulator.amazonses.com"]},
-        Template="nul", TemplateData=data))
-    assert e["Code"] == "InvalidParameterValue" and "NUL" in e["Message"], e
+    rendered, sent = render_and_send(ses, "nul", json.dumps({"v": "a\u0000b"}))
+    assert rendered["Code"] == "InvalidRenderingParameter" and "NUL" in rendered["Message"], rendered
+    assert sent["Code"] == "InvalidParameterValue" and "NUL" in sent["Message"], sent
 
 
 # --- Request bodies ------------------------------------------------------------------------------
@@ -453,15 +455,23 @@ def test_templates_and_configuration_sets_stop_at_ses_s_limits():
 
 def test_listing_templates_reads_names_not_bodies(weir, acct, bystander_account):
     big = "x" * 450_000
-    create_many(weir, acct, 40, lambda c, i: c.create_email_template(
+    # The report's case: 300 templates of 450 KB, 135 MB that a listing must not read.
+    create_many(weir, acct, 300, lambda c, i: c.create_email_template(
         TemplateName=f"big{i}", TemplateContent={"Subject": "s", "Text": big}))
-    before = rss_mb(weir)
+    before, peak, done = rss_mb(weir), [0.0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_mb(weir))
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
     with Bystander(weir, bystander_account) as b:
-        lister = acct.client()
-        for _ in range(50):
-            got = lister.list_templates(MaxItems=10)
-            assert len(got["TemplatesMetadata"]) == 10 and got["NextToken"]
-    assert rss_mb(weir) - before < 40, (before, rss_mb(weir))
+        create_many(weir, acct, 40, lambda c, i: c.list_email_templates(PageSize=10))
+    done.set()
+    sampler.join()
+    assert peak[0] - before < 40, (before, peak[0])
     b.assert_served()
 
 
