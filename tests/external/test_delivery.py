@@ -328,7 +328,7 @@ def test_lane_controller_pauses_on_4_7_28_in_real_time(mx):
             lane = json.loads(urlopen_admin(w, "/admin/v1/delivery"))["lanes"][f"route:127.0.0.1:{mx.port}"]
             kinds = wait_for(lambda: (k := [e["kind"] for e in json.loads(urlopen_admin(w, "/admin/v1/delivery"))["lanes"][
                 f"route:127.0.0.1:{mx.port}"]["timeline"]]) and "drained" in k and k, what="drained entry")
-            assert kinds[:2] == ["pause", "resume"] and "drained" in kinds, kinds
+            assert kinds[:3] == ["pause", "probe", "resume"] and "drained" in kinds, kinds
             assert "4.7.28" in lane["timeline"][0]["reason"]
             assert lane["timeline"][0]["connections"] == 1
             assert not lane["paused"] and lane["safe_rate_per_minute"] > 0

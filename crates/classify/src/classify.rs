@@ -26,8 +26,17 @@ pub enum Category {
     AuthOrTransport,
     /// Yahoo/AOL TS or TSS deferral.
     YahooDeferral,
-    /// The receiver saw the same Message-ID again.
+    /// The receiver saw the same Message-ID again (Gmail words it as a 4.7.28 about the
+    /// Message-ID's quota): a problem of one message, not of the rate.
     DuplicateMessageId,
+    /// Greylisting: the first attempt of an (IP, sender, recipient) triple is deferred; the same
+    /// envelope is accepted after a window.
+    Greylisted,
+    /// The sending IP is blocked by this provider (Yahoo TSS09/TSS11, Microsoft S3140 and its
+    /// banned-IP codes): retrying soon will not help, and it says nothing about the recipient.
+    IpBlocked,
+    /// The host could not be reached or did not answer (no route, timeout, DNS failure).
+    Unreachable,
     /// The address does not exist (5.1.1).
     InvalidRecipient,
     /// Mailbox full or over quota.
@@ -57,6 +66,9 @@ impl Category {
             Category::AuthOrTransport => "auth_or_transport",
             Category::YahooDeferral => "yahoo_deferral",
             Category::DuplicateMessageId => "duplicate_message_id",
+            Category::Greylisted => "greylisted",
+            Category::IpBlocked => "ip_blocked",
+            Category::Unreachable => "unreachable",
             Category::InvalidRecipient => "invalid_recipient",
             Category::MailboxFull => "mailbox_full",
             Category::Reputation => "reputation",
@@ -64,6 +76,39 @@ impl Category {
             Category::ApiThrottle => "api_throttle",
             Category::TemporaryOther => "temporary_other",
             Category::PermanentOther => "permanent_other",
+        }
+    }
+}
+
+/// What a reply speaks for: the state it changes lives at that scope, and nothing wider is
+/// touched (a mailbox's limit does not slow the lane; a lock-out of the sending IP is not a
+/// problem of each recipient).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// This connection only (a connection cap, a session that ended).
+    Connection,
+    /// The sending IP at this provider: its rate, a lock-out, a block, its reputation.
+    SendingIp,
+    /// One mailbox (recipient): it does not exist, is full, receives too fast, is greylisted.
+    Mailbox,
+    /// One message: its content, its Message-ID, its number of recipients.
+    Message,
+    /// The sending domain's authentication (SPF, DKIM, DMARC, Microsoft's 5.7.515).
+    DomainAuth,
+    /// The network between us and the host (no route, no answer, DNS).
+    Network,
+}
+
+impl Scope {
+    /// Its name in logs and the timeline.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Connection => "connection",
+            Scope::SendingIp => "sending_ip",
+            Scope::Mailbox => "mailbox",
+            Scope::Message => "message",
+            Scope::DomainAuth => "domain_auth",
+            Scope::Network => "network",
         }
     }
 }
@@ -112,6 +157,15 @@ pub enum Action {
     ConfigIncident,
     /// Wait exactly the Retry-After the API gave.
     WaitRetryAfter,
+    /// Greylisted: retry this recipient with the same envelope after the window (the delay the
+    /// reply states, when it states one).
+    Greylisted {
+        /// Seconds the reply asked for.
+        retry_after_s: Option<u32>,
+    },
+    /// The sending IP is blocked at this provider: stop the lane for a long while, alert, and
+    /// keep the recipients (they are not the problem) for a later attempt.
+    BlockLane,
     /// Give up on this recipient.
     Bounce {
         /// SES bounceType.
@@ -130,6 +184,8 @@ pub struct Decision {
     pub category: Category,
     /// What to do.
     pub action: Action,
+    /// What the reply speaks for.
+    pub scope: Scope,
     /// The rule that matched (for logs and incident timelines).
     pub rule: &'static str,
 }
@@ -175,6 +231,43 @@ const fn rule(
 
 /// The table. Order matters: specific clues before generic ones.
 const RULES: &[Rule] = &[
+    // Gmail refuses a Message-ID sent too often with a 4.7.28: the message, not the rate.
+    rule(
+        "duplicate-message-id",
+        Code::Any,
+        Enh::Any,
+        &[
+            "same message-id",
+            "repeated message-id",
+            "duplicate message-id",
+            "message-id is duplicated",
+            "duplicate message id",
+        ],
+        false,
+        Category::DuplicateMessageId,
+    ),
+    rule(
+        "greylisted",
+        Code::Class(4),
+        Enh::Any,
+        &["greylist", "graylist", "grey-list", "gray-list"],
+        false,
+        Category::Greylisted,
+    ),
+    // Blocks of the sending IP, before the TS/TSS deferrals they resemble.
+    rule("yahoo-block", Code::Any, Enh::Any, &["[tss09]", "[tss11]", " tss09", " tss11"], false, Category::IpBlocked),
+    rule(
+        "microsoft-ip-block",
+        Code::Class(5),
+        Enh::Is(7, 511),
+        &["(s3140)", "banned sending ip", "on our block list"],
+        true,
+        Category::IpBlocked,
+    ),
+    rule("microsoft-banned-ip", Code::Class(5), Enh::Range(7, 606, 649), &[], false, Category::IpBlocked),
+    // Microsoft's consumer domains refuse a sending domain without SPF/DKIM/DMARC (5.7.515) or
+    // failing DMARC (5.7.509): the domain's authentication, never the recipient.
+    rule("microsoft-domain-auth", Code::Any, Enh::Range(7, 509, 515), &[], false, Category::AuthOrTransport),
     rule(
         "yahoo-ts",
         Code::Class(4),
@@ -219,14 +312,6 @@ const RULES: &[Rule] = &[
     rule("microsoft-recipient-limit", Code::Any, Enh::Range(2, 121, 122), &[], false, Category::RecipientRateLimited),
     rule("too-many-recipients", Code::Any, Enh::Is(5, 3), &["too many recipients"], true, Category::TooManyRecipients),
     rule(
-        "duplicate-message-id",
-        Code::Any,
-        Enh::Any,
-        &["repeated message-id", "duplicate message-id", "message-id is duplicated"],
-        false,
-        Category::DuplicateMessageId,
-    ),
-    rule(
         "mailbox-full",
         Code::Any,
         Enh::Is(2, 2),
@@ -261,6 +346,8 @@ const RULES: &[Rule] = &[
         Category::Reputation,
     ),
     rule("expired", Code::Any, Enh::Is(4, 7), &["time expired", "delivery time expired"], true, Category::Expired),
+    // x.4.1 no answer, x.4.2 bad connection, x.4.3 routing (DNS) failure, x.4.4 unable to route.
+    rule("unreachable", Code::Class(4), Enh::Range(4, 1, 4), &[], false, Category::Unreachable),
     rule(
         "connection-limit",
         Code::Class(4),
@@ -281,7 +368,15 @@ const RULES: &[Rule] = &[
         "rate-limited",
         Code::Class(4),
         Enh::Any,
-        &["rate limit", "try again later", "throttl", "temporarily deferred", "too fast"],
+        &[
+            "rate limit",
+            "try again later",
+            "throttl",
+            "temporarily deferred",
+            "too fast",
+            "too much mail",
+            "too many messages",
+        ],
         false,
         Category::RateLimited,
     ),
@@ -353,10 +448,14 @@ pub fn classify(r: &Reply, provider: Provider) -> Decision {
         Category::RecipientRateLimited => Action::RetryRecipient,
         Category::TooManyRecipients => Action::SplitTransaction,
         Category::TooManyConnections => Action::FewerConnections,
-        Category::AuthOrTransport if permanent => bounce(BounceType::Transient, "General", false),
+        // The sending domain's authentication: an incident to fix, held and retried; a bad
+        // recipient it is not (a bounce here would count against the sender's bounce rate).
         Category::AuthOrTransport => Action::ConfigIncident,
         Category::DuplicateMessageId if permanent => bounce(BounceType::Transient, "ContentRejected", false),
-        Category::DuplicateMessageId => Action::ConfigIncident,
+        Category::DuplicateMessageId => Action::RetryRecipient,
+        Category::Greylisted => Action::Greylisted { retry_after_s: stated_delay(&r.text) },
+        Category::IpBlocked => Action::BlockLane,
+        Category::Unreachable => Action::RetryRecipient,
         Category::InvalidRecipient => bounce(BounceType::Permanent, "NoEmail", true),
         Category::MailboxFull if permanent => bounce(BounceType::Transient, "MailboxFull", false),
         Category::MailboxFull => Action::RetryRecipient,
@@ -368,7 +467,59 @@ pub fn classify(r: &Reply, provider: Provider) -> Decision {
         Category::TemporaryOther => Action::RetryRecipient,
         Category::PermanentOther => bounce(BounceType::Permanent, "General", false),
     };
-    Decision { category, action, rule }
+    Decision { category, action, scope: scope(category, r), rule }
+}
+
+/// What a reply of `category` speaks for.
+pub fn scope(category: Category, r: &Reply) -> Scope {
+    match category {
+        Category::RateLimited
+        | Category::UnusualRate
+        | Category::YahooDeferral
+        | Category::Reputation
+        | Category::IpBlocked
+        | Category::ApiThrottle => Scope::SendingIp,
+        // A missing or mismatched PTR is the sending IP's; the rest is the domain's.
+        Category::AuthOrTransport if matches!(r.enhanced, Some((_, 7, 23 | 25))) => Scope::SendingIp,
+        Category::AuthOrTransport => Scope::DomainAuth,
+        Category::TooManyConnections => Scope::Connection,
+        Category::TooManyRecipients | Category::DuplicateMessageId => Scope::Message,
+        Category::Unreachable => Scope::Network,
+        Category::Accepted
+        | Category::RecipientRateLimited
+        | Category::Greylisted
+        | Category::InvalidRecipient
+        | Category::MailboxFull
+        | Category::Expired
+        | Category::TemporaryOther
+        | Category::PermanentOther => Scope::Mailbox,
+    }
+}
+
+/// A delay a reply asks for ("try again in 300 seconds", "retry in 5 minutes", "after 60s"),
+/// bounded to a day. Only a number after words of waiting counts.
+pub fn stated_delay(text: &str) -> Option<u32> {
+    let lower = text.to_ascii_lowercase();
+    let words: Vec<&str> = lower.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect();
+    for (i, w) in words.iter().enumerate() {
+        let (digits, unit_inline) = match w.find(|c: char| !c.is_ascii_digit()) {
+            Some(0) => continue,
+            Some(k) => (&w[..k], Some(&w[k..])),
+            None => (*w, None),
+        };
+        let Ok(n) = digits.parse::<u32>() else { continue };
+        let unit = unit_inline.or_else(|| words.get(i + 1).copied()).unwrap_or_default();
+        let secs = match unit {
+            "s" | "sec" | "secs" | "second" | "seconds" => n,
+            "m" | "min" | "mins" | "minute" | "minutes" => n.saturating_mul(60),
+            _ => continue,
+        };
+        let before = &words[i.saturating_sub(3)..i];
+        if before.iter().any(|b| matches!(*b, "in" | "for" | "after" | "wait" | "retry" | "again" | "least")) {
+            return Some(secs.min(86_400));
+        }
+    }
+    None
 }
 
 /// Classify an HTTP answer from an API-style lane (HTTP 429 with Retry-After, or 5xx).
@@ -382,7 +533,7 @@ pub fn classify_http(status: u16) -> Decision {
             Action::Bounce { bounce_type: BounceType::Permanent, subtype: "General", suppress: false },
         ),
     };
-    Decision { category, action, rule: "http" }
+    Decision { category, action, scope: Scope::SendingIp, rule: "http" }
 }
 
 #[cfg(test)]

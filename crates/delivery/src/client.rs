@@ -181,6 +181,24 @@ pub fn lost(peer: &str, e: &ClientError) -> Reply {
     Reply::new(451, Some((4, 4, 2)), format!("{peer}: {e}"))
 }
 
+/// How long a session waits for each step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// The TCP connection.
+    pub connect: Duration,
+    /// The 220 greeting (RFC 5321 suggests 5 minutes: some servers greet late on purpose).
+    pub greeting: Duration,
+    /// Each later reply.
+    pub command: Duration,
+}
+
+impl Timeouts {
+    /// The same timeout for every step (tests).
+    pub fn all(t: Duration) -> Timeouts {
+        Timeouts { connect: t, greeting: t, command: t }
+    }
+}
+
 /// One connection to a receiving server.
 pub struct Client {
     stream: Stream,
@@ -292,14 +310,15 @@ impl Client {
         host: &str,
         port: u16,
         helo: &str,
-        connect_timeout: Duration,
-        command_timeout: Duration,
+        timeouts: Timeouts,
         tls: Option<(Arc<ClientConfig>, &str)>,
     ) -> Result<Client, (Stage, Reply)> {
         let peer = format!("{host}:{port}");
-        let mut c = Client::connect_via(connector, host, port, connect_timeout)
+        let mut c = Client::connect_via(connector, host, port, timeouts.connect)
             .await
             .map_err(|e| (Stage::Connect, Reply::new(451, Some((4, 4, 1)), format!("{peer}: {e}"))))?;
+        c.timeout_for_commands(timeouts.greeting);
+        let command_timeout = timeouts.command;
         let greeting = c.read_reply("greeting").await.map_err(|e| (Stage::Greeting, lost(&peer, &e)))?;
         if !greeting.is_positive() {
             c.quit().await;

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::time::Instant;
-use weir_classify::classify::Category;
+use weir_classify::classify::{Category, Scope, classify};
 use weir_classify::reply::Reply;
 use weir_store::ops::{self, DueRecipient};
 
-use crate::client::{Client, Stage};
+use crate::client::{Client, Stage, Timeouts};
 use crate::engine::{Engine, Job};
 use crate::lane::Lane;
 use crate::outcome::{RcptOutcome, synth, untried};
@@ -20,32 +20,60 @@ use crate::route::{Route, Target};
 impl Engine {
     /// A session with the first target of `route` that takes one, or the stage and reply of the
     /// last refusal.
-    pub(crate) async fn open(&self, route: &Route) -> Result<(Client, Target), (Stage, Reply)> {
+    pub(crate) async fn open(&self, lane: &Lane, route: &Route) -> Result<(Client, Target), (Stage, Reply)> {
         let mut last = (Stage::Connect, synth(451, (4, 4, 1), "No answer from any hosts listed in MX"));
-        for t in &route.targets {
+        // Hosts that did not answer lately are skipped while another MX is left to try.
+        let now = Instant::now();
+        let alive: Vec<&Target> = {
+            let mut dead = self.dead_hosts.lock();
+            dead.retain(|_, until| *until > now);
+            route.targets.iter().filter(|t| !dead.contains_key(&format!("{}:{}", t.host, t.port))).collect()
+        };
+        let targets: Vec<&Target> = if alive.is_empty() { route.targets.iter().collect() } else { alive };
+        let timeouts = Timeouts {
+            connect: self.cfg.connect_timeout,
+            greeting: self.cfg.greeting_timeout,
+            command: self.cfg.command_timeout,
+        };
+        for t in targets {
             let ips = self.router.addrs(&t.host).await;
             let Some(ip) = ips.first() else {
                 last = (Stage::Connect, synth(451, (4, 4, 3), format!("{}: no address found for the MX host", t.host)));
                 continue;
             };
             let tls = self.cfg.starttls.then(|| (self.tls.clone(), t.host.as_str()));
-            let (connect, command) = (self.cfg.connect_timeout, self.cfg.command_timeout);
-            match Client::open(
-                self.connector.as_ref(),
-                &ip.to_string(),
-                t.port,
-                &self.cfg.helo_name,
-                connect,
-                command,
-                tls,
-            )
-            .await
+            match Client::open(self.connector.as_ref(), &ip.to_string(), t.port, &self.cfg.helo_name, timeouts, tls)
+                .await
             {
                 Ok(c) => return Ok((c, t.clone())),
-                Err(refused) => last = refused,
+                Err(refused) => {
+                    if did_not_answer(&refused) {
+                        self.host_did_not_answer(lane, t, &refused.1, route.targets.len() > 1);
+                    }
+                    last = refused;
+                }
             }
         }
         Err(last)
+    }
+
+    /// Remember a host that did not answer, so the next connections go to the other MX hosts.
+    fn host_did_not_answer(&self, lane: &Lane, t: &Target, reply: &Reply, others: bool) {
+        let key = format!("{}:{}", t.host, t.port);
+        let until = Instant::now() + self.cfg.dead_host_for;
+        let fresh = self.dead_hosts.lock().insert(key.clone(), until).is_none();
+        if fresh {
+            let secs = self.cfg.dead_host_for.as_secs();
+            tracing::warn!(lane = %lane.key, host = %key, %reply, skip_seconds = secs,
+                "a mail server did not answer; it is skipped for a while{}",
+                if others { " and the domain's other MX hosts are tried" } else { "" });
+            let changes = lane.note(
+                Instant::now(),
+                "host_skipped",
+                &format!("{key} did not answer ({reply}); skipped for {secs} s"),
+            );
+            self.lane_changes(lane, changes);
+        }
     }
 
     /// Emit lane timeline entries as LaneChange events.
@@ -78,14 +106,10 @@ impl Engine {
                     if bulk_ok { Some(0) } else { q.iter().position(|j| j.rcpts.iter().all(|r| r.priority == 0)) };
                 pos.and_then(|i| q.remove(i))
             };
-            let Some(job) = job else { break };
-            // Durably `sending` from here until the result is recorded: what a crash leaves in
-            // that state is exactly what may have been delivered twice.
-            let ids: Vec<(String, i64)> = job.rcpts.iter().map(|r| (r.message_id.clone(), r.idx)).collect();
-            let now_ms = self.svc.now_ms();
-            if let Err(e) = self.spool.write(move |c| ops::mark_sending(c, &ids, now_ms)).await {
-                tracing::error!(error = %e, "cannot mark recipients as being sent; they go back to the queue when storage recovers");
-                self.unpick(job.rcpts).await;
+            let Some(mut job) = job else { break };
+            // Mailboxes that asked for fewer messages: theirs wait for their turn, unsent.
+            job.rcpts = self.mailbox_turns(&lane, job.rcpts).await;
+            if job.rcpts.is_empty() {
                 continue;
             }
             let wait = lane.reserve(Instant::now());
@@ -98,6 +122,13 @@ impl Engine {
             }
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
+                // A lock-out may have begun meanwhile, allowing one connection: the others give
+                // their work back rather than knock all at once when the wait ends.
+                if lane.leave_if_surplus(Instant::now()) {
+                    lane.queue.lock().push_front(job);
+                    left = true;
+                    break;
+                }
             }
             if lane.limits.cluster_messages_per_minute > 0 {
                 // The lane's share across every node, on top of this node's own pacing.
@@ -108,6 +139,15 @@ impl Engine {
                     }
                     tokio::time::sleep(w).await;
                 }
+            }
+            // Durably `sending` from here until the result is recorded: what a crash leaves in
+            // that state is exactly what may have been delivered twice.
+            let ids: Vec<(String, i64)> = job.rcpts.iter().map(|r| (r.message_id.clone(), r.idx)).collect();
+            let now_ms = self.svc.now_ms();
+            if let Err(e) = self.spool.write(move |c| ops::mark_sending(c, &ids, now_ms)).await {
+                tracing::error!(error = %e, "cannot mark recipients as being sent; they go back to the queue when storage recovers");
+                self.unpick(job.rcpts).await;
+                continue;
             }
             let reuse = conn
                 .as_ref()
@@ -129,7 +169,7 @@ impl Engine {
                 if !gate.is_zero() {
                     tokio::time::sleep(gate).await;
                 }
-                match self.open(&job.route).await {
+                match self.open(&lane, &job.route).await {
                     Ok(c) => {
                         lane.set_established(true);
                         conn = Some(c);
@@ -147,11 +187,27 @@ impl Engine {
             }
             let Some((client, target)) = conn.as_mut() else { continue };
             let mta = format!("{}:{}", target.host, target.port);
-            let (outcomes, untried, closed) = self.transactions(&lane, client, &mta, job.rcpts).await;
+            let (outcomes, untried, closed, locked) = self.transactions(&lane, client, &mta, job.rcpts).await;
             if closed {
                 // The server ended the session (421, close, timeout): never reused.
                 conn = None;
                 lane.set_established(false);
+            }
+            if let Some(reply) = locked {
+                // MAIL FROM refused for the sending IP: nothing was offered for these
+                // recipients. The lane learns it once; they and the lane's queue wait.
+                let changes =
+                    lane.on_reply(Instant::now(), classify(&reply, lane.provider).category, &reply.to_string());
+                self.lane_changes(&lane, changes);
+                let mut rcpts = untried;
+                for j in lane.queue.lock().drain(..) {
+                    rcpts.extend(j.rcpts);
+                }
+                self.set_aside(&lane, rcpts, &reply).await;
+                if !outcomes.is_empty() {
+                    self.finish(&lane.key, lane.provider, outcomes).await;
+                }
+                continue;
             }
             if !untried.is_empty() {
                 // Recipients the closed session never reached go back to the lane, first in line.
@@ -185,38 +241,123 @@ impl Engine {
         }
     }
 
-    /// The receiver refused a connection (or it failed) before a session. The lane uses fewer
-    /// connections and waits before the next; the rate is left alone, except for replies that
-    /// say something about the sender (4.7.28, TS04, reputation, authentication), which go to the
-    /// controller as any reply would. With other connections of the lane open, the job goes back
-    /// to the queue untried and `true` says this task should end; alone, the lane's queued
-    /// recipients are deferred with the reply.
-    pub(crate) async fn connection_refused(&self, lane: &Arc<Lane>, job: Job, stage: Stage, reply: Reply) -> bool {
-        let category = weir_classify::classify::category(&reply, lane.provider).0;
-        tracing::debug!(lane = %lane.key, stage = stage.as_str(), %reply, "connection refused");
-        let changes = lane.on_connection_refused(Instant::now(), &reply.to_string());
-        self.lane_changes(lane, changes);
-        if matches!(
-            category,
-            Category::UnusualRate | Category::YahooDeferral | Category::Reputation | Category::AuthOrTransport
-        ) {
-            let changes = lane.on_reply(Instant::now(), category, &reply.to_string());
-            self.lane_changes(lane, changes);
+    /// Recipients whose mailbox asked for fewer messages and whose turn has not come are put
+    /// back in the queue until it does (no attempt counted); the others are returned.
+    async fn mailbox_turns(&self, lane: &Lane, rcpts: Vec<DueRecipient>) -> Vec<DueRecipient> {
+        let now = self.svc.now_ms();
+        let (mut go, mut wait) = (Vec::with_capacity(rcpts.len()), Vec::new());
+        {
+            let mut paces = self.mailboxes.lock();
+            if paces.is_empty() {
+                return rcpts;
+            }
+            for r in rcpts {
+                match paces.turn(&r.address, now) {
+                    Some(at) => wait.push((r, at)),
+                    None => go.push(r),
+                }
+            }
         }
+        if !wait.is_empty() {
+            let rows: Vec<((String, i64), i64)> =
+                wait.iter().map(|(r, at)| ((r.message_id.clone(), r.idx), *at)).collect();
+            let reason = "waiting for the mailbox's pace (it asked for fewer messages)".to_string();
+            let write = self.spool.write(move |c| {
+                for (id, at) in &rows {
+                    ops::postpone(c, std::slice::from_ref(id), *at, &reason)?;
+                }
+                Ok(())
+            });
+            match write.await {
+                Ok(()) => self.release(wait.iter().map(|(r, _)| r)),
+                Err(e) => {
+                    tracing::error!(lane = %lane.key, error = %e, "cannot put paced recipients back; they go now");
+                    go.extend(wait.into_iter().map(|(r, _)| r));
+                }
+            }
+        }
+        go
+    }
+
+    /// Recipients not offered to the receiver because it refused the sending IP or the
+    /// connection: back to the queue until the lane may try again, no attempt counted, no
+    /// backoff advanced. Those whose retry window is over expire now.
+    pub(crate) async fn set_aside(&self, lane: &Lane, rcpts: Vec<DueRecipient>, reply: &Reply) {
+        if rcpts.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let wait = lane.retry_wait(now).max(Duration::from_secs(1));
+        let now_ms = self.svc.now_ms();
+        let at = now_ms + wait.as_millis() as i64;
+        let (expired, waiting): (Vec<DueRecipient>, Vec<DueRecipient>) =
+            rcpts.into_iter().partition(|r| at > r.created_ms + self.retry_window_ms(r));
+        if !expired.is_empty() {
+            self.finish(&lane.key, lane.provider, untried(expired, reply, true)).await;
+        }
+        if waiting.is_empty() {
+            return;
+        }
+        lane.hold_until(now + wait);
+        let ids: Vec<(String, i64)> = waiting.iter().map(|r| (r.message_id.clone(), r.idx)).collect();
+        let text = reply.to_string();
+        tracing::info!(lane = %lane.key, reply = %text, recipients = ids.len(), wait_seconds = wait.as_secs(),
+            "the receiver refused before any recipient was offered; they wait without an attempt counted");
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let (ids, text) = (ids.clone(), text.clone());
+            if self.spool.write(move |c| ops::postpone(c, &ids, at, &text)).await.is_ok() {
+                break;
+            }
+            if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+        self.release(waiting.iter());
+    }
+
+    /// How long after acceptance `r` may still be retried (its configuration set may shorten it).
+    pub(crate) fn retry_window_ms(&self, r: &DueRecipient) -> i64 {
+        let window = self.cfg.schedule.window.as_millis() as i64;
+        self.options(r).max_delivery_ms.map_or(window, |m| m.min(window))
+    }
+
+    /// The receiver refused a connection (or it failed) before a session. The reply acts at its
+    /// scope: a connection cap lowers the lane's connections; a lock-out, block or
+    /// authentication refusal goes to the controller as any reply would; a host that did not
+    /// answer was remembered by `open`. New connections wait (doubling). With other connections
+    /// of the lane open, the job goes back to the queue and `true` says this task should end;
+    /// alone, the job and the lane's queue wait until the lane may try again, without an attempt
+    /// counted for any recipient: none was offered.
+    pub(crate) async fn connection_refused(&self, lane: &Arc<Lane>, job: Job, stage: Stage, reply: Reply) -> bool {
+        let d = classify(&reply, lane.provider);
+        tracing::debug!(lane = %lane.key, stage = stage.as_str(), %reply, scope = d.scope.as_str(), "connection refused");
+        let now = Instant::now();
+        let changes = match d.scope {
+            Scope::Connection => lane.on_connection_refused(now, &reply.to_string()),
+            Scope::SendingIp | Scope::DomainAuth => {
+                lane.gate_after_refusal(now);
+                lane.on_reply(now, d.category, &reply.to_string())
+            }
+            _ => {
+                lane.gate_after_refusal(now);
+                Vec::new()
+            }
+        };
+        self.lane_changes(lane, changes);
         // Other connections of the lane are open or still opening: the receiver is there, this
         // one was over its cap. The job waits for them.
-        if lane.established() > 0 || *lane.connections.lock() > 1 {
+        if d.scope == Scope::Connection && (lane.established() > 0 || *lane.connections.lock() > 1) {
             lane.queue.lock().push_front(job);
             return true;
         }
-        // The only connection of the lane was refused: the receiver takes nothing now. This job
-        // and everything queued behind it are deferred with that reply (as an MTA marks a
-        // destination dead), rather than tried one by one against it.
-        let mut jobs = vec![job];
-        jobs.extend(lane.queue.lock().drain(..));
-        for job in jobs {
-            self.finish(&lane.key, lane.provider, untried(job.rcpts, &reply, true)).await;
+        let mut rcpts = job.rcpts;
+        for j in lane.queue.lock().drain(..) {
+            rcpts.extend(j.rcpts);
         }
+        self.set_aside(lane, rcpts, &reply).await;
         false
     }
 
@@ -254,7 +395,7 @@ impl Engine {
         client: &mut Client,
         mta: &str,
         rcpts: Vec<DueRecipient>,
-    ) -> (Vec<RcptOutcome>, Vec<DueRecipient>, bool) {
+    ) -> (Vec<RcptOutcome>, Vec<DueRecipient>, bool, Option<Reply>) {
         let mut outcomes = Vec::with_capacity(rcpts.len());
         let body = match self.spool.read(|c| ops::spool_body(c, &rcpts[0].message_id)) {
             Ok(Some(b)) => b,
@@ -268,7 +409,7 @@ impl Engine {
                     tls: false,
                     refused_connection: false,
                 }));
-                return (outcomes, Vec::new(), false);
+                return (outcomes, Vec::new(), false, None);
             }
         };
         let body = self.signed_body(&rcpts[0], body).await;
@@ -282,7 +423,7 @@ impl Engine {
         let mut first_txn = true;
         while !pending.is_empty() {
             if !first_txn && client.rset().await.map(|r| !r.is_positive()).unwrap_or(true) {
-                return (outcomes, pending.into(), true);
+                return (outcomes, pending.into(), true, None);
             }
             first_txn = false;
             let chunk: Vec<DueRecipient> = pending.drain(..per_txn.min(pending.len())).collect();
@@ -312,6 +453,16 @@ impl Engine {
                 .return_path_for(first.account_id, &first.region, &first.mail_from, &first.message_id, first.idx)
                 .unwrap_or_else(|| first.mail_from.clone());
             let txn = client.send(&mail_from, &addrs, &body).await;
+            // MAIL FROM refused for the sending IP (a lock-out, a block): no recipient was
+            // offered; they go back unsent with the reply that stands for the lane.
+            if !txn.mail.is_positive() {
+                let d = classify(&txn.mail, lane.provider);
+                if matches!(d.category, Category::UnusualRate | Category::YahooDeferral | Category::IpBlocked) {
+                    let mut back: Vec<DueRecipient> = chunk;
+                    back.extend(pending);
+                    return (outcomes, back, true, Some(txn.mail));
+                }
+            }
             let mut again = Vec::new();
             let n = chunk.len();
             for (rcpt, rr) in chunk.into_iter().zip(txn.rcpts) {
@@ -342,9 +493,15 @@ impl Engine {
                 }
             }
             if txn.closed {
-                return (outcomes, pending.into(), true);
+                return (outcomes, pending.into(), true, None);
             }
         }
-        (outcomes, Vec::new(), false)
+        (outcomes, Vec::new(), false, None)
     }
+}
+
+/// The host never answered: no TCP connection, or no greeting (a timeout, a close). A reply the
+/// server wrote is the server speaking, not a dead host.
+fn did_not_answer((stage, reply): &(Stage, Reply)) -> bool {
+    matches!(stage, Stage::Connect | Stage::Greeting) && matches!(reply.enhanced, Some((4, 4, 1 | 2)))
 }

@@ -44,6 +44,13 @@ pub struct DeliveryConfig {
     pub schedule: Schedule,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
+    /// How long to wait for a server's greeting.
+    pub greeting_timeout: Duration,
+    /// A host that did not answer (no connection, no greeting) is skipped for this long in
+    /// favour of the domain's other MX hosts.
+    pub dead_host_for: Duration,
+    /// Retry a greylisted recipient after this long, when the reply states no delay.
+    pub greylist_retry: Duration,
     /// Timeout for each reply.
     pub command_timeout: Duration,
     /// Try STARTTLS when offered.
@@ -62,6 +69,9 @@ impl Default for DeliveryConfig {
             poll_interval: Duration::from_millis(200),
             schedule: Schedule::default(),
             connect_timeout: Duration::from_secs(30),
+            greeting_timeout: Duration::from_secs(300),
+            dead_host_for: Duration::from_secs(300),
+            greylist_retry: Duration::from_secs(300),
             command_timeout: Duration::from_secs(120),
             starttls: true,
             lanes: HashMap::new(),
@@ -167,6 +177,10 @@ pub struct Engine {
     pub(crate) stopping: AtomicBool,
     /// Recipients caught mid-send by the last stop are still to be requeued.
     pub(crate) requeue_pending: AtomicBool,
+    /// Hosts (`host:port`) that did not answer, skipped until the instant given.
+    pub(crate) dead_hosts: Mutex<HashMap<String, Instant>>,
+    /// Mailboxes that asked for fewer messages (4.2.1): the earliest next message to each.
+    pub(crate) mailboxes: Mutex<crate::mailbox::Paces>,
 }
 
 impl Engine {
@@ -193,6 +207,8 @@ impl Engine {
             possible_duplicates: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             requeue_pending: AtomicBool::new(true),
+            dead_hosts: Mutex::new(HashMap::new()),
+            mailboxes: Mutex::new(crate::mailbox::Paces::default()),
         })
     }
 

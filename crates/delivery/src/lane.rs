@@ -108,6 +108,11 @@ pub struct Lane {
     controller: Mutex<Controller>,
     /// Next instant a message may start.
     next_slot: Mutex<Instant>,
+    /// Recipients of this lane wait in the spool until this instant (set aside after a refusal,
+    /// or deferred while the lane was throttled): the lane is not drained before.
+    waiting_until: Mutex<Option<Instant>>,
+    /// The controller's clean interval: the shortest wait after a throttling reply.
+    step_interval: Duration,
     /// Wall-clock origin for the controller's milliseconds.
     epoch: Instant,
 }
@@ -126,6 +131,8 @@ impl Lane {
             dispatch_pending: AtomicBool::new(false),
             controller: Mutex::new(Controller::new(limits.pacing(template), 0)),
             next_slot: Mutex::new(Instant::now()),
+            waiting_until: Mutex::new(None),
+            step_interval: Duration::from_millis(template.step_interval_ms),
             epoch: Instant::now(),
         }
     }
@@ -199,19 +206,23 @@ impl Lane {
         self.established.load(Ordering::Relaxed)
     }
 
-    /// A connection was refused or failed before a session: fewer connections (once per event
-    /// window), and new connections wait, doubling from one second up to a minute while refusals
-    /// go on. Refusals of connections opened together (before the current wait was set) are one
-    /// event: they do not lengthen the wait. Returns the timeline entries it caused.
-    pub fn on_connection_refused(&self, now: Instant, reason: &str) -> Vec<TimelineEntry> {
-        {
-            let mut r = self.reconnect.lock();
-            if r.0.is_none_or(|until| now >= until) {
-                let wait = Duration::from_secs(1u64 << r.1.min(6)).min(Duration::from_secs(60));
-                r.0 = Some(now + wait);
-                r.1 += 1;
-            }
+    /// A connection was refused or failed before a session: new connections wait, doubling
+    /// from one second up to a minute while refusals go on. Refusals of connections opened
+    /// together (before the current wait was set) are one event: they do not lengthen the wait.
+    pub fn gate_after_refusal(&self, now: Instant) {
+        let mut r = self.reconnect.lock();
+        if r.0.is_none_or(|until| now >= until) {
+            let wait = Duration::from_secs(1u64 << r.1.min(6)).min(Duration::from_secs(60));
+            r.0 = Some(now + wait);
+            r.1 += 1;
         }
+    }
+
+    /// The receiver refused a connection for their number: fewer connections (once per event
+    /// window), and new connections wait (see [`Lane::gate_after_refusal`]). Returns the
+    /// timeline entries it caused.
+    pub fn on_connection_refused(&self, now: Instant, reason: &str) -> Vec<TimelineEntry> {
+        self.gate_after_refusal(now);
         let established = self.established() as u32;
         self.changes(now, |c, t| {
             c.on_tick(t);
@@ -233,13 +244,30 @@ impl Lane {
     }
 
     /// When to try again a recipient deferred because the lane was throttled: when its pause
-    /// is over, and not sooner than a minute.
+    /// is over, and not sooner than one clean interval of the controller.
     pub fn retry_after_throttle(&self, now: Instant) -> Duration {
+        self.retry_wait(now).max(self.step_interval)
+    }
+
+    /// How long until the lane may try the receiver again: the end of its pause or of the wait
+    /// after refused connections, whichever is later.
+    pub fn retry_wait(&self, now: Instant) -> Duration {
         let paused = self
             .allowance(now)
             .paused_until
             .map_or(Duration::ZERO, |until| Duration::from_millis(until.saturating_sub(self.ms(now))));
-        paused.max(Duration::from_secs(60))
+        paused.max(self.reconnect_wait(now))
+    }
+
+    /// Recipients of this lane wait in the spool until `until`.
+    pub fn hold_until(&self, until: Instant) {
+        let mut w = self.waiting_until.lock();
+        *w = Some(w.map_or(until, |u| u.max(until)));
+    }
+
+    /// A timeline entry the engine writes (a host skipped, …); returns it as added.
+    pub fn note(&self, now: Instant, kind: &'static str, reason: &str) -> Vec<TimelineEntry> {
+        self.changes(now, |c, t| c.note_event(t, kind, reason))
     }
 
     /// How long a new connection must wait after refusals.
@@ -247,8 +275,12 @@ impl Lane {
         self.reconnect.lock().0.map_or(Duration::ZERO, |t| t.saturating_duration_since(now))
     }
 
-    /// The lane's queue is empty and its last connection is closing.
+    /// The lane's queue is empty and its last connection is closing. Not drained while some of
+    /// its recipients wait in the spool for the lane.
     pub fn drained(&self, now: Instant) -> Vec<TimelineEntry> {
+        if self.waiting_until.lock().is_some_and(|u| u > now) {
+            return Vec::new();
+        }
         self.changes(now, |c, t| c.on_drained(t))
     }
 

@@ -20,6 +20,7 @@ pub mod client;
 mod connection;
 pub mod engine;
 pub mod lane;
+pub mod mailbox;
 mod outcome;
 pub mod route;
 mod scheduler;

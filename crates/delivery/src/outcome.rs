@@ -101,6 +101,12 @@ impl Engine {
         let mut suppress_now: Vec<DueRecipient> = Vec::new();
         for o in &outcomes {
             let d = classify(&o.reply, provider);
+            if d.category == Category::Accepted {
+                let mut paces = self.mailboxes.lock();
+                if !paces.is_empty() {
+                    paces.accepted(&o.rcpt.address, now);
+                }
+            }
             if let Some(l) = lane.as_ref().filter(|_| !o.refused_connection) {
                 for change in l.on_reply(Instant::now(), d.category, &o.reply.to_string()) {
                     let mut v = serde_json::to_value(&change).unwrap_or(Value::Null);
@@ -157,8 +163,12 @@ impl Engine {
                     ("bounced", 0, false)
                 }
                 action => {
-                    if matches!(action, Action::ConfigIncident) {
-                        tracing::error!(lane = %lane_key, reply = %reply_text, "configuration incident: fix authentication/transport");
+                    match action {
+                        Action::ConfigIncident => tracing::error!(lane = %lane_key, reply = %reply_text,
+                            scope = d.scope.as_str(), "the receiver refuses the sender's authentication or transport: fix it; mail waits and is retried"),
+                        Action::BlockLane => tracing::error!(lane = %lane_key, reply = %reply_text,
+                            "the receiver blocks the sending IP: the lane stops for a while; delisting is done with the provider"),
+                        _ => {}
                     }
                     let attempt = o.rcpt.attempts as u32 + 1;
                     let scheduled =
@@ -168,20 +178,38 @@ impl Engine {
                         Some(max) => scheduled.filter(|t| *t <= o.rcpt.created_ms + max),
                         None => scheduled,
                     };
-                    let next = match (d.category, &lane) {
-                        (Category::TooManyRecipients, _) => Some(now + 1000),
+                    let next = match (d.action, d.category, &lane) {
+                        (_, Category::TooManyRecipients, _) => Some(now + 1000),
+                        // Greylisted: just after the window (the one the reply states, else the
+                        // configured one), never sooner; the envelope is the same every time.
+                        (Action::Greylisted { retry_after_s }, _, _) => {
+                            let window =
+                                retry_after_s.map_or(self.cfg.greylist_retry, |s| Duration::from_secs(u64::from(s)));
+                            let at = now + window.as_millis() as i64 + 1000;
+                            (at <= o.rcpt.created_ms + self.retry_window_ms(&o.rcpt)).then_some(at)
+                        }
+                        // The mailbox receives too fast: this message takes the mailbox's next
+                        // turn, and its other messages queue behind it.
+                        (_, Category::RecipientRateLimited, _) => {
+                            let at = self.mailboxes.lock().refused(&o.rcpt.address, now);
+                            (at <= o.rcpt.created_ms + self.retry_window_ms(&o.rcpt)).then_some(at)
+                        }
                         // The lane was throttled, not this recipient: it is tried again when the
                         // lane may send again (its pause over, or a minute), not after the
                         // recipient backoff, which only lengthens the drain. Only with pacing on:
                         // a lane that does not slow down would just be refused again.
                         (
+                            _,
                             Category::RateLimited
                             | Category::YahooDeferral
                             | Category::UnusualRate
+                            | Category::IpBlocked
                             | Category::TooManyConnections,
                             Some(l),
                         ) if self.cfg.pacing.adaptive => {
-                            scheduled.map(|t| t.min(now + l.retry_after_throttle(Instant::now()).as_millis() as i64))
+                            let wait = l.retry_after_throttle(Instant::now());
+                            l.hold_until(Instant::now() + wait);
+                            scheduled.map(|t| t.min(now + wait.as_millis() as i64))
                         }
                         _ => scheduled,
                     };
@@ -330,9 +358,12 @@ impl Engine {
 
 fn delay_type(c: Category) -> &'static str {
     match c {
-        Category::RateLimited | Category::UnusualRate | Category::YahooDeferral | Category::RecipientRateLimited => {
-            "RecipientServerError"
-        }
+        Category::RateLimited
+        | Category::UnusualRate
+        | Category::YahooDeferral
+        | Category::IpBlocked
+        | Category::Greylisted
+        | Category::RecipientRateLimited => "RecipientServerError",
         Category::MailboxFull => "MailboxFull",
         Category::AuthOrTransport => "TransientCommunicationFailure",
         Category::TooManyRecipients => "TooManyRequests",

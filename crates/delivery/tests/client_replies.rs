@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
-use weir_delivery::client::{Client, Stage, TcpConnector};
+use weir_delivery::client::{Client, Stage, TcpConnector, Timeouts};
 
 /// What the receiver does in answer to one command.
 #[derive(Clone)]
@@ -94,7 +94,7 @@ fn normal(cmd: &str) -> Vec<Step> {
 const SECOND: Duration = Duration::from_secs(1);
 
 async fn session(port: u16) -> Result<Client, (Stage, weir_classify::reply::Reply)> {
-    Client::open(&TcpConnector, "127.0.0.1", port, "weir.test", SECOND, SECOND, None).await
+    Client::open(&TcpConnector, "127.0.0.1", port, "weir.test", Timeouts::all(SECOND), None).await
 }
 
 fn rcpts(n: usize) -> Vec<String> {
@@ -272,7 +272,7 @@ async fn starttls_421_ends_the_session_with_that_reply() {
     .await;
     let tls = weir_delivery::client::opportunistic_tls();
     let (stage, reply) =
-        Client::open(&TcpConnector, "127.0.0.1", port, "weir.test", SECOND, SECOND, Some((tls, "mx.test")))
+        Client::open(&TcpConnector, "127.0.0.1", port, "weir.test", Timeouts::all(SECOND), Some((tls, "mx.test")))
             .await
             .err()
             .expect("refused");
@@ -289,7 +289,7 @@ async fn failed_tls_handshake_is_a_starttls_stage_failure() {
     .await;
     let tls = weir_delivery::client::opportunistic_tls();
     let (stage, reply) =
-        Client::open(&TcpConnector, "127.0.0.1", port, "weir.test", SECOND, SECOND, Some((tls, "mx.test")))
+        Client::open(&TcpConnector, "127.0.0.1", port, "weir.test", Timeouts::all(SECOND), Some((tls, "mx.test")))
             .await
             .err()
             .expect("refused");

@@ -7,8 +7,13 @@
 //!   decrease of rate and connections, remembering the rate that was refused as a ceiling;
 //!   recovery is stepwise (25 % of normal per clean interval) up to just under that ceiling,
 //!   then slow probing above it — never a snap back;
-//! - Gmail 4.7.28: pause at least 10 minutes, resume with one connection, add connections one at
-//!   a time only after a clean interval;
+//! - a lock-out of the sending IP (Gmail 4.7.28, Yahoo TS/TSS, a block): one incident, however
+//!   many refusals it produces. The lane waits it out, then one connection probes; a refused
+//!   probe doubles the wait (no new cut, no parallel knocking); an accepted probe resumes the lane
+//!   at a fraction of the rate that triggered it, which climbs back geometrically towards the
+//!   last rate known to pass;
+//! - replies that blame the number of connections are trusted once: if fewer connections do not
+//!   stop them, the rate is lowered instead (learn from what happens, not from the wording);
 //! - authentication/TLS/PTR (4.7.23–4.7.40): a configuration incident; bulk mail is held, the
 //!   rate is not the problem and is left alone;
 //! - HTTP 429 / Retry-After: pause for exactly that long;
@@ -55,6 +60,13 @@ pub struct PacingConfig {
     pub incident_clear_ms: Millis,
     /// Lowest rate ever used, messages per minute.
     pub min_rate_per_min: f64,
+    /// Growth per clean interval while climbing back under a known ceiling (geometric).
+    pub climb_factor: f64,
+    /// Longest wait between probes of a lock-out, ms.
+    pub max_lockout_ms: Millis,
+    /// Wait after a block of the sending IP (Yahoo TSS09/TSS11, Microsoft S3140) before one
+    /// connection tries again, ms.
+    pub block_pause_ms: Millis,
     /// Adapt to the replies. Off, the lane keeps its normal rate and connections whatever the
     /// receivers say (the simulator's fixed-rate and Postfix-like baselines run this way).
     pub adaptive: bool,
@@ -77,6 +89,9 @@ impl Default for PacingConfig {
             pause_ms: 600_000,
             incident_clear_ms: 600_000,
             min_rate_per_min: 1.0,
+            climb_factor: 1.5,
+            max_lockout_ms: 4 * 3_600_000,
+            block_pause_ms: 3_600_000,
             adaptive: true,
         }
     }
@@ -101,8 +116,9 @@ pub struct Allowance {
 pub struct TimelineEntry {
     /// When.
     pub at: Millis,
-    /// `pause`, `resume`, `slow_down`, `fewer_connections`, `step_up`, `warmup_step`,
-    /// `warmup_fallback`, `incident`, `incident_cleared`, `retry_after`, `drained`.
+    /// `pause` (a lock-out begins), `probe` (one connection tries), `probe_refused`, `resume`,
+    /// `blocked`, `slow_down`, `fewer_connections`, `step_up`, `warmup_step`, `warmup_fallback`,
+    /// `incident`, `incident_cleared`, `retry_after`, `drained`.
     pub kind: &'static str,
     /// The reply (or reason) that triggered it.
     pub reason: String,
@@ -110,6 +126,17 @@ pub struct TimelineEntry {
     pub rate_per_min: f64,
     /// Connections after the change.
     pub connections: u32,
+}
+
+/// A lock-out of the sending IP by the receiver, from its first refusal until a probe is
+/// accepted: one incident, however many refusals arrive meanwhile.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Lockout {
+    since: Millis,
+    /// The wait before the next probe (doubles on each refused probe).
+    wait_ms: Millis,
+    /// The wait is over and one connection is trying.
+    probing: bool,
 }
 
 /// The controller of one lane.
@@ -143,6 +170,11 @@ pub struct Controller {
     clean_at_conn_ceiling: u32,
     /// When connections were last lowered for a refused connection (one change per window).
     last_conn_cut: Option<Millis>,
+    /// The connections allowed right after that cut: complaints about connections that go on
+    /// at or under it show that the number of connections was not the problem.
+    conns_after_cut: Option<u32>,
+    /// The lock-out in progress.
+    lockout: Option<Lockout>,
     /// The highest rate held without a throttling reply for a whole proof window (`pause_ms`):
     /// known to be accepted. One clean step interval proves little when the receiver counts
     /// over a longer window than the interval.
@@ -193,6 +225,8 @@ impl Controller {
             conn_ceiling: None,
             clean_at_conn_ceiling: 0,
             last_conn_cut: None,
+            conns_after_cut: None,
+            lockout: None,
             proven_rate: None,
             level_since: now,
 
@@ -240,6 +274,11 @@ impl Controller {
         });
     }
 
+    /// An entry the caller observed (a host skipped, …), with the lane's current rate.
+    pub fn note_event(&mut self, at: Millis, kind: &'static str, reason: &str) {
+        self.note(at, kind, reason);
+    }
+
     /// The incident timeline.
     pub fn timeline(&self) -> &[TimelineEntry] {
         &self.timeline
@@ -277,8 +316,33 @@ impl Controller {
                 while self.accepted_secs.front().is_some_and(|(s, _)| sec.saturating_sub(*s) > 10) {
                     self.accepted_secs.pop_front();
                 }
+                if self.lockout.is_some_and(|l| l.probing) {
+                    // The clean interval runs from the probe's start: connections come back one
+                    // per clean interval from there.
+                    self.lockout = None;
+                    let words = format!("the receiver accepted mail again; resumed at {:.0}/min", self.rate);
+                    self.note(now, "resume", &words);
+                }
             }
-            Category::RateLimited | Category::YahooDeferral | Category::Reputation => {
+            Category::RateLimited | Category::Reputation => self.slow_down(now, reply),
+            Category::UnusualRate | Category::YahooDeferral => self.locked_out(now, reply, false),
+            Category::IpBlocked => self.locked_out(now, reply, true),
+            Category::TooManyConnections => self.connection_complaint(now, None, true, reply),
+            Category::AuthOrTransport => {
+                self.incident_last = now;
+                if self.incident_since.is_none() {
+                    self.incident_since = Some(now);
+                    self.note(now, "incident", reply);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A throttling reply: multiplicative decrease, remembering the refused rate as a ceiling.
+    fn slow_down(&mut self, now: Millis, reply: &str) {
+        {
+            {
                 self.deferred += 1;
                 if self.paused_until.is_some_and(|u| u > now) {
                     return;
@@ -316,41 +380,67 @@ impl Controller {
                     self.note(now, "slow_down", reply);
                 }
             }
-            Category::UnusualRate => {
-                self.deferred += 1;
-                if self.paused_until.is_some_and(|u| u > now) {
-                    return;
-                }
+        }
+    }
+
+    /// The receiver locks the sending IP out (4.7.28, TS/TSS deferrals) or blocks it. While the
+    /// lock-out lasts every refusal belongs to the same incident: refusals during the wait are
+    /// answers to attempts already made; a refused probe doubles the wait, and nothing else.
+    fn locked_out(&mut self, now: Millis, reply: &str, blocked: bool) {
+        self.deferred += 1;
+        if self.paused_until.is_some_and(|u| u > now) {
+            return;
+        }
+        if let Some(l) = self.lockout.as_mut() {
+            let base = if blocked { self.cfg.block_pause_ms } else { self.cfg.pause_ms };
+            l.wait_ms = l.wait_ms.saturating_mul(2).max(base).min(self.cfg.max_lockout_ms.max(base));
+            l.probing = false;
+            let wait = l.wait_ms;
+            self.paused_until = Some(now + wait);
+            self.conns = 1;
+            let words = format!("{reply} — still locked out; one connection tries again in about {} s", wait / 1000);
+            self.note(now, "probe_refused", &words);
+            return;
+        }
+        {
+            {
                 let refused = self.rate;
-                self.rate = (refused * self.cfg.decrease * self.cfg.decrease).max(self.cfg.min_rate_per_min);
+                // Resume at a fraction of the refused rate, and not above what the receiver was
+                // measured to take just before (a receiver counting over a window lets a burst
+                // through before it locks the sender out).
+                let measured = self.measured_rate(now);
+                let mut resume = refused * self.cfg.decrease * self.cfg.decrease;
+                if let Some(m) = measured {
+                    resume = resume.min(m * self.cfg.ceiling_margin);
+                }
+                self.rate = resume.max(self.cfg.min_rate_per_min);
                 // Recovery climbs only to a rate known to be clean (the ceiling keeps the margin
                 // above it). With none under the refused rate, nothing between the resumed rate
                 // and the refused one is known to pass, and a step that fails costs another
                 // pause of ten minutes or more: the lane stays at the resumed rate until probing
                 // is allowed again.
-                let known = match self.proven_rate {
-                    Some(clean) if clean < refused => clean.max(self.rate),
+                // The last rate known to pass: a proven one under the refused rate, else what the
+                // receiver was measured to take before it refused (with the margin).
+                let known = match (self.proven_rate, measured) {
+                    (Some(clean), _) if clean < refused => clean.max(self.rate),
+                    (_, Some(m)) => (m * self.cfg.ceiling_margin).min(refused * self.cfg.decrease).max(self.rate),
                     _ => self.rate,
                 };
                 let ceiling = known / self.cfg.ceiling_margin;
                 self.ceiling = Some(self.ceiling.map_or(ceiling, |c| c.min(ceiling)));
                 self.no_probe_until = now + self.cfg.pause_ms * NO_PROBE_PAUSES;
                 self.conns = 1;
-                self.paused_until = Some(now + self.cfg.pause_ms);
+                let wait = if blocked { self.cfg.block_pause_ms } else { self.cfg.pause_ms };
+                self.paused_until = Some(now + wait);
+                self.lockout = Some(Lockout { since: now, wait_ms: wait, probing: false });
                 self.last_decrease = Some(now);
                 self.restart_interval(now);
                 self.level_since = now;
-                self.note(now, "pause", reply);
+                let (kind, what) =
+                    if blocked { ("blocked", "the sending IP is blocked") } else { ("pause", "locked out") };
+                let words = format!("{reply} — {what}; one connection tries again in about {} s", wait / 1000);
+                self.note(now, kind, &words);
             }
-            Category::TooManyConnections => self.on_connection_refused(now, None, reply),
-            Category::AuthOrTransport => {
-                self.incident_last = now;
-                if self.incident_since.is_none() {
-                    self.incident_since = Some(now);
-                    self.note(now, "incident", reply);
-                }
-            }
-            _ => {}
         }
     }
 
@@ -362,7 +452,26 @@ impl Controller {
         if !self.cfg.adaptive {
             return;
         }
+        self.connection_complaint(now, established, false, reason);
+    }
+
+    /// A reply that blames the number of connections, at the greeting (`in_session` false, with
+    /// the sessions open then) or inside a session. Fewer connections first; if the complaints
+    /// go on while the lane keeps to that fewer (or, at the greeting, come with fewer sessions
+    /// open than the cap they taught), the number was not the problem: slow the rate instead.
+    fn connection_complaint(&mut self, now: Millis, established: Option<u32>, in_session: bool, reason: &str) {
         if self.last_conn_cut.is_some_and(|t| now.saturating_sub(t) < self.cfg.decrease_cooldown_ms) {
+            return;
+        }
+        let remedy_failed = match self.conns_after_cut {
+            Some(after) if in_session => self.conns <= after,
+            Some(_) => established.is_some_and(|e| self.conn_ceiling.is_some_and(|cap| e < cap)),
+            None => false,
+        };
+        if remedy_failed {
+            self.last_conn_cut = Some(now);
+            let words = format!("{reason} (fewer connections did not stop these refusals: slowing down instead)");
+            self.slow_down(now, &words);
             return;
         }
         let mut conns = self.conns.saturating_sub(1);
@@ -373,6 +482,7 @@ impl Controller {
         self.conn_ceiling = Some(conns);
         self.clean_at_conn_ceiling = 0;
         self.last_conn_cut = Some(now);
+        self.conns_after_cut = Some(conns);
         if conns != self.conns {
             self.conns = conns;
             self.note(now, "fewer_connections", reason);
@@ -416,7 +526,14 @@ impl Controller {
             self.paused_until = None;
             self.restart_interval(now);
             self.level_since = now;
-            self.note(now, "resume", "pause over");
+            match self.lockout.as_mut() {
+                Some(l) => {
+                    l.probing = true;
+                    self.conns = 1;
+                    self.note(now, "probe", "the wait is over; one connection tries");
+                }
+                None => self.note(now, "resume", "pause over"),
+            }
         }
         if self.paused_until.is_some() {
             return;
@@ -460,7 +577,10 @@ impl Controller {
         } else {
             match self.ceiling {
                 Some(c) if self.rate < c * self.cfg.ceiling_margin => {
-                    self.rate = (self.rate + self.cfg.recover_step * max).min(c * self.cfg.ceiling_margin).min(max);
+                    // Geometric towards the last rate known to pass: minutes, not hours, from a
+                    // low resumed rate, and never above the ceiling's margin.
+                    let up = (self.rate * self.cfg.climb_factor).max(self.rate + self.cfg.recover_step * max);
+                    self.rate = up.min(c * self.cfg.ceiling_margin).min(max);
                 }
                 // Above a ceiling, one probe step per proof window (a pause's length), each from
                 // a rate held clean that long: a receiver counting over a window longer than a

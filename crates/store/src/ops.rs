@@ -453,6 +453,20 @@ pub fn unpick(c: &Connection, ids: &[(String, i64)]) -> Result<()> {
     move_state(c, ids, "picked", "queued")
 }
 
+/// Put picked or sending recipients back in the queue until `at_ms`, with `reason` as their
+/// last reply, without counting an attempt: nothing was offered to the receiver for them (its
+/// host refused the connection, or their mailbox's pace holds them back).
+pub fn postpone(c: &Connection, ids: &[(String, i64)], at_ms: i64, reason: &str) -> Result<()> {
+    let mut st = c.prepare_cached(
+        "UPDATE recipients SET state = 'queued', next_attempt_ms = ?3, last_reply = ?4
+         WHERE message_id = ?1 AND idx = ?2 AND state IN ('picked', 'sending')",
+    )?;
+    for (m, i) in ids {
+        st.execute(params![m, i, at_ms, reason])?;
+    }
+    Ok(())
+}
+
 /// Move these recipients from state `from` to `to` (those in another state are left alone).
 fn move_state(c: &Connection, ids: &[(String, i64)], from: &str, to: &str) -> Result<()> {
     let mut st =

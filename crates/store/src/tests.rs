@@ -208,3 +208,19 @@ async fn a_report_counts_once_per_kind_and_only_for_a_delivered_recipient() {
         .expect("stats");
     assert_eq!((bounces, complaints), (1, 1));
 }
+
+#[tokio::test]
+async fn a_postponed_recipient_waits_without_an_attempt_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
+    let a = store.write(|c| ops::insert_account(c, "acme", "AKIA1", "s", 0)).await.expect("account");
+    store.write(move |c| ops::enqueue(c, &entry("m", a.id, 100, 1))).await.expect("enqueue");
+    let ids = vec![("m".to_string(), 0)];
+    let (p, s) = (ids.clone(), ids.clone());
+    store.write(move |c| ops::pick(c, &p)).await.expect("pick");
+    store.write(move |c| ops::mark_sending(c, &s, 1)).await.expect("sending");
+    store.write(move |c| ops::postpone(c, &ids, 5_000_000, "421 refused at the greeting")).await.expect("postpone");
+    assert!(store.read(|c| ops::due_recipients(c, 4_999_999, 10)).expect("due").is_empty());
+    let due = store.read(|c| ops::due_recipients(c, 5_000_000, 10)).expect("due");
+    assert_eq!((due.len(), due[0].attempts, due[0].first_reply.clone()), (1, 0, None));
+}

@@ -304,6 +304,13 @@ pub struct DeliverySection {
     pub retry_window_seconds: u64,
     /// TCP connect timeout.
     pub connect_timeout_seconds: u64,
+    /// How long to wait for a server's greeting (RFC 5321 §4.5.3.2: 5 minutes).
+    pub greeting_timeout_seconds: u64,
+    /// A mail server that did not answer (no connection, no greeting) is skipped this long in
+    /// favour of the domain's other MX hosts.
+    pub dead_host_seconds: u64,
+    /// A greylisted recipient is retried after this long when the reply states no delay.
+    pub greylist_retry_seconds: u64,
     /// Timeout per SMTP reply.
     pub command_timeout_seconds: u64,
     /// Opportunistic STARTTLS toward receivers.
@@ -342,6 +349,9 @@ impl Default for DeliverySection {
             retry_max_seconds: 8 * 3600,
             retry_window_seconds: 48 * 3600,
             connect_timeout_seconds: 30,
+            greeting_timeout_seconds: 300,
+            dead_host_seconds: 300,
+            greylist_retry_seconds: 300,
             command_timeout_seconds: 120,
             starttls: true,
             smarthost: None,

@@ -96,3 +96,27 @@ fn http_answers() {
     assert_eq!(classify_http(200).category, Category::Accepted);
     assert_eq!(classify_http(503).action, Action::RetryRecipient);
 }
+
+#[test]
+fn a_stated_delay_is_read_only_after_words_of_waiting() {
+    assert_eq!(stated_delay("Greylisted, please try again in 300 seconds"), Some(300));
+    assert_eq!(stated_delay("greylisted for 5 minutes"), Some(300));
+    assert_eq!(stated_delay("Greylisted, retry after 60s"), Some(60));
+    assert_eq!(stated_delay("Greylisted, see http://x/5 minutes"), None);
+    assert_eq!(stated_delay("Greylisted 4.2.0"), None);
+    assert_eq!(stated_delay("try again in 99999999 minutes"), Some(86_400));
+}
+
+#[test]
+fn each_decision_names_its_scope() {
+    let scope = |raw: &str| classify(&Reply::parse(raw).expect("reply"), Provider::Other).scope;
+    assert_eq!(scope("421 4.7.0 Too many concurrent connections"), Scope::Connection);
+    assert_eq!(scope("421 4.7.28 Gmail has detected an unusual rate of email."), Scope::SendingIp);
+    assert_eq!(scope("450 4.2.1 The user is receiving email too quickly."), Scope::Mailbox);
+    assert_eq!(scope("550 5.7.1 Message rejected: repeated Message-ID."), Scope::Message);
+    assert_eq!(
+        scope("550 5.7.515 Access denied, sending domain [d] does not meet the required authentication level"),
+        Scope::DomainAuth
+    );
+    assert_eq!(scope("451 4.4.1 no answer"), Scope::Network);
+}

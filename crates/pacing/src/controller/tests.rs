@@ -26,7 +26,7 @@ fn gmail_4_7_28_pauses_then_resumes_with_one_connection() {
     c.on_drained(t + 1);
     c.on_drained(t + 2);
     let kinds: Vec<&str> = c.timeline().iter().map(|e| e.kind).collect();
-    assert_eq!(&kinds[..2], &["pause", "resume"]);
+    assert_eq!(&kinds[..3], &["pause", "probe", "resume"]);
     assert_eq!(kinds.iter().filter(|k| **k == "drained").count(), 1, "{kinds:?}");
 }
 
@@ -117,10 +117,6 @@ fn refused_connections_lower_concurrency_once_per_window_and_keep_the_rate() {
     }
     let a = c.allowance(2000);
     assert_eq!((a.connections, a.rate_per_min, a.paused_until), (2, 1200.0, None));
-    // The same refusal as a classified reply (no count of open connections): one step.
-    c.on_reply(1000 + c.cfg.decrease_cooldown_ms, Category::TooManyConnections, "421 4.7.0 Too many connections");
-    assert_eq!(c.allowance(10_000).connections, 1);
-    assert_eq!(c.allowance(10_000).rate_per_min, 1200.0);
     // Clean intervals do not climb straight back into the cap: one more only after several.
     let mut t = 10_000;
     let mut seen = vec![];
@@ -130,9 +126,90 @@ fn refused_connections_lower_concurrency_once_per_window_and_keep_the_rate() {
         c.on_tick(t);
         seen.push(c.allowance(t).connections);
     }
-    assert_eq!(seen[0], 1, "{seen:?}");
-    assert_eq!(seen[9], 2, "{seen:?}");
+    assert_eq!(seen[0], 2, "{seen:?}");
+    assert_eq!(seen[9], 3, "{seen:?}");
     assert!(c.timeline().iter().all(|e| e.kind != "slow_down"));
+}
+
+#[test]
+fn connection_complaints_that_go_on_after_fewer_connections_lower_the_rate() {
+    let mut c = Controller::new(PacingConfig { max_rate_per_min: 1200.0, max_connections: 5, ..Default::default() }, 0);
+    let words = "421 4.7.0 Too many concurrent connections";
+    // Inside sessions: the first complaint is trusted, one connection fewer.
+    c.on_reply(1000, Category::TooManyConnections, words);
+    assert_eq!((c.allowance(1000).connections, c.allowance(1000).rate_per_min), (4, 1200.0));
+    // They go on while the lane keeps to four: the number was not the problem.
+    c.on_reply(7000, Category::TooManyConnections, words);
+    let a = c.allowance(7000);
+    assert!(a.rate_per_min < 1200.0 * 0.75, "{a:?}");
+    assert_eq!(c.timeline().last().map(|e| e.kind), Some("slow_down"));
+    // At the greeting with fewer sessions open than the cap it taught: also the rate.
+    let mut g = Controller::new(PacingConfig { max_rate_per_min: 1200.0, max_connections: 5, ..Default::default() }, 0);
+    g.on_connection_refused(1000, Some(3), words);
+    assert_eq!(g.allowance(1000).connections, 3);
+    g.on_connection_refused(7000, Some(1), words);
+    assert!(g.allowance(7000).rate_per_min < 1200.0 * 0.75);
+}
+
+#[test]
+fn a_lockout_is_one_incident_with_one_probe_at_a_time() {
+    let cfg = PacingConfig { max_rate_per_min: 600.0, max_connections: 5, pause_ms: 10_000, ..Default::default() };
+    let mut c = Controller::new(cfg, 0);
+    for t in 0..60 {
+        c.on_reply(t * 100, Category::Accepted, "250");
+    }
+    let tss04 = "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred";
+    // Four refusals of one lock-out (connections already open, in the same seconds): one cut.
+    for t in [6_000, 6_050, 6_300, 7_900] {
+        c.on_reply(t, Category::YahooDeferral, tss04);
+    }
+    let cut = c.allowance(8_000).rate_per_min;
+    assert_eq!(c.timeline().iter().filter(|e| e.kind == "pause").count(), 1);
+    assert_eq!(c.allowance(8_000).paused_until, Some(16_000));
+    // The wait ends: one connection probes. Refused: the wait doubles, the rate stays.
+    c.on_tick(16_000);
+    assert_eq!((c.allowance(16_000).paused_until, c.allowance(16_000).connections), (None, 1));
+    c.on_reply(16_100, Category::YahooDeferral, tss04);
+    assert_eq!(c.allowance(16_200).paused_until, Some(36_100));
+    assert_eq!(c.allowance(16_200).rate_per_min, cut);
+    c.on_tick(36_100);
+    c.on_reply(36_200, Category::Accepted, "250");
+    let kinds: Vec<&str> = c.timeline().iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, ["pause", "probe", "probe_refused", "probe", "resume"]);
+    assert!(c.timeline()[4].reason.contains("resumed at"), "{:?}", c.timeline()[4]);
+    assert_eq!(c.allowance(36_300).rate_per_min, cut);
+}
+
+#[test]
+fn after_a_lockout_the_rate_climbs_geometrically_to_what_passed_before() {
+    let cfg = PacingConfig {
+        max_rate_per_min: 600.0,
+        max_connections: 5,
+        pause_ms: 10_000,
+        step_interval_ms: 2_000,
+        ..Default::default()
+    };
+    let mut c = Controller::new(cfg, 0);
+    // 300 a minute went through for ten seconds, then the lock-out.
+    for i in 0..50 {
+        c.on_reply(i * 200, Category::Accepted, "250");
+    }
+    c.on_reply(10_000, Category::YahooDeferral, "421 4.7.0 [TSS04] deferred");
+    let resumed = c.allowance(10_000).rate_per_min;
+    assert!(resumed <= 300.0, "{resumed}");
+    c.on_tick(20_000);
+    let mut t = 20_000;
+    let mut rates = vec![];
+    for _ in 0..20 {
+        c.on_reply(t + 1, Category::Accepted, "250");
+        t += 2_000;
+        c.on_tick(t);
+        rates.push(c.allowance(t).rate_per_min);
+    }
+    // Within a few clean intervals, at (not above) the rate known to pass.
+    assert!(rates[4] >= resumed, "{rates:?}");
+    let top = rates.iter().copied().fold(0.0, f64::max);
+    assert!((250.0..=300.0).contains(&top), "{rates:?}");
 }
 
 #[test]
