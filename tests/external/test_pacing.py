@@ -4,12 +4,13 @@ through the real server: replies reach the lane controller, connections follow t
 refusals of a connection do not slow the message rate. Pacing timings are scaled down."""
 
 import json
+import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from conftest import WEIR, events, wait_for
+from conftest import WEIR, Weir, events, wait_for
 from test_delivery import free_port, sender, start, urlopen_admin
 from fakemx import FakeMX
 
@@ -140,3 +141,67 @@ def test_boto3_campaign_to_a_gmail_like_receiver_with_hidden_limits():
         finally:
             rx.kill()
             rx.wait()
+
+
+def recipients(w, mid):
+    return {r["address"]: r for r in json.loads(w.cli("queue", "show", mid, "--json"))}
+
+
+def test_a_refused_connection_is_no_recipients_attempt():
+    """Every connection refused at the greeting: the recipients wait in the queue, none has an
+    attempt counted or a DeliveryDelay event, and the lane does not say it is drained."""
+    mx = FakeMX(max_conns=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        w = start(tmp, f'routes = {{ "fake.test" = "127.0.0.1:{mx.port}" }}\n')
+        try:
+            ses = sender(w, "--production", "--max-rate", "100").client()
+            mids = [ses.send_email(Source="a@acme.test", Destination={"ToAddresses": [f"r{i}@fake.test"]},
+                                   Message=MSG)["MessageId"] for i in range(5)]
+            wait_for(lambda: mx.refused_conns >= 3, timeout=20, what="three refused connections")
+            for mid in mids:
+                (r,) = recipients(w, mid).values()
+                assert r["state"] in ("queued", "picked", "sending") and r["attempts"] == 0, r
+                assert "Too many concurrent connections" in (r.get("last_reply") or ""), r
+            assert not events(w, "DeliveryDelay")
+            kinds = [e["kind"] for e in lane(w, mx).get("timeline", [])]
+            assert "drained" not in kinds, kinds
+        finally:
+            w.stop()
+
+
+def test_a_primary_mx_that_never_greets_is_skipped_for_the_next_one():
+    """MX 10 accepts TCP and never greets; MX 20 works. The first message waits the greeting
+    timeout, then goes to MX 20; later ones go straight there, and the operator is told."""
+    mx = FakeMX()
+    silent = socket.socket()
+    silent.bind(("127.0.0.3", mx.port))
+    silent.listen(64)
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "weir.log"
+        data = Path(tmp) / "weir"
+        data.mkdir()
+        cfg = Path(tmp) / "weir.toml"
+        cfg.write_text("[delivery]\npoll_interval_ms = 50\nstarttls = false\ngreeting_timeout_seconds = 2\n"
+                       f"mx_port = {mx.port}\n[delivery.mx]\n"
+                       '"dead.test" = ["10 127.0.0.3", "20 127.0.0.1"]\n')
+        w = Weir(data, extra_args=("--config", str(cfg)), log=log).start()
+        try:
+            ses = sender(w, "--production", "--max-rate", "100").client()
+            t0 = time.time()
+            ses.send_email(Source="a@acme.test", Destination={"ToAddresses": ["first@dead.test"]}, Message=MSG)
+            wait_for(lambda: mx.delivered_to("first@dead.test"), timeout=20, what="delivery through MX 20")
+            assert time.time() - t0 >= 1.9, "the greeting was not waited for"
+            t1 = time.time()
+            for i in range(5):
+                ses.send_email(Source="a@acme.test", Destination={"ToAddresses": [f"later{i}@dead.test"]}, Message=MSG)
+            wait_for(lambda: all(mx.delivered_to(f"later{i}@dead.test") for i in range(5)), timeout=20,
+                     what="later mail")
+            assert time.time() - t1 < 1.9, "later mail waited for the dead host again"
+            text = log.read_text()
+            assert "did not answer" in text and "127.0.0.3" in text, text[-2000:]
+            lanes = json.loads(urlopen_admin(w, "/admin/v1/delivery"))["lanes"]
+            timeline = [e for l in lanes.values() for e in l.get("timeline", [])]
+            assert any(e["kind"] == "host_skipped" and "127.0.0.3" in e["reason"] for e in timeline), timeline
+        finally:
+            w.stop()
+            silent.close()

@@ -158,12 +158,9 @@ impl Engine {
                     lane.set_established(false);
                 }
                 sent = 0;
-            } else if let Some((c, _)) = conn.as_mut()
-                && c.rset().await.map(|r| !r.is_positive()).unwrap_or(true)
-            {
-                conn = None;
-                lane.set_established(false);
             }
+            // A reused session resets in the first transaction's pipelined batch.
+            let reused = reuse && conn.is_some();
             if conn.is_none() {
                 let gate = lane.reconnect_wait(Instant::now());
                 if !gate.is_zero() {
@@ -187,21 +184,24 @@ impl Engine {
             }
             let Some((client, target)) = conn.as_mut() else { continue };
             let mta = format!("{}:{}", target.host, target.port);
-            let (outcomes, untried, closed, locked) = self.transactions(&lane, client, &mta, job.rcpts).await;
+            let (outcomes, untried, closed, locked) = self.transactions(&lane, client, &mta, job.rcpts, reused).await;
             if closed {
                 // The server ended the session (421, close, timeout): never reused.
                 conn = None;
                 lane.set_established(false);
             }
             if let Some(reply) = locked {
-                // MAIL FROM refused for the sending IP: nothing was offered for these
-                // recipients. The lane learns it once; they and the lane's queue wait.
-                let changes =
-                    lane.on_reply(Instant::now(), classify(&reply, lane.provider).category, &reply.to_string());
+                // MAIL FROM deferred: nothing was offered for these recipients. The lane learns
+                // the reply once; they wait, no attempt counted (and, while the lane is paused,
+                // everything queued behind them).
+                let category = classify(&reply, lane.provider).category;
+                let changes = lane.on_reply(Instant::now(), category, &reply.to_string());
                 self.lane_changes(&lane, changes);
                 let mut rcpts = untried;
-                for j in lane.queue.lock().drain(..) {
-                    rcpts.extend(j.rcpts);
+                if lane.allowance(Instant::now()).paused_until.is_some() {
+                    for j in lane.queue.lock().drain(..) {
+                        rcpts.extend(j.rcpts);
+                    }
                 }
                 self.set_aside(&lane, rcpts, &reply).await;
                 if !outcomes.is_empty() {
@@ -252,7 +252,7 @@ impl Engine {
                 return rcpts;
             }
             for r in rcpts {
-                match paces.turn(&r.address, now) {
+                match paces.turn(&r.address, (&r.message_id, r.idx), now) {
                     Some(at) => wait.push((r, at)),
                     None => go.push(r),
                 }
@@ -387,14 +387,16 @@ impl Engine {
     }
 
     /// Deliver one job's recipients over `client`, in transactions of at most the lane's
-    /// recipients per transaction. Returns the outcomes, the recipients never tried because
-    /// the session ended, and whether it ended.
+    /// recipients per transaction (on a `reused` session the first one resets it, pipelined).
+    /// Returns the outcomes, the recipients never offered because the session ended, whether
+    /// it ended, and the MAIL FROM deferral that spoke for the lane, if there was one.
     pub(crate) async fn transactions(
         &self,
         lane: &Lane,
         client: &mut Client,
         mta: &str,
         rcpts: Vec<DueRecipient>,
+        reused: bool,
     ) -> (Vec<RcptOutcome>, Vec<DueRecipient>, bool, Option<Reply>) {
         let mut outcomes = Vec::with_capacity(rcpts.len());
         let body = match self.spool.read(|c| ops::spool_body(c, &rcpts[0].message_id)) {
@@ -420,11 +422,9 @@ impl Engine {
         let verp = self.svc.return_path_domain(first.account_id, &first.region, &first.mail_from).is_some();
         let mut per_txn = if verp { 1 } else { lane.limits.recipients_per_transaction.max(1) };
         let mut pending: VecDeque<DueRecipient> = rcpts.into();
-        let mut first_txn = true;
+        let mut first_txn = !reused;
         while !pending.is_empty() {
-            if !first_txn && client.rset().await.map(|r| !r.is_positive()).unwrap_or(true) {
-                return (outcomes, pending.into(), true, None);
-            }
+            let reset = !first_txn;
             first_txn = false;
             let chunk: Vec<DueRecipient> = pending.drain(..per_txn.min(pending.len())).collect();
             let tls = client.tls;
@@ -452,16 +452,17 @@ impl Engine {
                 .svc
                 .return_path_for(first.account_id, &first.region, &first.mail_from, &first.message_id, first.idx)
                 .unwrap_or_else(|| first.mail_from.clone());
-            let txn = client.send(&mail_from, &addrs, &body).await;
-            // MAIL FROM refused for the sending IP (a lock-out, a block): no recipient was
-            // offered; they go back unsent with the reply that stands for the lane.
-            if !txn.mail.is_positive() {
-                let d = classify(&txn.mail, lane.provider);
-                if matches!(d.category, Category::UnusualRate | Category::YahooDeferral | Category::IpBlocked) {
-                    let mut back: Vec<DueRecipient> = chunk;
-                    back.extend(pending);
-                    return (outcomes, back, true, Some(txn.mail));
-                }
+            let txn = if reset {
+                client.reset_and_send(&mail_from, &addrs, &body).await
+            } else {
+                client.send(&mail_from, &addrs, &body).await
+            };
+            // MAIL FROM deferred (a lock-out, a rate, a cap): no recipient was offered; they go
+            // back unsent with the reply, which speaks for the lane.
+            if txn.mail.is_transient() {
+                let mut back: Vec<DueRecipient> = chunk;
+                back.extend(pending);
+                return (outcomes, back, true, Some(txn.mail));
             }
             let mut again = Vec::new();
             let n = chunk.len();

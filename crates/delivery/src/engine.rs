@@ -99,6 +99,8 @@ pub struct LaneStats {
     pub first_attempts: u64,
     /// First attempts that were deferred.
     pub first_attempt_deferrals: u64,
+    /// Of those, deferred by greylisting (every first attempt is, at a greylisting receiver).
+    pub first_attempt_greylisted: u64,
     /// Recipients delivered (at any attempt).
     pub delivered: u64,
     /// Recipients delivered on a retry.
@@ -133,6 +135,9 @@ impl LaneStats {
                 self.deferrals += n;
                 if first {
                     self.first_attempt_deferrals += n;
+                    if class == "greylisted" {
+                        self.first_attempt_greylisted += n;
+                    }
                 }
                 if outcome == "expired" {
                     self.expired += n;

@@ -162,6 +162,16 @@ impl Lane {
         start - now
     }
 
+    /// A message the receiver did not take for reasons of its mailbox (greylisting, a mailbox
+    /// limit, no such user) spent no part of the rate the receiver counts: its slot is given
+    /// back, so a greylisting pass does not take the lane's rate from the mail it accepts.
+    pub fn refund(&self, now: Instant) {
+        let rate = self.allowance(now).rate_per_min.max(1e-3);
+        let interval = Duration::from_secs_f64(60.0 / rate);
+        let mut slot = self.next_slot.lock();
+        *slot = slot.checked_sub(interval).unwrap_or(now).max(now);
+    }
+
     /// Feed a classified reply of this lane to its controller; returns the timeline entries it
     /// caused (pause, slow-down, incident, …).
     pub fn on_reply(&self, now: Instant, category: Category, reply: &str) -> Vec<TimelineEntry> {

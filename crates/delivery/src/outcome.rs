@@ -191,7 +191,8 @@ impl Engine {
                         // The mailbox receives too fast: this message takes the mailbox's next
                         // turn, and its other messages queue behind it.
                         (_, Category::RecipientRateLimited, _) => {
-                            let at = self.mailboxes.lock().refused(&o.rcpt.address, now);
+                            let at =
+                                self.mailboxes.lock().refused(&o.rcpt.address, (&o.rcpt.message_id, o.rcpt.idx), now);
                             (at <= o.rcpt.created_ms + self.retry_window_ms(&o.rcpt)).then_some(at)
                         }
                         // The lane was throttled, not this recipient: it is tried again when the
@@ -213,6 +214,10 @@ impl Engine {
                         }
                         _ => scheduled,
                     };
+                    if let (Some(t), Some(l)) = (next, lane.as_ref()) {
+                        // The lane is not drained while this recipient waits.
+                        l.hold_until(Instant::now() + Duration::from_millis((t - now).max(0) as u64));
+                    }
                     match next {
                         Some(t) => {
                             let (rcpt, subtype, status, diagnostic) =
@@ -271,6 +276,21 @@ impl Engine {
                 class: d.category.as_str(),
                 first,
             });
+        }
+        if let Some(l) = lane.as_ref() {
+            // Messages the receiver refused for their mailboxes only give their rate slot back.
+            let mut taken: std::collections::HashMap<&str, bool> = std::collections::HashMap::new();
+            for o in &outcomes {
+                let d = classify(&o.reply, provider);
+                let mailbox_only = !o.refused_connection
+                    && d.scope == weir_classify::classify::Scope::Mailbox
+                    && d.category != Category::Accepted;
+                let e = taken.entry(o.rcpt.message_id.as_str()).or_insert(false);
+                *e |= !mailbox_only;
+            }
+            for _ in taken.values().filter(|t| !**t) {
+                l.refund(Instant::now());
+            }
         }
         if self.record(results, bounces, now).await {
             for a in announce {

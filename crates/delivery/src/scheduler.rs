@@ -85,10 +85,17 @@ impl Engine {
             Ok(route) => {
                 let lane = self.lane(&route);
                 let bulk = rcpts.iter().any(|r| r.priority > 0);
+                // A paced mailbox's message back at its turn goes first: behind the lane's
+                // backlog its turn would pass.
+                let turn = {
+                    let paces = self.mailboxes.lock();
+                    rcpts.iter().any(|r| paces.paced(&r.address))
+                };
                 let job = Job { rcpts, domain, route };
                 let mut q = lane.queue.lock();
                 // Transactional work goes ahead of any bulk work already waiting in the lane.
                 match q.iter().position(|j| j.rcpts.iter().any(|r| r.priority > 0)) {
+                    _ if turn => q.push_front(job),
                     Some(i) if !bulk => q.insert(i, job),
                     _ => q.push_back(job),
                 }

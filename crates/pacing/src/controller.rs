@@ -62,6 +62,9 @@ pub struct PacingConfig {
     pub min_rate_per_min: f64,
     /// Growth per clean interval while climbing back under a known ceiling (geometric).
     pub climb_factor: f64,
+    /// What the receiver accepts is measured over this window, ms: long enough that the burst
+    /// a receiver lets through before it starts counting does not pass for its rate.
+    pub measure_window_ms: Millis,
     /// Longest wait between probes of a lock-out, ms.
     pub max_lockout_ms: Millis,
     /// Wait after a block of the sending IP (Yahoo TSS09/TSS11, Microsoft S3140) before one
@@ -90,6 +93,7 @@ impl Default for PacingConfig {
             incident_clear_ms: 600_000,
             min_rate_per_min: 1.0,
             climb_factor: 1.5,
+            measure_window_ms: 30_000,
             max_lockout_ms: 4 * 3_600_000,
             block_pause_ms: 3_600_000,
             adaptive: true,
@@ -139,6 +143,17 @@ struct Lockout {
     probing: bool,
 }
 
+/// What kind of lock-out a refusal starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lock {
+    /// Gmail's 4.7.28: a failed climb costs another pause of ten minutes or more.
+    Cautious,
+    /// Any other lock-out (TS/TSS, or refusals with nothing accepted).
+    Out,
+    /// A block of the sending IP: a long wait before one connection tries.
+    Blocked,
+}
+
 /// The controller of one lane.
 #[derive(Debug, Clone, Serialize)]
 pub struct Controller {
@@ -175,6 +190,11 @@ pub struct Controller {
     conns_after_cut: Option<u32>,
     /// The lock-out in progress.
     lockout: Option<Lockout>,
+    /// Throttling refusals since the last accepted message, and when that was.
+    refusals_since_accept: u32,
+    last_accept: Millis,
+    /// Rate, ceiling and connections when the current run of refusals began.
+    before_refusals: (f64, Option<f64>, u32),
     /// The highest rate held without a throttling reply for a whole proof window (`pause_ms`):
     /// known to be accepted. One clean step interval proves little when the receiver counts
     /// over a longer window than the interval.
@@ -192,6 +212,18 @@ pub struct Controller {
 /// a few percent and, refused, costs a whole pause, so it pays only over a long horizon (two
 /// hours with Gmail's ten-minute pause).
 const NO_PROBE_PAUSES: u64 = 12;
+
+/// After a lock-out, the lane resumes at this fraction of what the receiver was measured to
+/// take just before it (that measure includes the burst a receiver lets through before it
+/// counts), ...
+const RESUME_FRACTION: f64 = 0.5;
+/// ... and climbs back to this fraction of it: the last rate taken to pass.
+const KNOWN_FRACTION: f64 = 0.85;
+
+/// Throttling refusals in a row, over this many decrease cool-downs without one message
+/// accepted, make a lock-out.
+const LOCKOUT_REFUSALS: u32 = 6;
+const LOCKOUT_QUIET_COOLDOWNS: u64 = 4;
 
 /// Clean intervals at the connection ceiling before one more connection is tried.
 const CONN_PROBE_INTERVALS: u32 = 10;
@@ -227,6 +259,9 @@ impl Controller {
             last_conn_cut: None,
             conns_after_cut: None,
             lockout: None,
+            refusals_since_accept: 0,
+            last_accept: now,
+            before_refusals: (0.0, None, 0),
             proven_rate: None,
             level_since: now,
 
@@ -235,13 +270,18 @@ impl Controller {
         }
     }
 
-    /// Accepted messages per minute measured over the last 10 seconds, when there are enough.
+    /// Accepted messages per minute measured over the measuring window, when there are enough.
     fn measured_rate(&self, now: Millis) -> Option<f64> {
-        let from = now.saturating_sub(10_000);
+        // Only over ten seconds of sending at least (or the whole window, if shorter): over less,
+        // what was accepted says more about how fast sending started than about the receiver.
+        let from = now.saturating_sub(self.cfg.measure_window_ms);
         let n: u32 = self.accepted_secs.iter().filter(|(s, _)| *s * 1000 >= from).map(|(_, c)| c).sum();
         let first = self.accepted_secs.front().map(|(s, _)| s * 1000)?;
-        let span = now.saturating_sub(first.max(from)).max(1000) as f64;
-        (n >= 10).then(|| f64::from(n) * 60_000.0 / span)
+        let span = now.saturating_sub(first.max(from));
+        if span < self.cfg.measure_window_ms.min(10_000) {
+            return None;
+        }
+        (n >= 10).then(|| f64::from(n) * 60_000.0 / span as f64)
     }
 
     /// Clean time needed before the next step up.
@@ -306,16 +346,17 @@ impl Controller {
             return;
         }
         match category {
+            // The receiver took these without a word about the rate: they count in what it
+            // takes, as accepted mail does.
+            Category::Greylisted
+            | Category::InvalidRecipient
+            | Category::MailboxFull
+            | Category::RecipientRateLimited => self.taken(now),
             Category::Accepted => {
                 self.accepted += 1;
-                let sec = now / 1000;
-                match self.accepted_secs.back_mut() {
-                    Some((s, c)) if *s == sec => *c += 1,
-                    _ => self.accepted_secs.push_back((sec, 1)),
-                }
-                while self.accepted_secs.front().is_some_and(|(s, _)| sec.saturating_sub(*s) > 10) {
-                    self.accepted_secs.pop_front();
-                }
+                self.taken(now);
+                self.refusals_since_accept = 0;
+                self.last_accept = now;
                 if self.lockout.is_some_and(|l| l.probing) {
                     // The clean interval runs from the probe's start: connections come back one
                     // per clean interval from there.
@@ -325,8 +366,11 @@ impl Controller {
                 }
             }
             Category::RateLimited | Category::Reputation => self.slow_down(now, reply),
-            Category::UnusualRate | Category::YahooDeferral => self.locked_out(now, reply, false),
-            Category::IpBlocked => self.locked_out(now, reply, true),
+            // Gmail asks for a pause of ten minutes or more after a 4.7.28: no climb on a guess
+            // into another one. Other lock-outs climb back to the step under the refused rate.
+            Category::UnusualRate => self.locked_out(now, reply, Lock::Cautious),
+            Category::YahooDeferral => self.locked_out(now, reply, Lock::Out),
+            Category::IpBlocked => self.locked_out(now, reply, Lock::Blocked),
             Category::TooManyConnections => self.connection_complaint(now, None, true, reply),
             Category::AuthOrTransport => {
                 self.incident_last = now;
@@ -339,12 +383,49 @@ impl Controller {
         }
     }
 
+    /// One message the receiver took (accepted, or refused for its mailbox only) at `now`.
+    fn taken(&mut self, now: Millis) {
+        let sec = now / 1000;
+        match self.accepted_secs.back_mut() {
+            Some((s, c)) if *s == sec => *c += 1,
+            _ => self.accepted_secs.push_back((sec, 1)),
+        }
+        let keep = self.cfg.measure_window_ms / 1000;
+        while self.accepted_secs.front().is_some_and(|(s, _)| sec.saturating_sub(*s) > keep) {
+            self.accepted_secs.pop_front();
+        }
+    }
+
     /// A throttling reply: multiplicative decrease, remembering the refused rate as a ceiling.
+    /// When nothing at all has been accepted for a while and the refusals go on whatever the
+    /// rate, the receiver is not limiting a rate but locking the sender out, however it words
+    /// it: that is handled as a lock-out (wait, one probe), not by cutting the rate further.
     fn slow_down(&mut self, now: Millis, reply: &str) {
         {
             {
                 self.deferred += 1;
                 if self.paused_until.is_some_and(|u| u > now) {
+                    return;
+                }
+                if self.lockout.is_some() {
+                    // A refusal of the probe: the lock-out goes on, whatever its words.
+                    self.deferred -= 1;
+                    self.locked_out(now, reply, Lock::Out);
+                    return;
+                }
+                self.refusals_since_accept += 1;
+                if self.refusals_since_accept == 1 {
+                    self.before_refusals = (self.rate, self.ceiling, self.conns);
+                }
+                if self.refusals_since_accept >= LOCKOUT_REFUSALS
+                    && now.saturating_sub(self.last_accept) >= LOCKOUT_QUIET_COOLDOWNS * self.cfg.decrease_cooldown_ms
+                {
+                    // The cuts made since the refusals began answered a lock-out, not a rate:
+                    // undone, and the lock-out handled from the rate that met it.
+                    (self.rate, self.ceiling, self.conns) = self.before_refusals;
+                    let words = format!("{reply} (nothing accepted since these refusals began: a lock-out)");
+                    self.deferred -= 1;
+                    self.locked_out(now, &words, Lock::Out);
                     return;
                 }
                 if self.last_decrease.is_some_and(|t| now.saturating_sub(t) < self.cfg.decrease_cooldown_ms) {
@@ -386,7 +467,8 @@ impl Controller {
     /// The receiver locks the sending IP out (4.7.28, TS/TSS deferrals) or blocks it. While the
     /// lock-out lasts every refusal belongs to the same incident: refusals during the wait are
     /// answers to attempts already made; a refused probe doubles the wait, and nothing else.
-    fn locked_out(&mut self, now: Millis, reply: &str, blocked: bool) {
+    fn locked_out(&mut self, now: Millis, reply: &str, lock: Lock) {
+        let blocked = lock == Lock::Blocked;
         self.deferred += 1;
         if self.paused_until.is_some_and(|u| u > now) {
             return;
@@ -411,7 +493,7 @@ impl Controller {
                 let measured = self.measured_rate(now);
                 let mut resume = refused * self.cfg.decrease * self.cfg.decrease;
                 if let Some(m) = measured {
-                    resume = resume.min(m * self.cfg.ceiling_margin);
+                    resume = resume.min(m * RESUME_FRACTION);
                 }
                 self.rate = resume.max(self.cfg.min_rate_per_min);
                 // Recovery climbs only to a rate known to be clean (the ceiling keeps the margin
@@ -423,7 +505,12 @@ impl Controller {
                 // receiver was measured to take before it refused (with the margin).
                 let known = match (self.proven_rate, measured) {
                     (Some(clean), _) if clean < refused => clean.max(self.rate),
-                    (_, Some(m)) => (m * self.cfg.ceiling_margin).min(refused * self.cfg.decrease).max(self.rate),
+                    // The receiver took less than was sent: what it took is its limit, near enough.
+                    (_, Some(m)) if m < refused * 0.95 => (m * self.cfg.ceiling_margin).max(self.rate),
+                    (_, Some(m)) => (m * KNOWN_FRACTION).min(refused * self.cfg.decrease).max(self.rate),
+                    // Nothing measured: the step under the refused rate, unless a failed climb
+                    // would cost another long pause.
+                    _ if lock == Lock::Out => (refused * self.cfg.decrease).max(self.rate),
                     _ => self.rate,
                 };
                 let ceiling = known / self.cfg.ceiling_margin;
@@ -465,7 +552,7 @@ impl Controller {
         }
         let remedy_failed = match self.conns_after_cut {
             Some(after) if in_session => self.conns <= after,
-            Some(_) => established.is_some_and(|e| self.conn_ceiling.is_some_and(|cap| e < cap)),
+            Some(after) => established.is_some_and(|e| e < after),
             None => false,
         };
         if remedy_failed {

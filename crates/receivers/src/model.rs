@@ -54,6 +54,39 @@ pub struct Spec {
     /// Recipients per transaction accepted; more get `452 4.5.3` (0 = no limit).
     #[serde(default)]
     pub max_recipients: u32,
+    /// Over the rate, lock the sender out for this long, seconds (0 = no lock-out): every
+    /// connection is then refused at the greeting, or at MAIL with `lockout_at_mail`, with
+    /// Yahoo's TSS04 (or `rate_reply`), and closed.
+    #[serde(default)]
+    pub lockout_seconds: f64,
+    /// Refuse at MAIL instead of at the greeting during a lock-out.
+    #[serde(default)]
+    pub lockout_at_mail: bool,
+    /// Every attempt during a lock-out starts it again.
+    #[serde(default)]
+    pub lockout_extends: bool,
+    /// Over-rate refusals worded this way instead of the style's (e.g. as a complaint about
+    /// connections), with `rate_reply_closes` saying whether the connection is then closed.
+    #[serde(default)]
+    pub rate_reply: Option<String>,
+    /// See `rate_reply`.
+    #[serde(default)]
+    pub rate_reply_closes: bool,
+    /// Greylisting: the first attempt of each (sender, recipient) pair is deferred with
+    /// `450 4.2.0 … Greylisted`; the same pair passes this many seconds later (0 = none).
+    #[serde(default)]
+    pub greylist_seconds: f64,
+    /// Mailboxes named `hot…` take this many messages a minute; more get a multi-line
+    /// `452 4.2.1` for that recipient only (0 = no limit).
+    #[serde(default)]
+    pub hot_mailbox_per_min: u32,
+    /// How many seconds of the rate may arrive at once (the bucket's depth).
+    #[serde(default = "default_burst")]
+    pub burst_seconds: f64,
+}
+
+fn default_burst() -> f64 {
+    2.0
 }
 
 fn default_style() -> Style {
@@ -110,6 +143,12 @@ pub struct Counters {
     pub invalid: u64,
     /// Recipients refused for the per-recipient limit.
     pub per_recipient_refusals: u64,
+    /// Recipients deferred by greylisting.
+    pub greylisted: u64,
+    /// Connections or transactions refused during a lock-out.
+    pub lockout_refusals: u64,
+    /// Lock-outs begun.
+    pub lockouts: u32,
     /// Most connections open at once.
     pub peak_connections: u32,
     /// Escalations.
@@ -128,6 +167,14 @@ pub struct Model {
     escalated_until: u64,
     per_rcpt: HashMap<String, VecDeque<u64>>,
     open: u32,
+    locked_until: u64,
+    /// Greylisting: when each (sender, recipient) pair was first seen.
+    grey: HashMap<(String, String), u64>,
+    /// The sender of the transaction in progress (greylisting keys on it).
+    sender: String,
+    /// Times each recipient was offered (RCPT sent), for checks that no attempt is counted
+    /// for a recipient never offered.
+    offers: HashMap<String, u32>,
     /// What happened so far.
     pub counters: Counters,
 }
@@ -146,6 +193,10 @@ impl Model {
             escalated_until: 0,
             per_rcpt: HashMap::new(),
             open: 0,
+            locked_until: 0,
+            grey: HashMap::new(),
+            sender: String::new(),
+            offers: HashMap::new(),
             counters: Counters::default(),
             spec,
         }
@@ -165,8 +216,8 @@ impl Model {
         let dt = now.saturating_sub(self.last_ms) as f64 / 60_000.0;
         self.last_ms = now.max(self.last_ms);
         let limit = self.current_limit();
-        // A two-second burst allowance: providers count over short windows, not per message.
-        self.tokens = (self.tokens + dt * limit).min((limit / 30.0).max(2.0));
+        // A burst allowance (`burst_seconds` of the rate): providers count over short windows.
+        self.tokens = (self.tokens + dt * limit).min((limit / 60.0 * self.spec.burst_seconds).max(2.0));
         // Clean traffic heals the reputation and grows a new source's limit.
         if now.saturating_sub(self.clean_since) >= 600_000 && self.escalated_until <= now {
             self.clean_since = now;
@@ -210,8 +261,36 @@ impl Model {
         }
     }
 
+    /// Times `address` was offered in a RCPT.
+    pub fn offers(&self, address: &str) -> u32 {
+        self.offers.get(&address.to_ascii_lowercase()).copied().unwrap_or(0)
+    }
+
+    fn lockout_answer(&self) -> Answer {
+        match &self.spec.rate_reply {
+            Some(text) => Answer::refuse(text, true),
+            None => Answer::refuse(YAHOO_TSS04, true),
+        }
+    }
+
+    /// During a lock-out: the refusal (the lock-out starts again when attempts extend it).
+    fn locked(&mut self, now: u64) -> Option<Answer> {
+        if self.locked_until <= now {
+            return None;
+        }
+        if self.spec.lockout_extends {
+            self.locked_until = now + (self.spec.lockout_seconds * 1000.0) as u64;
+        }
+        self.counters.lockout_refusals += 1;
+        self.clean_since = now;
+        Some(self.lockout_answer())
+    }
+
     /// The over-rate reply of this style.
     fn rate_answer(&self) -> Answer {
+        if let Some(text) = &self.spec.rate_reply {
+            return Answer::refuse(text, self.spec.rate_reply_closes);
+        }
         match self.spec.style {
             Style::Gmail => Answer::refuse(GMAIL_4_7_28, true),
             Style::Yahoo => Answer::refuse(YAHOO_TSS04, true),
@@ -231,6 +310,11 @@ impl Model {
             self.refused_for_rate(now);
             return Answer::refuse(YAHOO_TS04, true);
         }
+        if !self.spec.lockout_at_mail
+            && let Some(refusal) = self.locked(now)
+        {
+            return refusal;
+        }
         self.open += 1;
         self.counters.peak_connections = self.counters.peak_connections.max(self.open);
         Answer::ok("220 mx.sim ESMTP")
@@ -246,6 +330,11 @@ impl Model {
         self.refill(now);
         let answer = if self.escalated(now) {
             self.escalation_answer()
+        } else if self.tokens < 1.0 && self.spec.lockout_seconds > 0.0 {
+            // Over the rate: locked out, this connection closed.
+            self.locked_until = now + (self.spec.lockout_seconds * 1000.0) as u64;
+            self.counters.lockouts += 1;
+            self.lockout_answer()
         } else if self.tokens < 1.0 {
             self.rate_answer()
         } else {
@@ -256,7 +345,13 @@ impl Model {
     }
 
     /// MAIL FROM. Yahoo refuses here when over the rate.
-    pub fn mail(&mut self, now: u64) -> Answer {
+    pub fn mail(&mut self, now: u64, sender: &str) -> Answer {
+        self.sender = sender.to_ascii_lowercase();
+        if self.spec.lockout_at_mail
+            && let Some(refusal) = self.locked(now)
+        {
+            return refusal;
+        }
         if self.spec.style == Style::Yahoo
             && let Some(refusal) = self.over_rate(now)
         {
@@ -268,8 +363,32 @@ impl Model {
     /// RCPT TO number `nth` (1-based) of a transaction. Accepting spends one message of the rate
     /// unless it is refused later at end of data.
     pub fn rcpt(&mut self, now: u64, address: &str, nth: u32) -> Answer {
+        *self.offers.entry(address.to_ascii_lowercase()).or_default() += 1;
         if self.spec.max_recipients > 0 && nth > self.spec.max_recipients {
             return Answer::ok("452 4.5.3 Too many recipients");
+        }
+        if self.spec.greylist_seconds > 0.0 && !address.starts_with("invalid") {
+            let key = (self.sender.clone(), address.to_ascii_lowercase());
+            let first = *self.grey.entry(key).or_insert(now);
+            if now < first + (self.spec.greylist_seconds * 1000.0) as u64 {
+                self.counters.greylisted += 1;
+                return Answer::ok(&format!(
+                    "450 4.2.0 <{address}>: Recipient address rejected: Greylisted, see http://postgrey.example/help"
+                ));
+            }
+        }
+        if self.spec.hot_mailbox_per_min > 0 && address.starts_with("hot") {
+            let q = self.per_rcpt.entry(address.to_ascii_lowercase()).or_default();
+            while q.front().is_some_and(|t| now.saturating_sub(*t) >= 60_000) {
+                q.pop_front();
+            }
+            if q.len() as u32 >= self.spec.hot_mailbox_per_min {
+                self.counters.per_recipient_refusals += 1;
+                return Answer::ok(
+                    "452-4.2.1 The user you are trying to contact is receiving mail at a rate that\r\n452 4.2.1 prevents additional messages from being delivered.",
+                );
+            }
+            q.push_back(now);
         }
         if !self.spec.throttle_at_data_end
             && let Some(refusal) = self.over_rate(now)
@@ -368,7 +487,7 @@ mod tests {
         let _ = m.connect(0);
         let mut refused = 0;
         for _ in 0..10 {
-            let a = m.mail(0);
+            let a = m.mail(0, "s@x");
             if !a.text.starts_with("250") {
                 refused += 1;
             } else {

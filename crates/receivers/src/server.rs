@@ -39,6 +39,11 @@ impl Receiver {
         self.model.lock().counters.clone()
     }
 
+    /// Times `address` was offered in a RCPT.
+    pub fn offers(&self, address: &str) -> u32 {
+        self.model.lock().offers(address)
+    }
+
     /// The hidden parameters.
     pub fn spec(&self) -> Spec {
         self.model.lock().spec().clone()
@@ -95,7 +100,9 @@ where
             out.push_str("250 mx.sim\r\n");
         } else if cmd.starts_with("MAIL") {
             (nth, accepted) = (0, 0);
-            let a = receiver.model.lock().mail(now);
+            let from = line.trim_end().split_once(':').map_or("", |(_, a)| a.trim());
+            let from = from.split_whitespace().next().unwrap_or("").trim_matches(['<', '>']);
+            let a = receiver.model.lock().mail(now, from);
             out.push_str(&a.text);
             close = a.close;
         } else if cmd.starts_with("RCPT") {

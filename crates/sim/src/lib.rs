@@ -57,6 +57,9 @@ pub struct Scenario {
     /// senders' own schedules otherwise (weir 15 minutes, Postfix 5).
     #[serde(default)]
     pub retry_first_seconds: Option<u64>,
+    /// Retry greylisted mail after this many seconds when the reply states no delay.
+    #[serde(default = "default_greylist_retry")]
+    pub greylist_retry_seconds: u64,
     /// weir's lane: its normal rate and connections (`max_rate_per_min`, `max_connections`),
     /// warm-up start, and pacing tuning.
     pub weir: PacingConfig,
@@ -72,6 +75,10 @@ fn default_hours() -> f64 {
 }
 
 fn default_settle() -> u64 {
+    300
+}
+
+fn default_greylist_retry() -> u64 {
     300
 }
 
@@ -104,6 +111,10 @@ pub struct ProviderRun {
     /// Distinct recipients (0 = every message has its own).
     #[serde(default)]
     pub distinct_recipients: u64,
+    /// Share of the messages addressed to one hot mailbox (`hot0@…`), which takes only the
+    /// receiver's `hot_mailbox_per_min`.
+    #[serde(default)]
+    pub hot_share: f64,
     /// The receiver's hidden behaviour.
     pub receiver: Spec,
 }
@@ -163,6 +174,12 @@ pub struct LaneReport {
     pub transactional_drain_minutes: f64,
     /// Whether everything was final before the time limit.
     pub drained: bool,
+    /// Attempts counted for recipients beyond the times the receiver saw them offered (a
+    /// refused connection booked as an attempt): must be 0.
+    pub attempts_without_offer: u64,
+    /// First attempts deferred by greylisting (after the settling time): unavoidable, left out
+    /// of `first_deferral_rate_settled`.
+    pub first_attempts_greylisted_settled: u64,
     /// weir only: the lane's incident timeline.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<TimelineEntry>,
@@ -232,11 +249,34 @@ fn chance(seed: u64, i: u64, fraction: f64) -> bool {
 /// included).
 pub fn best_minutes(p: &ProviderRun) -> f64 {
     let r = &p.receiver;
+    let mut best = best_rate_minutes(p);
+    // The hot mailbox takes its messages at its own pace (the first minute's at once).
+    if r.hot_mailbox_per_min > 0 && p.hot_share > 0.0 {
+        let hot = (p.messages as f64 * p.hot_share - f64::from(r.hot_mailbox_per_min)).max(0.0);
+        best = best.max(hot / f64::from(r.hot_mailbox_per_min));
+    }
+    // Greylisted mail passes one window after it was first offered, at best, and a first pass
+    // over every recipient goes before (as fast as the connections allow).
+    if r.greylist_seconds > 0.0 {
+        let valid = p.messages as f64 * (1.0 - p.invalid_fraction);
+        best = best.max(valid / connection_bound_per_min(r)) + r.greylist_seconds / 60.0;
+    }
+    best
+}
+
+/// Messages a minute the receiver's connections carry at best: each message costs two round
+/// trips on its connection (the pipelined commands, then the message and its reply).
+fn connection_bound_per_min(r: &weir_receivers::Spec) -> f64 {
+    60_000.0 / (2.0 * r.reply_delay_ms.max(1) as f64) * f64::from(r.max_connections.max(1))
+}
+
+fn best_rate_minutes(p: &ProviderRun) -> f64 {
+    let r = &p.receiver;
     let valid = p.messages as f64 * (1.0 - p.invalid_fraction);
     let mut limit = if r.warmup_start_per_min > 0.0 { r.warmup_start_per_min } else { r.limit_per_min };
     let (mut sent, mut minute) = (0.0, 0.0);
     while sent < valid {
-        let room = limit.min(r.limit_per_min);
+        let room = limit.min(r.limit_per_min).min(connection_bound_per_min(r));
         if sent + room >= valid {
             return minute + (valid - sent) / room;
         }
@@ -301,6 +341,8 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> 
             .map(|n| {
                 let local = if chance(s.seed, n, p.invalid_fraction) {
                     format!("invalid{n}")
+                } else if chance(s.seed.wrapping_add(2), n, p.hot_share) {
+                    "hot0".to_string()
                 } else if p.distinct_recipients > 0 {
                     format!("r{}", mix(s.seed.wrapping_add(n)) % p.distinct_recipients)
                 } else {
@@ -398,7 +440,7 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> 
         connect_timeout: Duration::from_secs(30),
         greeting_timeout: Duration::from_secs(300),
         dead_host_for: Duration::from_secs(300),
-        greylist_retry: Duration::from_secs(300),
+        greylist_retry: Duration::from_secs(s.greylist_retry_seconds),
         command_timeout: Duration::from_secs(120),
         starttls: false,
         lanes: HashMap::from([(provider.as_str().to_string(), limits)]),
@@ -444,13 +486,27 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> 
     let drain_minutes = if drained { minutes_to(drain_minutes) } else { s.max_hours * 60.0 };
     let best = best_minutes(p);
     let counters = receiver.counters();
+    let attempts: Vec<(String, i64)> = store.read(|c| {
+        let mut st = c.prepare("SELECT address, sum(attempts) FROM recipients GROUP BY address")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    })?;
+    let attempts_without_offer: u64 =
+        attempts.iter().map(|(a, n)| (*n - i64::from(receiver.offers(a))).max(0) as u64).sum();
+    let grey_settled = end.first_attempt_greylisted - settled.first_attempt_greylisted;
     Ok(LaneReport {
         provider: p.name.clone(),
         sender: sender.name().into(),
         drain_minutes,
         best_minutes: best,
         drain_ratio: if best > 0.0 { drain_minutes / best } else { 0.0 },
-        first_deferral_rate_settled: if first_after == 0 { 0.0 } else { deferred_after as f64 / first_after as f64 },
+        first_deferral_rate_settled: if first_after == 0 {
+            0.0
+        } else {
+            deferred_after.saturating_sub(grey_settled) as f64 / first_after as f64
+        },
+        attempts_without_offer,
+        first_attempts_greylisted_settled: grey_settled,
         first_deferral_rate: if first == 0 { 0.0 } else { first_deferred as f64 / first as f64 },
         final_delivery_rate: if valid == 0.0 { 1.0 } else { delivered as f64 / valid },
         max_connections_used: counters.peak_connections,

@@ -109,6 +109,26 @@ fn a_first_4_7_28_with_no_clean_rate_known_resumes_lower_and_does_not_climb_into
 }
 
 #[test]
+fn a_yahoo_lockout_with_nothing_known_climbs_in_minutes_to_the_step_under_the_refused_rate() {
+    let cfg = PacingConfig { max_rate_per_min: 3000.0, max_connections: 10, ..Default::default() };
+    let mut c = Controller::new(cfg, 0);
+    c.on_reply(1000, Category::YahooDeferral, "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred");
+    let mut t = 1000 + 10 * MIN;
+    c.on_tick(t);
+    let resumed = c.allowance(t).rate_per_min;
+    assert!(resumed < 3000.0 * 0.5, "{resumed}");
+    let mut rates = vec![];
+    for _ in 0..45 {
+        c.on_reply(t + 1, Category::Accepted, "250");
+        t += MIN;
+        c.on_tick(t);
+        rates.push(c.allowance(t).rate_per_min);
+    }
+    assert!((rates[2] - 2100.0).abs() < 1e-6, "{rates:?}");
+    assert!(rates.iter().all(|r| *r <= 2100.0 + 1e-6), "{rates:?}");
+}
+
+#[test]
 fn refused_connections_lower_concurrency_once_per_window_and_keep_the_rate() {
     let mut c = Controller::new(PacingConfig { max_rate_per_min: 1200.0, max_connections: 5, ..Default::default() }, 0);
     // Three refusals at once while two connections were open: one change, to two.
