@@ -159,9 +159,13 @@ def test_a_refused_connection_is_no_recipients_attempt():
                                    Message=MSG)["MessageId"] for i in range(5)]
             wait_for(lambda: mx.refused_conns >= 3, timeout=20, what="three refused connections")
             for mid in mids:
-                (r,) = recipients(w, mid).values()
+                # Each waits with the refusal as its last reply, and no attempt counted.
+                (r,) = wait_for(lambda: [r for r in recipients(w, mid).values()
+                                         if "Too many concurrent connections" in (r.get("last_reply") or "")],
+                                timeout=20, what="the refusal as the last reply")
                 assert r["state"] in ("queued", "picked", "sending") and r["attempts"] == 0, r
-                assert "Too many concurrent connections" in (r.get("last_reply") or ""), r
+            wait_for(lambda: mx.refused_conns >= 6, timeout=20, what="more refused connections")
+            assert all(r["attempts"] == 0 for mid in mids for r in recipients(w, mid).values())
             assert not events(w, "DeliveryDelay")
             kinds = [e["kind"] for e in lane(w, mx).get("timeline", [])]
             assert "drained" not in kinds, kinds
