@@ -286,6 +286,12 @@ impl Engine {
         if rcpts.is_empty() {
             return;
         }
+        if !self.cfg.pacing.adaptive {
+            // Pacing off (the simulator's fixed-rate and Postfix-like senders): as a classic
+            // MTA does, the refusal defers the recipients on their own retry schedule.
+            self.finish(&lane.key, lane.provider, untried(rcpts, reply, true)).await;
+            return;
+        }
         let now = Instant::now();
         let wait = lane.retry_wait(now).max(Duration::from_secs(1));
         let now_ms = self.svc.now_ms();

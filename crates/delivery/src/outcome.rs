@@ -99,8 +99,15 @@ impl Engine {
         // Events and suppressions wait for the results' commit: none announces what is not stored.
         let mut announce: Vec<Announce> = Vec::new();
         let mut suppress_now: Vec<DueRecipient> = Vec::new();
+        // Per outcome: refused for its mailbox only (it spent none of the receiver's rate).
+        let mut mailbox_only: Vec<bool> = Vec::with_capacity(outcomes.len());
         for o in &outcomes {
             let d = classify(&o.reply, provider);
+            mailbox_only.push(
+                !o.refused_connection
+                    && d.scope == weir_classify::classify::Scope::Mailbox
+                    && d.category != Category::Accepted,
+            );
             if d.category == Category::Accepted {
                 let mut paces = self.mailboxes.lock();
                 if !paces.is_empty() {
@@ -279,16 +286,14 @@ impl Engine {
         }
         if let Some(l) = lane.as_ref() {
             // Messages the receiver refused for their mailboxes only give their rate slot back.
-            let mut taken: std::collections::HashMap<&str, bool> = std::collections::HashMap::new();
-            for o in &outcomes {
-                let d = classify(&o.reply, provider);
-                let mailbox_only = !o.refused_connection
-                    && d.scope == weir_classify::classify::Scope::Mailbox
-                    && d.category != Category::Accepted;
-                let e = taken.entry(o.rcpt.message_id.as_str()).or_insert(false);
-                *e |= !mailbox_only;
+            let mut spent: Vec<(&str, bool)> = Vec::new();
+            for (o, mailbox_only) in outcomes.iter().zip(&mailbox_only) {
+                match spent.iter_mut().find(|(m, _)| *m == o.rcpt.message_id) {
+                    Some((_, s)) => *s |= !mailbox_only,
+                    None => spent.push((&o.rcpt.message_id, !mailbox_only)),
+                }
             }
-            for _ in taken.values().filter(|t| !**t) {
+            for _ in spent.iter().filter(|(_, s)| !s) {
                 l.refund(Instant::now());
             }
         }

@@ -177,6 +177,10 @@ pub struct LaneReport {
     /// Attempts counted for recipients beyond the times the receiver saw them offered (a
     /// refused connection booked as an attempt): must be 0.
     pub attempts_without_offer: u64,
+    /// Messages to the hot mailbox, and the refusals for its limit it gave (4.2.1).
+    pub hot_messages: u64,
+    /// See `hot_messages`.
+    pub mailbox_refusals: u64,
     /// First attempts deferred by greylisting (after the settling time): unavoidable, left out
     /// of `first_deferral_rate_settled`.
     pub first_attempts_greylisted_settled: u64,
@@ -506,6 +510,10 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> 
             deferred_after.saturating_sub(grey_settled) as f64 / first_after as f64
         },
         attempts_without_offer,
+        hot_messages: (0..p.messages)
+            .filter(|n| !chance(s.seed, *n, p.invalid_fraction) && chance(s.seed.wrapping_add(2), *n, p.hot_share))
+            .count() as u64,
+        mailbox_refusals: counters.per_recipient_refusals,
         first_attempts_greylisted_settled: grey_settled,
         first_deferral_rate: if first == 0 { 0.0 } else { first_deferred as f64 / first as f64 },
         final_delivery_rate: if valid == 0.0 { 1.0 } else { delivered as f64 / valid },

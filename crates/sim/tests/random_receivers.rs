@@ -157,8 +157,13 @@ fn random_receivers_report() {
         let s = scenario(&d);
         let r = run_lane(&s, &s.providers[0], Sender::Weir).expect("simulation");
         let p = run_lane(&s, &s.providers[0], Sender::Postfix).expect("simulation");
+        let hot = if r.hot_messages > 0 {
+            format!(" hot-mailbox-refusals-per-delivery {:.2}", r.mailbox_refusals as f64 / r.hot_messages as f64)
+        } else {
+            String::new()
+        };
         println!(
-            "{i:3} ratio {:.2} postfix {:.2} delivered {:.3} settled-first-deferrals {:.4} unoffered {} | {d:?}",
+            "{i:3} ratio {:.2} postfix {:.2} delivered {:.3} settled-first-deferrals {:.4} unoffered {}{hot} | {d:?}",
             r.drain_ratio,
             p.drain_ratio,
             r.final_delivery_rate,
