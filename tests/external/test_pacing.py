@@ -209,3 +209,31 @@ def test_a_primary_mx_that_never_greets_is_skipped_for_the_next_one():
         finally:
             w.stop()
             silent.close()
+
+
+def test_a_domain_whose_authentication_is_refused_waits_and_other_domains_go_on():
+    """Microsoft's 550 5.7.515 speaks for the sending domain: no bounce for the recipient, that
+    domain's next mail to the receiver waits, another domain's goes at once, and the timeline
+    names the domain."""
+    mx = FakeMX()
+    with tempfile.TemporaryDirectory() as tmp:
+        w = start(tmp, f'routes = {{ "fake.test" = "127.0.0.1:{mx.port}" }}\n')
+        try:
+            a = sender(w, "--production", "--max-rate", "100")
+            a.verify("other.test")
+            ses = a.client()
+            ses.send_email(Source="a@acme.test", Destination={"ToAddresses": ["auth515@fake.test"]}, Message=MSG)
+            wait_for(lambda: mx.attempts.get("auth515@fake.test"), what="the 5.7.515")
+            time.sleep(0.3)
+            ses.send_email(Source="a@acme.test", Destination={"ToAddresses": ["later@fake.test"]}, Message=MSG)
+            ses.send_email(Source="b@other.test", Destination={"ToAddresses": ["other@fake.test"]}, Message=MSG)
+            wait_for(lambda: mx.delivered_to("other@fake.test"), what="the other domain's mail")
+            time.sleep(2)
+            assert not mx.attempts.get("later@fake.test"), "the refused domain's mail was sent"
+            assert not events(w, "Bounce")
+            timeline = lane(w, mx)["timeline"]
+            assert any(e["kind"] == "incident" and "acme.test" in e["reason"] and "5.7.515" in e["reason"]
+                       for e in timeline), timeline
+            assert not lane(w, mx)["paused"]
+        finally:
+            w.stop()

@@ -107,6 +107,14 @@ impl Engine {
                 pos.and_then(|i| q.remove(i))
             };
             let Some(mut job) = job else { break };
+            // A sending domain whose authentication this receiver refused: its mail waits.
+            let from = job.rcpts[0].mail_from.rsplit_once('@').map_or("", |(_, d)| d).to_ascii_lowercase();
+            if let Some(until) = lane.domain_held(Instant::now(), &from) {
+                let wait = until.saturating_duration_since(Instant::now());
+                self.postpone(job.rcpts, wait, "the receiver refuses the sending domain's authentication; waiting")
+                    .await;
+                continue;
+            }
             // Mailboxes that asked for fewer messages: theirs wait for their turn, unsent.
             job.rcpts = self.mailbox_turns(&lane, job.rcpts).await;
             if job.rcpts.is_empty() {
@@ -322,6 +330,21 @@ impl Engine {
             pause = (pause * 2).min(Duration::from_secs(5));
         }
         self.release(waiting.iter());
+    }
+
+    /// Put recipients back in the queue for `wait` without an attempt counted (they were not
+    /// offered), then out of the in-flight set.
+    async fn postpone(&self, rcpts: Vec<DueRecipient>, wait: Duration, reason: &str) {
+        let ids: Vec<(String, i64)> = rcpts.iter().map(|r| (r.message_id.clone(), r.idx)).collect();
+        let at = self.svc.now_ms() + wait.as_millis() as i64;
+        let reason = reason.to_string();
+        match self.spool.write(move |c| ops::postpone(c, &ids, at, &reason)).await {
+            Ok(()) => self.release(rcpts.iter()),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot put recipients back in the queue; they go back when storage recovers");
+                self.unpick(rcpts).await;
+            }
+        }
     }
 
     /// How long after acceptance `r` may still be retried (its configuration set may shorten it).

@@ -113,6 +113,8 @@ pub struct Lane {
     waiting_until: Mutex<Option<Instant>>,
     /// The controller's clean interval: the shortest wait after a throttling reply.
     step_interval: Duration,
+    /// Sending domains whose authentication the receiver refused, and until when their mail waits.
+    held_domains: Mutex<std::collections::HashMap<String, Instant>>,
     /// Wall-clock origin for the controller's milliseconds.
     epoch: Instant,
 }
@@ -133,6 +135,7 @@ impl Lane {
             next_slot: Mutex::new(Instant::now()),
             waiting_until: Mutex::new(None),
             step_interval: Duration::from_millis(template.step_interval_ms),
+            held_domains: Mutex::new(std::collections::HashMap::new()),
             epoch: Instant::now(),
         }
     }
@@ -267,6 +270,33 @@ impl Lane {
             .paused_until
             .map_or(Duration::ZERO, |until| Duration::from_millis(until.saturating_sub(self.ms(now))));
         paused.max(self.reconnect_wait(now))
+    }
+
+    /// The receiver refused `domain`'s authentication: its mail waits `hold` at this lane (the
+    /// others' goes on). Returns the timeline entry when the hold is new.
+    pub fn hold_domain(&self, now: Instant, domain: &str, hold: Duration, reply: &str) -> Vec<TimelineEntry> {
+        let fresh = {
+            let mut held = self.held_domains.lock();
+            held.retain(|_, until| *until > now);
+            held.insert(domain.to_string(), now + hold).is_none()
+        };
+        if !fresh {
+            return Vec::new();
+        }
+        let words = format!(
+            "{reply} — mail from {domain} waits {} s at this provider; fix the domain's authentication",
+            hold.as_secs()
+        );
+        self.note(now, "incident", &words)
+    }
+
+    /// Until when mail from `domain` waits at this lane, if it does.
+    pub fn domain_held(&self, now: Instant, domain: &str) -> Option<Instant> {
+        let held = self.held_domains.lock();
+        if held.is_empty() {
+            return None;
+        }
+        held.get(domain).copied().filter(|until| *until > now)
     }
 
     /// Recipients of this lane wait in the spool until `until`.

@@ -115,7 +115,16 @@ impl Engine {
                 }
             }
             if let Some(l) = lane.as_ref().filter(|_| !o.refused_connection) {
-                for change in l.on_reply(Instant::now(), d.category, &o.reply.to_string()) {
+                // The sending domain's authentication: that domain's mail waits at this
+                // provider; the lane and the other domains' mail go on.
+                let changes = if d.scope == weir_classify::classify::Scope::DomainAuth {
+                    let domain = o.rcpt.mail_from.rsplit_once('@').map_or("", |(_, dom)| dom).to_ascii_lowercase();
+                    let hold = Duration::from_millis(self.cfg.pacing.incident_clear_ms);
+                    l.hold_domain(Instant::now(), &domain, hold, &o.reply.to_string())
+                } else {
+                    l.on_reply(Instant::now(), d.category, &o.reply.to_string())
+                };
+                for change in changes {
                     let mut v = serde_json::to_value(&change).unwrap_or(Value::Null);
                     v["at"] = json!(now);
                     self.events.lane_change(lane_key, provider.as_str(), v);
