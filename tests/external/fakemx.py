@@ -33,6 +33,7 @@ REPLIES = {
     "ts04": "421 4.7.0 [TS04] Messages from 192.0.2.1 temporarily deferred",
     "unusual": "421 4.7.28 Gmail has detected an unusual rate of unsolicited mail.",
     "spf": "421 4.7.27 SPF authentication did not pass.",
+    "greyzero": "450 4.2.0 Recipient address rejected: Greylisted, please try again in 0 seconds",
     "auth515": "550 5.7.515 Access denied, sending domain [acme.test] does not meet the required authentication level.",
     "defer": "451 4.3.0 Temporary local problem",
     "hard": "554 5.0.0 Rejected for no stated reason",

@@ -237,3 +237,41 @@ def test_a_domain_whose_authentication_is_refused_waits_and_other_domains_go_on(
             assert not lane(w, mx)["paused"]
         finally:
             w.stop()
+
+
+def test_pacing_settings_that_cannot_work_are_refused_at_start():
+    """A zero greeting timeout, a climb that does not climb, a lock-out ceiling under the pause:
+    the server does not start, and says which setting and why."""
+    cases = [
+        ("[delivery]\ngreeting_timeout_seconds = 0\n", "greeting_timeout_seconds"),
+        ("[delivery]\ngreylist_retry_seconds = 0\n", "greylist_retry_seconds"),
+        ("[delivery.pacing]\nclimb_factor = 1.0\n", "climb_factor"),
+        ("[delivery.pacing]\npause_ms = 60000\nmax_lockout_ms = 1000\n", "max_lockout_ms"),
+        ("[delivery.pacing]\nmeasure_window_ms = 10\n", "measure_window_ms"),
+    ]
+    for config, word in cases:
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = Path(tmp) / "weir.toml"
+            cfg.write_text(config)
+            r = subprocess.run([WEIR, "serve", "--config", str(cfg), "--data-dir", str(Path(tmp) / "d"),
+                                "--http", "127.0.0.1:0", "--no-smtp", "--no-delivery"],
+                               capture_output=True, text=True, timeout=30)
+            assert r.returncode != 0 and word in r.stderr, (config, r.returncode, r.stderr[-500:])
+
+
+def test_a_receiver_asking_for_an_immediate_retry_is_not_hammered():
+    """A greylister that says "try again in 0 seconds" every time: weir waits at least its own
+    greylist retry between attempts (never under it, at most a minute), never a tight loop."""
+    mx = FakeMX()
+    with tempfile.TemporaryDirectory() as tmp:
+        w = start(tmp, f'greylist_retry_seconds = 2\nroutes = {{ "fake.test" = "127.0.0.1:{mx.port}" }}\n')
+        try:
+            ses = sender(w, "--production", "--max-rate", "100").client()
+            ses.send_email(Source="a@acme.test", Destination={"ToAddresses": ["greyzero@fake.test"]}, Message=MSG)
+            wait_for(lambda: len(mx.attempts.get("greyzero@fake.test", [])) >= 2, timeout=20, what="a retry")
+            time.sleep(3)
+            tries = mx.attempts["greyzero@fake.test"]
+            gaps = [b - a for a, b in zip(tries, tries[1:])]
+            assert all(g >= 1.9 for g in gaps) and len(tries) <= 4, gaps
+        finally:
+            w.stop()

@@ -199,8 +199,12 @@ impl Engine {
                         // Greylisted: just after the window (the one the reply states, else the
                         // configured one), never sooner; the envelope is the same every time.
                         (Action::Greylisted { retry_after_s }, _, _) => {
-                            let window =
-                                retry_after_s.map_or(self.cfg.greylist_retry, |s| Duration::from_secs(u64::from(s)));
+                            // A stated delay counts, but never under a minute (or the configured
+                            // retry, if shorter): "try again in 0 seconds" must not make weir
+                            // hammer a receiver for the whole retry window.
+                            let floor = self.cfg.greylist_retry.min(Duration::from_secs(60));
+                            let window = retry_after_s
+                                .map_or(self.cfg.greylist_retry, |s| Duration::from_secs(u64::from(s)).max(floor));
                             // Just after it: a fiftieth of the window and a fifth of a second.
                             let window = window.as_millis() as i64;
                             let at = now + window + window / 50 + 200;

@@ -621,6 +621,24 @@ impl Config {
                 .map_err(|e| anyhow::anyhow!("feedback.loop_sources: '{n}' is not a CIDR network: {e}"))?;
         }
         anyhow::ensure!(self.feedback.reports_per_minute > 0, "feedback.reports_per_minute must be at least 1");
+        let d = &self.delivery;
+        anyhow::ensure!(
+            d.connect_timeout_seconds > 0
+                && d.greeting_timeout_seconds > 0
+                && d.command_timeout_seconds > 0
+                && d.greylist_retry_seconds > 0,
+            "delivery.connect_timeout_seconds, greeting_timeout_seconds, command_timeout_seconds and greylist_retry_seconds must be at least 1"
+        );
+        let p = &d.pacing;
+        anyhow::ensure!(
+            p.climb_factor > 1.0 && p.climb_factor.is_finite(),
+            "delivery.pacing.climb_factor must be a number above 1"
+        );
+        anyhow::ensure!(p.measure_window_ms >= 1000, "delivery.pacing.measure_window_ms must be at least 1000");
+        anyhow::ensure!(
+            p.pause_ms > 0 && p.max_lockout_ms >= p.pause_ms && p.block_pause_ms > 0,
+            "delivery.pacing.pause_ms and block_pause_ms must be above 0, and max_lockout_ms at least pause_ms"
+        );
         for n in &self.smtp.trusted_networks {
             n.parse::<ipnet::IpNet>()
                 .map_err(|e| anyhow::anyhow!("smtp.trusted_networks: '{n}' is not a CIDR network: {e}"))?;
