@@ -313,14 +313,28 @@ impl Engine {
             return;
         }
         lane.hold_until(now + wait);
-        let ids: Vec<(String, i64)> = waiting.iter().map(|r| (r.message_id.clone(), r.idx)).collect();
         let text = reply.to_string();
-        tracing::info!(lane = %lane.key, reply = %text, recipients = ids.len(), wait_seconds = wait.as_secs(),
+        tracing::info!(lane = %lane.key, reply = %text, recipients = waiting.len(), wait_seconds = wait.as_secs(),
             "the receiver refused before any recipient was offered; they wait without an attempt counted");
+        self.postpone_until(waiting, at, &text).await;
+    }
+
+    /// Put recipients back in the queue for `wait` without an attempt counted (they were not
+    /// offered).
+    async fn postpone(&self, rcpts: Vec<DueRecipient>, wait: Duration, reason: &str) {
+        let at = self.svc.now_ms() + wait.as_millis() as i64;
+        self.postpone_until(rcpts, at, reason).await;
+    }
+
+    /// Put recipients back in the queue until `at_ms` with `reason` as their last reply, no
+    /// attempt counted (tried again until storage takes it, or the engine stops: the next start
+    /// requeues them), then out of the in-flight set.
+    async fn postpone_until(&self, rcpts: Vec<DueRecipient>, at_ms: i64, reason: &str) {
+        let ids: Vec<(String, i64)> = rcpts.iter().map(|r| (r.message_id.clone(), r.idx)).collect();
         let mut pause = Duration::from_millis(100);
         loop {
-            let (ids, text) = (ids.clone(), text.clone());
-            if self.spool.write(move |c| ops::postpone(c, &ids, at, &text)).await.is_ok() {
+            let (ids, reason) = (ids.clone(), reason.to_string());
+            if self.spool.write(move |c| ops::postpone(c, &ids, at_ms, &reason)).await.is_ok() {
                 break;
             }
             if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
@@ -329,22 +343,7 @@ impl Engine {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(5));
         }
-        self.release(waiting.iter());
-    }
-
-    /// Put recipients back in the queue for `wait` without an attempt counted (they were not
-    /// offered), then out of the in-flight set.
-    async fn postpone(&self, rcpts: Vec<DueRecipient>, wait: Duration, reason: &str) {
-        let ids: Vec<(String, i64)> = rcpts.iter().map(|r| (r.message_id.clone(), r.idx)).collect();
-        let at = self.svc.now_ms() + wait.as_millis() as i64;
-        let reason = reason.to_string();
-        match self.spool.write(move |c| ops::postpone(c, &ids, at, &reason)).await {
-            Ok(()) => self.release(rcpts.iter()),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot put recipients back in the queue; they go back when storage recovers");
-                self.unpick(rcpts).await;
-            }
-        }
+        self.release(rcpts.iter());
     }
 
     /// How long after acceptance `r` may still be retried (its configuration set may shorten it).
