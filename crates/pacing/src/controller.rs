@@ -144,7 +144,7 @@ struct Lockout {
 }
 
 /// What kind of lock-out a refusal starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 enum Lock {
     /// Gmail's 4.7.28: a failed climb costs another pause of ten minutes or more.
     Cautious,
@@ -202,16 +202,32 @@ pub struct Controller {
     /// Since when the lane has held its current rate without a throttling reply.
     level_since: Millis,
 
-    /// After a 4.7.28, no probing above the ceiling before this (a probe that fails costs a
-    /// pause of at least ten minutes).
-    no_probe_until: Millis,
+    /// The rate that met the last lock-out, and its kind: probing above the rate held since
+    /// searches between the two (each failed probe costs a whole wait, so it halves the gap
+    /// rather than creeping up by a few percent).
+    lock_refused: Option<(f64, Lock, Millis)>,
+    /// Messages waiting for this lane, as its owner last said: a probe above a rate that passes
+    /// pays only when enough work is left to gain more than a failed probe's wait costs.
+    backlog: u64,
     timeline: Vec<TimelineEntry>,
 }
 
-/// After a 4.7.28, no probing above the ceiling for this many pauses' time: a probe step gains
-/// a few percent and, refused, costs a whole pause, so it pays only over a long horizon (two
-/// hours with Gmail's ten-minute pause).
-const NO_PROBE_PAUSES: u64 = 12;
+/// Work left, in waits of a lock-out at the current rate, for a probe above the rate held
+/// since a lock-out to pay: a refused probe costs one wait (and the climb back); an accepted
+/// one gains a share of the rest. Gmail asks for a pause of ten minutes or more after a 4.7.28
+/// and may lengthen it for a sender that pushes: there the horizon is longer.
+const PROBE_HORIZON_WAITS: f64 = 3.0;
+const CAUTIOUS_PROBE_HORIZON_WAITS: f64 = 8.0;
+
+/// A gap to the refused rate under this fraction of the rate is not searched: the lane holds
+/// (a receiver that lets a burst through fails a rate just over its limit only after a while,
+/// so a close probe passes its proof window and costs a lock-out later).
+const SEARCH_GAP: f64 = 0.15;
+/// After a lock-out the lane climbs back to at most this fraction of the rate that met it.
+const LOCKED_KNOWN_FRACTION: f64 = 0.9;
+/// The rate that met a lock-out bounds the lane for this many waits of it; then small probes
+/// above may find that the receiver takes more now.
+const LOCK_MEMORY_WAITS: u64 = 12;
 
 /// After a lock-out, the lane resumes at this fraction of what the receiver was measured to
 /// take just before it (that measure includes the burst a receiver lets through before it
@@ -264,8 +280,8 @@ impl Controller {
             before_refusals: (0.0, None, 0),
             proven_rate: None,
             level_since: now,
-
-            no_probe_until: 0,
+            lock_refused: None,
+            backlog: 0,
             timeline: Vec::new(),
         }
     }
@@ -294,9 +310,13 @@ impl Controller {
     /// under what the provider was measured to accept, whichever is lower.
     fn decreased_rate(&self, now: Millis) -> f64 {
         let mut r = self.rate * self.cfg.decrease;
-        if let Some(m) = self.measured_rate(now) {
-            r = r.max((m * self.cfg.ceiling_margin).min(self.rate * self.cfg.ceiling_margin));
-            r = r.min(m * self.cfg.ceiling_margin).min(self.rate);
+        // Far under the rate (under two decreases of it), what was taken measures something
+        // else than a rate limit: a receiver locking the sender out, or little mail to send.
+        // The usual decrease then, not a fall to what little passed.
+        if let Some(m) = self.measured_rate(now)
+            && m * self.cfg.ceiling_margin >= self.rate * self.cfg.decrease * self.cfg.decrease
+        {
+            r = (m * self.cfg.ceiling_margin).min(self.rate * self.cfg.ceiling_margin);
         }
         r.max(self.cfg.min_rate_per_min)
     }
@@ -327,6 +347,11 @@ impl Controller {
     /// The rate the lane would keep if nothing changed (its current safe throughput).
     pub fn safe_rate_per_min(&self) -> f64 {
         self.rate
+    }
+
+    /// How many messages wait for this lane (its owner says so as it goes).
+    pub fn set_backlog(&mut self, messages: u64) {
+        self.backlog = messages;
     }
 
     /// What the lane may do at `now`.
@@ -505,17 +530,26 @@ impl Controller {
                 // receiver was measured to take before it refused (with the margin).
                 let known = match (self.proven_rate, measured) {
                     (Some(clean), _) if clean < refused => clean.max(self.rate),
-                    // The receiver took less than was sent: what it took is its limit, near enough.
-                    (_, Some(m)) if m < refused * 0.95 => (m * self.cfg.ceiling_margin).max(self.rate),
-                    (_, Some(m)) => (m * KNOWN_FRACTION).min(refused * self.cfg.decrease).max(self.rate),
-                    // Nothing measured: the step under the refused rate, unless a failed climb
-                    // would cost another long pause.
-                    _ if lock == Lock::Out => (refused * self.cfg.decrease).max(self.rate),
-                    _ => self.rate,
+                    (_, measured) => {
+                        let guess = match measured {
+                            // The receiver took less than was sent: what it took is its limit,
+                            // near enough.
+                            Some(m) if m < refused * 0.95 => m * self.cfg.ceiling_margin,
+                            Some(m) => (m * KNOWN_FRACTION).min(refused * self.cfg.decrease),
+                            // Nothing measured: the step under the refused rate, unless a
+                            // failed climb would cost another long pause.
+                            None if lock == Lock::Out => refused * self.cfg.decrease,
+                            None => self.rate,
+                        };
+                        // A guess never goes back to the edge that failed: a rate just under it
+                        // passes a short proof and meets the next lock-out once the receiver's
+                        // allowance runs out.
+                        guess.min(refused * LOCKED_KNOWN_FRACTION).max(self.rate)
+                    }
                 };
                 let ceiling = known / self.cfg.ceiling_margin;
                 self.ceiling = Some(self.ceiling.map_or(ceiling, |c| c.min(ceiling)));
-                self.no_probe_until = now + self.cfg.pause_ms * NO_PROBE_PAUSES;
+                self.lock_refused = Some((refused, lock, now));
                 self.conns = 1;
                 let wait = if blocked { self.cfg.block_pause_ms } else { self.cfg.pause_ms };
                 self.paused_until = Some(now + wait);
@@ -529,6 +563,11 @@ impl Controller {
                 self.note(now, kind, &words);
             }
         }
+    }
+
+    /// The first wait of a lock-out of this kind.
+    fn lockout_wait(&self, lock: Lock) -> Millis {
+        if lock == Lock::Blocked { self.cfg.block_pause_ms } else { self.cfg.pause_ms }
     }
 
     /// A connection was refused (a connection cap at the greeting, a refused or failed connect)
@@ -552,7 +591,9 @@ impl Controller {
         }
         let remedy_failed = match self.conns_after_cut {
             Some(after) if in_session => self.conns <= after,
-            Some(after) => established.is_some_and(|e| e < after),
+            // At the greeting, refused with clearly fewer sessions open than the cap it taught
+            // (a receiver may count a session that just closed for a moment longer).
+            Some(after) => established.is_some_and(|e| e + 1 < after),
             None => false,
         };
         if remedy_failed {
@@ -669,17 +710,37 @@ impl Controller {
                     let up = (self.rate * self.cfg.climb_factor).max(self.rate + self.cfg.recover_step * max);
                     self.rate = up.min(c * self.cfg.ceiling_margin).min(max);
                 }
-                // Above a ceiling, one probe step per proof window (a pause's length), each from
-                // a rate held clean that long: a receiver counting over a window longer than a
-                // step interval lets a small overshoot pass for a while, and every failed probe
-                // costs deferrals (after a 4.7.28, a pause: no probing at all before the time
-                // set then).
-                Some(_) if now < self.no_probe_until || now.saturating_sub(self.level_since) < self.cfg.pause_ms => {}
+                // Above a ceiling, one probe per proof window (a pause's length), each from a
+                // rate held clean that long: a receiver counting over a window longer than a
+                // step interval lets a small overshoot pass for a while.
+                Some(_) if now.saturating_sub(self.level_since) < self.cfg.pause_ms => {}
                 Some(c) => {
-                    // Probe gently above what was refused before: the provider may now accept more.
-                    self.rate = (self.rate * (1.0 + self.cfg.probe_step)).min(max);
-                    if self.rate > c {
-                        self.ceiling = Some(self.rate);
+                    if self.lock_refused.is_some_and(|(_, lock, at)| {
+                        now.saturating_sub(at) >= LOCK_MEMORY_WAITS * self.lockout_wait(lock)
+                    }) {
+                        self.lock_refused = None;
+                    }
+                    let next = match self.lock_refused {
+                        // Under the rate that met a lock-out: only with work enough left to
+                        // repay a failed probe's wait, and only half way to that rate while the
+                        // gap is wide; close to it, the lane holds.
+                        Some((refused, lock, _)) => {
+                            let horizon =
+                                if lock == Lock::Cautious { CAUTIOUS_PROBE_HORIZON_WAITS } else { PROBE_HORIZON_WAITS };
+                            let wait = self.lockout_wait(lock) as f64;
+                            let left_ms = self.backlog as f64 * 60_000.0 / self.rate.max(1e-3);
+                            (left_ms >= horizon * wait && refused - self.rate > SEARCH_GAP * self.rate)
+                                .then_some((self.rate + refused) / 2.0)
+                        }
+                        // Refusals of a rate (not a lock-out): a failed probe costs a few
+                        // deferrals; probe gently, the provider may now accept more.
+                        _ => Some(self.rate * (1.0 + self.cfg.probe_step)),
+                    };
+                    if let Some(next) = next {
+                        self.rate = next.min(max);
+                        if self.rate > c {
+                            self.ceiling = Some(self.rate);
+                        }
                     }
                 }
                 None => self.rate = (self.rate + self.cfg.recover_step * max).min(max),

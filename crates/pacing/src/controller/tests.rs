@@ -80,8 +80,9 @@ fn after_a_4_7_28_a_rate_clean_for_one_short_interval_is_not_taken_as_proven() {
         c.on_tick(t);
         rates.push(c.allowance(t).rate_per_min);
     }
-    // Probing starts after twelve pauses' time, then one step per proof window (a pause's
-    // length), not one per clean step interval.
+    // With no work said to be waiting, the rate that met the 4.7.28 bounds the lane for twelve
+    // pauses' time; then one small probe per proof window (a pause's length), not one per clean
+    // step interval.
     let steps = rates.windows(2).filter(|w| w[1] > w[0]).count();
     assert!(rates[..54].iter().all(|r| (*r - resumed).abs() < 1e-6), "{rates:?}");
     assert!((1..=14).contains(&steps), "{steps} probe steps in four minutes: {rates:?}");
@@ -324,4 +325,75 @@ proptest! {
             last = a.rate_per_min;
         }
     }
+}
+
+/// A lane at 1,200/min locked out by a TSS04 (scaled timings: 10 s wait, 2 s step) with
+/// `backlog` messages waiting; the rate after each of 40 clean steps from the probe.
+fn clean_steps_after_a_tss04(backlog: u64) -> (f64, Vec<f64>) {
+    let cfg = PacingConfig {
+        max_rate_per_min: 1200.0,
+        max_connections: 5,
+        pause_ms: 10_000,
+        step_interval_ms: 2_000,
+        ..Default::default()
+    };
+    let mut c = Controller::new(cfg, 0);
+    c.set_backlog(backlog);
+    c.on_reply(500, Category::YahooDeferral, "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred");
+    let mut t = 10_500;
+    c.on_tick(t);
+    let resumed = c.allowance(t).rate_per_min;
+    let mut rates = vec![];
+    for _ in 0..40 {
+        c.on_reply(t + 1, Category::Accepted, "250");
+        t += 2_000;
+        c.on_tick(t);
+        rates.push(c.allowance(t).rate_per_min);
+    }
+    (resumed, rates)
+}
+
+#[test]
+fn with_work_left_after_a_lockout_the_lane_searches_half_way_to_the_refused_rate() {
+    let (resumed, rates) = clean_steps_after_a_tss04(100_000);
+    assert!(resumed < 600.0, "{resumed}");
+    // Back to the step under the refused rate, held one proof window, then half way to it.
+    assert!(rates.contains(&840.0), "{rates:?}");
+    assert!(rates.iter().any(|r| (*r - 1020.0).abs() < 1e-6), "{rates:?}");
+    // Never back to the rate that met the lock-out, nor closer to it than the search allows.
+    assert!(rates.iter().all(|r| *r < 1200.0 * 0.95), "{rates:?}");
+}
+
+#[test]
+fn with_little_work_left_a_lockout_is_not_probed_again() {
+    // Forty messages at 840/min: less than three waits' work; a failed probe would cost more.
+    let (_, rates) = clean_steps_after_a_tss04(40);
+    assert!(rates.iter().all(|r| *r <= 840.0 + 1e-6), "{rates:?}");
+}
+
+#[test]
+fn a_trickle_taken_during_refusals_does_not_drop_the_rate_below_two_decreases() {
+    let cfg = PacingConfig { max_rate_per_min: 1200.0, decrease_cooldown_ms: 500, ..Default::default() };
+    let mut c = Controller::new(cfg, 0);
+    // Twenty messages taken over twenty seconds (a receiver mostly locking the sender out, or
+    // little mail to send), then a rate refusal.
+    for s in 0..20 {
+        c.on_reply(s * 1000, Category::Accepted, "250");
+    }
+    c.on_reply(20_000, Category::RateLimited, "451 4.7.500 Server busy");
+    let rate = c.allowance(20_000).rate_per_min;
+    assert!((rate - 840.0).abs() < 1e-6, "the usual decrease, not a fall to what passed: {rate}");
+}
+
+#[test]
+fn a_greeting_refusal_at_the_taught_cap_lowers_connections_not_the_rate() {
+    let mut c = Controller::new(PacingConfig { max_rate_per_min: 1200.0, max_connections: 5, ..Default::default() }, 0);
+    let words = "421 4.7.0 Too many concurrent connections";
+    // In a session: four connections.
+    c.on_reply(1000, Category::TooManyConnections, words);
+    assert_eq!(c.allowance(1000).connections, 4);
+    // At the greeting with three open: the cap is three, the rate stays.
+    c.on_connection_refused(7000, Some(3), words);
+    let a = c.allowance(7000);
+    assert_eq!((a.connections, a.rate_per_min), (3, 1200.0));
 }
