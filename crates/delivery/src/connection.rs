@@ -116,7 +116,10 @@ impl Engine {
                 continue;
             }
             // Mailboxes that asked for fewer messages: theirs wait for their turn, unsent.
-            job.rcpts = self.mailbox_turns(&lane, job.rcpts).await;
+            job = match self.mailbox_turns(&lane, job).await {
+                Some(job) => job,
+                None => continue,
+            };
             if job.rcpts.is_empty() {
                 continue;
             }
@@ -249,15 +252,19 @@ impl Engine {
         }
     }
 
-    /// Recipients whose mailbox asked for fewer messages and whose turn has not come are put
-    /// back in the queue until it does (no attempt counted); the others are returned.
-    async fn mailbox_turns(&self, lane: &Lane, rcpts: Vec<DueRecipient>) -> Vec<DueRecipient> {
+    /// Recipients whose mailbox asked for fewer messages and whose turn has not come wait for
+    /// it, unsent and no attempt counted: a turn soon in memory (see [`Engine::hold_turn`];
+    /// behind a backlog that fills the in-flight set, one put back in the queue would come back
+    /// only after the whole backlog, its turns long past), a later one in the queue. Returns the
+    /// job with the recipients that may go now, if any.
+    async fn mailbox_turns(&self, lane: &Lane, job: Job) -> Option<Job> {
         let now = self.svc.now_ms();
+        let Job { rcpts, domain, route } = job;
         let (mut go, mut wait) = (Vec::with_capacity(rcpts.len()), Vec::new());
         {
             let mut paces = self.mailboxes.lock();
             if paces.is_empty() {
-                return rcpts;
+                return Some(Job { rcpts, domain, route });
             }
             for r in rcpts {
                 match paces.turn(&r.address, (&r.message_id, r.idx), now) {
@@ -266,9 +273,15 @@ impl Engine {
                 }
             }
         }
-        if !wait.is_empty() {
+        let mut later = Vec::new();
+        for (r, at) in wait {
+            if let Some(r) = self.hold_turn(r, at, now) {
+                later.push((r, at));
+            }
+        }
+        if !later.is_empty() {
             let rows: Vec<((String, i64), i64)> =
-                wait.iter().map(|(r, at)| ((r.message_id.clone(), r.idx), *at)).collect();
+                later.iter().map(|(r, at)| ((r.message_id.clone(), r.idx), *at)).collect();
             let reason = "waiting for the mailbox's pace (it asked for fewer messages)".to_string();
             let write = self.spool.write(move |c| {
                 for (id, at) in &rows {
@@ -277,14 +290,14 @@ impl Engine {
                 Ok(())
             });
             match write.await {
-                Ok(()) => self.release(wait.iter().map(|(r, _)| r)),
+                Ok(()) => self.release(later.iter().map(|(r, _)| r)),
                 Err(e) => {
                     tracing::error!(lane = %lane.key, error = %e, "cannot put paced recipients back; they go now");
-                    go.extend(wait.into_iter().map(|(r, _)| r));
+                    go.extend(later.into_iter().map(|(r, _)| r));
                 }
             }
         }
-        go
+        (!go.is_empty()).then_some(Job { rcpts: go, domain, route })
     }
 
     /// Recipients not offered to the receiver because it refused the sending IP or the

@@ -186,6 +186,9 @@ pub struct Engine {
     pub(crate) dead_hosts: Mutex<HashMap<String, Instant>>,
     /// Mailboxes that asked for fewer messages (4.2.1): the earliest next message to each.
     pub(crate) mailboxes: Mutex<crate::mailbox::Paces>,
+    /// Paced mailboxes' messages waiting in memory for their turns, with when they come
+    /// (see [`Engine::hold_turn`]).
+    pub(crate) turns: Mutex<Vec<(i64, weir_store::ops::DueRecipient)>>,
 }
 
 impl Engine {
@@ -214,6 +217,7 @@ impl Engine {
             requeue_pending: AtomicBool::new(true),
             dead_hosts: Mutex::new(HashMap::new()),
             mailboxes: Mutex::new(crate::mailbox::Paces::default()),
+            turns: Mutex::new(Vec::new()),
         })
     }
 

@@ -147,7 +147,11 @@ impl Lane {
     /// What the controller allows now.
     pub fn allowance(&self, now: Instant) -> Allowance {
         let t = self.ms(now);
+        // One job is one message: what waits here tells the controller whether a probe for a
+        // higher rate can pay.
+        let backlog = self.queue.lock().len() as u64;
         let mut c = self.controller.lock();
+        c.set_backlog(backlog);
         c.on_tick(t);
         c.allowance(t)
     }

@@ -28,6 +28,8 @@ struct Pace {
     last_seen_ms: i64,
     /// When the interval last grew.
     grown_at_ms: i64,
+    /// The interval when the current run of refusals began (none accepted since).
+    run_base_ms: Option<i64>,
 }
 
 impl Pace {
@@ -70,7 +72,13 @@ impl Paces {
             line: VecDeque::new(),
             last_seen_ms: now,
             grown_at_ms: now,
+            run_base_ms: None,
         });
+        // A run of refusals with nothing accepted is mostly a mailbox whose window is full:
+        // it grows the interval to wait it out, not to learn the pace (see `accepted`).
+        if p.run_base_ms.is_none() {
+            p.run_base_ms = Some(p.interval_ms.max(FIRST_MS));
+        }
         // Refusals of messages sent before the last growth answer the old pace: one growth
         // per interval.
         if p.interval_ms == 0 || now >= p.grown_at_ms + p.interval_ms {
@@ -87,11 +95,19 @@ impl Paces {
     }
 
     /// The mailbox accepted a message: the interval shrinks by 15 % (not under the first
-    /// one); a mailbox back at the first interval, with nobody in line, is paced no more.
+    /// one); a mailbox back at the first interval, with nobody in line, is paced no more. The
+    /// first acceptance after a run of refusals ends the wait: the pace goes back to half again
+    /// the interval that was refused (the pace learnt), not the one grown while waiting.
     pub fn accepted(&mut self, mailbox: &str, now: i64) {
         let key = mailbox.to_ascii_lowercase();
         if let Some(p) = self.map.get_mut(&key) {
-            p.interval_ms = (p.interval_ms * 17 / 20).max(FIRST_MS);
+            match p.run_base_ms.take() {
+                Some(base) => p.interval_ms = p.interval_ms.min(base * 3 / 2),
+                None => p.interval_ms = (p.interval_ms * 17 / 20).max(FIRST_MS),
+            }
+            if p.free_at_ms > now + p.interval_ms {
+                p.free_at_ms = now + p.interval_ms;
+            }
             p.last_seen_ms = now;
             if p.interval_ms <= FIRST_MS && p.line.is_empty() {
                 self.map.remove(&key);
@@ -177,6 +193,30 @@ mod tests {
         p.refused("a@x", ("gone", 0), 0);
         assert_eq!(p.turn("a@x", ("m", 0), 10), Some(2_000));
         assert_eq!(p.turn("a@x", ("m", 0), 1_000 + 1_000 + GRACE_MS + 1), None);
+    }
+
+    #[test]
+    fn the_first_acceptance_after_a_run_of_refusals_returns_to_the_pace_learnt() {
+        let mut p = Paces::default();
+        // Refused at a 4 s pace, then again and again while the mailbox's window is full.
+        p.refused("a@x", ("m0", 0), 0);
+        let mut t = 0;
+        for _ in 0..3 {
+            p.accepted("a@x", t);
+            t += 1_000;
+        }
+        let mut t = 10_000;
+        for i in 1..8 {
+            t = p.refused("a@x", (&format!("m{i}"), 0), t);
+        }
+        assert!(p.turn("a@x", ("late", 0), t).is_some_and(|at| at - t > 10_000), "waits the full window out");
+        // The first in line goes at its turn and is accepted.
+        assert_eq!(p.turn("a@x", ("m7", 0), t), None);
+        p.accepted("a@x", t + 100);
+        // Back to half again the 1 s pace that was refused, not the grown interval: the next in
+        // line goes 1.5 s later.
+        assert_eq!(p.turn("a@x", ("m6", 0), t + 1_500), Some(t + 1_600));
+        assert_eq!(p.turn("a@x", ("m6", 0), t + 1_600), None);
     }
 
     #[test]

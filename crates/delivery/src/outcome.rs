@@ -101,6 +101,8 @@ impl Engine {
         let mut suppress_now: Vec<DueRecipient> = Vec::new();
         // Per outcome: refused for its mailbox only (it spent none of the receiver's rate).
         let mut mailbox_only: Vec<bool> = Vec::with_capacity(outcomes.len());
+        // Refused by their mailbox's pace: they wait for their turns (held in memory if soon).
+        let mut turns: Vec<(DueRecipient, i64)> = Vec::new();
         for o in &outcomes {
             let d = classify(&o.reply, provider);
             mailbox_only.push(
@@ -215,7 +217,15 @@ impl Engine {
                         (_, Category::RecipientRateLimited, _) => {
                             let at =
                                 self.mailboxes.lock().refused(&o.rcpt.address, (&o.rcpt.message_id, o.rcpt.idx), now);
-                            (at <= o.rcpt.created_ms + self.retry_window_ms(&o.rcpt)).then_some(at)
+                            let next = (at <= o.rcpt.created_ms + self.retry_window_ms(&o.rcpt)).then_some(at);
+                            if next.is_some() {
+                                // As the spool will have it once this attempt is recorded.
+                                let mut r = o.rcpt.clone();
+                                r.attempts += 1;
+                                r.first_reply.get_or_insert_with(|| reply_text.clone());
+                                turns.push((r, at));
+                            }
+                            next
                         }
                         // The lane was throttled, not this recipient: it is tried again when the
                         // lane may send again (its pause over, or a minute), not after the
@@ -312,7 +322,14 @@ impl Engine {
                 l.refund(Instant::now());
             }
         }
+        let mut held: Vec<(String, i64)> = Vec::new();
         if self.record(results, bounces, now).await {
+            for (r, at) in turns {
+                let id = (r.message_id.clone(), r.idx);
+                if self.hold_turn(r, at, now).is_none() {
+                    held.push(id);
+                }
+            }
             for a in announce {
                 a(&self.events);
             }
@@ -328,7 +345,9 @@ impl Engine {
                 });
             }
         }
-        self.release(outcomes.iter().map(|o| &o.rcpt));
+        self.release(
+            outcomes.iter().map(|o| &o.rcpt).filter(|r| !held.iter().any(|(m, i)| *m == r.message_id && *i == r.idx)),
+        );
     }
 
     /// Give picked, unsent recipients back to the queue (retried until storage takes it, or the

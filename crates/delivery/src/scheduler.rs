@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use tokio::time::Instant;
 use weir_classify::provider::Provider;
@@ -14,6 +15,9 @@ use crate::lane::{Lane, LaneLimits};
 use crate::outcome::{synth, untried};
 use crate::route::Route;
 use crate::simulator;
+
+/// A paced mailbox's message whose turn comes within this long waits for it in memory.
+const TURN_HELD: Duration = Duration::from_secs(120);
 
 impl Engine {
     /// Put recipients caught in the middle of a transaction by the last stop back in the queue;
@@ -34,7 +38,48 @@ impl Engine {
         }
     }
 
+    /// Hold `r` (in flight) in memory until its paced mailbox's turn `at`, when that is soon
+    /// and room is left: it keeps its place, where put back in the queue it would come back
+    /// only after every recipient due before it (a whole backlog, its turn long past). Gives
+    /// `r` back when it is not held.
+    pub(crate) fn hold_turn(&self, r: DueRecipient, at: i64, now: i64) -> Option<DueRecipient> {
+        let mut turns = self.turns.lock();
+        if at - now > TURN_HELD.as_millis() as i64 || turns.len() >= self.cfg.max_in_flight / 4 {
+            return Some(r);
+        }
+        turns.push((at, r));
+        None
+    }
+
+    /// Held recipients whose turn has come go to the front of their lane.
+    fn turns_due(self: &Arc<Self>) {
+        let now = self.svc.now_ms();
+        let due: Vec<DueRecipient> = {
+            let mut turns = self.turns.lock();
+            if turns.is_empty() {
+                return;
+            }
+            let (due, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut *turns).into_iter().partition(|(at, _)| *at <= now);
+            *turns = kept;
+            due.into_iter().map(|(_, r)| r).collect()
+        };
+        for r in due {
+            let domain = r.address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
+            let this = self.clone();
+            tokio::spawn(async move { this.route_job(domain, vec![r]).await });
+        }
+    }
+
     pub(crate) async fn tick(self: &Arc<Self>) -> Result<(), weir_store::StoreError> {
+        self.turns_due();
+        // A lane allowed more connections than it runs (a step up after a pause) opens them
+        // here: otherwise only new work arriving for it would, and a backlog picked before the
+        // pause would go out over the one connection that outlived it.
+        let waiting: Vec<Arc<Lane>> =
+            self.lanes.lock().values().filter(|l| !l.queue.lock().is_empty()).cloned().collect();
+        for lane in waiting {
+            self.dispatch(lane);
+        }
         let busy = self.inflight.lock().len();
         if busy >= self.cfg.max_in_flight {
             return Ok(());
