@@ -184,6 +184,8 @@ pub struct LaneReport {
     /// First attempts deferred by greylisting (after the settling time): unavoidable, left out
     /// of `first_deferral_rate_settled`.
     pub first_attempts_greylisted_settled: u64,
+    /// Recipients delivered by the end of each ten seconds of the run (where a drain lost time).
+    pub delivered_every_10s: Vec<u64>,
     /// weir only: the lane's incident timeline.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<TimelineEntry>,
@@ -251,12 +253,12 @@ fn chance(seed: u64, i: u64, fraction: f64) -> bool {
 
 /// Minutes the receiver's hidden rate needs for the valid recipients at best (its warm-up
 /// included).
-pub fn best_minutes(p: &ProviderRun) -> f64 {
+pub fn best_minutes(p: &ProviderRun, seed: u64) -> f64 {
     let r = &p.receiver;
     let mut best = best_rate_minutes(p);
     // The hot mailbox takes its messages at its own pace (the first minute's at once).
     if r.hot_mailbox_per_min > 0 && p.hot_share > 0.0 {
-        let hot = (p.messages as f64 * p.hot_share - f64::from(r.hot_mailbox_per_min)).max(0.0);
+        let hot = (hot_messages(p, seed) as f64 - f64::from(r.hot_mailbox_per_min)).max(0.0);
         best = best.max(hot / f64::from(r.hot_mailbox_per_min));
     }
     // Greylisted mail passes one window after it was first offered, at best, and a first pass
@@ -266,6 +268,13 @@ pub fn best_minutes(p: &ProviderRun) -> f64 {
         best = best.max(valid / connection_bound_per_min(r)) + r.greylist_seconds / 60.0;
     }
     best
+}
+
+/// Valid messages of the run addressed to the hot mailbox (drawn as the spool's are).
+fn hot_messages(p: &ProviderRun, seed: u64) -> u64 {
+    (0..p.messages)
+        .filter(|n| !chance(seed, *n, p.invalid_fraction) && chance(seed.wrapping_add(2), *n, p.hot_share))
+        .count() as u64
 }
 
 /// Messages a minute the receiver's connections carry at best: each message costs two round
@@ -462,9 +471,13 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> 
 
     let limit = Duration::from_secs_f64(s.max_hours * 3600.0);
     let mut at_settled: Option<LaneStats> = None;
+    let mut delivered_every_10s = Vec::new();
     let drained = loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let t = origin.elapsed();
+        if t.as_secs().is_multiple_of(10) && delivered_every_10s.len() < 10_000 {
+            delivered_every_10s.push(lane_stats(&engine).1.delivered);
+        }
         if at_settled.is_none() && t >= Duration::from_secs(s.settle_seconds) {
             at_settled = Some(lane_stats(&engine).1);
         }
@@ -488,7 +501,7 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> 
     let drain_minutes = store
         .read(|c| Ok(c.query_row("SELECT max(updated_ms) FROM recipients", [], |r| r.get::<_, Option<i64>>(0))?))?;
     let drain_minutes = if drained { minutes_to(drain_minutes) } else { s.max_hours * 60.0 };
-    let best = best_minutes(p);
+    let best = best_minutes(p, s.seed);
     let counters = receiver.counters();
     let attempts: Vec<(String, i64)> = store.read(|c| {
         let mut st = c.prepare("SELECT address, sum(attempts) FROM recipients GROUP BY address")?;
@@ -510,11 +523,10 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> 
             deferred_after.saturating_sub(grey_settled) as f64 / first_after as f64
         },
         attempts_without_offer,
-        hot_messages: (0..p.messages)
-            .filter(|n| !chance(s.seed, *n, p.invalid_fraction) && chance(s.seed.wrapping_add(2), *n, p.hot_share))
-            .count() as u64,
+        hot_messages: hot_messages(p, s.seed),
         mailbox_refusals: counters.per_recipient_refusals,
         first_attempts_greylisted_settled: grey_settled,
+        delivered_every_10s,
         first_deferral_rate: if first == 0 { 0.0 } else { first_deferred as f64 / first as f64 },
         final_delivery_rate: if valid == 0.0 { 1.0 } else { delivered as f64 / valid },
         max_connections_used: counters.peak_connections,
