@@ -176,6 +176,9 @@ pub struct Controller {
     /// Clean time required before the next step up, as a multiple of `step_interval_ms`:
     /// doubled when a step up is refused soon after, shrunk slowly after each good one.
     probe_factor: f64,
+    /// The next probe above a ceiling, as a fraction of the rate: `probe_step` after a refusal,
+    /// doubled by each probe that holds.
+    probe_gain: f64,
     /// When the last step up happened (a throttle soon after it means the step failed).
     last_step: Option<Millis>,
     /// Connections the receiver was seen to refuse above; step-ups stay under it and probe one
@@ -209,6 +212,12 @@ pub struct Controller {
     /// Messages waiting for this lane, as its owner last said: a probe above a rate that passes
     /// pays only when enough work is left to gain more than a failed probe's wait costs.
     backlog: u64,
+    /// How long the last lock-out lasted, from its first refusal to the accepted probe: what a
+    /// failed probe is likely to cost (a receiver whose attempts extend the lock-out makes it
+    /// longer than the first wait).
+    last_lockout_ms: Millis,
+    /// Since when the lane has sent without a lock-out (its start, or the last accepted probe).
+    sending_since: Millis,
     timeline: Vec<TimelineEntry>,
 }
 
@@ -223,8 +232,12 @@ const CAUTIOUS_PROBE_HORIZON_WAITS: f64 = 8.0;
 /// (a receiver that lets a burst through fails a rate just over its limit only after a while,
 /// so a close probe passes its proof window and costs a lock-out later).
 const SEARCH_GAP: f64 = 0.15;
-/// After a lock-out the lane climbs back to at most this fraction of the rate that met it.
+/// After a lock-out the lane climbs back to at most this fraction of the rate that met it, and
+/// (when that rate failed at once) to no less than the other.
 const LOCKED_KNOWN_FRACTION: f64 = 0.9;
+const MIN_LOCKED_FRACTION: f64 = 0.25;
+/// The largest probe above a ceiling, as a fraction of the rate.
+const MAX_PROBE_GAIN: f64 = 0.16;
 /// The rate that met a lock-out bounds the lane for this many waits of it; then small probes
 /// above may find that the receiver takes more now.
 const LOCK_MEMORY_WAITS: u64 = 12;
@@ -269,6 +282,7 @@ impl Controller {
             warm_level: level,
             accepted_secs: std::collections::VecDeque::new(),
             probe_factor: 1.0,
+            probe_gain: cfg.probe_step,
             last_step: None,
             conn_ceiling: None,
             clean_at_conn_ceiling: 0,
@@ -282,6 +296,8 @@ impl Controller {
             level_since: now,
             lock_refused: None,
             backlog: 0,
+            last_lockout_ms: 0,
+            sending_since: now,
             timeline: Vec::new(),
         }
     }
@@ -382,9 +398,11 @@ impl Controller {
                 self.taken(now);
                 self.refusals_since_accept = 0;
                 self.last_accept = now;
-                if self.lockout.is_some_and(|l| l.probing) {
+                if let Some(l) = self.lockout.filter(|l| l.probing) {
                     // The clean interval runs from the probe's start: connections come back one
                     // per clean interval from there.
+                    self.last_lockout_ms = now.saturating_sub(l.since);
+                    self.sending_since = now;
                     self.lockout = None;
                     let words = format!("the receiver accepted mail again; resumed at {:.0}/min", self.rate);
                     self.note(now, "resume", &words);
@@ -469,6 +487,7 @@ impl Controller {
                     None => self.rate,
                 };
                 self.ceiling = Some(self.ceiling.map_or(refused, |c| c.min(refused)));
+                self.probe_gain = self.cfg.probe_step;
                 let new_rate = self.decreased_rate(now);
                 if new_rate <= self.rate * self.cfg.decrease {
                     self.conns = ((f64::from(self.conns) * self.cfg.decrease).floor() as u32).max(1);
@@ -541,15 +560,26 @@ impl Controller {
                             None if lock == Lock::Out => refused * self.cfg.decrease,
                             None => self.rate,
                         };
-                        // A guess never goes back to the edge that failed: a rate just under it
+                        // A guess never goes back to the edge that failed (a rate just under it
                         // passes a short proof and meets the next lock-out once the receiver's
-                        // allowance runs out.
-                        guess.min(refused * LOCKED_KNOWN_FRACTION).max(self.rate)
+                        // allowance runs out), and how soon the rate failed says how far over
+                        // it was: a receiver lets a burst through, then counts; at a rate r over
+                        // its limit L the burst lasts b / (r - L). Taking the burst as one clean
+                        // interval's worth of the limit, L = r / (1 + interval / time held).
+                        let held = now.saturating_sub(self.sending_since).max(1) as f64;
+                        let fraction = (1.0 / (1.0 + self.cfg.step_interval_ms as f64 / held))
+                            .clamp(MIN_LOCKED_FRACTION, LOCKED_KNOWN_FRACTION);
+                        guess.min(refused * fraction).max(self.cfg.min_rate_per_min)
                     }
                 };
                 let ceiling = known / self.cfg.ceiling_margin;
                 self.ceiling = Some(self.ceiling.map_or(ceiling, |c| c.min(ceiling)));
                 self.lock_refused = Some((refused, lock, now));
+                self.probe_gain = self.cfg.probe_step;
+                // The climb back starts under the rate known to pass.
+                if known < self.rate {
+                    self.rate = (known * self.cfg.decrease).max(self.cfg.min_rate_per_min);
+                }
                 self.conns = 1;
                 let wait = if blocked { self.cfg.block_pause_ms } else { self.cfg.pause_ms };
                 self.paused_until = Some(now + wait);
@@ -727,14 +757,19 @@ impl Controller {
                         Some((refused, lock, _)) => {
                             let horizon =
                                 if lock == Lock::Cautious { CAUTIOUS_PROBE_HORIZON_WAITS } else { PROBE_HORIZON_WAITS };
-                            let wait = self.lockout_wait(lock) as f64;
+                            let wait = self.lockout_wait(lock).max(self.last_lockout_ms) as f64;
                             let left_ms = self.backlog as f64 * 60_000.0 / self.rate.max(1e-3);
                             (left_ms >= horizon * wait && refused - self.rate > SEARCH_GAP * self.rate)
                                 .then_some((self.rate + refused) / 2.0)
                         }
                         // Refusals of a rate (not a lock-out): a failed probe costs a few
-                        // deferrals; probe gently, the provider may now accept more.
-                        _ => Some(self.rate * (1.0 + self.cfg.probe_step)),
+                        // deferrals. The provider may now accept more, or the ceiling was
+                        // learnt from a bad moment: each probe that holds doubles the next.
+                        _ => {
+                            let next = self.rate * (1.0 + self.probe_gain);
+                            self.probe_gain = (self.probe_gain * 2.0).min(MAX_PROBE_GAIN);
+                            Some(next)
+                        }
                     };
                     if let Some(next) = next {
                         self.rate = next.min(max);

@@ -34,8 +34,9 @@ fn gmail_4_7_28_pauses_then_resumes_with_one_connection() {
 fn after_a_failed_probe_the_lane_returns_to_the_rate_it_held_clean_and_does_not_probe_again_soon() {
     let cfg = PacingConfig { max_rate_per_min: 3000.0, max_connections: 10, ..Default::default() };
     let mut c = Controller::new(cfg, 0);
-    c.on_reply(1000, Category::UnusualRate, "421 4.7.28");
-    let mut t = 1000 + 10 * MIN;
+    // Ten minutes of sending, then a 4.7.28.
+    c.on_reply(10 * MIN, Category::UnusualRate, "421 4.7.28");
+    let mut t = 20 * MIN + 1000;
     c.on_tick(t);
     let held = c.allowance(t).rate_per_min;
     // Held clean for two hours (no probing after a 4.7.28), then one probe step, refused.
@@ -69,8 +70,8 @@ fn after_a_4_7_28_a_rate_clean_for_one_short_interval_is_not_taken_as_proven() {
         ..Default::default()
     };
     let mut c = Controller::new(cfg, 0);
-    c.on_reply(500, Category::UnusualRate, "421 4.7.28");
-    let mut t = 10_500;
+    c.on_reply(20_000, Category::UnusualRate, "421 4.7.28");
+    let mut t = 30_000;
     c.on_tick(t);
     let resumed = c.allowance(t).rate_per_min;
     let mut rates = vec![];
@@ -88,13 +89,15 @@ fn after_a_4_7_28_a_rate_clean_for_one_short_interval_is_not_taken_as_proven() {
     assert!((1..=14).contains(&steps), "{steps} probe steps in four minutes: {rates:?}");
 }
 
-/// A lane at 3,000/min meets `category` once; after the ten-minute wait the probe is accepted.
+/// A lane at 3,000/min meets `category` once after ten minutes of sending; after the ten-minute
+/// wait the probe is accepted.
 /// Returns the resumed rate, then the rate and connections after each of 45 clean minutes.
 fn clean_hour_after_lockout(category: Category, reply: &str) -> (f64, Vec<f64>, Vec<u32>) {
     let cfg = PacingConfig { max_rate_per_min: 3000.0, max_connections: 10, ..Default::default() };
     let mut c = Controller::new(cfg, 0);
-    c.on_reply(1000, category, reply);
-    let mut t = 1000 + 10 * MIN;
+    // After ten minutes of sending.
+    c.on_reply(10 * MIN, category, reply);
+    let mut t = 20 * MIN + 1000;
     c.on_tick(t);
     let resumed = c.allowance(t).rate_per_min;
     let (mut rates, mut conns) = (vec![], vec![]);
@@ -327,8 +330,9 @@ proptest! {
     }
 }
 
-/// A lane at 1,200/min locked out by a TSS04 (scaled timings: 10 s wait, 2 s step) with
-/// `backlog` messages waiting; the rate after each of 40 clean steps from the probe.
+/// A lane at 1,200/min locked out by a TSS04 after twenty seconds of sending (scaled timings:
+/// 10 s wait, 2 s step) with `backlog` messages waiting; the rate after each of 40 clean steps
+/// from the probe.
 fn clean_steps_after_a_tss04(backlog: u64) -> (f64, Vec<f64>) {
     let cfg = PacingConfig {
         max_rate_per_min: 1200.0,
@@ -339,8 +343,9 @@ fn clean_steps_after_a_tss04(backlog: u64) -> (f64, Vec<f64>) {
     };
     let mut c = Controller::new(cfg, 0);
     c.set_backlog(backlog);
-    c.on_reply(500, Category::YahooDeferral, "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred");
-    let mut t = 10_500;
+    // After twenty seconds of sending.
+    c.on_reply(20_000, Category::YahooDeferral, "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred");
+    let mut t = 30_000;
     c.on_tick(t);
     let resumed = c.allowance(t).rate_per_min;
     let mut rates = vec![];
@@ -396,4 +401,82 @@ fn a_greeting_refusal_at_the_taught_cap_lowers_connections_not_the_rate() {
     c.on_connection_refused(7000, Some(3), words);
     let a = c.allowance(7000);
     assert_eq!((a.connections, a.rate_per_min), (3, 1200.0));
+}
+
+#[test]
+fn a_rate_that_fails_at_once_is_cut_deeper_than_one_that_held_a_while() {
+    let cfg = PacingConfig {
+        max_rate_per_min: 1200.0,
+        max_connections: 5,
+        pause_ms: 10_000,
+        step_interval_ms: 2_000,
+        ..Default::default()
+    };
+    // The rate the lane climbs back to after a TSS04 at `at` ms of sending.
+    let climbs_to = |at: Millis| {
+        let mut c = Controller::new(cfg, 0);
+        c.on_reply(at, Category::YahooDeferral, "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred");
+        let mut t = at + 10_000;
+        c.on_tick(t);
+        for _ in 0..10 {
+            c.on_reply(t + 1, Category::Accepted, "250");
+            t += 2_000;
+            c.on_tick(t);
+        }
+        c.allowance(t).rate_per_min
+    };
+    // Refused within a second: far over the receiver's limit.
+    let at_once = climbs_to(1_000);
+    let after_a_while = climbs_to(20_000);
+    assert!(at_once < 1200.0 * 0.5, "{at_once}");
+    assert!((after_a_while - 840.0).abs() < 1e-6, "{after_a_while}");
+}
+
+#[test]
+fn probes_above_a_rate_ceiling_grow_while_they_hold() {
+    let cfg = PacingConfig {
+        max_rate_per_min: 10_000.0,
+        pause_ms: 10_000,
+        step_interval_ms: 2_000,
+        decrease_cooldown_ms: 500,
+        ..Default::default()
+    };
+    let mut c = Controller::new(cfg, 0);
+    // Three refusals a cool-down apart: a ceiling far under the lane's normal rate.
+    for t in [1_000, 2_000, 3_000] {
+        c.on_reply(t, Category::RateLimited, "451 4.7.500 Server busy");
+    }
+    let mut t = 3_000;
+    let mut rates = vec![c.allowance(t).rate_per_min];
+    for _ in 0..60 {
+        c.on_reply(t + 1, Category::Accepted, "250");
+        t += 2_000;
+        c.on_tick(t);
+        let r = c.allowance(t).rate_per_min;
+        if r != *rates.last().unwrap_or(&0.0) {
+            rates.push(r);
+        }
+    }
+    let gains: Vec<f64> = rates.windows(2).map(|w| w[1] / w[0] - 1.0).collect();
+    // The climb back under the ceiling, then probes above it: each that holds doubles the
+    // next, up to a sixth of the rate.
+    assert!(gains.len() >= 6, "{rates:?}");
+    for (got, want) in gains[1..6].iter().zip([0.02, 0.04, 0.08, 0.16, 0.16]) {
+        assert!((got - want).abs() < 1e-9, "{gains:?}");
+    }
+    // A refusal starts again from the small step.
+    c.on_reply(t + 1, Category::RateLimited, "451 4.7.500 Server busy");
+    let mut t = t + 1;
+    let mut after = vec![c.allowance(t).rate_per_min];
+    for _ in 0..30 {
+        c.on_reply(t + 1, Category::Accepted, "250");
+        t += 2_000;
+        c.on_tick(t);
+        let r = c.allowance(t).rate_per_min;
+        if r != *after.last().unwrap_or(&0.0) {
+            after.push(r);
+        }
+    }
+    let first_probe = after.windows(2).map(|w| w[1] / w[0] - 1.0).find(|g| *g < 0.1);
+    assert!(first_probe.is_some_and(|g| (g - 0.02).abs() < 1e-9), "{after:?}");
 }
