@@ -134,7 +134,7 @@ impl Store {
             Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         configure(&reader, &opts)?;
         let writer = if opts.inline_writes {
-            writer::Writer::inline(conn)
+            writer::Writer::inline(conn, opts.max_batch)
         } else {
             writer::Writer::start(conn, opts.max_batch)?
         };
@@ -192,6 +192,10 @@ impl Store {
 
     /// Run a read on the reader connection.
     pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let f = match self.writer.read_inline(f) {
+            Ok(r) => return r,
+            Err(f) => f,
+        };
         let conn = self.reader.lock();
         f(&conn)
     }

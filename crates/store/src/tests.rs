@@ -83,6 +83,27 @@ async fn failed_job_does_not_undo_its_group() {
 }
 
 #[tokio::test]
+async fn inline_writes_are_read_before_their_group_commits_and_a_failed_one_is_undone_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = StoreOptions { max_batch: 8, fsync: false, inline_writes: true };
+    let store = Store::open(dir.path(), opts).expect("open");
+    let a = store.write(|c| ops::insert_account(c, "acme", "AKIA1", "s", 0)).await.expect("account");
+    for i in 0..20 {
+        store.write(move |c| ops::enqueue(c, &entry(&format!("m{i}"), a.id, 10 + i, 1))).await.expect("enqueue");
+    }
+    let again = store.write(move |c| ops::enqueue(c, &entry("m3", a.id, 10, 1))).await;
+    assert!(again.is_err(), "a duplicate MessageId fails");
+    // Read on the writing connection: all twenty, though the last writes are not committed.
+    assert_eq!(store.read(ops::spool_list).expect("list").len(), 20);
+    let stats = store.writer_stats();
+    assert_eq!((stats.jobs, stats.commits), (22, 2), "{stats:?}");
+    store.shutdown();
+    drop(store);
+    let reopened = Store::open(dir.path(), StoreOptions::default()).expect("reopen");
+    assert_eq!(reopened.read(ops::spool_list).expect("list").len(), 20, "the open group committed at shutdown");
+}
+
+#[tokio::test]
 async fn statistics_and_pruning() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), StoreOptions::default()).expect("open");

@@ -26,9 +26,17 @@ pub struct WriterStats {
     pub jobs: u64,
 }
 
+/// The inline writer's connection and its open transaction.
+struct Inline {
+    conn: Connection,
+    /// Writes in the open transaction (none open when zero).
+    pending: usize,
+    max_batch: usize,
+}
+
 pub(crate) struct Writer {
-    /// Inline mode: writes run on the caller's thread, each in its own transaction.
-    inline: Option<Mutex<Connection>>,
+    /// Inline mode: writes run on the caller's thread.
+    inline: Option<Mutex<Inline>>,
     tx: Mutex<Option<mpsc::Sender<Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     commits: Arc<AtomicU64>,
@@ -47,10 +55,13 @@ impl Writer {
         Ok(Writer { inline: None, tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)), commits, jobs })
     }
 
-    /// A writer without a thread: every write commits on the caller's thread before it returns.
-    pub(crate) fn inline(conn: Connection) -> Writer {
+    /// A writer without a thread: writes run on the caller's thread, in transactions of up to
+    /// `max_batch` writes (each in a savepoint of its own), and reads go through the same
+    /// connection so they see them. A write is answered before its commit: for a throwaway
+    /// spool only (the simulator's), never for a server.
+    pub(crate) fn inline(conn: Connection, max_batch: usize) -> Writer {
         Writer {
-            inline: Some(Mutex::new(conn)),
+            inline: Some(Mutex::new(Inline { conn, pending: 0, max_batch: max_batch.max(1) })),
             tx: Mutex::new(None),
             thread: Mutex::new(None),
             commits: Arc::new(AtomicU64::new(0)),
@@ -58,23 +69,42 @@ impl Writer {
         }
     }
 
-    fn run_inline<T>(&self, conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        exec(conn, "BEGIN IMMEDIATE")?;
-        // One job per transaction: its failure undoes the transaction, no savepoint needed.
-        let r = match f(conn) {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = exec(conn, "ROLLBACK");
-                return Err(e);
-            }
-        };
-        if let Err(e) = exec(conn, "COMMIT") {
-            let _ = exec(conn, "ROLLBACK");
+    fn run_inline<T>(&self, inline: &mut Inline, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        if inline.pending == 0 {
+            exec(&inline.conn, "BEGIN IMMEDIATE")?;
+        }
+        let r = in_savepoint(&inline.conn, f);
+        inline.pending += 1;
+        self.jobs.fetch_add(1, Ordering::Relaxed);
+        if inline.pending >= inline.max_batch {
+            self.commit_inline(inline)?;
+        }
+        r
+    }
+
+    fn commit_inline(&self, inline: &mut Inline) -> Result<()> {
+        if inline.pending == 0 {
+            return Ok(());
+        }
+        inline.pending = 0;
+        if let Err(e) = exec(&inline.conn, "COMMIT") {
+            let _ = exec(&inline.conn, "ROLLBACK");
             return Err(StoreError::Commit(e.to_string()));
         }
         self.commits.fetch_add(1, Ordering::Relaxed);
-        self.jobs.fetch_add(1, Ordering::Relaxed);
-        Ok(r)
+        Ok(())
+    }
+
+    /// Inline mode: run a read on the writing connection (it sees the writes not yet
+    /// committed). In threaded mode `f` is given back.
+    pub(crate) fn read_inline<T, F: FnOnce(&Connection) -> Result<T>>(
+        &self,
+        f: F,
+    ) -> std::result::Result<Result<T>, F> {
+        match &self.inline {
+            Some(i) => Ok(f(&i.lock().conn)),
+            None => Err(f),
+        }
     }
 
     fn send(&self, job: Job) -> std::result::Result<(), Job> {
@@ -89,8 +119,8 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        if let Some(conn) = &self.inline {
-            return self.run_inline(&conn.lock(), f);
+        if let Some(inline) = &self.inline {
+            return self.run_inline(&mut inline.lock(), f);
         }
         let (done, wait) = oneshot::channel::<Result<T>>();
         let job: Job = Box::new(move |conn| {
@@ -113,8 +143,8 @@ impl Writer {
     where
         F: FnOnce(&Connection) -> Result<()> + Send + 'static,
     {
-        if let Some(conn) = &self.inline {
-            if let Err(e) = self.run_inline(&conn.lock(), f) {
+        if let Some(inline) = &self.inline {
+            if let Err(e) = self.run_inline(&mut inline.lock(), f) {
                 tracing::warn!(error = %e, "detached write failed");
             }
             return;
@@ -135,6 +165,11 @@ impl Writer {
     }
 
     pub(crate) fn shutdown(&self) {
+        if let Some(inline) = &self.inline
+            && let Err(e) = self.commit_inline(&mut inline.lock())
+        {
+            tracing::warn!(error = %e, "last inline writes not committed");
+        }
         self.tx.lock().take();
         if let Some(t) = self.thread.lock().take() {
             let _ = t.join();
