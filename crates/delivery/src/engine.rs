@@ -189,6 +189,8 @@ pub struct Engine {
     /// Paced mailboxes' messages waiting in memory for their turns, with when they come
     /// (see [`Engine::hold_turn`]).
     pub(crate) turns: Mutex<Vec<(i64, weir_store::ops::DueRecipient)>>,
+    /// When the due mail in the spool was last counted (see `count_waiting`).
+    pub(crate) waiting_counted_ms: std::sync::atomic::AtomicI64,
 }
 
 impl Engine {
@@ -218,6 +220,7 @@ impl Engine {
             dead_hosts: Mutex::new(HashMap::new()),
             mailboxes: Mutex::new(crate::mailbox::Paces::default()),
             turns: Mutex::new(Vec::new()),
+            waiting_counted_ms: std::sync::atomic::AtomicI64::new(0),
         })
     }
 

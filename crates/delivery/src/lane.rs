@@ -105,6 +105,9 @@ pub struct Lane {
     reconnect: Mutex<(Option<Instant>, u32)>,
     /// A delayed dispatch is already waiting for the reconnect gate.
     pub dispatch_pending: AtomicBool,
+    /// Recipients due in the spool and not yet picked when the engine last counted (all lanes'
+    /// together: it cannot tell which lane they will go to without routing them).
+    pub spool_waiting: std::sync::atomic::AtomicU64,
     controller: Mutex<Controller>,
     /// Next instant a message may start.
     next_slot: Mutex<Instant>,
@@ -131,6 +134,7 @@ impl Lane {
             established: AtomicUsize::new(0),
             reconnect: Mutex::new((None, 0)),
             dispatch_pending: AtomicBool::new(false),
+            spool_waiting: std::sync::atomic::AtomicU64::new(0),
             controller: Mutex::new(Controller::new(limits.pacing(template), 0)),
             next_slot: Mutex::new(Instant::now()),
             waiting_until: Mutex::new(None),
@@ -147,9 +151,9 @@ impl Lane {
     /// What the controller allows now.
     pub fn allowance(&self, now: Instant) -> Allowance {
         let t = self.ms(now);
-        // One job is one message: what waits here tells the controller whether a probe for a
-        // higher rate can pay.
-        let backlog = self.queue.lock().len() as u64;
+        // One job is one message: what waits here, and what is due in the spool beyond what the
+        // engine holds in flight, tells the controller whether a probe for a higher rate can pay.
+        let backlog = self.queue.lock().len() as u64 + self.spool_waiting.load(std::sync::atomic::Ordering::Relaxed);
         let mut c = self.controller.lock();
         c.set_backlog(backlog);
         c.on_tick(t);

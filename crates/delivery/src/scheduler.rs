@@ -16,6 +16,10 @@ use crate::outcome::{synth, untried};
 use crate::route::Route;
 use crate::simulator;
 
+/// How often the due mail in the spool is counted for the lanes, ms, and the most counted.
+const WAITING_COUNT_EVERY_MS: i64 = 5_000;
+const WAITING_COUNT_CAP: u64 = 200_000;
+
 /// A paced mailbox's message whose turn comes within this long waits for it in memory.
 const TURN_HELD: Duration = Duration::from_secs(120);
 
@@ -70,6 +74,26 @@ impl Engine {
         }
     }
 
+    /// Every few seconds, tell the lanes how much is due in the spool beyond what the engine
+    /// holds in flight (counted up to a bound: past it, a probe for a higher rate pays anyway).
+    fn count_waiting(&self, now: i64) {
+        let last = self.waiting_counted_ms.load(Ordering::Relaxed);
+        if now - last < WAITING_COUNT_EVERY_MS && last != 0 {
+            return;
+        }
+        self.waiting_counted_ms.store(now.max(1), Ordering::Relaxed);
+        let n = match self.spool.read(|c| ops::due_count(c, now, WAITING_COUNT_CAP)) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot count the queue");
+                return;
+            }
+        };
+        for lane in self.lanes.lock().values() {
+            lane.spool_waiting.store(n, Ordering::Relaxed);
+        }
+    }
+
     pub(crate) async fn tick(self: &Arc<Self>) -> Result<(), weir_store::StoreError> {
         self.turns_due();
         // A lane allowed more connections than it runs (a step up after a pause) opens them
@@ -81,11 +105,12 @@ impl Engine {
             self.dispatch(lane);
         }
         let busy = self.inflight.lock().len();
+        let now = self.svc.now_ms();
+        self.count_waiting(now);
         if busy >= self.cfg.max_in_flight {
             return Ok(());
         }
         let room = self.cfg.max_in_flight - busy;
-        let now = self.svc.now_ms();
         // Picked recipients are out of the due set, so this reads only what is new.
         let due = self.spool.read(|c| ops::due_recipients(c, now, room))?;
         let mut picked: Vec<DueRecipient> = Vec::new();

@@ -209,6 +209,10 @@ pub struct Controller {
     /// searches between the two (each failed probe costs a whole wait, so it halves the gap
     /// rather than creeping up by a few percent).
     lock_refused: Option<(f64, Lock, Millis)>,
+    /// Probes above a rate held clean that met a lock-out since the search began: each one
+    /// doubles the work that must be left before the next (the receiver's limit is likely
+    /// nearer the rate held than the search assumed).
+    failed_probes: u32,
     /// Messages waiting for this lane, as its owner last said: a probe above a rate that passes
     /// pays only when enough work is left to gain more than a failed probe's wait costs.
     backlog: u64,
@@ -235,7 +239,7 @@ const SEARCH_GAP: f64 = 0.15;
 /// After a lock-out the lane climbs back to at most this fraction of the rate that met it, and
 /// (when that rate failed at once) to no less than the other.
 const LOCKED_KNOWN_FRACTION: f64 = 0.9;
-const MIN_LOCKED_FRACTION: f64 = 0.25;
+const MIN_LOCKED_FRACTION: f64 = 0.49;
 /// The largest probe above a ceiling, as a fraction of the rate.
 const MAX_PROBE_GAIN: f64 = 0.16;
 /// The rate that met a lock-out bounds the lane for this many waits of it; then small probes
@@ -295,6 +299,7 @@ impl Controller {
             proven_rate: None,
             level_since: now,
             lock_refused: None,
+            failed_probes: 0,
             backlog: 0,
             last_lockout_ms: 0,
             sending_since: now,
@@ -574,6 +579,9 @@ impl Controller {
                 };
                 let ceiling = known / self.cfg.ceiling_margin;
                 self.ceiling = Some(self.ceiling.map_or(ceiling, |c| c.min(ceiling)));
+                if self.lock_refused.is_some() && self.proven_rate.is_some_and(|p| p < refused) {
+                    self.failed_probes += 1;
+                }
                 self.lock_refused = Some((refused, lock, now));
                 self.probe_gain = self.cfg.probe_step;
                 // The climb back starts under the rate known to pass.
@@ -749,6 +757,7 @@ impl Controller {
                         now.saturating_sub(at) >= LOCK_MEMORY_WAITS * self.lockout_wait(lock)
                     }) {
                         self.lock_refused = None;
+                        self.failed_probes = 0;
                     }
                     let next = match self.lock_refused {
                         // Under the rate that met a lock-out: only with work enough left to
@@ -757,7 +766,8 @@ impl Controller {
                         Some((refused, lock, _)) => {
                             let horizon =
                                 if lock == Lock::Cautious { CAUTIOUS_PROBE_HORIZON_WAITS } else { PROBE_HORIZON_WAITS };
-                            let wait = self.lockout_wait(lock).max(self.last_lockout_ms) as f64;
+                            let wait = self.lockout_wait(lock).max(self.last_lockout_ms) as f64
+                                * f64::from(1u32 << self.failed_probes.min(16));
                             let left_ms = self.backlog as f64 * 60_000.0 / self.rate.max(1e-3);
                             (left_ms >= horizon * wait && refused - self.rate > SEARCH_GAP * self.rate)
                                 .then_some((self.rate + refused) / 2.0)

@@ -467,6 +467,17 @@ pub fn postpone(c: &Connection, ids: &[(String, i64)], at_ms: i64, reason: &str)
     Ok(())
 }
 
+/// How many recipients are due by `now_ms` and not picked, counting up to `cap` (the count
+/// walks the due index: bounded so that a huge backlog costs no more than `cap` rows).
+pub fn due_count(c: &Connection, now_ms: i64, cap: u64) -> Result<u64> {
+    let n: i64 = c
+        .prepare_cached(
+            "SELECT count(*) FROM (SELECT 1 FROM recipients WHERE state = 'queued' AND next_attempt_ms <= ?1 LIMIT ?2)",
+        )?
+        .query_row(params![now_ms, cap as i64], |r| r.get(0))?;
+    Ok(n as u64)
+}
+
 /// Move these recipients from state `from` to `to` (those in another state are left alone).
 fn move_state(c: &Connection, ids: &[(String, i64)], from: &str, to: &str) -> Result<()> {
     let mut st =

@@ -104,6 +104,21 @@ async fn inline_writes_are_read_before_their_group_commits_and_a_failed_one_is_u
 }
 
 #[tokio::test]
+async fn due_count_counts_queued_due_recipients_up_to_its_cap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
+    let a = store.write(|c| ops::insert_account(c, "acme", "AKIA1", "s", 0)).await.expect("account");
+    for i in 0..5 {
+        store.write(move |c| ops::enqueue(c, &entry(&format!("m{i}"), a.id, 10 + i, 3))).await.expect("enqueue");
+    }
+    store.write(|c| ops::pick(c, &[("m0".to_string(), 0)])).await.expect("pick");
+    let count = |now, cap| store.read(|c| ops::due_count(c, now, cap)).expect("count");
+    assert_eq!(count(1_000_000, 100), 14, "fifteen recipients, one picked");
+    assert_eq!(count(1_000_000, 4), 4);
+    assert_eq!(count(0, 100), 0, "none due yet");
+}
+
+#[tokio::test]
 async fn statistics_and_pruning() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), StoreOptions::default()).expect("open");

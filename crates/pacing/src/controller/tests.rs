@@ -480,3 +480,40 @@ fn probes_above_a_rate_ceiling_grow_while_they_hold() {
     let first_probe = after.windows(2).map(|w| w[1] / w[0] - 1.0).find(|g| *g < 0.1);
     assert!(first_probe.is_some_and(|g| (g - 0.02).abs() < 1e-9), "{after:?}");
 }
+
+#[test]
+fn a_probe_that_meets_a_lockout_doubles_the_work_needed_before_the_next() {
+    let cfg = PacingConfig {
+        max_rate_per_min: 1200.0,
+        max_connections: 5,
+        pause_ms: 10_000,
+        step_interval_ms: 2_000,
+        ..Default::default()
+    };
+    let tss04 = "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred";
+    let mut c = Controller::new(cfg, 0);
+    // 500 messages waiting: at 840/min, about three waits' work.
+    c.set_backlog(500);
+    c.on_reply(20_000, Category::YahooDeferral, tss04);
+    let mut t = 30_000;
+    c.on_tick(t);
+    while c.allowance(t).rate_per_min <= 840.0 + 1e-6 {
+        c.on_reply(t + 1, Category::Accepted, "250");
+        t += 2_000;
+        c.on_tick(t);
+        assert!(t < 120_000, "no probe with three waits' work left");
+    }
+    assert!((c.allowance(t).rate_per_min - 1020.0).abs() < 1e-6);
+    // The probe meets a lock-out: back to the rate held, and the same work left no longer pays
+    // for another probe.
+    c.on_reply(t + 500, Category::YahooDeferral, tss04);
+    t += 10_600;
+    c.on_tick(t);
+    // (For the lock-out's memory: twelve waits, then small probes again.)
+    for _ in 0..40 {
+        c.on_reply(t + 1, Category::Accepted, "250");
+        t += 2_000;
+        c.on_tick(t);
+        assert!(c.allowance(t).rate_per_min <= 840.0 + 1e-6, "{:?}", c.allowance(t));
+    }
+}
