@@ -141,6 +141,10 @@ struct Lockout {
     wait_ms: Millis,
     /// The wait is over and one connection is trying.
     probing: bool,
+    /// Its kind.
+    lock: Lock,
+    /// A probe of it was refused.
+    probe_refused: bool,
 }
 
 /// What kind of lock-out a refusal starts.
@@ -222,6 +226,11 @@ pub struct Controller {
     last_lockout_ms: Millis,
     /// Since when the lane has sent without a lock-out (its start, or the last accepted probe).
     sending_since: Millis,
+    /// The first wait of this receiver's next lock-out (not Gmail's, not a block), learnt from
+    /// the last one.
+    learned_wait_ms: Option<Millis>,
+    /// The longest first wait after which a probe was refused: a learnt wait stays above it.
+    refused_wait_ms: Millis,
     timeline: Vec<TimelineEntry>,
 }
 
@@ -303,6 +312,8 @@ impl Controller {
             backlog: 0,
             last_lockout_ms: 0,
             sending_since: now,
+            learned_wait_ms: None,
+            refused_wait_ms: 0,
             timeline: Vec::new(),
         }
     }
@@ -408,6 +419,18 @@ impl Controller {
                     // per clean interval from there.
                     self.last_lockout_ms = now.saturating_sub(l.since);
                     self.sending_since = now;
+                    // A lock-out that is not Gmail's or a block: the wait that worked is learnt
+                    // (half of it when the first probe passed: the penalty may be shorter
+                    // still), so a receiver with a short penalty does not cost a long wait
+                    // each time, and one with a long penalty is not knocked on early again.
+                    if l.lock == Lock::Out {
+                        let learnt = if l.probe_refused {
+                            l.wait_ms
+                        } else {
+                            (l.wait_ms / 2).max(self.refused_wait_ms.saturating_mul(5) / 4)
+                        };
+                        self.learned_wait_ms = Some(learnt.clamp(self.cfg.pause_ms / 8, self.cfg.max_lockout_ms));
+                    }
                     self.lockout = None;
                     let words = format!("the receiver accepted mail again; resumed at {:.0}/min", self.rate);
                     self.note(now, "resume", &words);
@@ -524,8 +547,12 @@ impl Controller {
         }
         if let Some(l) = self.lockout.as_mut() {
             let base = if blocked { self.cfg.block_pause_ms } else { self.cfg.pause_ms };
-            l.wait_ms = l.wait_ms.saturating_mul(2).max(base).min(self.cfg.max_lockout_ms.max(base));
+            if l.lock == Lock::Out {
+                self.refused_wait_ms = self.refused_wait_ms.max(l.wait_ms);
+            }
+            l.wait_ms = l.wait_ms.saturating_mul(2).min(self.cfg.max_lockout_ms.max(base));
             l.probing = false;
+            l.probe_refused = true;
             let wait = l.wait_ms;
             self.paused_until = Some(now + wait);
             self.conns = 1;
@@ -589,9 +616,13 @@ impl Controller {
                     self.rate = (known * self.cfg.decrease).max(self.cfg.min_rate_per_min);
                 }
                 self.conns = 1;
-                let wait = if blocked { self.cfg.block_pause_ms } else { self.cfg.pause_ms };
+                let wait = match lock {
+                    Lock::Blocked => self.cfg.block_pause_ms,
+                    Lock::Cautious => self.cfg.pause_ms,
+                    Lock::Out => self.learned_wait_ms.unwrap_or(self.cfg.pause_ms),
+                };
                 self.paused_until = Some(now + wait);
-                self.lockout = Some(Lockout { since: now, wait_ms: wait, probing: false });
+                self.lockout = Some(Lockout { since: now, wait_ms: wait, probing: false, lock, probe_refused: false });
                 self.last_decrease = Some(now);
                 self.restart_interval(now);
                 self.level_since = now;

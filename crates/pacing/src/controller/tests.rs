@@ -517,3 +517,47 @@ fn a_probe_that_meets_a_lockout_doubles_the_work_needed_before_the_next() {
         assert!(c.allowance(t).rate_per_min <= 840.0 + 1e-6, "{:?}", c.allowance(t));
     }
 }
+
+/// The first wait of each of three TSS04 lock-outs in a row, when the receiver's penalty is
+/// `penalty` ms (a probe inside it is refused) and every lock-out comes 30 s after resuming.
+fn first_waits_of_tss04_lockouts(penalty: Millis) -> Vec<Millis> {
+    let cfg =
+        PacingConfig { max_rate_per_min: 1200.0, pause_ms: 10_000, step_interval_ms: 2_000, ..Default::default() };
+    let tss04 = "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred";
+    let mut c = Controller::new(cfg, 0);
+    let mut t = 30_000;
+    let mut waits = vec![];
+    for _ in 0..3 {
+        let locked_at = t;
+        c.on_reply(t, Category::YahooDeferral, tss04);
+        waits.push(c.allowance(t).paused_until.expect("paused") - t);
+        // Probe whenever the wait is over: refused inside the penalty, accepted after it.
+        loop {
+            t = c.allowance(t).paused_until.expect("paused");
+            c.on_tick(t);
+            if t - locked_at >= penalty {
+                c.on_reply(t + 100, Category::Accepted, "250");
+                break;
+            }
+            c.on_reply(t + 100, Category::YahooDeferral, tss04);
+            t += 100;
+        }
+        t += 30_000;
+        c.on_tick(t);
+    }
+    waits
+}
+
+#[test]
+fn a_receiver_whose_lockout_is_short_costs_shorter_waits_each_time() {
+    // No penalty at all: each lock-out halves the first wait, down to an eighth of the pause.
+    assert_eq!(first_waits_of_tss04_lockouts(0), vec![10_000, 5_000, 2_500]);
+}
+
+#[test]
+fn a_refused_probe_teaches_the_wait_that_worked() {
+    // A 15 s penalty: the first probe (10 s) is refused, the second (after 20 s more) passes;
+    // the next lock-out waits those 20 s at once rather than knocking at 10, and the one after
+    // tries a little shorter, never down to the wait that was refused.
+    assert_eq!(first_waits_of_tss04_lockouts(15_000), vec![10_000, 20_000, 12_500]);
+}
