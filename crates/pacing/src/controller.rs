@@ -239,7 +239,7 @@ pub struct Controller {
 /// one gains a share of the rest. Gmail asks for a pause of ten minutes or more after a 4.7.28
 /// and may lengthen it for a sender that pushes: there the horizon is longer.
 const PROBE_HORIZON_WAITS: f64 = 3.0;
-const CAUTIOUS_PROBE_HORIZON_WAITS: f64 = 8.0;
+const CAUTIOUS_PROBE_HORIZON_WAITS: f64 = 16.0;
 
 /// A gap to the refused rate under this fraction of the rate is not searched: the lane holds
 /// (a receiver that lets a burst through fails a rate just over its limit only after a while,
