@@ -240,13 +240,35 @@ pub fn prepare(raw: &[u8], message_id: &str, id_domain: &str, date_secs: i64) ->
     let fields = parse_fields(header)?;
     refuse_duplicates(&fields)?;
     let parsed = crate::parse_mime(raw).ok_or_else(|| InvalidMessage::new("Message could not be parsed as MIME."))?;
+    // The header as it will be stored. Authors and visible recipients are read from it, not
+    // from the input: a parser may read a malformed input differently from its rewrite (a
+    // header that ran to the end of the input, say), and what is accepted once must read the
+    // same when it is read again (by a receiver, or by weir after a restart).
+    let mut out = Vec::with_capacity(raw.len() + 128);
+    out.extend_from_slice(format!("Message-ID: <{message_id}@{id_domain}>\r\n").as_bytes());
+    if !fields.iter().any(|f| f.name.eq_ignore_ascii_case("date")) {
+        let date = chrono::DateTime::from_timestamp(date_secs, 0).unwrap_or_default();
+        out.extend_from_slice(format!("Date: {}\r\n", date.format("%a, %d %b %Y %H:%M:%S +0000")).as_bytes());
+    }
+    for f in &fields {
+        let lower = f.name.to_ascii_lowercase();
+        if lower == "message-id" || lower == "bcc" || lower.starts_with("x-ses-") {
+            continue;
+        }
+        for l in &f.lines {
+            out.extend_from_slice(l);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    let stored = crate::parse_mime(&out).ok_or_else(|| InvalidMessage::new("Message could not be parsed as MIME."))?;
     let Some(from_field) = fields.iter().find(|f| f.name.eq_ignore_ascii_case("from")) else {
         return Err(InvalidMessage::new("Missing required header 'From'."));
     };
-    let mut senders = author_mailboxes(from_field, parsed.from())?;
+    let mut senders = author_mailboxes(from_field, stored.from())?;
     let from = senders[0].clone();
     if let Some(f) = fields.iter().find(|f| f.name.eq_ignore_ascii_case("sender")) {
-        for m in author_mailboxes(f, parsed.sender())? {
+        for m in author_mailboxes(f, stored.sender())? {
             if !senders.iter().any(|s| s.addr.eq_ignore_ascii_case(&m.addr)) {
                 senders.push(m);
             }
@@ -272,7 +294,8 @@ pub fn prepare(raw: &[u8], message_id: &str, id_domain: &str, date_secs: i64) ->
         }
     }
     let mut header_recipients = Vec::new();
-    for list in [parsed.to(), parsed.cc(), parsed.bcc()].into_iter().flatten() {
+    // Bcc is not stored: it is read from the input.
+    for list in [stored.to(), stored.cc(), parsed.bcc()].into_iter().flatten() {
         for a in list.iter() {
             if let Some(addr) = a.address() {
                 validate_addr(addr)?;
@@ -290,24 +313,7 @@ pub fn prepare(raw: &[u8], message_id: &str, id_domain: &str, date_secs: i64) ->
                 .collect()
         })
         .unwrap_or_default();
-
-    let mut out = Vec::with_capacity(raw.len() + 128);
-    out.extend_from_slice(format!("Message-ID: <{message_id}@{id_domain}>\r\n").as_bytes());
-    if !fields.iter().any(|f| f.name.eq_ignore_ascii_case("date")) {
-        let date = chrono::DateTime::from_timestamp(date_secs, 0).unwrap_or_default();
-        out.extend_from_slice(format!("Date: {}\r\n", date.format("%a, %d %b %Y %H:%M:%S +0000")).as_bytes());
-    }
-    for f in &fields {
-        let lower = f.name.to_ascii_lowercase();
-        if lower == "message-id" || lower == "bcc" || lower.starts_with("x-ses-") {
-            continue;
-        }
-        for l in &f.lines {
-            out.extend_from_slice(l);
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-    out.extend_from_slice(b"\r\n");
+    drop(stored);
     if let Some(body) = body {
         out.extend_from_slice(body);
     }
