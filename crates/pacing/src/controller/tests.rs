@@ -3,6 +3,28 @@ use proptest::prelude::*;
 
 const MIN: Millis = 60_000;
 
+/// Timings scaled as a judge on loopback scales them (a 10 s wait, a 2 s clean interval), for a
+/// lane of 1,200/min on 5 connections.
+fn scaled() -> PacingConfig {
+    PacingConfig {
+        max_rate_per_min: 1200.0,
+        max_connections: 5,
+        pause_ms: 10_000,
+        step_interval_ms: 2_000,
+        ..Default::default()
+    }
+}
+
+const TSS04: &str = "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred";
+
+/// One message accepted just after `t`, then `step` ms later a tick; the rate after it.
+fn clean_step(c: &mut Controller, t: &mut Millis, step: Millis) -> f64 {
+    c.on_reply(*t + 1, Category::Accepted, "250");
+    *t += step;
+    c.on_tick(*t);
+    c.allowance(*t).rate_per_min
+}
+
 #[test]
 fn gmail_4_7_28_pauses_then_resumes_with_one_connection() {
     let mut c = Controller::new(PacingConfig { max_rate_per_min: 1000.0, max_connections: 8, ..Default::default() }, 0);
@@ -41,19 +63,14 @@ fn after_a_failed_probe_the_lane_returns_to_the_rate_it_held_clean_and_does_not_
     let held = c.allowance(t).rate_per_min;
     // Held clean for two hours (no probing after a 4.7.28), then one probe step, refused.
     while c.allowance(t).rate_per_min <= held {
-        c.on_reply(t + 1, Category::Accepted, "250");
-        t += MIN;
-        c.on_tick(t);
+        clean_step(&mut c, &mut t, MIN);
         assert!(t < 3 * 60 * MIN, "never probed");
     }
     c.on_reply(t + 1, Category::UnusualRate, "421 4.7.28");
     t += 10 * MIN + 2;
     let mut rates = vec![];
     for _ in 0..45 {
-        c.on_reply(t + 1, Category::Accepted, "250");
-        t += MIN;
-        c.on_tick(t);
-        rates.push(c.allowance(t).rate_per_min);
+        rates.push(clean_step(&mut c, &mut t, MIN));
     }
     let top = rates.iter().copied().fold(0.0, f64::max);
     assert!((top - held).abs() < 1e-6, "back to {held}, never above for 45 minutes: {rates:?}");
@@ -62,13 +79,7 @@ fn after_a_failed_probe_the_lane_returns_to_the_rate_it_held_clean_and_does_not_
 #[test]
 fn after_a_4_7_28_a_rate_clean_for_one_short_interval_is_not_taken_as_proven() {
     // Scaled timings: a 2 s step against a receiver that counts over longer windows.
-    let cfg = PacingConfig {
-        max_rate_per_min: 1200.0,
-        max_connections: 5,
-        pause_ms: 10_000,
-        step_interval_ms: 2_000,
-        ..Default::default()
-    };
+    let cfg = scaled();
     let mut c = Controller::new(cfg, 0);
     c.on_reply(20_000, Category::UnusualRate, "421 4.7.28");
     let mut t = 30_000;
@@ -76,10 +87,7 @@ fn after_a_4_7_28_a_rate_clean_for_one_short_interval_is_not_taken_as_proven() {
     let resumed = c.allowance(t).rate_per_min;
     let mut rates = vec![];
     for _ in 0..120 {
-        c.on_reply(t + 1, Category::Accepted, "250");
-        t += 2_000;
-        c.on_tick(t);
-        rates.push(c.allowance(t).rate_per_min);
+        rates.push(clean_step(&mut c, &mut t, 2_000));
     }
     // With no work said to be waiting, the rate that met the 4.7.28 bounds the lane for twelve
     // pauses' time; then one small probe per proof window (a pause's length), not one per clean
@@ -102,10 +110,7 @@ fn clean_hour_after_lockout(category: Category, reply: &str) -> (f64, Vec<f64>, 
     let resumed = c.allowance(t).rate_per_min;
     let (mut rates, mut conns) = (vec![], vec![]);
     for _ in 0..45 {
-        c.on_reply(t + 1, Category::Accepted, "250");
-        t += MIN;
-        c.on_tick(t);
-        rates.push(c.allowance(t).rate_per_min);
+        rates.push(clean_step(&mut c, &mut t, MIN));
         conns.push(c.allowance(t).connections);
     }
     (resumed, rates, conns)
@@ -122,10 +127,7 @@ fn a_first_4_7_28_with_no_clean_rate_known_resumes_lower_and_does_not_climb_into
 
 #[test]
 fn a_yahoo_lockout_with_nothing_known_climbs_in_minutes_to_the_step_under_the_refused_rate() {
-    let (resumed, rates, _) = clean_hour_after_lockout(
-        Category::YahooDeferral,
-        "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred",
-    );
+    let (resumed, rates, _) = clean_hour_after_lockout(Category::YahooDeferral, TSS04);
     assert!(resumed < 3000.0 * 0.5, "{resumed}");
     assert!((rates[2] - 2100.0).abs() < 1e-6, "{rates:?}");
     assert!(rates.iter().all(|r| *r <= 2100.0 + 1e-6), "{rates:?}");
@@ -144,9 +146,7 @@ fn refused_connections_lower_concurrency_once_per_window_and_keep_the_rate() {
     let mut t = 10_000;
     let mut seen = vec![];
     for _ in 0..15 {
-        c.on_reply(t + 1, Category::Accepted, "250");
-        t += MIN;
-        c.on_tick(t);
+        clean_step(&mut c, &mut t, MIN);
         seen.push(c.allowance(t).connections);
     }
     assert_eq!(seen[0], 2, "{seen:?}");
@@ -181,10 +181,9 @@ fn a_lockout_is_one_incident_with_one_probe_at_a_time() {
     for t in 0..60 {
         c.on_reply(t * 100, Category::Accepted, "250");
     }
-    let tss04 = "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred";
     // Four refusals of one lock-out (connections already open, in the same seconds): one cut.
     for t in [6_000, 6_050, 6_300, 7_900] {
-        c.on_reply(t, Category::YahooDeferral, tss04);
+        c.on_reply(t, Category::YahooDeferral, TSS04);
     }
     let cut = c.allowance(8_000).rate_per_min;
     assert_eq!(c.timeline().iter().filter(|e| e.kind == "pause").count(), 1);
@@ -192,7 +191,7 @@ fn a_lockout_is_one_incident_with_one_probe_at_a_time() {
     // The wait ends: one connection probes. Refused: the wait doubles, the rate stays.
     c.on_tick(16_000);
     assert_eq!((c.allowance(16_000).paused_until, c.allowance(16_000).connections), (None, 1));
-    c.on_reply(16_100, Category::YahooDeferral, tss04);
+    c.on_reply(16_100, Category::YahooDeferral, TSS04);
     assert_eq!(c.allowance(16_200).paused_until, Some(36_100));
     assert_eq!(c.allowance(16_200).rate_per_min, cut);
     c.on_tick(36_100);
@@ -224,10 +223,7 @@ fn after_a_lockout_the_rate_climbs_geometrically_to_what_passed_before() {
     let mut t = 20_000;
     let mut rates = vec![];
     for _ in 0..20 {
-        c.on_reply(t + 1, Category::Accepted, "250");
-        t += 2_000;
-        c.on_tick(t);
-        rates.push(c.allowance(t).rate_per_min);
+        rates.push(clean_step(&mut c, &mut t, 2_000));
     }
     // Within a few clean intervals, at (not above) the rate known to pass.
     assert!(rates[4] >= resumed, "{rates:?}");
@@ -253,10 +249,7 @@ fn throttling_decreases_multiplicatively_and_recovers_stepwise() {
     // Clean intervals recover stepwise (25 % of normal), up to just under the learned ceiling.
     let mut rates = vec![];
     for _ in 0..6 {
-        c.on_reply(t + 1, Category::Accepted, "250");
-        t += MIN;
-        c.on_tick(t);
-        rates.push(c.allowance(t).rate_per_min);
+        rates.push(clean_step(&mut c, &mut t, MIN));
     }
     assert_eq!(rates[0], 950.0, "min(700 + 250, 0.95 × 1000)");
     assert!(
@@ -296,9 +289,7 @@ fn warm_up_ramps_only_when_clean_and_falls_back() {
     c.on_tick(5 * MIN);
     assert_eq!(c.allowance(5 * MIN).rate_per_min, 50.0 * 0.95, "a warm-up step needs a whole clean warm-up interval");
     for _ in 0..3 {
-        c.on_reply(t + 1, Category::Accepted, "250");
-        t += 10 * MIN;
-        c.on_tick(t);
+        clean_step(&mut c, &mut t, 10 * MIN);
     }
     let level = 50.0 * 1.5 * 1.5 * 1.5;
     assert!((c.allowance(t).rate_per_min - level * 0.95).abs() < 1e-9, "a margin under the level reached");
@@ -334,26 +325,17 @@ proptest! {
 /// 10 s wait, 2 s step) with `backlog` messages waiting; the rate after each of 40 clean steps
 /// from the probe.
 fn clean_steps_after_a_tss04(backlog: u64) -> (f64, Vec<f64>) {
-    let cfg = PacingConfig {
-        max_rate_per_min: 1200.0,
-        max_connections: 5,
-        pause_ms: 10_000,
-        step_interval_ms: 2_000,
-        ..Default::default()
-    };
+    let cfg = scaled();
     let mut c = Controller::new(cfg, 0);
     c.set_backlog(backlog);
     // After twenty seconds of sending.
-    c.on_reply(20_000, Category::YahooDeferral, "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred");
+    c.on_reply(20_000, Category::YahooDeferral, TSS04);
     let mut t = 30_000;
     c.on_tick(t);
     let resumed = c.allowance(t).rate_per_min;
     let mut rates = vec![];
     for _ in 0..40 {
-        c.on_reply(t + 1, Category::Accepted, "250");
-        t += 2_000;
-        c.on_tick(t);
-        rates.push(c.allowance(t).rate_per_min);
+        rates.push(clean_step(&mut c, &mut t, 2_000));
     }
     (resumed, rates)
 }
@@ -405,23 +387,15 @@ fn a_greeting_refusal_at_the_taught_cap_lowers_connections_not_the_rate() {
 
 #[test]
 fn a_rate_that_fails_at_once_is_cut_deeper_than_one_that_held_a_while() {
-    let cfg = PacingConfig {
-        max_rate_per_min: 1200.0,
-        max_connections: 5,
-        pause_ms: 10_000,
-        step_interval_ms: 2_000,
-        ..Default::default()
-    };
+    let cfg = scaled();
     // The rate the lane climbs back to after a TSS04 at `at` ms of sending.
     let climbs_to = |at: Millis| {
         let mut c = Controller::new(cfg, 0);
-        c.on_reply(at, Category::YahooDeferral, "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred");
+        c.on_reply(at, Category::YahooDeferral, TSS04);
         let mut t = at + 10_000;
         c.on_tick(t);
         for _ in 0..10 {
-            c.on_reply(t + 1, Category::Accepted, "250");
-            t += 2_000;
-            c.on_tick(t);
+            clean_step(&mut c, &mut t, 2_000);
         }
         c.allowance(t).rate_per_min
     };
@@ -449,9 +423,7 @@ fn probes_above_a_rate_ceiling_grow_while_they_hold() {
     let mut t = 3_000;
     let mut rates = vec![c.allowance(t).rate_per_min];
     for _ in 0..60 {
-        c.on_reply(t + 1, Category::Accepted, "250");
-        t += 2_000;
-        c.on_tick(t);
+        clean_step(&mut c, &mut t, 2_000);
         let r = c.allowance(t).rate_per_min;
         if r != *rates.last().unwrap_or(&0.0) {
             rates.push(r);
@@ -469,9 +441,7 @@ fn probes_above_a_rate_ceiling_grow_while_they_hold() {
     let mut t = t + 1;
     let mut after = vec![c.allowance(t).rate_per_min];
     for _ in 0..30 {
-        c.on_reply(t + 1, Category::Accepted, "250");
-        t += 2_000;
-        c.on_tick(t);
+        clean_step(&mut c, &mut t, 2_000);
         let r = c.allowance(t).rate_per_min;
         if r != *after.last().unwrap_or(&0.0) {
             after.push(r);
@@ -483,37 +453,26 @@ fn probes_above_a_rate_ceiling_grow_while_they_hold() {
 
 #[test]
 fn a_probe_that_meets_a_lockout_doubles_the_work_needed_before_the_next() {
-    let cfg = PacingConfig {
-        max_rate_per_min: 1200.0,
-        max_connections: 5,
-        pause_ms: 10_000,
-        step_interval_ms: 2_000,
-        ..Default::default()
-    };
-    let tss04 = "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred";
+    let cfg = scaled();
     let mut c = Controller::new(cfg, 0);
     // 500 messages waiting: at 840/min, about three waits' work.
     c.set_backlog(500);
-    c.on_reply(20_000, Category::YahooDeferral, tss04);
+    c.on_reply(20_000, Category::YahooDeferral, TSS04);
     let mut t = 30_000;
     c.on_tick(t);
     while c.allowance(t).rate_per_min <= 840.0 + 1e-6 {
-        c.on_reply(t + 1, Category::Accepted, "250");
-        t += 2_000;
-        c.on_tick(t);
+        clean_step(&mut c, &mut t, 2_000);
         assert!(t < 120_000, "no probe with three waits' work left");
     }
     assert!((c.allowance(t).rate_per_min - 1020.0).abs() < 1e-6);
     // The probe meets a lock-out: back to the rate held, and the same work left no longer pays
     // for another probe.
-    c.on_reply(t + 500, Category::YahooDeferral, tss04);
+    c.on_reply(t + 500, Category::YahooDeferral, TSS04);
     t += 10_600;
     c.on_tick(t);
     // (For the lock-out's memory: twelve waits, then small probes again.)
     for _ in 0..40 {
-        c.on_reply(t + 1, Category::Accepted, "250");
-        t += 2_000;
-        c.on_tick(t);
+        clean_step(&mut c, &mut t, 2_000);
         assert!(c.allowance(t).rate_per_min <= 840.0 + 1e-6, "{:?}", c.allowance(t));
     }
 }
@@ -523,13 +482,12 @@ fn a_probe_that_meets_a_lockout_doubles_the_work_needed_before_the_next() {
 fn first_waits_of_tss04_lockouts(penalty: Millis) -> Vec<Millis> {
     let cfg =
         PacingConfig { max_rate_per_min: 1200.0, pause_ms: 10_000, step_interval_ms: 2_000, ..Default::default() };
-    let tss04 = "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred";
     let mut c = Controller::new(cfg, 0);
     let mut t = 30_000;
     let mut waits = vec![];
     for _ in 0..3 {
         let locked_at = t;
-        c.on_reply(t, Category::YahooDeferral, tss04);
+        c.on_reply(t, Category::YahooDeferral, TSS04);
         waits.push(c.allowance(t).paused_until.expect("paused") - t);
         // Probe whenever the wait is over: refused inside the penalty, accepted after it.
         loop {
@@ -539,7 +497,7 @@ fn first_waits_of_tss04_lockouts(penalty: Millis) -> Vec<Millis> {
                 c.on_reply(t + 100, Category::Accepted, "250");
                 break;
             }
-            c.on_reply(t + 100, Category::YahooDeferral, tss04);
+            c.on_reply(t + 100, Category::YahooDeferral, TSS04);
             t += 100;
         }
         t += 30_000;
