@@ -169,6 +169,12 @@ pub struct Controller {
     incident_since: Option<Millis>,
     incident_last: Millis,
     last_decrease: Option<Millis>,
+    /// Cuts made one after the other, each within a clean interval of the last: the refusals
+    /// went on after the rate came down to what was measured. Since the first of them, and
+    /// the messages accepted (accepted only) since.
+    cuts_in_row: u32,
+    chain_since: Millis,
+    chain_accepted: u32,
     interval_start: Millis,
     accepted: u64,
     deferred: u64,
@@ -288,6 +294,9 @@ impl Controller {
             incident_since: None,
             incident_last: 0,
             last_decrease: None,
+            cuts_in_row: 0,
+            chain_since: now,
+            chain_accepted: 0,
             interval_start: now,
             accepted: 0,
             deferred: 0,
@@ -342,6 +351,18 @@ impl Controller {
     /// under what the provider was measured to accept, whichever is lower.
     fn decreased_rate(&self, now: Millis) -> f64 {
         let mut r = self.rate * self.cfg.decrease;
+        // Refusals that go on after a cut to the measured rate while the receiver keeps taking
+        // mail show the measure overstated its rate (greylisted offers, or a burst it let
+        // through, counted in it). What it accepted since the refusals began is the better
+        // measure then; down by the usual decrease at least, unless so little passed that the
+        // refusals are a lock-out's, which is no reason to cut further.
+        if self.cuts_in_row > 1 {
+            let span = now.saturating_sub(self.chain_since).max(1);
+            let a = f64::from(self.chain_accepted) * 60_000.0 / span as f64 * self.cfg.ceiling_margin;
+            if a >= self.rate * self.cfg.decrease * self.cfg.decrease {
+                return a.min(r).max(self.cfg.min_rate_per_min);
+            }
+        }
         // Far under the rate (under two decreases of it), what was taken measures something
         // else than a rate limit: a receiver locking the sender out, or little mail to send.
         // The usual decrease then, not a fall to what little passed.
@@ -411,6 +432,7 @@ impl Controller {
             | Category::RecipientRateLimited => self.taken(now),
             Category::Accepted => {
                 self.accepted += 1;
+                self.chain_accepted = self.chain_accepted.saturating_add(1);
                 self.taken(now);
                 self.refusals_since_accept = 0;
                 self.last_accept = now;
@@ -516,6 +538,13 @@ impl Controller {
                 };
                 self.ceiling = Some(self.ceiling.map_or(refused, |c| c.min(refused)));
                 self.probe_gain = self.cfg.probe_step;
+                if self.last_decrease.is_some_and(|t| now.saturating_sub(t) < self.step_interval()) {
+                    self.cuts_in_row += 1;
+                } else {
+                    self.cuts_in_row = 1;
+                    self.chain_since = now;
+                    self.chain_accepted = 0;
+                }
                 let new_rate = self.decreased_rate(now);
                 if new_rate <= self.rate * self.cfg.decrease {
                     self.conns = ((f64::from(self.conns) * self.cfg.decrease).floor() as u32).max(1);
@@ -749,6 +778,7 @@ impl Controller {
             self.level_since = now;
         }
         if clean {
+            self.cuts_in_row = 0;
             if now.saturating_sub(self.level_since) >= self.cfg.pause_ms {
                 self.proven_rate = Some(self.proven_rate.map_or(self.rate, |p| p.max(self.rate)));
             }

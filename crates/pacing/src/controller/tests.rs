@@ -259,6 +259,30 @@ fn throttling_decreases_multiplicatively_and_recovers_stepwise() {
 }
 
 #[test]
+fn refusals_that_go_on_after_a_cut_to_the_measured_rate_cut_to_what_was_accepted_since() {
+    let cfg = PacingConfig { decrease_cooldown_ms: 500, ..scaled() };
+    let mut c = Controller::new(cfg, 0);
+    // Thirty seconds at 1,200/min, every other offer greylisted: the receiver takes 600/min.
+    let mut t = 0;
+    for i in 0..600 {
+        t = i * 50;
+        let category = if i % 2 == 0 { Category::Accepted } else { Category::Greylisted };
+        c.on_reply(t, category, "250");
+    }
+    // The retries pass all at once and meet the rate: the first cut trusts the measure.
+    c.on_reply(t + 10, Category::RateLimited, "451 4.7.1 Please try again later");
+    let first = c.allowance(t + 10).rate_per_min;
+    assert!(first > 1000.0, "{first}");
+    // The refusals go on while 600/min is accepted: the next cut goes to that.
+    for i in 1..=6 {
+        c.on_reply(t + 10 + i * 100, Category::Accepted, "250");
+    }
+    c.on_reply(t + 610, Category::RateLimited, "451 4.7.1 Please try again later");
+    let second = c.allowance(t + 610).rate_per_min;
+    assert!((500.0..=600.0).contains(&second), "{first} then {second}");
+}
+
+#[test]
 fn incidents_hold_bulk_not_rate_and_clear() {
     let mut c = Controller::new(PacingConfig::default(), 0);
     c.on_reply(0, Category::AuthOrTransport, "421 4.7.27 SPF authentication did not pass.");
