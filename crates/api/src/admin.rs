@@ -10,8 +10,9 @@ use axum::response::{IntoResponse, Response};
 use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use weir_store::model::RecipientState;
 use weir_store::model::{IdentityKind, RegionSettings};
-use weir_store::queue;
+use weir_store::spool::{QueueAction, QueueFilter};
 use weir_submit::AdminError;
 
 use crate::auth::is_region;
@@ -137,22 +138,21 @@ impl RegionPatch {
 /// Check the bearer token (before the body is read).
 /// A queue filter from the query string (`state`, `account`, `recipient`, `lane`,
 /// `older_than_seconds`, `limit`), for one message when `id` is given.
-fn queue_filter(query: &str, id: Option<&str>) -> Result<(queue::QueueFilter, usize), Response> {
-    let mut f = queue::QueueFilter { message_id: id.map(str::to_string), ..Default::default() };
+fn queue_filter(query: &str, id: Option<&str>) -> Result<(QueueFilter, usize), Response> {
+    let mut f = QueueFilter { message_id: id.map(str::to_string), ..Default::default() };
     let mut limit = 1000usize;
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         let v = v.into_owned();
         match k.as_ref() {
             "state" => {
-                const STATES: [&str; 8] =
-                    ["queued", "held", "picked", "sending", "delivered", "bounced", "expired", "suppressed"];
-                if !STATES.contains(&v.as_str()) {
+                let Some(state) = RecipientState::parse(&v) else {
+                    let all: Vec<&str> = RecipientState::ALL.iter().map(|s| s.as_str()).collect();
                     return Err(fail(
                         StatusCode::BAD_REQUEST,
-                        format!("unknown state '{v}': one of {}", STATES.join(", ")),
+                        format!("unknown state '{v}': one of {}", all.join(", ")),
                     ));
-                }
-                f.state = Some(v);
+                };
+                f.state = Some(state);
             }
             "account" => f.account = Some(v),
             "recipient" => f.recipient = Some(v),
@@ -297,9 +297,9 @@ async fn route(st: &AppState, raw: &RawRequest) -> Result<Response, Response> {
                 ));
             }
             let n = match *action {
-                "retry" => svc.queue_action(queue::Action::Retry, f).await,
-                "hold" => svc.queue_action(queue::Action::Hold, f).await,
-                "release" => svc.queue_action(queue::Action::Release, f).await,
+                "retry" => svc.queue_action(QueueAction::Retry, f).await,
+                "hold" => svc.queue_action(QueueAction::Hold, f).await,
+                "release" => svc.queue_action(QueueAction::Release, f).await,
                 "delete" => svc.queue_delete(f).await,
                 other => {
                     return Err(fail(

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use weir_classify::classify::{Category, Scope, classify};
 use weir_classify::reply::Reply;
-use weir_store::ops::{self, DueRecipient};
+use weir_store::spool::DueRecipient;
 
 use crate::client::{Client, Stage, Timeouts};
 use crate::engine::{Engine, Job};
@@ -155,7 +155,7 @@ impl Engine {
             // that state is exactly what may have been delivered twice.
             let ids: Vec<(String, i64)> = job.rcpts.iter().map(|r| (r.message_id.clone(), r.idx)).collect();
             let now_ms = self.svc.now_ms();
-            if let Err(e) = self.spool.write(move |c| ops::mark_sending(c, &ids, now_ms)).await {
+            if let Err(e) = self.spool.mark_sending(ids, now_ms).await {
                 tracing::error!(error = %e, "cannot mark recipients as being sent; they go back to the queue when storage recovers");
                 self.unpick(job.rcpts).await;
                 continue;
@@ -283,13 +283,7 @@ impl Engine {
             let rows: Vec<((String, i64), i64)> =
                 later.iter().map(|(r, at)| ((r.message_id.clone(), r.idx), *at)).collect();
             let reason = "waiting for the mailbox's pace (it asked for fewer messages)".to_string();
-            let write = self.spool.write(move |c| {
-                for (id, at) in &rows {
-                    ops::postpone(c, std::slice::from_ref(id), *at, &reason)?;
-                }
-                Ok(())
-            });
-            match write.await {
+            match self.spool.postpone(rows, reason).await {
                 Ok(()) => self.release(later.iter().map(|(r, _)| r)),
                 Err(e) => {
                     tracing::error!(lane = %lane.key, error = %e, "cannot put paced recipients back; they go now");
@@ -343,11 +337,10 @@ impl Engine {
     /// attempt counted (tried again until storage takes it, or the engine stops: the next start
     /// requeues them), then out of the in-flight set.
     async fn postpone_until(&self, rcpts: Vec<DueRecipient>, at_ms: i64, reason: &str) {
-        let ids: Vec<(String, i64)> = rcpts.iter().map(|r| (r.message_id.clone(), r.idx)).collect();
+        let until: Vec<((String, i64), i64)> = rcpts.iter().map(|r| ((r.message_id.clone(), r.idx), at_ms)).collect();
         let mut pause = Duration::from_millis(100);
         loop {
-            let (ids, reason) = (ids.clone(), reason.to_string());
-            if self.spool.write(move |c| ops::postpone(c, &ids, at_ms, &reason)).await.is_ok() {
+            if self.spool.postpone(until.clone(), reason.to_string()).await.is_ok() {
                 break;
             }
             if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
@@ -440,7 +433,7 @@ impl Engine {
         reused: bool,
     ) -> (Vec<RcptOutcome>, Vec<DueRecipient>, bool, Option<Reply>) {
         let mut outcomes = Vec::with_capacity(rcpts.len());
-        let body = match self.spool.read(|c| ops::spool_body(c, &rcpts[0].message_id)) {
+        let body = match self.spool.body(&rcpts[0].message_id) {
             Ok(Some(b)) => b,
             other => {
                 tracing::error!(message = %rcpts[0].message_id, ?other, "spooled body missing");

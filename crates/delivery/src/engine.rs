@@ -22,9 +22,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 pub use weir_classify::backoff::Schedule;
-use weir_store::Store;
+use weir_store::Spool;
 use weir_store::events::EventLog;
-use weir_store::ops::DueRecipient;
+use weir_store::model::AttemptOutcome;
+use weir_store::spool::DueRecipient;
 use weir_submit::Service;
 
 use crate::client::{Connector, TcpConnector};
@@ -119,18 +120,18 @@ impl LaneStats {
     /// Count `n` attempts with this outcome (see [`LaneStats::replies`]), reply class and
     /// whether they were first attempts: the one place the counters move, live and when they
     /// are loaded from the spool at start.
-    pub fn add(&mut self, outcome: &str, class: &str, first: bool, n: u64) {
+    pub fn add(&mut self, outcome: AttemptOutcome, class: &str, first: bool, n: u64) {
         if first {
             self.first_attempts += n;
         }
         match outcome {
-            "delivered" => {
+            AttemptOutcome::Delivered => {
                 self.delivered += n;
                 if !first {
                     self.delivered_after_retry += n;
                 }
             }
-            "bounced" => self.bounced += n,
+            AttemptOutcome::Bounced => self.bounced += n,
             _ => {
                 self.deferrals += n;
                 if first {
@@ -139,24 +140,24 @@ impl LaneStats {
                         self.first_attempt_greylisted += n;
                     }
                 }
-                if outcome == "expired" {
+                if outcome == AttemptOutcome::Expired {
                     self.expired += n;
                 }
             }
         }
-        *self.replies.entry(outcome.into()).or_default().entry(class.into()).or_default() += n;
+        *self.replies.entry(outcome.as_str().into()).or_default().entry(class.into()).or_default() += n;
     }
 }
 
 /// Every lane's counters as the spool recorded them (so they survive a restart).
-fn load_stats(spool: &Store) -> BTreeMap<String, LaneStats> {
+fn load_stats(spool: &Spool) -> BTreeMap<String, LaneStats> {
     let mut stats: BTreeMap<String, LaneStats> = BTreeMap::new();
-    match spool.read(weir_store::ops::delivery_totals) {
+    match spool.delivery_totals() {
         Ok(rows) => {
             for t in rows {
                 let s = stats.entry(t.lane).or_default();
                 s.provider = t.provider;
-                s.add(&t.outcome, &t.class, t.first, t.count);
+                s.add(t.outcome, &t.class, t.first, t.count);
             }
         }
         Err(e) => tracing::error!(error = %e, "cannot read the delivery totals; lane counters start at zero"),
@@ -168,7 +169,7 @@ fn load_stats(spool: &Store) -> BTreeMap<String, LaneStats> {
 pub struct Engine {
     pub(crate) svc: Arc<Service>,
     /// The spool: due recipients, bodies, attempt results.
-    pub(crate) spool: Arc<Store>,
+    pub(crate) spool: Spool,
     pub(crate) cfg: DeliveryConfig,
     pub(crate) router: Router,
     pub(crate) events: Arc<EventLog>,
@@ -188,7 +189,7 @@ pub struct Engine {
     pub(crate) mailboxes: Mutex<crate::mailbox::Paces>,
     /// Paced mailboxes' messages waiting in memory for their turns, with when they come
     /// (see [`Engine::hold_turn`]).
-    pub(crate) turns: Mutex<Vec<(i64, weir_store::ops::DueRecipient)>>,
+    pub(crate) turns: Mutex<Vec<(i64, weir_store::spool::DueRecipient)>>,
     /// When the due mail in the spool was last counted (see `count_waiting`).
     pub(crate) waiting_counted_ms: std::sync::atomic::AtomicI64,
 }
@@ -198,7 +199,7 @@ impl Engine {
     /// in `events`.
     pub fn new(
         svc: Arc<Service>,
-        spool: Arc<Store>,
+        spool: Spool,
         cfg: DeliveryConfig,
         router: Router,
         events: Arc<EventLog>,

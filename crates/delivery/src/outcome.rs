@@ -11,7 +11,8 @@ use weir_classify::classify::{Action, Category, classify};
 use weir_classify::provider::Provider;
 use weir_classify::reply::Reply;
 use weir_store::events::{EventLog, Failure, MailInfo};
-use weir_store::ops::{self, AttemptResult, DueRecipient};
+use weir_store::model::{AttemptOutcome, RecipientState};
+use weir_store::spool::{AttemptResult, DueRecipient};
 
 use crate::engine::{Engine, LaneStats};
 use crate::simulator::{self, Outcome};
@@ -51,8 +52,7 @@ impl Engine {
                     let mail = self.mail_info(&rcpt);
                     let now = self.svc.now_ms();
                     self.events.complaint(&mail, now, &rcpt.address);
-                    let (a, reg) = (rcpt.account_id, rcpt.region.clone());
-                    self.spool.write_detached(move |c| ops::record_feedback(c, a, &reg, now, 0, 1));
+                    self.spool.count_complaint(rcpt.account_id, rcpt.region.clone(), now);
                     r
                 }
                 Some(Outcome::Bounce(r)) => r,
@@ -145,18 +145,13 @@ impl Engine {
                 Action::Delivered => {
                     let (rcpt, reply, mta, tls) = (o.rcpt.address.clone(), reply_text.clone(), o.mta.clone(), o.tls);
                     announce.push(Box::new(move |ev| ev.delivery(&mail, now, &rcpt, &reply, &mta, tls)));
-                    ("delivered", 0, false)
+                    (RecipientState::Delivered, 0, false)
                 }
                 Action::Bounce { bounce_type, subtype, suppress } => {
                     // A second hard bounce of the same address suppresses it too.
                     let suppress = suppress
                         || (bounce_type == weir_classify::classify::BounceType::Permanent
-                            && self
-                                .svc
-                                .store()
-                                .read(|c| ops::hard_bounces(c, o.rcpt.account_id, &o.rcpt.address))
-                                .unwrap_or(0)
-                                >= 1);
+                            && self.spool.hard_bounces(o.rcpt.account_id, &o.rcpt.address).unwrap_or(0) >= 1);
                     let (rcpt, kind, status, diagnostic) =
                         (o.rcpt.address.clone(), bounce_type.as_str(), status.clone(), diagnostic.clone());
                     announce.push(Box::new(move |ev| {
@@ -178,7 +173,7 @@ impl Engine {
                             suppress_now.push(o.rcpt.clone());
                         }
                     }
-                    ("bounced", 0, false)
+                    (RecipientState::Bounced, 0, false)
                 }
                 action => {
                     match action {
@@ -258,7 +253,7 @@ impl Engine {
                                 let f = Failure { kind: "", subtype, status: &status, diagnostic: &diagnostic };
                                 ev.delay(&mail, now, &rcpt, &f, t);
                             }));
-                            ("queued", t, true)
+                            (RecipientState::Queued, t, true)
                         }
                         None => {
                             let first_reason = o.rcpt.first_reply.clone().unwrap_or(reply_text.clone());
@@ -273,21 +268,21 @@ impl Engine {
                                 };
                                 ev.bounce(&mail, now, &rcpt, &f);
                             }));
-                            ("expired", 0, true)
+                            (RecipientState::Expired, 0, true)
                         }
                     }
                 }
             };
-            s.add(ops::attempt_outcome(state), d.category.as_str(), first, 1);
+            s.add(AttemptOutcome::of(state), d.category.as_str(), first, 1);
             drop(stats);
             // One line per attempt, at the default level: what an operator greps for first.
             let (id, rcpt, attempt) = (&o.rcpt.message_id, &o.rcpt.address, o.rcpt.attempts + 1);
             match state {
-                "queued" => tracing::info!(
+                RecipientState::Queued => tracing::info!(
                     message_id = %id, recipient = %rcpt, lane = %lane_key, mta = %o.mta, attempt,
                     reply = %reply_text, next_attempt_in_s = (next - now) / 1000, "deferred"
                 ),
-                "expired" => tracing::info!(
+                RecipientState::Expired => tracing::info!(
                     message_id = %id, recipient = %rcpt, lane = %lane_key, mta = %o.mta, attempt,
                     reply = %reply_text, "expired: retry window over, bounced"
                 ),
@@ -299,7 +294,7 @@ impl Engine {
             results.push(AttemptResult {
                 message_id: o.rcpt.message_id.clone(),
                 idx: o.rcpt.idx,
-                state: state.into(),
+                state,
                 next_attempt_ms: next,
                 reply: reply_text,
                 deferral,
@@ -357,7 +352,7 @@ impl Engine {
         let mut pause = Duration::from_millis(100);
         loop {
             let ids = ids.clone();
-            if self.spool.write(move |c| ops::unpick(c, &ids)).await.is_ok() {
+            if self.spool.unpick(ids.clone()).await.is_ok() {
                 break;
             }
             if self.stopping.load(Ordering::Relaxed) {
@@ -384,14 +379,7 @@ impl Engine {
         let mut failures = 0u32;
         loop {
             let (r, b) = (results.clone(), bounces.clone());
-            let write = self.spool.write(move |c| {
-                ops::record_attempts(c, &r, now)?;
-                for (a, reg) in &b {
-                    ops::record_feedback(c, *a, reg, now, 1, 0)?;
-                }
-                Ok(())
-            });
-            match write.await {
+            match self.spool.record_attempts(r, b, now).await {
                 Ok(()) => {
                     if failures > 0 {
                         tracing::info!(attempts = failures + 1, "delivery results recorded after storage recovered");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use weir_classify::provider::Provider;
 use weir_classify::reply::Reply;
-use weir_store::ops::{self, DueRecipient};
+use weir_store::spool::DueRecipient;
 
 use crate::engine::{Engine, Job};
 use crate::lane::{Lane, LaneLimits};
@@ -27,7 +27,7 @@ impl Engine {
     /// Put recipients caught in the middle of a transaction by the last stop back in the queue;
     /// tried again on every tick until storage takes it.
     pub(crate) async fn requeue_interrupted(&self) {
-        match self.spool.write(ops::requeue_interrupted).await {
+        match self.spool.requeue_interrupted().await {
             Ok(n) => {
                 self.requeue_pending.store(false, Ordering::Relaxed);
                 if n > 0 {
@@ -82,7 +82,7 @@ impl Engine {
             return;
         }
         self.waiting_counted_ms.store(now.max(1), Ordering::Relaxed);
-        let n = match self.spool.read(|c| ops::due_count(c, now, WAITING_COUNT_CAP)) {
+        let n = match self.spool.due_count(now, WAITING_COUNT_CAP) {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot count the queue");
@@ -112,7 +112,7 @@ impl Engine {
         }
         let room = self.cfg.max_in_flight - busy;
         // Picked recipients are out of the due set, so this reads only what is new.
-        let due = self.spool.read(|c| ops::due_recipients(c, now, room))?;
+        let due = self.spool.due(now, room)?;
         let mut picked: Vec<DueRecipient> = Vec::new();
         {
             let mut inflight = self.inflight.lock();
@@ -126,7 +126,7 @@ impl Engine {
             return Ok(());
         }
         let ids: Vec<(String, i64)> = picked.iter().map(|r| (r.message_id.clone(), r.idx)).collect();
-        if let Err(e) = self.spool.write(move |c| ops::pick(c, &ids)).await {
+        if let Err(e) = self.spool.pick(ids).await {
             self.release(picked.iter());
             return Err(e);
         }

@@ -20,7 +20,7 @@ use weir_delivery::{DeliveryConfig, Engine};
 use weir_pacing::controller::{PacingConfig, TimelineEntry};
 use weir_receivers::{Receiver, Spec, Style};
 use weir_store::model::{RecipientState, RegionSettings, SpoolEntry};
-use weir_store::{Store, StoreOptions, ops};
+use weir_store::{Spool, Store, StoreOptions};
 use weir_submit::{Service, ServiceConfig};
 
 /// Simulator failures (setting up the store or the runtime).
@@ -334,6 +334,7 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> 
     let dir =
         if shm.is_dir() { tempfile::tempdir_in(shm).or_else(|_| tempfile::tempdir())? } else { tempfile::tempdir()? };
     let store = Arc::new(Store::open(dir.path(), StoreOptions { max_batch: 512, fsync: false, inline_writes: true })?);
+    let spool = Spool::new(store.clone());
     let origin = Instant::now();
     // 2026-01-01T00:00:00Z plus virtual time.
     let base_ns: u64 = 1_767_225_600 * 1_000_000_000;
@@ -383,14 +384,7 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> 
                 }
             })
             .collect();
-        store
-            .write(move |c| {
-                for e in &entries {
-                    ops::enqueue(c, e)?;
-                }
-                Ok(())
-            })
-            .await?;
+        spool.enqueue(entries).await?;
         i = end;
     }
 
@@ -465,7 +459,7 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> 
         Mode::Loopback => (Arc::new(TcpConnector), receiver.clone().listen("127.0.0.1:0").await?.port()),
     };
     let router = Router::new(HashMap::new(), None, Arc::new(SimResolver(mx)), port);
-    let engine = Arc::new(Engine::new(svc.clone(), store.clone(), cfg, router, events)?.with_connector(connector));
+    let engine = Arc::new(Engine::new(svc.clone(), spool.clone(), cfg, router, events)?.with_connector(connector));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let running = tokio::spawn(engine.clone().run(stopped));
 
@@ -481,7 +475,7 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> 
         if at_settled.is_none() && t >= Duration::from_secs(s.settle_seconds) {
             at_settled = Some(lane_stats(&engine).1);
         }
-        if !store.read(ops::any_unfinished)? {
+        if !spool.any_unfinished()? {
             break true;
         }
         if t >= limit {
@@ -498,16 +492,11 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> 
     let valid = (0..p.messages).filter(|n| !chance(s.seed, *n, p.invalid_fraction)).count() as f64;
     let start_ms = (base_ns / 1_000_000) as i64;
     let minutes_to = |ms: Option<i64>| ms.map_or(0.0, |m| (m - start_ms).max(0) as f64 / 60_000.0);
-    let drain_minutes = store
-        .read(|c| Ok(c.query_row("SELECT max(updated_ms) FROM recipients", [], |r| r.get::<_, Option<i64>>(0))?))?;
+    let drain_minutes = spool.last_change_ms()?;
     let drain_minutes = if drained { minutes_to(drain_minutes) } else { s.max_hours * 60.0 };
     let best = best_minutes(p, s.seed);
     let counters = receiver.counters();
-    let attempts: Vec<(String, i64)> = store.read(|c| {
-        let mut st = c.prepare("SELECT address, sum(attempts) FROM recipients GROUP BY address")?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
-    })?;
+    let attempts = spool.attempts_by_address()?;
     let attempts_without_offer: u64 =
         attempts.iter().map(|(a, n)| (*n - i64::from(receiver.offers(a))).max(0) as u64).sum();
     let grey_settled = end.first_attempt_greylisted - settled.first_attempt_greylisted;
@@ -533,7 +522,7 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> 
         connections_refused: counters.connection_refusals,
         attempts: delivered + end.bounced + end.deferrals,
         deferrals: end.deferrals,
-        transactional_drain_minutes: minutes_to(store.read(|c| ops::last_delivery_ms(c, 0))?),
+        transactional_drain_minutes: minutes_to(spool.last_delivery_ms(0)?),
         drained,
         timeline: if sender == Sender::Weir { engine.lane_timeline(&lane_key) } else { Vec::new() },
     })

@@ -7,6 +7,7 @@
 //! - [`schema`]: the tables.
 //! - [`model`]: rows as Rust types.
 //! - [`ops`]: the SQL for each operation, as plain functions over a connection.
+//! - [`spool::Spool`]: the delivery engine's typed operations on the spool.
 //! - [`events`]: the SES-shaped event log (`events.jsonl`) and its listeners.
 
 pub mod dkim;
@@ -18,6 +19,7 @@ pub mod queue;
 pub mod resources;
 pub mod retention;
 pub mod schema;
+pub mod spool;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +27,7 @@ use std::path::{Path, PathBuf};
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags};
 
+pub use spool::Spool;
 pub use writer::WriterStats;
 
 /// Storage failures.
@@ -142,14 +145,14 @@ impl Store {
     }
 
     /// Open an existing database read-only (for inspection while a server runs).
-    pub fn open_read_only(dir: &Path) -> Result<Connection> {
+    pub fn open_read_only(dir: &Path) -> Result<ReadOnly> {
         let path = dir.join("weir.db");
         if !path.exists() {
             return Err(StoreError::NotFound(format!("no weir database at {}", path.display())));
         }
         let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        Ok(conn)
+        Ok(ReadOnly { conn })
     }
 
     /// Rewrite the database of a stopped server into the smallest file (SQLite's VACUUM): pages
@@ -208,6 +211,23 @@ impl Store {
     /// Stop the writer after it has committed everything queued.
     pub fn shutdown(&self) {
         self.writer.shutdown();
+    }
+}
+
+/// A database opened read-only, for the command line's inspection of a data dir.
+pub struct ReadOnly {
+    conn: Connection,
+}
+
+impl ReadOnly {
+    /// Messages with a recipient still waiting.
+    pub fn waiting_messages(&self) -> Result<i64> {
+        queue::waiting_messages(&self.conn)
+    }
+
+    /// Every spooled message, oldest first.
+    pub fn spool_list(&self) -> Result<Vec<ops::SpoolSummary>> {
+        ops::spool_list(&self.conn)
     }
 }
 

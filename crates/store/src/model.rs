@@ -147,22 +147,120 @@ pub struct Suppressed {
     pub message_id: Option<String>,
 }
 
-/// Initial state of a spooled recipient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a spooled recipient is on its way. A recipient is spooled `Queued` (or `Suppressed`,
+/// never to be delivered); the delivery engine `Picked` it into memory, marks it `Sending`
+/// while a transaction carries it, and records `Delivered`, `Bounced`, `Expired` or `Queued`
+/// again (a retry). An operator may put a queued one on `Held` and release it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RecipientState {
-    /// Waiting for delivery.
+    /// Waiting for delivery (first try or a retry).
     Queued,
+    /// Held by an operator: not tried until released.
+    Held,
+    /// Taken into the delivery engine's memory; nothing sent yet.
+    Picked,
+    /// In a transaction right now (after a crash: possibly delivered).
+    Sending,
+    /// The receiver took it.
+    Delivered,
+    /// Refused for good (or bounced by an operator).
+    Bounced,
+    /// Its retry window ended before a receiver took it.
+    Expired,
     /// On the suppression list: accepted, never delivered.
     Suppressed,
 }
 
 impl RecipientState {
+    /// Every state, in the order a recipient may go through them.
+    pub const ALL: [RecipientState; 8] = [
+        RecipientState::Queued,
+        RecipientState::Held,
+        RecipientState::Picked,
+        RecipientState::Sending,
+        RecipientState::Delivered,
+        RecipientState::Bounced,
+        RecipientState::Expired,
+        RecipientState::Suppressed,
+    ];
+
     /// Stored value.
     pub fn as_str(self) -> &'static str {
         match self {
             RecipientState::Queued => "queued",
+            RecipientState::Held => "held",
+            RecipientState::Picked => "picked",
+            RecipientState::Sending => "sending",
+            RecipientState::Delivered => "delivered",
+            RecipientState::Bounced => "bounced",
+            RecipientState::Expired => "expired",
             RecipientState::Suppressed => "suppressed",
         }
+    }
+
+    /// The state a stored value names.
+    pub fn parse(s: &str) -> Option<RecipientState> {
+        RecipientState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// No further attempt will be made.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RecipientState::Delivered | RecipientState::Bounced | RecipientState::Expired | RecipientState::Suppressed
+        )
+    }
+}
+
+impl std::fmt::Display for RecipientState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What one delivery attempt came to, as the delivery totals count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptOutcome {
+    /// The receiver took it.
+    Delivered,
+    /// Not now: the recipient is queued again.
+    Deferred,
+    /// Refused for good.
+    Bounced,
+    /// Deferred once too often: the retry window is over.
+    Expired,
+}
+
+impl AttemptOutcome {
+    /// Every outcome.
+    pub const ALL: [AttemptOutcome; 4] =
+        [AttemptOutcome::Delivered, AttemptOutcome::Deferred, AttemptOutcome::Bounced, AttemptOutcome::Expired];
+
+    /// The outcome of an attempt that left its recipient in `state` (queued again: deferred).
+    pub fn of(state: RecipientState) -> AttemptOutcome {
+        match state {
+            RecipientState::Delivered => AttemptOutcome::Delivered,
+            RecipientState::Bounced => AttemptOutcome::Bounced,
+            RecipientState::Expired => AttemptOutcome::Expired,
+            _ => AttemptOutcome::Deferred,
+        }
+    }
+
+    /// Stored value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Delivered => "delivered",
+            AttemptOutcome::Deferred => "deferred",
+            AttemptOutcome::Bounced => "bounced",
+            AttemptOutcome::Expired => "expired",
+        }
+    }
+
+    /// The outcome a stored value names.
+    pub fn parse(s: &str) -> Option<AttemptOutcome> {
+        AttemptOutcome::ALL.into_iter().find(|o| o.as_str() == s)
     }
 }
 
@@ -212,4 +310,19 @@ pub struct SendDataPoint {
     pub complaints: i64,
     /// Send requests rejected (unverified identities, sandbox).
     pub rejects: i64,
+}
+
+/// A stored state value: unknown text is a conversion error, never a guess.
+impl rusqlite::types::FromSql for RecipientState {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let s = v.as_str()?;
+        RecipientState::parse(s)
+            .ok_or_else(|| rusqlite::types::FromSqlError::Other(format!("unknown recipient state {s:?}").into()))
+    }
+}
+
+impl rusqlite::types::ToSql for RecipientState {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
 }

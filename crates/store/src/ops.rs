@@ -350,7 +350,7 @@ pub struct SpoolSummary {
     /// Envelope sender.
     pub mail_from: String,
     /// Recipients with their state.
-    pub recipients: Vec<(String, String)>,
+    pub recipients: Vec<(String, RecipientState)>,
     /// MIME size.
     pub size: i64,
 }
@@ -445,12 +445,12 @@ pub fn due_recipients(c: &Connection, now_ms: i64, limit: usize) -> Result<Vec<D
 /// Take due recipients into the delivery engine's memory (`picked`): the next look for due
 /// recipients no longer returns them. Nothing has been sent yet.
 pub fn pick(c: &Connection, ids: &[(String, i64)]) -> Result<()> {
-    move_state(c, ids, "queued", "picked")
+    move_state(c, ids, RecipientState::Queued, RecipientState::Picked)
 }
 
 /// Give picked recipients back to the queue, unsent.
 pub fn unpick(c: &Connection, ids: &[(String, i64)]) -> Result<()> {
-    move_state(c, ids, "picked", "queued")
+    move_state(c, ids, RecipientState::Picked, RecipientState::Queued)
 }
 
 /// Put picked or sending recipients back in the queue until `at_ms`, with `reason` as their
@@ -479,11 +479,11 @@ pub fn due_count(c: &Connection, now_ms: i64, cap: u64) -> Result<u64> {
 }
 
 /// Move these recipients from state `from` to `to` (those in another state are left alone).
-fn move_state(c: &Connection, ids: &[(String, i64)], from: &str, to: &str) -> Result<()> {
+fn move_state(c: &Connection, ids: &[(String, i64)], from: RecipientState, to: RecipientState) -> Result<()> {
     let mut st =
         c.prepare_cached("UPDATE recipients SET state = ?4 WHERE message_id = ?1 AND idx = ?2 AND state = ?3")?;
     for (m, i) in ids {
-        st.execute(params![m, i, from, to])?;
+        st.execute(params![m, i, from.as_str(), to.as_str()])?;
     }
     Ok(())
 }
@@ -515,8 +515,8 @@ pub struct AttemptResult {
     pub message_id: String,
     /// Recipient index.
     pub idx: i64,
-    /// New state: `delivered`, `bounced`, `expired` or `queued` (retry).
-    pub state: String,
+    /// New state: delivered, bounced, expired or queued (a retry).
+    pub state: RecipientState,
     /// Next attempt time when queued again.
     pub next_attempt_ms: i64,
     /// The reply, as text.
@@ -540,25 +540,14 @@ pub struct DeliveryTotal {
     pub lane: String,
     /// Provider.
     pub provider: String,
-    /// `delivered`, `deferred`, `bounced`, `expired`.
-    pub outcome: String,
+    /// What the attempts came to.
+    pub outcome: AttemptOutcome,
     /// Reply class.
     pub class: String,
     /// First attempts.
     pub first: bool,
     /// Attempts.
     pub count: u64,
-}
-
-/// The outcome an attempt counts as: the recipient's new state, a retry (`queued`) counted as
-/// `deferred`.
-pub fn attempt_outcome(state: &str) -> &'static str {
-    match state {
-        "delivered" => "delivered",
-        "bounced" => "bounced",
-        "expired" => "expired",
-        _ => "deferred",
-    }
 }
 
 /// Every row of the delivery totals.
@@ -568,7 +557,16 @@ pub fn delivery_totals(c: &Connection) -> Result<Vec<DeliveryTotal>> {
         Ok(DeliveryTotal {
             lane: r.get(0)?,
             provider: r.get(1)?,
-            outcome: r.get(2)?,
+            outcome: {
+                let s: String = r.get(2)?;
+                AttemptOutcome::parse(&s).ok_or_else(|| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        2,
+                        rusqlite::types::Type::Text,
+                        format!("unknown attempt outcome {s:?}").into(),
+                    )
+                })?
+            },
             class: r.get(3)?,
             first: r.get(4)?,
             count: r.get::<_, i64>(5)?.max(0) as u64,
@@ -587,8 +585,17 @@ pub fn record_attempts(c: &Connection, results: &[AttemptResult], now_ms: i64) -
     )?;
     let mut totals: std::collections::BTreeMap<(&str, &str, &str, &str, bool), i64> = Default::default();
     for r in results {
-        st.execute(params![r.message_id, r.idx, r.state, r.next_attempt_ms, r.reply, r.deferral, now_ms, r.lane])?;
-        let outcome = attempt_outcome(&r.state);
+        st.execute(params![
+            r.message_id,
+            r.idx,
+            r.state.as_str(),
+            r.next_attempt_ms,
+            r.reply,
+            r.deferral,
+            now_ms,
+            r.lane
+        ])?;
+        let outcome = AttemptOutcome::of(r.state).as_str();
         *totals.entry((r.lane.as_str(), r.provider, outcome, r.class, r.first)).or_default() += 1;
     }
     let mut add = c.prepare_cached(
@@ -693,4 +700,16 @@ pub fn last_delivery_ms(c: &Connection, priority: i64) -> Result<Option<i64>> {
         [priority],
         |r| r.get(0),
     )?)
+}
+
+/// When any recipient last changed.
+pub fn last_change_ms(c: &Connection) -> Result<Option<i64>> {
+    Ok(c.query_row("SELECT max(updated_ms) FROM recipients", [], |r| r.get(0))?)
+}
+
+/// Attempts made per recipient address, over all its messages.
+pub fn attempts_by_address(c: &Connection) -> Result<Vec<(String, i64)>> {
+    let mut st = c.prepare("SELECT address, sum(attempts) FROM recipients GROUP BY address")?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -6,14 +6,15 @@
 use rusqlite::{Connection, params, params_from_iter};
 
 use crate::Result;
+use crate::model::RecipientState;
 
 /// Which recipients a listing or a command applies to (every field optional).
 #[derive(Debug, Clone, Default)]
 pub struct QueueFilter {
     /// One message.
     pub message_id: Option<String>,
-    /// One state (`queued`, `held`, `sending`, `delivered`, …).
-    pub state: Option<String>,
+    /// One state.
+    pub state: Option<RecipientState>,
     /// One account, by name.
     pub account: Option<String>,
     /// One recipient address (case-insensitive).
@@ -52,7 +53,7 @@ pub struct QueueRow {
     /// Recipient address.
     pub address: String,
     /// State.
-    pub state: String,
+    pub state: RecipientState,
     /// Delivery attempts made.
     pub attempts: i64,
     /// The last reply, if any.
@@ -75,7 +76,7 @@ pub struct QueueRow {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SummaryRow {
     /// State.
-    pub state: String,
+    pub state: RecipientState,
     /// Lane of the last attempt (`None`: not attempted yet).
     pub lane: Option<String>,
     /// Recipients.
@@ -94,7 +95,7 @@ const FILTER: &str = "(?1 IS NULL OR r.message_id = ?1) AND (?2 IS NULL OR r.sta
 fn bind(f: &QueueFilter, now_ms: i64, extra: i64) -> Vec<Box<dyn rusqlite::ToSql>> {
     vec![
         Box::new(f.message_id.clone()),
-        Box::new(f.state.clone()),
+        Box::new(f.state),
         Box::new(f.account.clone()),
         Box::new(f.recipient.clone()),
         Box::new(f.lane.clone()),
@@ -114,7 +115,7 @@ pub fn rows(c: &Connection, f: &QueueFilter, now_ms: i64, limit: usize) -> Resul
     let mut st = c.prepare_cached(&sql)?;
     let b = bind(f, now_ms, i64::try_from(limit).unwrap_or(i64::MAX));
     let rows = st.query_map(params_from_iter(b.iter()), |r| {
-        let state: String = r.get(6)?;
+        let state: RecipientState = r.get(6)?;
         let next: i64 = r.get(10)?;
         Ok(QueueRow {
             message_id: r.get(0)?,
@@ -123,7 +124,7 @@ pub fn rows(c: &Connection, f: &QueueFilter, now_ms: i64, limit: usize) -> Resul
             region: r.get(3)?,
             mail_from: r.get(4)?,
             address: r.get(5)?,
-            next_attempt_ms: (state == "queued").then_some(next),
+            next_attempt_ms: (state == RecipientState::Queued).then_some(next),
             state,
             attempts: r.get(7)?,
             last_reply: r.get(8)?,
@@ -195,8 +196,8 @@ pub fn apply(c: &Connection, action: Action, f: &QueueFilter, now_ms: i64) -> Re
 /// them (for their Bounce events).
 pub fn bounce(c: &Connection, f: &QueueFilter, now_ms: i64, reply: &str) -> Result<Vec<QueueRow>> {
     let mut out = Vec::new();
-    for state in ["queued", "held"] {
-        let g = QueueFilter { state: Some(state.into()), ..f.clone() };
+    for state in [RecipientState::Queued, RecipientState::Held] {
+        let g = QueueFilter { state: Some(state), ..f.clone() };
         out.extend(rows(c, &g, now_ms, usize::MAX)?);
     }
     let mut st = c.prepare_cached(

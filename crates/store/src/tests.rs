@@ -27,7 +27,7 @@ fn delivered(id: &str) -> ops::AttemptResult {
     ops::AttemptResult {
         message_id: id.into(),
         idx: 0,
-        state: "delivered".into(),
+        state: RecipientState::Delivered,
         next_attempt_ms: 0,
         reply: "250 ok".into(),
         deferral: false,
@@ -259,4 +259,37 @@ async fn a_postponed_recipient_waits_without_an_attempt_counted() {
     assert!(store.read(|c| ops::due_recipients(c, 4_999_999, 10)).expect("due").is_empty());
     let due = store.read(|c| ops::due_recipients(c, 5_000_000, 10)).expect("due");
     assert_eq!((due.len(), due[0].attempts, due[0].first_reply.clone()), (1, 0, None));
+}
+
+#[test]
+fn every_recipient_state_reads_back_as_stored_and_an_unknown_one_is_an_error() {
+    let c = rusqlite::Connection::open_in_memory().expect("db");
+    for st in RecipientState::ALL {
+        let back: RecipientState = c.query_row("SELECT ?1", [st], |r| r.get(0)).expect("state");
+        assert_eq!(back, st);
+        assert_eq!(serde_json::to_value(st).expect("json"), serde_json::json!(st.as_str()));
+    }
+    let unknown = c.query_row("SELECT 'lost'", [], |r| r.get::<_, RecipientState>(0));
+    assert!(unknown.is_err(), "{unknown:?}");
+}
+
+#[tokio::test]
+async fn the_spool_gives_picked_recipients_back_unsent_or_postponed_to_their_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(dir.path(), StoreOptions::default()).expect("open"));
+    let acct = store.write(|c| ops::insert_account(c, "acme", "AKIA1", "s", 0)).await.expect("account");
+    let spool = Spool::new(store.clone());
+    spool.enqueue(vec![entry("m1", acct.id, 1, 2)]).await.expect("enqueue");
+    let due = spool.due(5_000, 10).expect("due");
+    assert_eq!(due.len(), 2);
+    let ids: Vec<spool::RcptId> = due.iter().map(|r| (r.message_id.clone(), r.idx)).collect();
+    spool.pick(ids.clone()).await.expect("pick");
+    assert!(spool.due(5_000, 10).expect("due").is_empty(), "picked recipients are not due");
+    spool.postpone(vec![(ids[0].clone(), 9_000)], "the host refused the connection".into()).await.expect("postpone");
+    spool.unpick(vec![ids[1].clone()]).await.expect("unpick");
+    let now: Vec<i64> = spool.due(5_000, 10).expect("due").iter().map(|r| r.idx).collect();
+    assert_eq!(now, vec![1], "the one given back unsent is due at once");
+    let later = spool.due(9_000, 10).expect("due");
+    assert_eq!(later.len(), 2);
+    assert!(later.iter().all(|r| r.attempts == 0), "{later:?}");
 }

@@ -443,11 +443,6 @@ impl Service {
         (self.now_ns() / 1_000_000) as i64
     }
 
-    /// The store underneath.
-    pub fn store(&self) -> &Arc<Store> {
-        &self.store
-    }
-
     /// Domain used in Message-ID headers.
     pub fn id_domain(&self) -> &str {
         &self.config.id_domain

@@ -523,12 +523,12 @@ pub fn spool(cmd: SpoolCmd, data_dir: &Path) -> anyhow::Result<()> {
         println!("weir.db: {before} bytes before, {after} after");
         return Ok(());
     }
-    let conn = weir_store::Store::open_read_only(data_dir)?;
+    let db = weir_store::Store::open_read_only(data_dir)?;
     if let SpoolCmd::Count = cmd {
-        println!("{}", weir_store::queue::waiting_messages(&conn)?);
+        println!("{}", db.waiting_messages()?);
         return Ok(());
     }
-    let list = weir_store::ops::spool_list(&conn)?;
+    let list = db.spool_list()?;
     match cmd {
         SpoolCmd::Count | SpoolCmd::Compact => {}
         SpoolCmd::List { json } => {

@@ -364,7 +364,8 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         body_budget: weir_api::body::BodyBudget::new(cfg.http.max_inflight_body_bytes),
         metrics: metrics.clone(),
         metrics_text: Some({
-            let text = metrics_text(metrics.clone(), svc.clone(), store.clone(), engine.clone());
+            let text =
+                metrics_text(metrics.clone(), svc.clone(), weir_store::Spool::new(store.clone()), engine.clone());
             let (m, w) = (metrics.clone(), webhook_stats.clone());
             Arc::new(move || {
                 use std::sync::atomic::Ordering::Relaxed;
@@ -471,18 +472,18 @@ async fn reputation(
 fn metrics_text(
     metrics: Arc<weir_metrics::Metrics>,
     svc: Arc<Service>,
-    store: Arc<Store>,
+    spool: weir_store::Spool,
     engine: Option<Arc<weir_delivery::Engine>>,
 ) -> Arc<dyn Fn() -> String + Send + Sync> {
     Arc::new(move || {
         let now =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        let spool: Vec<weir_metrics::SpoolSnapshot> = store
-            .read(weir_store::queue::summary)
+        let spool: Vec<weir_metrics::SpoolSnapshot> = spool
+            .summary()
             .unwrap_or_default()
             .into_iter()
             .map(|r| weir_metrics::SpoolSnapshot {
-                state: r.state,
+                state: r.state.as_str().into(),
                 lane: r.lane,
                 recipients: r.recipients,
                 oldest_age_seconds: (now - r.oldest_created_ms).max(0) as f64 / 1000.0,
@@ -643,7 +644,7 @@ fn delivery_engine(
         smarthost = ?d.smarthost, routes = d.routes.len(), static_mx = d.mx.len(),
         "delivery engine running"
     );
-    Ok(Arc::new(weir_delivery::Engine::new(svc, spool, ecfg, router, events)?))
+    Ok(Arc::new(weir_delivery::Engine::new(svc, weir_store::Spool::new(spool), ecfg, router, events)?))
 }
 
 fn weir_classify_schedule(d: &crate::config::DeliverySection) -> weir_delivery::engine::Schedule {

@@ -10,14 +10,15 @@ const T0: u64 = 1_795_460_400_000_000_000;
 struct Fixture {
     _dir: tempfile::TempDir,
     svc: Service,
+    store: Arc<Store>,
     now: Arc<AtomicU64>,
 }
 
-fn open_at(dir: &std::path::Path, now: Arc<AtomicU64>) -> Service {
+fn open_at(dir: &std::path::Path, now: Arc<AtomicU64>) -> (Service, Arc<Store>) {
     let store = Arc::new(Store::open(dir, StoreOptions::default()).expect("store"));
     let n2 = now.clone();
-    Service::open(
-        store,
+    let svc = Service::open(
+        store.clone(),
         ServiceConfig {
             default_region: RegionSettings::sandbox(),
             id_domain: "weir.test".into(),
@@ -25,14 +26,15 @@ fn open_at(dir: &std::path::Path, now: Arc<AtomicU64>) -> Service {
         },
         Arc::new(move || n2.load(Ordering::SeqCst)),
     )
-    .expect("service")
+    .expect("service");
+    (svc, store)
 }
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let now = Arc::new(AtomicU64::new(T0));
-    let svc = open_at(dir.path(), now.clone());
-    Fixture { _dir: dir, svc, now }
+    let (svc, store) = open_at(dir.path(), now.clone());
+    Fixture { _dir: dir, svc, store, now }
 }
 
 fn sub(from: &str, to: &[&str]) -> Submission {
@@ -73,7 +75,7 @@ async fn sandbox_requires_verified_sender_and_recipients() {
         Err(SubmitError::MessageRejected(_))
     ));
     // Rejects were counted (a write barrier: the writer commits in order).
-    f.svc.store().write(|_| Ok(())).await.expect("barrier");
+    f.store.write(|_| Ok(())).await.expect("barrier");
     let stats = f.svc.send_statistics(a.id, "us-east-1").await.expect("stats");
     assert_eq!(stats.iter().map(|p| p.rejects).sum::<i64>(), 3, "{stats:?}");
 }
@@ -82,7 +84,7 @@ async fn sandbox_requires_verified_sender_and_recipients() {
 async fn quota_is_charged_per_recipient_and_survives_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let now = Arc::new(AtomicU64::new(T0));
-    let svc = open_at(dir.path(), now.clone());
+    let (svc, store) = open_at(dir.path(), now.clone());
     let a = svc.create_account("acme").await.expect("account");
     svc.put_identity(a.id, "us-east-1", "acme.test", IdentityKind::Domain, true).await.expect("identity");
     svc.submit(&a, sub("a@acme.test", &["b@acme.test", "c@acme.test", "B@acme.test"])).await.expect("sent");
@@ -100,10 +102,10 @@ async fn quota_is_charged_per_recipient_and_survives_restart() {
     let mut s = sub("a@acme.test", &["b@acme.test"]);
     s.region = "eu-west-1".into();
     svc.submit(&a, s).await.expect("other region");
-    svc.store().shutdown();
+    store.shutdown();
     drop(svc);
 
-    let svc = open_at(dir.path(), now.clone());
+    let (svc, store) = open_at(dir.path(), now.clone());
     assert_eq!(svc.quota_view(a.id, "us-east-1").sent_last_24h, 2.0);
     assert_eq!(svc.quota_view(a.id, "eu-west-1").sent_last_24h, 1.0);
     // The rate bucket's debt survived the restart too.
@@ -113,7 +115,7 @@ async fn quota_is_charged_per_recipient_and_survives_restart() {
     ));
     now.fetch_add(2_000_000_000, Ordering::SeqCst);
     svc.submit(&a, sub("a@acme.test", &["b@acme.test"])).await.expect("after the debt is paid");
-    assert_eq!(svc.store().read(weir_store::ops::spool_list).expect("list").len(), 3);
+    assert_eq!(store.read(weir_store::ops::spool_list).expect("list").len(), 3);
 }
 
 #[tokio::test]
@@ -149,8 +151,8 @@ async fn suppressed_recipients_are_accepted_but_not_queued() {
     f.svc.put_identity(a.id, "us-east-1", "acme.test", IdentityKind::Domain, true).await.expect("identity");
     f.svc.put_suppressed(a.id, "us-east-1", "Bad@acme.test", "BOUNCE", None).await.expect("suppress");
     f.svc.submit(&a, sub("a@acme.test", &["bad@acme.test"])).await.expect("accepted");
-    let list = f.svc.store().read(weir_store::ops::spool_list).expect("list");
-    assert_eq!(list[0].recipients, vec![("bad@acme.test".to_string(), "suppressed".to_string())]);
+    let list = f.store.read(weir_store::ops::spool_list).expect("list");
+    assert_eq!(list[0].recipients, vec![("bad@acme.test".to_string(), RecipientState::Suppressed)]);
     assert_eq!(f.svc.quota_view(a.id, "us-east-1").sent_last_24h, 1.0, "SES still charges suppressed sends");
     assert!(f.svc.delete_suppressed(a.id, "us-east-1", "bad@acme.test").await.is_ok());
     assert!(matches!(f.svc.delete_suppressed(a.id, "us-east-1", "bad@acme.test").await, Err(AdminError::NotFound(_))));
