@@ -4,21 +4,29 @@
 //! - [`Store`]: one database file. Writes go through a single writer thread that commits in
 //!   groups ([`writer`]); a caller's future resolves only after the commit that holds its write
 //!   is on disk. Reads use a separate connection.
-//! - [`schema`]: the tables.
-//! - [`model`]: rows as Rust types.
-//! - [`ops`]: the SQL for each operation, as plain functions over a connection.
-//! - [`spool::Spool`]: the delivery engine's typed operations on the spool.
+//! - `schema`: the tables, and the SQL of each operation (`ops`, `queue`, `resources`, `dkim`,
+//!   `mail_from`, `retention`): private, so that no SQL or connection leaves this crate.
+//! - [`model`]: rows as Rust types, recipient states and attempt outcomes among them.
+//! - [`spool::Spool`]: the spool's typed operations (delivery, the operator's queue, retention).
+//! - [`Accounts`], [`Ledger`], [`Documents`]: the submission service's (the catalog, quotas and
+//!   statistics, named documents).
 //! - [`events`]: the SES-shaped event log (`events.jsonl`) and its listeners.
 
-pub mod dkim;
+mod dkim;
 pub mod events;
-pub mod mail_from;
+mod mail_from;
+
+/// The ledger's row types and windows.
+pub mod ledger {
+    pub use crate::ops::{QuotaRecord, STATS_BUCKET_SECS, STATS_RETENTION_SECS, StatsRow, Volume};
+}
 pub mod model;
-pub mod ops;
-pub mod queue;
-pub mod resources;
-pub mod retention;
-pub mod schema;
+mod ops;
+mod queue;
+mod repos;
+mod resources;
+mod retention;
+mod schema;
 pub mod spool;
 mod writer;
 
@@ -27,6 +35,7 @@ use std::path::{Path, PathBuf};
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags};
 
+pub use repos::{Accounts, AccountsSnapshot, Documents, Ledger};
 pub use spool::Spool;
 pub use writer::WriterStats;
 
@@ -176,7 +185,7 @@ impl Store {
     }
 
     /// Run `f` in the writer's next group commit; resolves after that commit is durable.
-    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
@@ -186,7 +195,7 @@ impl Store {
 
     /// Queue `f` for the next commit without waiting for it (for records whose loss in a crash
     /// is acceptable, such as reject counters).
-    pub fn write_detached<F>(&self, f: F)
+    pub(crate) fn write_detached<F>(&self, f: F)
     where
         F: FnOnce(&Connection) -> Result<()> + Send + 'static,
     {
@@ -194,7 +203,7 @@ impl Store {
     }
 
     /// Run a read on the reader connection.
-    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let f = match self.writer.read_inline(f) {
             Ok(r) => return r,
             Err(f) => f,
@@ -226,7 +235,7 @@ impl ReadOnly {
     }
 
     /// Every spooled message, oldest first.
-    pub fn spool_list(&self) -> Result<Vec<ops::SpoolSummary>> {
+    pub fn spool_list(&self) -> Result<Vec<spool::SpoolSummary>> {
         ops::spool_list(&self.conn)
     }
 }

@@ -1,5 +1,9 @@
 //! Rows as Rust types.
 
+pub use crate::dkim::DkimRecord;
+pub use crate::mail_from::MailFromRecord;
+pub use crate::resources::{Doc, Put};
+
 /// An account and its long-term credentials.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Account {

@@ -671,13 +671,6 @@ pub fn record_report(
     Ok(true)
 }
 
-/// Recipients by state (for metrics and tests).
-pub fn recipient_states(c: &Connection) -> Result<Vec<(String, i64)>> {
-    let mut st = c.prepare("SELECT state, count(*) FROM recipients GROUP BY state ORDER BY state")?;
-    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
 /// Hard bounces already recorded for `address` in the account's mail.
 pub fn hard_bounces(c: &Connection, account_id: i64, address: &str) -> Result<i64> {
     Ok(c.prepare_cached(

@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use crate::model::SpoolEntry;
 use crate::ops;
-pub use crate::ops::{AttemptResult, DeliveryTotal, DueRecipient};
+pub use crate::ops::SpoolSummary;
+pub use crate::ops::{AttemptResult, DeliveryTotal, DueRecipient, Report};
 pub use crate::queue::{Action as QueueAction, QueueFilter, QueueRow, SummaryRow};
+pub use crate::retention::{Cursor as RetentionCursor, Purged};
 use crate::{Result, Store};
 
 /// A recipient of a message: (MessageId, recipient index).
@@ -83,6 +85,11 @@ impl Spool {
             .await
     }
 
+    /// Every spooled message with its recipients' states, oldest first.
+    pub fn list(&self) -> Result<Vec<SpoolSummary>> {
+        self.store.read(ops::spool_list)
+    }
+
     /// A spooled message's body.
     pub fn body(&self, message_id: &str) -> Result<Option<Vec<u8>>> {
         self.store.read(|c| ops::spool_body(c, message_id))
@@ -136,6 +143,52 @@ impl Spool {
     /// What is waiting (not final), by state and lane.
     pub fn summary(&self) -> Result<Vec<SummaryRow>> {
         self.store.read(crate::queue::summary)
+    }
+
+    /// Recipients matching `f` (the operator's queue listing), at most `limit`.
+    pub fn rows(&self, f: &QueueFilter, now_ms: i64, limit: usize) -> Result<Vec<QueueRow>> {
+        self.store.read(|c| crate::queue::rows(c, f, now_ms, limit))
+    }
+
+    /// Retry now, hold or release the recipients `f` selects; how many changed.
+    pub async fn apply(&self, action: QueueAction, f: QueueFilter, now_ms: i64) -> Result<usize> {
+        self.store.write(move |c| crate::queue::apply(c, action, &f, now_ms)).await
+    }
+
+    /// Bounce the queued or held recipients `f` selects with `reply`; the rows bounced.
+    pub async fn bounce(&self, f: QueueFilter, now_ms: i64, reply: &'static str) -> Result<Vec<QueueRow>> {
+        self.store.write(move |c| crate::queue::bounce(c, &f, now_ms, reply)).await
+    }
+
+    /// Record a report (a bounce after delivery, a complaint) about recipient `idx` of
+    /// `message_id`, counted in the account's statistics: once per kind and recipient, and only
+    /// for a delivered recipient. Whether it was new.
+    pub async fn record_report(
+        &self,
+        (message_id, idx): RcptId,
+        report: Report,
+        account_id: i64,
+        region: String,
+        now_ms: i64,
+    ) -> Result<bool> {
+        self.store.write(move |c| ops::record_report(c, &message_id, idx, report, account_id, &region, now_ms)).await
+    }
+
+    /// One retention step from `cursor`: the bodies of messages finished before `bodies_before`
+    /// emptied, and messages finished before `messages_before` deleted, at most `batch` of each
+    /// (one short commit, so sends are not held up). What it removed, and where to go on.
+    pub async fn purge(
+        &self,
+        mut cursor: RetentionCursor,
+        bodies_before: i64,
+        messages_before: i64,
+        batch: usize,
+    ) -> Result<(Purged, RetentionCursor)> {
+        self.store
+            .write(move |c| {
+                crate::retention::purge(c, &mut cursor, bodies_before, messages_before, batch).map(|p| (p, cursor))
+            })
+            .await
     }
 
     /// When any recipient last changed.

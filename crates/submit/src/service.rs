@@ -11,7 +11,8 @@ use rand::Rng;
 use weir_mail::address::{Mailbox, normalize};
 use weir_quota::{Limits, QuotaState, Refusal};
 use weir_store::model::*;
-use weir_store::{Store, StoreError, ops, queue};
+use weir_store::spool::{QueueAction, QueueFilter, QueueRow, SummaryRow};
+use weir_store::{Accounts, Documents, Ledger, Spool, Store, StoreError, ledger};
 
 use crate::catalog::{Catalog, RegionKey};
 use crate::region_upper;
@@ -198,7 +199,12 @@ pub struct QuotaView {
 
 /// The service shared by every front door.
 pub struct Service {
-    store: Arc<Store>,
+    /// The store, through its typed operations: the spool, the catalog, the quota and
+    /// statistics ledger, named documents.
+    spool: Spool,
+    accounts: Accounts,
+    ledger: Ledger,
+    documents: Documents,
     catalog: RwLock<Catalog>,
     quotas: Mutex<HashMap<RegionKey, Arc<Mutex<QuotaState>>>>,
     config: ServiceConfig,
@@ -214,7 +220,7 @@ pub struct Service {
     /// Host name of the feedback listener: MAIL FROM domains' MX must name it.
     feedback_mx_host: Option<String>,
     /// Custom MAIL FROM domains, by (account, region) and identity.
-    mail_from: RwLock<HashMap<(RegionKey, String), weir_store::mail_from::MailFromRecord>>,
+    mail_from: RwLock<HashMap<(RegionKey, String), weir_store::model::MailFromRecord>>,
     /// SNS topic ARNs the operator mapped to HTTP endpoints, with the accounts that may use each.
     event_topics: Vec<(String, Vec<String>)>,
     /// Base URL and key of unsubscribe links, once configured.
@@ -260,36 +266,42 @@ impl Service {
     /// Load the catalog and quota counters from `store`.
     pub fn open(store: Arc<Store>, config: ServiceConfig, clock: Clock) -> Result<Service, StoreError> {
         let now_s = clock() / 1_000_000_000;
+        let (accounts, ledger, documents) =
+            (Accounts::new(store.clone()), Ledger::new(store.clone()), Documents::new(store.clone()));
+        let loaded = accounts.load()?;
         let mut catalog = Catalog::default();
-        for a in store.read(ops::list_accounts)? {
+        for a in loaded.accounts {
             catalog.insert_account(a);
         }
-        for (id, region, s) in store.read(ops::list_regions)? {
+        for (id, region, s) in loaded.regions {
             catalog.regions.insert((id, region), s);
         }
-        for (id, region, i) in store.read(ops::list_identities)? {
+        for (id, region, i) in loaded.identities {
             catalog.identities.entry((id, region)).or_default().insert(i.identity.clone(), i);
         }
-        for (id, region, s) in store.read(ops::list_suppressed)? {
+        for (id, region, s) in loaded.suppressed {
             catalog.suppression.entry((id, region)).or_default().insert(s.address.clone(), s);
         }
         let mut dkim = HashMap::new();
-        for (id, region, d) in store.read(weir_store::dkim::list)? {
+        for (id, region, d) in loaded.dkim {
             dkim.insert(((id, region), d.identity.clone()), dkim::DkimEntry::new(d));
         }
         let mut mail_from = HashMap::new();
-        for (id, region, m) in store.read(weir_store::mail_from::list)? {
+        for (id, region, m) in loaded.mail_from {
             mail_from.insert(((id, region), m.identity.clone()), m);
         }
-        let configuration_sets = resources::load_configuration_sets(&store)?;
-        let identity_attributes = tags::load(&store)?;
+        let configuration_sets = resources::load_configuration_sets(&documents)?;
+        let identity_attributes = tags::load(&documents)?;
         let mut quotas = HashMap::new();
-        for (key, rec) in store.read(|c| ops::load_quotas(c, now_s))? {
+        for (key, rec) in ledger.load_quotas(now_s)? {
             quotas.insert(key, Arc::new(Mutex::new(QuotaState::restore(rec.seconds, rec.tat))));
         }
-        store.write_detached(move |c| ops::prune(c, now_s as i64));
+        ledger.prune_detached(now_s as i64);
         Ok(Service {
-            store,
+            spool: Spool::new(store.clone()),
+            accounts,
+            ledger,
+            documents,
             catalog: RwLock::new(catalog),
             quotas: Mutex::new(quotas),
             config,
@@ -351,7 +363,7 @@ impl Service {
     /// announced as an event. Returns how many changed.
     pub async fn enforce_reputation(&self, window_s: i64, t: &reputation::Thresholds) -> Result<usize, AdminError> {
         let now_s = self.now_ms() / 1000;
-        let rows = self.store.read(|c| ops::reputation_volumes(c, now_s - window_s))?;
+        let rows = self.ledger.reputation_volumes(now_s - window_s)?;
         // In a cluster, every node judges the sum of all nodes' volumes (the same verdict everywhere).
         let Some(rows) = self.cluster_volumes(rows, now_s - window_s).await else {
             return Ok(0);
@@ -388,28 +400,26 @@ impl Service {
     }
 
     /// Recipients in the spool matching `f` (the operator's queue listing), at most `limit`.
-    pub fn queue_rows(&self, f: &queue::QueueFilter, limit: usize) -> Result<Vec<queue::QueueRow>, AdminError> {
-        let now = self.now_ms();
-        Ok(self.store.read(|c| queue::rows(c, f, now, limit))?)
+    pub fn queue_rows(&self, f: &QueueFilter, limit: usize) -> Result<Vec<QueueRow>, AdminError> {
+        Ok(self.spool.rows(f, self.now_ms(), limit)?)
     }
 
     /// What is waiting in the spool, by state and lane.
-    pub fn queue_summary(&self) -> Result<Vec<queue::SummaryRow>, AdminError> {
-        Ok(self.store.read(queue::summary)?)
+    pub fn queue_summary(&self) -> Result<Vec<SummaryRow>, AdminError> {
+        Ok(self.spool.summary()?)
     }
 
     /// Retry now, hold or release the recipients `f` selects; returns how many changed.
-    pub async fn queue_action(&self, action: queue::Action, f: queue::QueueFilter) -> Result<usize, AdminError> {
-        let now = self.now_ms();
-        Ok(self.store.write(move |c| queue::apply(c, action, &f, now)).await?)
+    pub async fn queue_action(&self, action: QueueAction, f: QueueFilter) -> Result<usize, AdminError> {
+        Ok(self.spool.apply(action, f, self.now_ms()).await?)
     }
 
     /// Take the queued or held recipients `f` selects out of the queue as bounced (the operator
     /// deleted them), each with a Bounce event; returns how many.
-    pub async fn queue_delete(&self, f: queue::QueueFilter) -> Result<usize, AdminError> {
+    pub async fn queue_delete(&self, f: QueueFilter) -> Result<usize, AdminError> {
         const REPLY: &str = "554 5.0.0 Deleted from the queue by the operator";
         let now = self.now_ms();
-        let rows = self.store.write(move |c| queue::bounce(c, &f, now, REPLY)).await?;
+        let rows = self.spool.bounce(f, now, REPLY).await?;
         for r in &rows {
             tracing::info!(message_id = %r.message_id, recipient = %r.address, "deleted from the queue by the operator");
             if let Some(ev) = &self.events {
@@ -548,11 +558,7 @@ impl Service {
                 a
             }
             None => {
-                let a = self
-                    .store
-                    .write(move |c| ops::insert_account(c, &n, &akid, &secret, now))
-                    .await
-                    .map_err(AdminError::from_store)?;
+                let a = self.accounts.create(n, akid, secret, now).await.map_err(AdminError::from_store)?;
                 self.catalog.write().insert_account(a.clone());
                 a
             }
@@ -756,10 +762,10 @@ impl Service {
     /// Redis is away).
     pub async fn send_statistics(&self, account_id: i64, region: &str) -> Result<Vec<SendDataPoint>, StoreError> {
         let now_s = (self.now_ns() / 1_000_000_000) as i64;
-        if let Some(points) = self.cluster_statistics(account_id, region, now_s - ops::STATS_RETENTION_SECS).await? {
+        if let Some(points) = self.cluster_statistics(account_id, region, now_s - ledger::STATS_RETENTION_SECS).await? {
             return Ok(points);
         }
-        self.store.read(|c| ops::send_statistics(c, account_id, region, now_s))
+        self.ledger.send_statistics(account_id, region, now_s)
     }
 
     // ---------------------------------------------------------------- sending
@@ -878,7 +884,7 @@ impl Service {
             Err(failed) => {
                 let (id, region, now) = (account.id, sub.region.clone(), self.now_ms());
                 // Recorded before the answer, so GetSendStatistics right after it counts it.
-                if let Err(e) = self.store.write(move |c| ops::record_reject(c, id, &region, now)).await {
+                if let Err(e) = self.ledger.record_reject(id, region, now).await {
                     tracing::error!(error = %e, "a rejection was not counted in the sending statistics");
                 }
                 let msg = format!(
@@ -926,7 +932,7 @@ impl Service {
             quota_tat: charge.tat_after,
             priority,
         };
-        match self.store.write(move |c| ops::enqueue(c, &entry)).await {
+        match self.spool.enqueue(vec![entry]).await {
             Ok(()) => {
                 if let (Some(ev), Some((mail, tags))) = (&self.events, info) {
                     ev.send(&mail, &distinct, &tags);

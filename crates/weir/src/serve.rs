@@ -250,7 +250,7 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         Some(url) => {
             let node = match &cfg.cluster.node {
                 Some(n) => n.clone(),
-                None => weir_submit::stored_node_name(&store).await?,
+                None => weir_submit::stored_node_name(&weir_store::Documents::new(store.clone())).await?,
             };
             let ca_pem = match &cfg.cluster.ca_file {
                 Some(p) => {
@@ -558,8 +558,9 @@ async fn retention(
     cfg: crate::config::RetentionConfig,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    use weir_store::retention::{Cursor, purge};
+    use weir_store::spool::RetentionCursor as Cursor;
     const BATCH: usize = 500;
+    let spool = weir_store::Spool::new(store);
     let mut cursor = Cursor::default();
     loop {
         tokio::select! {
@@ -572,8 +573,7 @@ async fn retention(
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
             let body = now - (cfg.body_seconds as i64).saturating_mul(1000);
             let meta = now - (cfg.metadata_seconds as i64).saturating_mul(1000);
-            let mut c = cursor;
-            let step = store.write(move |conn| purge(conn, &mut c, body, meta, BATCH).map(|p| (p, c))).await;
+            let step = spool.purge(cursor, body, meta, BATCH).await;
             match step {
                 Ok((p, c)) => {
                     cursor = c;

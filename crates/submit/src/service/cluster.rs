@@ -12,9 +12,9 @@ use weir_cluster::epoch::Epoch;
 use weir_cluster::seal::ClusterKey;
 use weir_cluster::{ClusterError, LedgerEntry, Redis, RedisQuota, RedisTarget};
 use weir_quota::{Charge, Limits, Refusal};
+use weir_store::model::Put;
 use weir_store::model::{Account, Identity, RegionSettings, SendDataPoint, Suppressed};
-use weir_store::resources::Put;
-use weir_store::{StoreError, ops};
+use weir_store::{Documents, StoreError, ledger};
 
 use super::{AdminError, Service, SubmitError};
 use crate::catalog::RegionKey;
@@ -127,14 +127,9 @@ pub(crate) enum Change {
     /// The operator said node `node` left the cluster for good.
     NodeForgotten { node: String },
     /// A domain's DKIM keys and settings were saved (or deleted: None).
-    Dkim { account_id: i64, region: String, domain: String, record: Option<weir_store::dkim::DkimRecord> },
+    Dkim { account_id: i64, region: String, domain: String, record: Option<weir_store::model::DkimRecord> },
     /// An identity's custom MAIL FROM domain was saved (or removed: None).
-    MailFrom {
-        account_id: i64,
-        region: String,
-        identity: String,
-        record: Option<weir_store::mail_from::MailFromRecord>,
-    },
+    MailFrom { account_id: i64, region: String, identity: String, record: Option<weir_store::model::MailFromRecord> },
 }
 
 fn unavailable(e: &ClusterError) -> SubmitError {
@@ -195,7 +190,7 @@ impl Service {
     /// an emptied Redis from this node's ledger) and the catalog changes of the other nodes.
     pub async fn run_cluster(self: Arc<Self>) {
         let Some(shared) = self.cluster.get().cloned() else { return };
-        let mut members: Vec<String> = load_members(&self.store);
+        let mut members: Vec<String> = load_members(&self.documents);
         let mut ticker = tokio::time::interval(FOLLOW_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut healthy = true;
@@ -207,7 +202,7 @@ impl Service {
             if !gone.is_empty() {
                 members.retain(|m| !gone.contains(m));
                 tracing::info!(nodes = ?gone, "forgot nodes that left the cluster");
-                if let Err(e) = save_members(&self.store, members.clone()).await {
+                if let Err(e) = save_members(&self.documents, members.clone()).await {
                     tracing::error!(error = %e, "could not keep the cluster's members");
                 }
             }
@@ -235,7 +230,7 @@ impl Service {
                     }
                     if step.members != members {
                         members = step.members;
-                        if let Err(e) = save_members(&self.store, members.clone()).await {
+                        if let Err(e) = save_members(&self.documents, members.clone()).await {
                             tracing::error!(error = %e, "could not keep the cluster's members");
                         }
                     }
@@ -257,8 +252,8 @@ impl Service {
             if stats_published.is_none() || round % 10 == 0 {
                 let now_s = (self.now_ns() / 1_000_000_000) as i64;
                 let since = match stats_published {
-                    Some(_) => now_s - 2 * ops::STATS_BUCKET_SECS,
-                    None => now_s - ops::STATS_RETENTION_SECS,
+                    Some(_) => now_s - 2 * ledger::STATS_BUCKET_SECS,
+                    None => now_s - ledger::STATS_RETENTION_SECS,
                 };
                 match self.publish_statistics(&shared, since).await {
                     Ok(()) => stats_published = Some(now_s),
@@ -279,7 +274,7 @@ impl Service {
             tracing::error!(error = %e, "could not re-publish the catalog to the emptied redis");
         }
         let now_s = self.now_ns() / 1_000_000_000;
-        match self.store.read(|c| ops::load_quotas(c, now_s)) {
+        match self.ledger.load_quotas(now_s) {
             Ok(rows) => rows
                 .into_iter()
                 .map(|((account_id, region), rec)| LedgerEntry {
@@ -335,7 +330,7 @@ impl Service {
             identity: identity.clone(),
             record: Some(m.clone()),
         }));
-        let docs = self.store.read(weir_store::resources::list_accounts_docs).unwrap_or_default();
+        let docs = self.documents.list_accounts_docs().unwrap_or_default();
         let changes: Vec<Change> = changes
             .into_iter()
             .chain(docs.into_iter().map(|(account_id, region, kind, d)| Change::Doc {
@@ -347,7 +342,7 @@ impl Service {
                 created_ms: d.created_ms,
             }))
             .collect();
-        let floor = self.store.read(ops::max_account_id).unwrap_or(0);
+        let floor = self.accounts.max_id().unwrap_or(0);
         shared.log.next_account_id(floor - 1).await?;
         for c in &changes {
             if let Change::Account { account } = c {
@@ -414,7 +409,7 @@ impl Service {
         if !self.clustered() {
             return;
         }
-        let d = self.store.read(|c| weir_store::resources::get(c, (account_id, region, kind), name));
+        let d = self.documents.get((account_id, region, kind), name);
         let (doc, created_ms) = match d {
             Ok(Some(d)) => (Some(d.doc), d.created_ms),
             Ok(None) => (None, 0),
@@ -468,7 +463,7 @@ impl Service {
     pub(crate) async fn new_account_id(&self, name: &str) -> Result<Option<i64>, AdminError> {
         let Some(shared) = self.cluster.get() else { return Ok(None) };
         let down = |e: ClusterError| AdminError::Unavailable(format!("the cluster's shared store is unavailable: {e}"));
-        let floor = self.store.read(ops::max_account_id)?;
+        let floor = self.accounts.max_id()?;
         let id = shared.log.next_account_id(floor).await.map_err(down)?;
         if !shared.log.claim_account_name(name, id).await.map_err(down)? {
             return Err(AdminError::Conflict(format!("account '{name}' already exists")));
@@ -479,8 +474,7 @@ impl Service {
     async fn apply(&self, change: Change) -> Result<(), StoreError> {
         match change {
             Change::Account { account } => {
-                let a = account.clone();
-                self.store.write(move |c| ops::upsert_account(c, &a)).await?;
+                self.accounts.put(account.clone()).await?;
                 let mut cat = self.catalog.write();
                 // A re-published account may come back with other keys: drop the old look-ups.
                 if let Some(old) = cat.by_id.get(&account.id).cloned() {
@@ -490,53 +484,34 @@ impl Service {
                 cat.insert_account(account);
             }
             Change::Region { account_id, region, settings } => {
-                let (r, s) = (region.clone(), settings.clone());
-                self.store.write(move |c| ops::upsert_region(c, account_id, &r, &s)).await?;
+                self.accounts.put_region(account_id, region.clone(), settings.clone()).await?;
                 self.catalog.write().regions.insert((account_id, region), settings);
             }
             Change::Identity { account_id, region, identity } => {
-                let (r, i) = (region.clone(), identity.clone());
-                self.store.write(move |c| ops::upsert_identity(c, account_id, &r, &i)).await?;
+                self.accounts.put_identity(account_id, region.clone(), identity.clone()).await?;
                 let name = identity.identity.clone();
                 self.catalog.write().identities.entry((account_id, region)).or_default().insert(name, identity);
             }
             Change::IdentityDeleted { account_id, region, identity } => {
-                let (r, n) = (region.clone(), identity.clone());
-                self.store.write(move |c| ops::delete_identity(c, account_id, &r, &n)).await?;
+                self.accounts.delete_identity(account_id, region.clone(), identity.clone()).await?;
                 if let Some(m) = self.catalog.write().identities.get_mut(&(account_id, region)) {
                     m.remove(&identity);
                 }
             }
             Change::Suppressed { account_id, region, entry } => {
-                let (r, s) = (region.clone(), entry.clone());
-                self.store.write(move |c| ops::put_suppressed(c, account_id, &r, &s)).await?;
+                self.accounts.put_suppressed(account_id, region.clone(), entry.clone()).await?;
                 let address = entry.address.clone();
                 self.catalog.write().suppression.entry((account_id, region)).or_default().insert(address, entry);
             }
             Change::Doc { account_id, region, kind, name, doc, created_ms } => {
-                let (r, k, n, d) = (region.clone(), kind.clone(), name.clone(), doc.clone());
-                self.store
-                    .write(move |c| {
-                        let scope = (account_id, r.as_str(), k.as_str());
-                        match d {
-                            Some(d) => weir_store::resources::put(c, scope, &n, &d, created_ms, Put::Upsert, ""),
-                            None => match weir_store::resources::delete(c, scope, &n, "") {
-                                Ok(()) | Err(StoreError::NotFound(_)) => Ok(()),
-                                Err(e) => Err(e),
-                            },
-                        }
-                    })
-                    .await?;
+                self.documents.replace((account_id, &region, &kind), &name, doc.clone(), created_ms).await?;
                 self.refresh_mirror(account_id, &region, &kind, &name, doc.as_deref());
             }
             Change::Dkim { account_id, region, domain, record } => {
-                let (r, d, rec) = (region.clone(), domain.clone(), record.clone());
-                self.store
-                    .write(move |c| match rec {
-                        Some(rec) => weir_store::dkim::upsert(c, account_id, &r, &rec),
-                        None => weir_store::dkim::delete(c, account_id, &r, &d),
-                    })
-                    .await?;
+                match record.clone() {
+                    Some(rec) => self.accounts.put_dkim(account_id, region.clone(), rec).await?,
+                    None => self.accounts.delete_dkim(account_id, region.clone(), domain.clone()).await?,
+                }
                 set_or_remove(
                     &mut self.dkim.write(),
                     ((account_id, region), domain),
@@ -544,23 +519,18 @@ impl Service {
                 );
             }
             Change::MailFrom { account_id, region, identity, record } => {
-                let (r, i, rec) = (region.clone(), identity.clone(), record.clone());
-                self.store
-                    .write(move |c| match rec {
-                        Some(rec) => weir_store::mail_from::upsert(c, account_id, &r, &rec),
-                        None => weir_store::mail_from::delete(c, account_id, &r, &i),
-                    })
-                    .await?;
+                match record.clone() {
+                    Some(rec) => self.accounts.put_mail_from(account_id, region.clone(), rec).await?,
+                    None => self.accounts.delete_mail_from(account_id, region.clone(), identity.clone()).await?,
+                }
                 set_or_remove(&mut self.mail_from.write(), ((account_id, region), identity), record);
             }
             Change::NodeForgotten { node } => shared_forget(self, node),
             Change::DocsCleared { account_id, region, kind } => {
-                let (r, k) = (region.clone(), kind.clone());
-                self.store.write(move |c| weir_store::resources::delete_kind(c, (account_id, &r, &k))).await?;
+                self.documents.delete_kind((account_id, &region, &kind)).await?;
             }
             Change::Unsuppressed { account_id, region, address } => {
-                let (r, a) = (region.clone(), address.clone());
-                self.store.write(move |c| ops::delete_suppressed(c, account_id, &r, &a)).await?;
+                self.accounts.delete_suppressed(account_id, region.clone(), address.clone()).await?;
                 if let Some(m) = self.catalog.write().suppression.get_mut(&(account_id, region)) {
                     m.remove(&address);
                 }
@@ -660,10 +630,10 @@ impl Service {
 
     /// Every node's reputation volumes since `since` (this node's `own` published first); `own`
     /// itself in embedded mode; None while Redis is away (no verdict on a part of the sending).
-    pub(super) async fn cluster_volumes(&self, own: Vec<ops::Volume>, since: i64) -> Option<Vec<ops::Volume>> {
+    pub(super) async fn cluster_volumes(&self, own: Vec<ledger::Volume>, since: i64) -> Option<Vec<ledger::Volume>> {
         let Some(shared) = self.cluster.get() else { return Some(own) };
         let all = async {
-            let mine = self.store.read(|c| ops::stats_rows(c, since))?;
+            let mine = self.ledger.stats_rows(since)?;
             let redis = shared.quota.redis();
             let node = shared.epoch.node();
             let mut out = Vec::new();
@@ -692,9 +662,9 @@ impl Service {
     ) -> Result<Option<Vec<SendDataPoint>>, StoreError> {
         let Some(shared) = self.cluster.get() else { return Ok(None) };
         // This node's own buckets of this (account, region), fresher than what it published.
-        let mine: Vec<ops::StatsRow> = self
-            .store
-            .read(|c| ops::send_statistics(c, account_id, region, since + ops::STATS_RETENTION_SECS))?
+        let mine: Vec<ledger::StatsRow> = self
+            .ledger
+            .send_statistics(account_id, region, since + ledger::STATS_RETENTION_SECS)?
             .into_iter()
             .map(|p| {
                 (account_id, region.to_string(), p.bucket, p.delivery_attempts, p.bounces, p.complaints, p.rejects)
@@ -722,14 +692,14 @@ impl Service {
 
     /// Publish this node's statistics buckets since `since` for the other nodes.
     async fn publish_statistics(&self, shared: &Shared, since: i64) -> Result<(), ClusterError> {
-        let rows = match self.store.read(|c| ops::stats_rows(c, since)) {
+        let rows = match self.ledger.stats_rows(since) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "could not read this node's statistics to share them");
                 return Ok(());
             }
         };
-        let ttl = ops::STATS_RETENTION_SECS + ops::STATS_BUCKET_SECS;
+        let ttl = ledger::STATS_RETENTION_SECS + ledger::STATS_BUCKET_SECS;
         weir_cluster::stats::publish(shared.quota.redis(), shared.epoch.node(), &rows, ttl).await
     }
 
@@ -867,32 +837,22 @@ fn to_json(c: &Change) -> String {
 const CLUSTER_KIND: &str = "cluster";
 
 /// This node's name if the operator gave none: made once, kept in the store.
-pub async fn stored_node_name(store: &weir_store::Store) -> Result<String, StoreError> {
+pub async fn stored_node_name(documents: &Documents) -> Result<String, StoreError> {
     let scope = (0, "", CLUSTER_KIND);
-    if let Some(d) = store.read(|c| weir_store::resources::get(c, scope, "node"))? {
+    if let Some(d) = documents.get(scope, "node")? {
         return Ok(d.doc);
     }
     let name = format!("node-{:08x}", rand::random::<u32>());
-    let n = name.clone();
-    store
-        .write(move |c| {
-            weir_store::resources::put(c, scope, "node", &n, 0, weir_store::resources::Put::Create, "node name")
-        })
-        .await?;
+    documents.put(scope, "node", name.clone(), 0, Put::Create, "node name").await?;
     Ok(name)
 }
 
-fn load_members(store: &weir_store::Store) -> Vec<String> {
-    let doc = store.read(|c| weir_store::resources::get(c, (0, "", CLUSTER_KIND), "members"));
+fn load_members(documents: &Documents) -> Vec<String> {
+    let doc = documents.get((0, "", CLUSTER_KIND), "members");
     doc.ok().flatten().and_then(|d| serde_json::from_str(&d.doc).ok()).unwrap_or_default()
 }
 
-async fn save_members(store: &weir_store::Store, m: Vec<String>) -> Result<(), StoreError> {
+async fn save_members(documents: &Documents, m: Vec<String>) -> Result<(), StoreError> {
     let doc = serde_json::to_string(&m).unwrap_or_default();
-    let put = weir_store::resources::Put::Upsert;
-    store
-        .write(move |c| {
-            weir_store::resources::put(c, (0, "", CLUSTER_KIND), "members", &doc, 0, put, "cluster members")
-        })
-        .await
+    documents.put((0, "", CLUSTER_KIND), "members", doc, 0, Put::Upsert, "cluster members").await
 }

@@ -3,7 +3,7 @@
 //! contacts who unsubscribed.
 
 use serde::{Deserialize, Serialize};
-use weir_store::resources::{self as docs, Doc, Put};
+use weir_store::model::{Doc, Put};
 
 use super::{AdminError, Service, SubmitError};
 
@@ -167,8 +167,8 @@ impl Service {
         let (r, n, now) = (region.to_string(), list.name.clone(), self.now_ms());
         let what = format!("List with name {}", list.name);
         let name = list.name.clone();
-        self.store
-            .write(move |c| docs::put(c, (account_id, &r, CONTACT_LIST), &n, &doc, now, mode, &what))
+        self.documents
+            .put((account_id, &r, CONTACT_LIST), &n, doc, now, mode, &what)
             .await
             .map_err(AdminError::from_store)?;
         self.share_doc(account_id, region, CONTACT_LIST, &name).await;
@@ -177,13 +177,13 @@ impl Service {
 
     /// A contact list.
     pub fn contact_list(&self, account_id: i64, region: &str, name: &str) -> Result<Option<ContactList>, AdminError> {
-        let d = self.store.read(|c| docs::get(c, (account_id, region, CONTACT_LIST), name))?;
+        let d = self.documents.get((account_id, region, CONTACT_LIST), name)?;
         Ok(d.as_ref().and_then(list_of))
     }
 
     /// Every contact list, by name.
     pub fn contact_lists(&self, account_id: i64, region: &str) -> Result<Vec<ContactList>, AdminError> {
-        let all = self.store.read(|c| docs::list(c, (account_id, region, CONTACT_LIST)))?;
+        let all = self.documents.list((account_id, region, CONTACT_LIST))?;
         Ok(all.iter().filter_map(list_of).collect())
     }
 
@@ -222,13 +222,9 @@ impl Service {
 
     /// Delete a list and its contacts.
     pub async fn delete_contact_list(&self, account_id: i64, region: &str, name: &str) -> Result<(), AdminError> {
-        let (r, n, what) = (region.to_string(), name.to_string(), format!("List with name {name}"));
-        self.store
-            .write(move |c| {
-                docs::delete(c, (account_id, &r, CONTACT_LIST), &n, &what)?;
-                docs::delete_kind(c, (account_id, &r, &contacts_kind(&n)))?;
-                Ok(())
-            })
+        let what = format!("List with name {name}");
+        self.documents
+            .delete_with_kind((account_id, region, CONTACT_LIST), name, &what, &contacts_kind(name))
             .await
             .map_err(AdminError::from_store)?;
         self.share_doc(account_id, region, CONTACT_LIST, name).await;
@@ -264,8 +260,8 @@ impl Service {
         let what = format!("Contact {}", contact.email);
         let mode = if update { Put::Update } else { Put::Create };
         let (k, email) = (kind.clone(), contact.email.clone());
-        self.store
-            .write(move |c| docs::put(c, (account_id, &r, &kind), &contact.email, &doc, now, mode, &what))
+        self.documents
+            .put((account_id, &r, &kind), &contact.email, doc, now, mode, &what)
             .await
             .map_err(AdminError::from_store)?;
         self.share_doc(account_id, region, &k, &email).await;
@@ -281,14 +277,14 @@ impl Service {
         email: &str,
     ) -> Result<Option<Contact>, AdminError> {
         let kind = contacts_kind(list);
-        let d = self.store.read(|c| docs::get(c, (account_id, region, &kind), &email.to_ascii_lowercase()))?;
+        let d = self.documents.get((account_id, region, &kind), &email.to_ascii_lowercase())?;
         Ok(d.as_ref().and_then(contact_of))
     }
 
     /// Every contact of a list, by address.
     pub fn contacts(&self, account_id: i64, region: &str, list: &str) -> Result<Vec<Contact>, AdminError> {
         let kind = contacts_kind(list);
-        let all = self.store.read(|c| docs::list(c, (account_id, region, &kind)))?;
+        let all = self.documents.list((account_id, region, &kind))?;
         Ok(all.iter().filter_map(contact_of).collect())
     }
 
@@ -303,10 +299,7 @@ impl Service {
         let (r, kind, e) = (region.to_string(), contacts_kind(list), email.to_ascii_lowercase());
         let what = format!("Contact {e}");
         let (k, address) = (kind.clone(), e.clone());
-        self.store
-            .write(move |c| docs::delete(c, (account_id, &r, &kind), &e, &what))
-            .await
-            .map_err(AdminError::from_store)?;
+        self.documents.delete((account_id, &r, &kind), &e, &what).await.map_err(AdminError::from_store)?;
         self.share_doc(account_id, region, &k, &address).await;
         Ok(())
     }

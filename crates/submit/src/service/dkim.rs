@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use weir_mail::dkim::{KeyPair, KeySpec, Signer};
-use weir_store::dkim::{self as store_dkim, DkimRecord};
+use weir_store::model::DkimRecord;
 
 use super::{AdminError, Service};
 use crate::catalog::RegionKey;
@@ -130,8 +130,7 @@ impl Service {
     }
 
     async fn save_dkim(&self, account_id: i64, region: &str, record: DkimRecord) -> Result<DkimView, AdminError> {
-        let (r, rec) = (region.to_string(), record.clone());
-        self.store.write(move |c| store_dkim::upsert(c, account_id, &r, &rec)).await?;
+        self.accounts.put_dkim(account_id, region.to_string(), record.clone()).await?;
         let shared = record.clone();
         let entry = DkimEntry::new(record);
         let view = entry.view();
@@ -258,8 +257,7 @@ impl Service {
 
     /// Forget a domain's DKIM (its identity was deleted).
     pub(crate) async fn delete_dkim(&self, account_id: i64, region: &str, domain: &str) -> Result<(), AdminError> {
-        let (r, d) = (region.to_string(), domain.to_ascii_lowercase());
-        self.store.write(move |c| store_dkim::delete(c, account_id, &r, &d)).await?;
+        self.accounts.delete_dkim(account_id, region.to_string(), domain.to_ascii_lowercase()).await?;
         self.dkim.write().remove(&Self::dkim_key(account_id, region, domain));
         let domain = domain.to_ascii_lowercase();
         self.share(super::cluster::Change::Dkim { account_id, region: region.to_string(), domain, record: None }).await;

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use parking_lot::Mutex;
 use weir_mail::feedback::{Report, parse_report, parse_return_path};
 use weir_store::events::{Failure, MailInfo};
-use weir_store::{ops, queue};
+use weir_store::spool::{self, QueueFilter};
 
 use super::{AdminError, Service};
 
@@ -159,7 +159,7 @@ impl Service {
         let mut made = 0;
         for about in self.report_subjects(targets, &report, peer) {
             let message_id = about.message_id;
-            let filter = queue::QueueFilter { message_id: Some(message_id.clone()), ..Default::default() };
+            let filter = QueueFilter { message_id: Some(message_id.clone()), ..Default::default() };
             let rows = self.queue_rows(&filter, 100)?;
             let Some(first) = rows.first() else {
                 tracing::info!(%message_id, "feedback for a message no longer in the spool, ignored");
@@ -189,13 +189,13 @@ impl Service {
                 // The return path names the recipient: whatever recipient the DSN itself names,
                 // it speaks for this one, once.
                 Report::Dsn(recipients) => match recipients.iter().find(|d| d.action == "failed") {
-                    Some(d) => (ops::Report::Bounce, Some(d)),
+                    Some(d) => (spool::Report::Bounce, Some(d)),
                     None => continue,
                 },
-                Report::Complaint { .. } => (ops::Report::Complaint, None),
+                Report::Complaint { .. } => (spool::Report::Complaint, None),
             };
-            let (m, idx, a, r) = (message_id.clone(), row.idx, account.id, row.region.clone());
-            let new = self.store.write(move |c| ops::record_report(c, &m, idx, kind, a, &r, now)).await?;
+            let about = (message_id.clone(), row.idx);
+            let new = self.spool.record_report(about, kind, account.id, row.region.clone(), now).await?;
             if !new {
                 tracing::info!(%message_id, recipient = %row.address, ?kind, "feedback: a repeat, or about a recipient that was not delivered; ignored");
                 continue;

@@ -3,7 +3,7 @@
 //! at that domain; when it does not, mail uses the default return path (`USE_DEFAULT_VALUE`) or
 //! is refused (`REJECT_MESSAGE`).
 
-use weir_store::mail_from::{self as store_mail_from, MailFromRecord};
+use weir_store::model::MailFromRecord;
 
 use super::dkim::{DnsFinding, status_after};
 use super::{AdminError, Service, SubmitError};
@@ -46,8 +46,7 @@ impl Service {
     ) -> Result<Option<MailFromView>, AdminError> {
         let ident = identity.to_ascii_lowercase();
         let Some(domain) = domain.filter(|d| !d.is_empty()).map(str::to_ascii_lowercase) else {
-            let (r, i) = (region.to_string(), ident.clone());
-            self.store.write(move |c| store_mail_from::delete(c, account_id, &r, &i)).await?;
+            self.accounts.delete_mail_from(account_id, region.to_string(), ident.clone()).await?;
             self.mail_from.write().remove(&((account_id, region.to_string()), ident.clone()));
             let region = region.to_string();
             self.share(super::cluster::Change::MailFrom { account_id, region, identity: ident, record: None }).await;
@@ -67,8 +66,7 @@ impl Service {
             set_ms: self.now_ms(),
             last_success_ms: 0,
         };
-        let (r, rec) = (region.to_string(), record.clone());
-        self.store.write(move |c| store_mail_from::upsert(c, account_id, &r, &rec)).await?;
+        self.accounts.put_mail_from(account_id, region.to_string(), record.clone()).await?;
         let view = view(&record);
         self.mail_from.write().insert(((account_id, region.to_string()), ident.clone()), record.clone());
         let region = region.to_string();
@@ -112,8 +110,7 @@ impl Service {
         }
         record.status = status.into();
         record.last_success_ms = last;
-        let (r, rec) = (region.to_string(), record.clone());
-        self.store.write(move |c| store_mail_from::upsert(c, account_id, &r, &rec)).await?;
+        self.accounts.put_mail_from(account_id, region.to_string(), record.clone()).await?;
         self.mail_from.write().insert(key, record.clone());
         let (region, identity) = (region.to_string(), record.identity.clone());
         self.share(super::cluster::Change::MailFrom { account_id, region, identity, record: Some(record) }).await;

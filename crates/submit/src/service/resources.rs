@@ -2,7 +2,7 @@
 //! configuration sets mirrored in memory because every send and every event consults them.
 
 use serde::{Deserialize, Serialize};
-use weir_store::resources::{self as docs, Doc, Put};
+use weir_store::model::{Doc, Put};
 
 use super::{AdminError, Service, SubmitError};
 use crate::template::{Compiled, TemplateParts};
@@ -138,8 +138,8 @@ impl Service {
         let (r, n, now) = (region.to_string(), name.to_string(), self.now_ms());
         let mode = if update { Put::Update } else { Put::CreateWithin(MAX_TEMPLATES) };
         let what = format!("Template {name}");
-        self.store
-            .write(move |c| docs::put(c, (account_id, &r, TEMPLATE), &n, &doc, now, mode, &what))
+        self.documents
+            .put((account_id, &r, TEMPLATE), &n, doc, now, mode, &what)
             .await
             .map_err(AdminError::from_store)?;
         self.share_doc(account_id, region, TEMPLATE, name).await;
@@ -160,22 +160,19 @@ impl Service {
         region: &str,
         name: &str,
     ) -> Result<Option<StoredTemplate>, SubmitError> {
-        let doc = self.store.read(|c| docs::get(c, (account_id, region, TEMPLATE), name)).map_err(storage)?;
+        let doc = self.documents.get((account_id, region, TEMPLATE), name).map_err(storage)?;
         Ok(doc.and_then(|d| template_of(&d)))
     }
 
     /// Every template's name and creation time (Unix ms), by name; the bodies are not read.
     pub fn template_names(&self, account_id: i64, region: &str) -> Result<Vec<(String, i64)>, AdminError> {
-        Ok(self.store.read(|c| docs::names(c, (account_id, region, TEMPLATE)))?)
+        Ok(self.documents.names((account_id, region, TEMPLATE))?)
     }
 
     /// Delete a template.
     pub async fn delete_template(&self, account_id: i64, region: &str, name: &str) -> Result<(), AdminError> {
         let (r, n, what) = (region.to_string(), name.to_string(), format!("Template {name}"));
-        self.store
-            .write(move |c| docs::delete(c, (account_id, &r, TEMPLATE), &n, &what))
-            .await
-            .map_err(AdminError::from_store)?;
+        self.documents.delete((account_id, &r, TEMPLATE), &n, &what).await.map_err(AdminError::from_store)?;
         self.share_doc(account_id, region, TEMPLATE, name).await;
         Ok(())
     }
@@ -215,8 +212,8 @@ impl Service {
         let doc = serde_json::to_string(&set).map_err(|e| AdminError::Invalid(e.to_string()))?;
         let (r, n, now) = (region.to_string(), set.name.clone(), self.now_ms());
         let what = format!("Configuration set <{}>", set.name);
-        self.store
-            .write(move |c| docs::put(c, (account_id, &r, CONFIGURATION_SET), &n, &doc, now, mode, &what))
+        self.documents
+            .put((account_id, &r, CONFIGURATION_SET), &n, doc, now, mode, &what)
             .await
             .map_err(AdminError::from_store)?;
         let name = set.name.clone();
@@ -246,10 +243,7 @@ impl Service {
     /// Delete a configuration set.
     pub async fn delete_configuration_set(&self, account_id: i64, region: &str, name: &str) -> Result<(), AdminError> {
         let (r, n, what) = (region.to_string(), name.to_string(), format!("Configuration set <{name}>"));
-        self.store
-            .write(move |c| docs::delete(c, (account_id, &r, CONFIGURATION_SET), &n, &what))
-            .await
-            .map_err(AdminError::from_store)?;
+        self.documents.delete((account_id, &r, CONFIGURATION_SET), &n, &what).await.map_err(AdminError::from_store)?;
         self.configuration_sets.write().remove(&((account_id, region.to_string()), name.to_string()));
         self.share_doc(account_id, region, CONFIGURATION_SET, name).await;
         Ok(())
@@ -395,10 +389,10 @@ impl Service {
 
 /// Load every configuration set (at start).
 pub(super) fn load_configuration_sets(
-    store: &weir_store::Store,
+    documents: &weir_store::Documents,
 ) -> Result<std::collections::HashMap<(crate::catalog::RegionKey, String), ConfigurationSet>, weir_store::StoreError> {
     let mut out = std::collections::HashMap::new();
-    for (id, region, d) in store.read(|c| docs::list_all(c, CONFIGURATION_SET))? {
+    for (id, region, d) in documents.list_all(CONFIGURATION_SET)? {
         match serde_json::from_str::<ConfigurationSet>(&d.doc) {
             Ok(s) => {
                 out.insert(((id, region), d.name), s);

@@ -2,7 +2,7 @@
 //! and identities' default configuration sets.
 
 use serde::{Deserialize, Serialize};
-use weir_store::resources::{self as docs, Put};
+use weir_store::model::Put;
 
 use super::{AdminError, Service};
 use crate::catalog::RegionKey;
@@ -112,8 +112,8 @@ impl Service {
         let name = identity.to_ascii_lowercase();
         let doc = serde_json::to_string(&attrs).map_err(|e| AdminError::Invalid(e.to_string()))?;
         let (r, n, now) = (region.to_string(), name.clone(), self.now_ms());
-        self.store
-            .write(move |c| docs::put(c, (account_id, &r, IDENTITY_ATTRIBUTES), &n, &doc, now, Put::Upsert, ""))
+        self.documents
+            .put((account_id, &r, IDENTITY_ATTRIBUTES), &n, doc, now, Put::Upsert, "")
             .await
             .map_err(AdminError::from_store)?;
         self.identity_attributes.write().insert(((account_id, region.to_string()), name.clone()), attrs);
@@ -132,12 +132,8 @@ impl Service {
         if self.identity_attributes.write().remove(&((account_id, region.to_string()), name.clone())).is_none() {
             return Ok(());
         }
-        let (r, n) = (region.to_string(), name.clone());
-        self.store
-            .write(move |c| match docs::delete(c, (account_id, &r, IDENTITY_ATTRIBUTES), &n, "") {
-                Ok(()) | Err(weir_store::StoreError::NotFound(_)) => Ok(()),
-                Err(e) => Err(e),
-            })
+        self.documents
+            .replace((account_id, region, IDENTITY_ATTRIBUTES), &name, None, 0)
             .await
             .map_err(AdminError::from_store)?;
         self.share_doc(account_id, region, IDENTITY_ATTRIBUTES, &name).await;
@@ -242,10 +238,10 @@ fn not_found(arn: &str) -> AdminError {
 
 /// Load every identity's attributes (at start).
 pub(super) fn load(
-    store: &weir_store::Store,
+    documents: &weir_store::Documents,
 ) -> Result<std::collections::HashMap<(RegionKey, String), IdentityAttributes>, weir_store::StoreError> {
     let mut out = std::collections::HashMap::new();
-    for (id, region, d) in store.read(|c| docs::list_all(c, IDENTITY_ATTRIBUTES))? {
+    for (id, region, d) in documents.list_all(IDENTITY_ATTRIBUTES)? {
         if let Ok(a) = serde_json::from_str::<IdentityAttributes>(&d.doc) {
             out.insert(((id, region), d.name), a);
         }

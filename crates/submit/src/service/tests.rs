@@ -75,7 +75,7 @@ async fn sandbox_requires_verified_sender_and_recipients() {
         Err(SubmitError::MessageRejected(_))
     ));
     // Rejects were counted (a write barrier: the writer commits in order).
-    f.store.write(|_| Ok(())).await.expect("barrier");
+    weir_store::Spool::new(f.store.clone()).enqueue(vec![]).await.expect("barrier");
     let stats = f.svc.send_statistics(a.id, "us-east-1").await.expect("stats");
     assert_eq!(stats.iter().map(|p| p.rejects).sum::<i64>(), 3, "{stats:?}");
 }
@@ -115,7 +115,7 @@ async fn quota_is_charged_per_recipient_and_survives_restart() {
     ));
     now.fetch_add(2_000_000_000, Ordering::SeqCst);
     svc.submit(&a, sub("a@acme.test", &["b@acme.test"])).await.expect("after the debt is paid");
-    assert_eq!(store.read(weir_store::ops::spool_list).expect("list").len(), 3);
+    assert_eq!(weir_store::Spool::new(store.clone()).list().expect("list").len(), 3);
 }
 
 #[tokio::test]
@@ -151,7 +151,7 @@ async fn suppressed_recipients_are_accepted_but_not_queued() {
     f.svc.put_identity(a.id, "us-east-1", "acme.test", IdentityKind::Domain, true).await.expect("identity");
     f.svc.put_suppressed(a.id, "us-east-1", "Bad@acme.test", "BOUNCE", None).await.expect("suppress");
     f.svc.submit(&a, sub("a@acme.test", &["bad@acme.test"])).await.expect("accepted");
-    let list = f.store.read(weir_store::ops::spool_list).expect("list");
+    let list = weir_store::Spool::new(f.store.clone()).list().expect("list");
     assert_eq!(list[0].recipients, vec![("bad@acme.test".to_string(), RecipientState::Suppressed)]);
     assert_eq!(f.svc.quota_view(a.id, "us-east-1").sent_last_24h, 1.0, "SES still charges suppressed sends");
     assert!(f.svc.delete_suppressed(a.id, "us-east-1", "bad@acme.test").await.is_ok());

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use weir_mail::feedback::{keyed_tag, tags_equal};
 use weir_mail::message_id::new_message_id;
 use weir_store::model::{IdentityKind, RecipientState, SpoolEntry, VerificationStatus};
-use weir_store::ops;
 
 use super::{AdminError, Service, SubmitError};
 
@@ -107,7 +106,7 @@ impl Service {
             quota_tat: charge.tat_after,
             priority: 0,
         };
-        if let Err(e) = self.store.write(move |c| ops::enqueue(c, &entry)).await {
+        if let Err(e) = self.spool.enqueue(vec![entry]).await {
             self.give_back(&key, &charge).await;
             return Err(SubmitError::Storage(e));
         }
