@@ -80,7 +80,7 @@ impl Engine {
     pub(crate) fn lane_changes(&self, lane: &Lane, changes: Vec<weir_pacing::controller::TimelineEntry>) {
         for change in changes {
             let mut v = serde_json::to_value(&change).unwrap_or(Value::Null);
-            v["at"] = json!(self.svc.now_ms());
+            v["at"] = json!(self.senders.now_ms());
             self.events.lane_change(&lane.key, lane.provider.as_str(), v);
         }
     }
@@ -144,7 +144,7 @@ impl Engine {
             if lane.limits.cluster_messages_per_minute > 0 {
                 // The lane's share across every node, on top of this node's own pacing.
                 loop {
-                    let w = self.svc.shared_lane_wait(&lane.key, lane.limits.cluster_messages_per_minute).await;
+                    let w = self.senders.shared_lane_wait(&lane.key, lane.limits.cluster_messages_per_minute).await;
                     if w.is_zero() {
                         break;
                     }
@@ -154,7 +154,7 @@ impl Engine {
             // Durably `sending` from here until the result is recorded: what a crash leaves in
             // that state is exactly what may have been delivered twice.
             let ids: Vec<(String, i64)> = job.rcpts.iter().map(|r| (r.message_id.clone(), r.idx)).collect();
-            let now_ms = self.svc.now_ms();
+            let now_ms = self.senders.now_ms();
             if let Err(e) = self.spool.mark_sending(ids, now_ms).await {
                 tracing::error!(error = %e, "cannot mark recipients as being sent; they go back to the queue when storage recovers");
                 self.unpick(job.rcpts).await;
@@ -258,7 +258,7 @@ impl Engine {
     /// only after the whole backlog, its turns long past), a later one in the queue. Returns the
     /// job with the recipients that may go now, if any.
     async fn mailbox_turns(&self, lane: &Lane, job: Job) -> Option<Job> {
-        let now = self.svc.now_ms();
+        let now = self.senders.now_ms();
         let Job { rcpts, domain, route } = job;
         let (mut go, mut wait) = (Vec::with_capacity(rcpts.len()), Vec::new());
         {
@@ -309,7 +309,7 @@ impl Engine {
         }
         let now = Instant::now();
         let wait = lane.retry_wait(now).max(Duration::from_secs(1));
-        let now_ms = self.svc.now_ms();
+        let now_ms = self.senders.now_ms();
         let at = now_ms + wait.as_millis() as i64;
         let (expired, waiting): (Vec<DueRecipient>, Vec<DueRecipient>) =
             rcpts.into_iter().partition(|r| at > r.created_ms + self.retry_window_ms(r));
@@ -329,7 +329,7 @@ impl Engine {
     /// Put recipients back in the queue for `wait` without an attempt counted (they were not
     /// offered).
     async fn postpone(&self, rcpts: Vec<DueRecipient>, wait: Duration, reason: &str) {
-        let at = self.svc.now_ms() + wait.as_millis() as i64;
+        let at = self.senders.now_ms() + wait.as_millis() as i64;
         self.postpone_until(rcpts, at, reason).await;
     }
 
@@ -400,11 +400,11 @@ impl Engine {
     /// signature takes a millisecond or more of CPU: it is made on the blocking pool, so the
     /// async workers keep serving the front doors meanwhile.
     async fn signed_body(&self, r: &DueRecipient, body: Vec<u8>) -> Vec<u8> {
-        if !self.svc.dkim_in_use() {
+        if !self.senders.dkim_in_use() {
             return body;
         }
         let Some(domain) = weir_mail::dkim::from_domain(&body) else { return body };
-        let Some(signer) = self.svc.dkim_signer(r.account_id, &r.region, &domain) else { return body };
+        let Some(signer) = self.senders.dkim_signer(r.account_id, &r.region, &domain) else { return body };
         // The copy stays here, so that whatever happens to the signing thread the message goes.
         let unsigned = body.clone();
         match tokio::task::spawn_blocking(move || signer.signed(&body)).await {
@@ -453,7 +453,7 @@ impl Engine {
         // and greylisting sees the same sender at every attempt): one recipient per transaction,
         // several transactions on this connection, as VERP senders do.
         let first = &rcpts[0];
-        let verp = self.svc.return_path_domain(first.account_id, &first.region, &first.mail_from).is_some();
+        let verp = self.senders.return_path_domain(first.account_id, &first.region, &first.mail_from).is_some();
         let mut per_txn = if verp { 1 } else { lane.limits.recipients_per_transaction.max(1) };
         let mut pending: VecDeque<DueRecipient> = rcpts.into();
         let mut first_txn = !reused;
@@ -483,7 +483,7 @@ impl Engine {
             // the message and the transaction's one recipient.
             let first = &chunk[0];
             let mail_from = self
-                .svc
+                .senders
                 .return_path_for(first.account_id, &first.region, &first.mail_from, &first.message_id, first.idx)
                 .unwrap_or_else(|| first.mail_from.clone());
             let txn = if reset {

@@ -22,11 +22,11 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 pub use weir_classify::backoff::Schedule;
+use weir_model::Senders;
 use weir_store::Spool;
 use weir_store::events::EventLog;
 use weir_store::model::AttemptOutcome;
 use weir_store::spool::DueRecipient;
-use weir_submit::Service;
 
 use crate::client::{Connector, TcpConnector};
 use crate::lane::{Lane, LaneLimits};
@@ -167,7 +167,7 @@ fn load_stats(spool: &Spool) -> BTreeMap<String, LaneStats> {
 
 /// The delivery engine.
 pub struct Engine {
-    pub(crate) svc: Arc<Service>,
+    pub(crate) senders: Arc<dyn Senders>,
     /// The spool: due recipients, bodies, attempt results.
     pub(crate) spool: Spool,
     pub(crate) cfg: DeliveryConfig,
@@ -195,17 +195,17 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// A new engine delivering from `spool` (the store `svc` accepts into), recording events
+    /// A new engine delivering from `spool` for the accounts `senders` answers for, recording events
     /// in `events`.
     pub fn new(
-        svc: Arc<Service>,
+        senders: Arc<dyn Senders>,
         spool: Spool,
         cfg: DeliveryConfig,
         router: Router,
         events: Arc<EventLog>,
     ) -> std::io::Result<Engine> {
         Ok(Engine {
-            svc,
+            senders,
             stats: Mutex::new(load_stats(&spool)),
             spool,
             cfg,
@@ -272,7 +272,7 @@ impl Engine {
                     v["connections_allowed"] = json!(a.connections);
                     v["paused"] = json!(a.paused_until.is_some());
                     v["bulk_allowed"] = json!(a.bulk_allowed);
-                    v["timeline"] = json!(l.timeline(now, self.svc.now_ms()));
+                    v["timeline"] = json!(l.timeline(now, self.senders.now_ms()));
                 }
                 (k.clone(), v)
             })

@@ -50,7 +50,7 @@ impl Engine {
                 Some(Outcome::Delivered(r)) => r,
                 Some(Outcome::Complaint(r)) => {
                     let mail = self.mail_info(&rcpt);
-                    let now = self.svc.now_ms();
+                    let now = self.senders.now_ms();
                     self.events.complaint(&mail, now, &rcpt.address);
                     self.spool.count_complaint(rcpt.account_id, rcpt.region.clone(), now);
                     r
@@ -73,12 +73,12 @@ impl Engine {
     }
 
     /// What the recipient's configuration set asks of its delivery.
-    pub(crate) fn options(&self, r: &DueRecipient) -> weir_submit::DeliveryOptions {
-        self.svc.delivery_options(r.account_id, &r.region, r.configuration_set.as_deref())
+    pub(crate) fn options(&self, r: &DueRecipient) -> weir_model::DeliveryOptions {
+        self.senders.delivery_options(r.account_id, &r.region, r.configuration_set.as_deref())
     }
 
     pub(crate) fn mail_info(&self, r: &DueRecipient) -> MailInfo {
-        let account = self.svc.account_by_id(r.account_id).map(|a| a.name.clone()).unwrap_or_default();
+        let account = self.senders.account_name(r.account_id).unwrap_or_default();
         MailInfo {
             message_id: r.message_id.clone(),
             source: r.mail_from.clone(),
@@ -92,7 +92,7 @@ impl Engine {
     /// Apply the classifier's decision for every outcome, durably, then tell the world (events,
     /// suppression) and release the recipients.
     pub(crate) async fn finish(&self, lane_key: &str, provider: Provider, outcomes: Vec<RcptOutcome>) {
-        let now = self.svc.now_ms();
+        let now = self.senders.now_ms();
         let lane = self.lanes.lock().get(lane_key).cloned();
         let mut results = Vec::with_capacity(outcomes.len());
         let mut bounces: Vec<(i64, String)> = Vec::new();
@@ -166,9 +166,10 @@ impl Engine {
                             .rsplit_once('@')
                             .is_none_or(|(_, dom)| dom != simulator::DOMAIN)
                     {
-                        let reasons = self.options(&o.rcpt).suppressed_reasons.unwrap_or_else(|| {
-                            self.svc.region_settings(o.rcpt.account_id, &o.rcpt.region).suppressed_reasons
-                        });
+                        let reasons = self
+                            .options(&o.rcpt)
+                            .suppressed_reasons
+                            .unwrap_or_else(|| self.senders.suppressed_reasons(o.rcpt.account_id, &o.rcpt.region));
                         if reasons.iter().any(|r| r == "BOUNCE") {
                             suppress_now.push(o.rcpt.clone());
                         }
@@ -329,11 +330,10 @@ impl Engine {
                 a(&self.events);
             }
             for r in suppress_now {
-                let svc = self.svc.clone();
+                let senders = self.senders.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = svc
-                        .put_suppressed(r.account_id, &r.region, &r.address, "BOUNCE", Some(r.message_id.clone()))
-                        .await
+                    if let Err(e) =
+                        senders.suppress_after_bounce(r.account_id, &r.region, &r.address, &r.message_id).await
                     {
                         tracing::error!(error = %e, "cannot add to the suppression list");
                     }

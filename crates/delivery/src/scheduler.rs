@@ -57,7 +57,7 @@ impl Engine {
 
     /// Held recipients whose turn has come go to the front of their lane.
     fn turns_due(self: &Arc<Self>) {
-        let now = self.svc.now_ms();
+        let now = self.senders.now_ms();
         let due: Vec<DueRecipient> = {
             let mut turns = self.turns.lock();
             if turns.is_empty() {
@@ -105,7 +105,7 @@ impl Engine {
             self.dispatch(lane);
         }
         let busy = self.inflight.lock().len();
-        let now = self.svc.now_ms();
+        let now = self.senders.now_ms();
         self.count_waiting(now);
         if busy >= self.cfg.max_in_flight {
             return Ok(());

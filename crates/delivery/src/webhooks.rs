@@ -23,8 +23,8 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio::sync::mpsc;
+use weir_model::Senders;
 use weir_store::events::Listener;
-use weir_submit::Service;
 
 /// Counters of the senders.
 #[derive(Debug, Default)]
@@ -167,7 +167,7 @@ pub fn start(
 /// their configuration set whose matching types include them. Returns the event-log listener.
 pub fn start_topics(
     topics: Vec<Endpoint>,
-    svc: Arc<Service>,
+    accounts: Arc<dyn Senders>,
     queue: usize,
     stats: Arc<WebhookStats>,
 ) -> Result<Listener, EndpointError> {
@@ -186,7 +186,7 @@ pub fn start_topics(
         ) else {
             return;
         };
-        for arn in svc.event_topics_for(account, region, set, kind) {
+        for arn in accounts.event_topics_for(account, region, set, kind) {
             if let Some(s) = senders.get(&arn) {
                 s.offer(event, &stats);
             }

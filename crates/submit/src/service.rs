@@ -25,6 +25,7 @@ mod feedback;
 mod mail_from;
 mod resources;
 mod send;
+mod senders;
 mod tags;
 mod verification;
 pub use cluster::{ClusterConfig, ClusterStatus, FOLLOW_INTERVAL, Shared, stored_node_name};
@@ -32,11 +33,12 @@ pub use contacts::{Contact, ContactList, ListManagement, MAX_CONTACT_LISTS, Topi
 pub use dkim::{DkimCheck, DkimView, DnsFinding, EASY_DKIM_TOKENS, status_after};
 pub use feedback::{COMPLAINTS_LOCAL_PART, FeedbackTarget};
 pub use mail_from::{MailFromCheck, MailFromView};
-pub use resources::{ConfigurationSet, DeliveryOptions, EventDestination, StoredTemplate};
+pub use resources::{ConfigurationSet, EventDestination, StoredTemplate};
 pub use send::{
     BulkEntry, Content, MAX_BULK_DESTINATIONS, Outgoing, TemplateSource, V1_MAX_MESSAGE, V2_MAX_MESSAGE, check_tags,
 };
 pub use tags::{IdentityAttributes, MAX_TAGS, Resource, parse_arn};
+pub use weir_model::DeliveryOptions;
 /// Tag rules shared by the API.
 pub mod tag_rules {
     pub use super::tags::check_tags;

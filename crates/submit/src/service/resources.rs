@@ -2,6 +2,7 @@
 //! configuration sets mirrored in memory because every send and every event consults them.
 
 use serde::{Deserialize, Serialize};
+use weir_model::DeliveryOptions;
 use weir_store::model::{Doc, Put};
 
 use super::{AdminError, Service, SubmitError};
@@ -92,18 +93,6 @@ impl ConfigurationSet {
             created_ms,
         }
     }
-}
-
-/// What a configuration set asks of the delivery of its messages.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DeliveryOptions {
-    /// TLS policy `REQUIRE`: never delivered in clear text.
-    pub require_tls: bool,
-    /// `MaxDeliverySeconds`: the retry window, when shorter than the engine's.
-    pub max_delivery_ms: Option<i64>,
-    /// Suppression options: the reasons that add addresses to the account's suppression list,
-    /// instead of the account's own setting.
-    pub suppressed_reasons: Option<Vec<String>>,
 }
 
 /// SES's rule for template and configuration set names: 1-64 ASCII letters, digits, '-', '_'.
