@@ -11,7 +11,7 @@ use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use weir_store::model::RecipientState;
-use weir_store::model::{IdentityKind, RegionSettings};
+use weir_store::model::{Enforcement, IdentityKind, RegionSettings};
 use weir_store::spool::{QueueAction, QueueFilter};
 use weir_submit::AdminError;
 
@@ -74,7 +74,7 @@ struct RegionPatch {
     burst_seconds: Option<f64>,
     production: Option<bool>,
     sending_enabled: Option<bool>,
-    enforcement: Option<String>,
+    enforcement: Option<Enforcement>,
 }
 
 impl RegionPatch {
@@ -94,11 +94,6 @@ impl RegionPatch {
         {
             return Err(format!("burst_seconds must be a non-negative number, not {b}"));
         }
-        if let Some(e) = &self.enforcement
-            && !["HEALTHY", "PROBATION", "SHUTDOWN"].contains(&e.as_str())
-        {
-            return Err(format!("enforcement must be HEALTHY, PROBATION or SHUTDOWN, not '{e}'"));
-        }
         Ok(())
     }
 
@@ -110,7 +105,7 @@ impl RegionPatch {
             } else if !v {
                 *s = RegionSettings {
                     sending_enabled: s.sending_enabled,
-                    enforcement: s.enforcement.clone(),
+                    enforcement: s.enforcement,
                     enforcement_reset_ms: s.enforcement_reset_ms,
                     ..RegionSettings::sandbox()
                 };

@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
+use weir_store::model::Priority;
 
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -102,8 +103,11 @@ impl Engine {
             let job = {
                 let mut q = lane.queue.lock();
                 // While the lane is paused or in an incident, bulk work waits in the queue.
-                let pos =
-                    if bulk_ok { Some(0) } else { q.iter().position(|j| j.rcpts.iter().all(|r| r.priority == 0)) };
+                let pos = if bulk_ok {
+                    Some(0)
+                } else {
+                    q.iter().position(|j| j.rcpts.iter().all(|r| r.priority == Priority::Transactional))
+                };
                 pos.and_then(|i| q.remove(i))
             };
             let Some(mut job) = job else { break };

@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
+use weir_store::model::Priority;
 
 use tokio::time::Instant;
 
@@ -255,7 +256,9 @@ impl Lane {
     /// the hold may be over. A connection now would find nothing to send.
     pub fn bulk_hold(&self, now: Instant) -> Option<Duration> {
         let a = self.allowance(now);
-        if a.bulk_allowed || self.queue.lock().iter().any(|j| j.rcpts.iter().all(|r| r.priority == 0)) {
+        if a.bulk_allowed
+            || self.queue.lock().iter().any(|j| j.rcpts.iter().all(|r| r.priority == Priority::Transactional))
+        {
             return None;
         }
         Some(match a.paused_until {

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use weir_store::model::Priority;
 
 use tokio::time::Instant;
 use weir_classify::provider::Provider;
@@ -154,7 +155,7 @@ impl Engine {
         match self.router.route(&domain).await {
             Ok(route) => {
                 let lane = self.lane(&route);
-                let bulk = rcpts.iter().any(|r| r.priority > 0);
+                let bulk = rcpts.iter().any(|r| r.priority == Priority::Bulk);
                 // A paced mailbox's message back at its turn goes first: behind the lane's
                 // backlog its turn would pass.
                 let turn = {
@@ -164,7 +165,7 @@ impl Engine {
                 let job = Job { rcpts, domain, route };
                 let mut q = lane.queue.lock();
                 // Transactional work goes ahead of any bulk work already waiting in the lane.
-                match q.iter().position(|j| j.rcpts.iter().any(|r| r.priority > 0)) {
+                match q.iter().position(|j| j.rcpts.iter().any(|r| r.priority == Priority::Bulk)) {
                     _ if turn => q.push_front(job),
                     Some(i) if !bulk => q.insert(i, job),
                     _ => q.push_back(job),

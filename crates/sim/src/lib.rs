@@ -19,7 +19,7 @@ use weir_delivery::route::{AddrFuture, MxFuture, Resolver, Router};
 use weir_delivery::{DeliveryConfig, Engine};
 use weir_pacing::controller::{PacingConfig, TimelineEntry};
 use weir_receivers::{Receiver, Spec, Style};
-use weir_store::model::{RecipientState, RegionSettings, SpoolEntry};
+use weir_store::model::{Priority, RecipientState, RegionSettings, SpoolEntry};
 use weir_store::{Spool, Store, StoreOptions};
 use weir_submit::{Service, ServiceConfig};
 
@@ -380,7 +380,7 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> 
                     quota_second: 0,
                     quota_count: 0,
                     quota_tat: 0,
-                    priority: if transactional { 0 } else { 1 },
+                    priority: if transactional { Priority::Transactional } else { Priority::Bulk },
                 }
             })
             .collect();
@@ -522,7 +522,7 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> 
         connections_refused: counters.connection_refusals,
         attempts: delivered + end.bounced + end.deferrals,
         deferrals: end.deferrals,
-        transactional_drain_minutes: minutes_to(spool.last_delivery_ms(0)?),
+        transactional_drain_minutes: minutes_to(spool.last_delivery_ms(Priority::Transactional)?),
         drained,
         timeline: if sender == Sender::Weir { engine.lane_timeline(&lane_key) } else { Vec::new() },
     })

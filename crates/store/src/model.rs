@@ -34,18 +34,68 @@ pub struct RegionSettings {
     pub sending_enabled: bool,
     /// Reasons that add addresses to the suppression list automatically.
     pub suppressed_reasons: Vec<String>,
-    /// Reputation enforcement, as SES reports it: `HEALTHY`, `PROBATION` (under review) or
-    /// `SHUTDOWN` (sending paused until the operator lifts it).
-    pub enforcement: String,
+    /// Reputation enforcement, as SES reports it.
+    pub enforcement: Enforcement,
     /// When the operator last set the enforcement status (Unix ms): sending before it no
     /// longer counts toward the rates.
     pub enforcement_reset_ms: i64,
 }
 
+/// Reputation enforcement of an (account, region), as SES reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Enforcement {
+    /// Rates under SES's review thresholds (or too little mail to judge).
+    Healthy,
+    /// Under review: a bounce or complaint rate over SES's review threshold.
+    Probation,
+    /// Sending paused until the operator lifts it.
+    Shutdown,
+}
+
+impl Enforcement {
+    /// Every status.
+    pub const ALL: [Enforcement; 3] = [Enforcement::Healthy, Enforcement::Probation, Enforcement::Shutdown];
+
+    /// SES's name of it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Enforcement::Healthy => "HEALTHY",
+            Enforcement::Probation => "PROBATION",
+            Enforcement::Shutdown => "SHUTDOWN",
+        }
+    }
+
+    /// The status SES's name names.
+    pub fn parse(s: &str) -> Option<Enforcement> {
+        Enforcement::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Enforcement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl rusqlite::types::FromSql for Enforcement {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let s = v.as_str()?;
+        Enforcement::parse(s)
+            .ok_or_else(|| rusqlite::types::FromSqlError::Other(format!("unknown enforcement status {s:?}").into()))
+    }
+}
+
+impl rusqlite::types::ToSql for Enforcement {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
 impl RegionSettings {
     /// Whether it may send now: the account's own switch on, and no reputation shutdown.
     pub fn may_send(&self) -> bool {
-        self.sending_enabled && self.enforcement != "SHUTDOWN"
+        self.sending_enabled && self.enforcement != Enforcement::Shutdown
     }
 
     /// The SES sandbox defaults.
@@ -57,7 +107,7 @@ impl RegionSettings {
             production: false,
             sending_enabled: true,
             suppressed_reasons: vec!["BOUNCE".into(), "COMPLAINT".into()],
-            enforcement: "HEALTHY".into(),
+            enforcement: Enforcement::Healthy,
             enforcement_reset_ms: 0,
         }
     }
@@ -223,6 +273,43 @@ impl std::fmt::Display for RecipientState {
     }
 }
 
+/// Which mail goes first when a provider slows weir down: transactional mail (the default)
+/// before bulk (mail of a configuration set named as bulk).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Sent first; goes on while a lane holds bulk back.
+    Transactional,
+    /// Waits while a lane is paused or in an incident.
+    Bulk,
+}
+
+impl Priority {
+    /// Stored value (the due index orders by it: transactional first).
+    fn stored(self) -> i64 {
+        match self {
+            Priority::Transactional => 0,
+            Priority::Bulk => 1,
+        }
+    }
+}
+
+impl rusqlite::types::FromSql for Priority {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        match v.as_i64()? {
+            0 => Ok(Priority::Transactional),
+            1 => Ok(Priority::Bulk),
+            n => Err(rusqlite::types::FromSqlError::OutOfRange(n)),
+        }
+    }
+}
+
+impl rusqlite::types::ToSql for Priority {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.stored().into())
+    }
+}
+
 /// What one delivery attempt came to, as the delivery totals count it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -297,8 +384,8 @@ pub struct SpoolEntry {
     pub quota_count: u32,
     /// Rate bucket state after the charge.
     pub quota_tat: u64,
-    /// Delivery priority: 0 transactional, 1 bulk.
-    pub priority: i64,
+    /// Delivery priority.
+    pub priority: Priority,
 }
 
 /// One 15-minute GetSendStatistics data point.

@@ -409,8 +409,8 @@ pub struct DueRecipient {
     pub created_ms: i64,
     /// Configuration set.
     pub configuration_set: Option<String>,
-    /// 0 transactional, 1 bulk.
-    pub priority: i64,
+    /// Transactional or bulk.
+    pub priority: Priority,
 }
 
 /// Up to `limit` queued recipients due at `now_ms`: transactional first, then oldest first.
@@ -686,8 +686,8 @@ pub fn any_unfinished(c: &Connection) -> Result<bool> {
         .query_row([], |r| r.get(0))?)
 }
 
-/// When the last recipient of this priority (0 transactional, 1 bulk) was delivered.
-pub fn last_delivery_ms(c: &Connection, priority: i64) -> Result<Option<i64>> {
+/// When the last recipient of this priority was delivered.
+pub fn last_delivery_ms(c: &Connection, priority: Priority) -> Result<Option<i64>> {
     Ok(c.query_row(
         "SELECT max(updated_ms) FROM recipients WHERE state = 'delivered' AND priority = ?1",
         [priority],

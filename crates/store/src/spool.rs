@@ -135,8 +135,8 @@ impl Spool {
         self.store.read(ops::any_unfinished)
     }
 
-    /// When the last recipient of this priority (0 transactional, 1 bulk) was delivered.
-    pub fn last_delivery_ms(&self, priority: i64) -> Result<Option<i64>> {
+    /// When the last recipient of this priority was delivered.
+    pub fn last_delivery_ms(&self, priority: crate::model::Priority) -> Result<Option<i64>> {
         self.store.read(|c| ops::last_delivery_ms(c, priority))
     }
 

@@ -18,7 +18,7 @@ fn entry(id: &str, account_id: i64, second: u64, n: usize) -> SpoolEntry {
         quota_second: second,
         quota_count: n as u32,
         quota_tat: second * 1_000_000_000,
-        priority: 0,
+        priority: Priority::Transactional,
     }
 }
 
@@ -150,13 +150,13 @@ async fn transactional_is_due_before_bulk() {
     let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
     let a = store.write(|c| ops::insert_account(c, "acme", "AKIA1", "s", 0)).await.expect("account");
     let mut bulk = entry("bulk-old", a.id, 100, 2);
-    bulk.priority = 1;
+    bulk.priority = Priority::Bulk;
     store.write(move |c| ops::enqueue(c, &bulk)).await.expect("bulk");
     store.write(move |c| ops::enqueue(c, &entry("tx-new", a.id, 200, 1))).await.expect("transactional");
     let due = store.read(|c| ops::due_recipients(c, 1_000_000, 10)).expect("due");
     let order: Vec<&str> = due.iter().map(|d| d.message_id.as_str()).collect();
     assert_eq!(order, vec!["tx-new", "bulk-old", "bulk-old"]);
-    assert_eq!(due[0].priority, 0);
+    assert_eq!(due[0].priority, Priority::Transactional);
     // After a restart the interrupted ones come back; a recorded outcome leaves the queue.
     let ids = vec![("tx-new".to_string(), 0)];
     store.write(move |c| ops::mark_sending(c, &ids, 1)).await.expect("sending");
@@ -299,4 +299,19 @@ async fn the_spool_gives_picked_recipients_back_unsent_or_postponed_to_their_tim
     let later = spool.due(9_000, 10).expect("due");
     assert_eq!(later.len(), 2);
     assert!(later.iter().all(|r| r.attempts == 0), "{later:?}");
+}
+
+#[test]
+fn priorities_and_enforcement_statuses_read_back_as_stored_and_unknown_ones_are_errors() {
+    let c = rusqlite::Connection::open_in_memory().expect("db");
+    for p in [Priority::Transactional, Priority::Bulk] {
+        assert_eq!(c.query_row("SELECT ?1", [p], |r| r.get::<_, Priority>(0)).expect("priority"), p);
+    }
+    assert!(c.query_row("SELECT 7", [], |r| r.get::<_, Priority>(0)).is_err());
+    for e in Enforcement::ALL {
+        assert_eq!(c.query_row("SELECT ?1", [e], |r| r.get::<_, Enforcement>(0)).expect("status"), e);
+        // SES's names, in the API, the events and between the nodes of a cluster alike.
+        assert_eq!(serde_json::to_value(e).expect("json"), serde_json::json!(e.as_str()));
+    }
+    assert!(c.query_row("SELECT 'PAUSED'", [], |r| r.get::<_, Enforcement>(0)).is_err());
 }

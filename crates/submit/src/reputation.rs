@@ -3,6 +3,8 @@
 //! review (`PROBATION`); one that crosses the pause threshold has its sending paused
 //! (`SHUTDOWN`) until the operator lifts it. Pure: volumes in, status out.
 
+use weir_store::model::Enforcement;
+
 /// SES's thresholds by default: bounces 5 % review, 10 % pause; complaints 0.1 % review, 0.5 %
 /// pause.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -32,41 +34,37 @@ impl Default for Thresholds {
 }
 
 /// The status an (account, region) should have, given its current one and its volumes.
-pub fn judge(current: &str, sent: i64, bounces: i64, complaints: i64, t: &Thresholds) -> &'static str {
-    let current = match current {
-        "SHUTDOWN" => return "SHUTDOWN",
-        "PROBATION" => "PROBATION",
-        _ => "HEALTHY",
-    };
-    if sent < t.min_volume.max(1) {
+pub fn judge(current: Enforcement, sent: i64, bounces: i64, complaints: i64, t: &Thresholds) -> Enforcement {
+    if current == Enforcement::Shutdown || sent < t.min_volume.max(1) {
         return current;
     }
     let (b, c) = (bounces as f64 / sent as f64, complaints as f64 / sent as f64);
     if b >= t.bounce_pause || c >= t.complaint_pause {
-        "SHUTDOWN"
+        Enforcement::Shutdown
     } else if b >= t.bounce_review || c >= t.complaint_review {
-        "PROBATION"
+        Enforcement::Probation
     } else {
-        "HEALTHY"
+        Enforcement::Healthy
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use Enforcement::*;
 
     #[test]
     fn statuses_follow_ses_thresholds_and_a_shutdown_stays_until_lifted() {
         let t = Thresholds::default();
-        assert_eq!(judge("HEALTHY", 1000, 40, 0, &t), "HEALTHY");
-        assert_eq!(judge("HEALTHY", 1000, 50, 0, &t), "PROBATION");
-        assert_eq!(judge("HEALTHY", 1000, 100, 0, &t), "SHUTDOWN");
-        assert_eq!(judge("HEALTHY", 1000, 0, 1, &t), "PROBATION");
-        assert_eq!(judge("HEALTHY", 1000, 0, 5, &t), "SHUTDOWN");
-        assert_eq!(judge("PROBATION", 1000, 10, 0, &t), "HEALTHY");
-        assert_eq!(judge("SHUTDOWN", 1000, 0, 0, &t), "SHUTDOWN");
+        assert_eq!(judge(Healthy, 1000, 40, 0, &t), Healthy);
+        assert_eq!(judge(Healthy, 1000, 50, 0, &t), Probation);
+        assert_eq!(judge(Healthy, 1000, 100, 0, &t), Shutdown);
+        assert_eq!(judge(Healthy, 1000, 0, 1, &t), Probation);
+        assert_eq!(judge(Healthy, 1000, 0, 5, &t), Shutdown);
+        assert_eq!(judge(Probation, 1000, 10, 0, &t), Healthy);
+        assert_eq!(judge(Shutdown, 1000, 0, 0, &t), Shutdown);
         // Too little mail to judge: no change either way.
-        assert_eq!(judge("HEALTHY", 100, 90, 0, &t), "HEALTHY");
-        assert_eq!(judge("PROBATION", 100, 0, 0, &t), "PROBATION");
+        assert_eq!(judge(Healthy, 100, 90, 0, &t), Healthy);
+        assert_eq!(judge(Probation, 100, 0, 0, &t), Probation);
     }
 }

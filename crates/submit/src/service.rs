@@ -383,18 +383,18 @@ impl Service {
         let mut changed = 0;
         for ((id, region), (sent, bounces, complaints)) in volumes {
             let current = self.region_settings(id, &region).enforcement;
-            let status = reputation::judge(&current, sent, bounces, complaints, t);
+            let status = reputation::judge(current, sent, bounces, complaints, t);
             if status == current {
                 continue;
             }
-            self.update_region_settings(id, &region, |s| s.enforcement = status.into()).await?;
+            self.update_region_settings(id, &region, |s| s.enforcement = status).await?;
             let account = self.account_by_id(id).map(|a| a.name.clone()).unwrap_or_default();
             tracing::warn!(
-                %account, %region, from = %current, to = status, recipients = sent, bounces, complaints,
+                %account, %region, from = %current, to = %status, recipients = sent, bounces, complaints,
                 "reputation enforcement status changed"
             );
             if let Some(ev) = &self.events {
-                ev.enforcement(&account, &region, &current, status, (sent, bounces, complaints));
+                ev.enforcement(&account, &region, current.as_str(), status.as_str(), (sent, bounces, complaints));
             }
             changed += 1;
         }
@@ -910,7 +910,7 @@ impl Service {
         .to_string();
         let bulk = sub.tags.iter().any(|(k, v)| k == "weir-class" && v == "bulk")
             || sub.configuration_set.as_ref().is_some_and(|c| self.config.bulk_configuration_sets.contains(c));
-        let priority = i64::from(bulk);
+        let priority = if bulk { Priority::Bulk } else { Priority::Transactional };
         let info =
             self.events.as_ref().map(|_| (self.mail_info(account, &sub, (now / 1_000_000) as i64), sub.tags.clone()));
         let sub_size = sub.mime.len();

@@ -524,9 +524,9 @@ fn metrics_text(
         for a in svc.accounts() {
             for region in svc.regions_of(a.id) {
                 let q = svc.quota_view(a.id, &region);
-                let enforcement = match svc.region_settings(a.id, &region).enforcement.as_str() {
-                    "SHUTDOWN" => 2,
-                    "PROBATION" => 1,
+                let enforcement = match svc.region_settings(a.id, &region).enforcement {
+                    weir_store::model::Enforcement::Shutdown => 2,
+                    weir_store::model::Enforcement::Probation => 1,
                     _ => 0,
                 };
                 quotas.push(weir_metrics::QuotaSnapshot {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use weir_mail::feedback::{keyed_tag, tags_equal};
 use weir_mail::message_id::new_message_id;
-use weir_store::model::{IdentityKind, RecipientState, SpoolEntry, VerificationStatus};
+use weir_store::model::{IdentityKind, Priority, RecipientState, SpoolEntry, VerificationStatus};
 
 use super::{AdminError, Service, SubmitError};
 
@@ -104,7 +104,7 @@ impl Service {
             quota_second: charge.second,
             quota_count: charge.count,
             quota_tat: charge.tat_after,
-            priority: 0,
+            priority: Priority::Transactional,
         };
         if let Err(e) = self.spool.enqueue(vec![entry]).await {
             self.give_back(&key, &charge).await;
