@@ -5,91 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
 use weir_delivery::client::{Client, Stage, TcpConnector, Timeouts};
-
-/// What the receiver does in answer to one command.
-#[derive(Clone)]
-enum Step {
-    /// Write these reply lines (CRLF added to each).
-    Say(&'static str),
-    /// Close the connection.
-    Close,
-    /// Say nothing for this long.
-    Stall(Duration),
-}
-use Step::*;
-
-type Script = dyn Fn(&str, usize) -> Vec<Step> + Send + Sync;
-
-/// A receiver whose answer to each command (`CONNECT` for the greeting, `.` for the end of the
-/// message) comes from `script(command, connection number)`.
-async fn receiver(script: Arc<Script>) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    tokio::spawn(async move {
-        let mut n = 0;
-        while let Ok((sock, _)) = l.accept().await {
-            n += 1;
-            let script = script.clone();
-            tokio::spawn(async move {
-                let (r, mut w) = sock.into_split();
-                let mut r = BufReader::new(r);
-                let mut cmd = "CONNECT".to_string();
-                let mut in_data = false;
-                loop {
-                    for step in script(&cmd, n) {
-                        match step {
-                            Say(s) => {
-                                for line in s.split('\n') {
-                                    let _ = w.write_all(format!("{line}\r\n").as_bytes()).await;
-                                }
-                            }
-                            Close => return,
-                            Stall(d) => tokio::time::sleep(d).await,
-                        }
-                    }
-                    if cmd == "DATA" && script("DATA", n).iter().any(|s| matches!(s, Say(x) if x.starts_with("354"))) {
-                        in_data = true;
-                    }
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if !in_data {
-                            break;
-                        }
-                        if line == ".\r\n" {
-                            in_data = false;
-                            line = ".".into();
-                            break;
-                        }
-                    }
-                    cmd = line.trim_end().to_string();
-                    if cmd.len() > 4 && !cmd.starts_with('.') {
-                        cmd = cmd[..4].to_ascii_uppercase() + &cmd[4..];
-                    }
-                }
-            });
-        }
-    });
-    port
-}
-
-/// Ordinary answers, for the commands a script does not care about.
-fn normal(cmd: &str) -> Vec<Step> {
-    match cmd {
-        "CONNECT" => vec![Say("220 mx.test ESMTP")],
-        c if c.starts_with("EHLO") => vec![Say("250-mx.test\n250-PIPELINING\n250 8BITMIME")],
-        "DATA" => vec![Say("354 go ahead")],
-        "." => vec![Say("250 2.0.0 queued")],
-        "QUIT" => vec![Say("221 bye"), Close],
-        _ => vec![Say("250 2.1.0 ok")],
-    }
-}
+use weir_receivers::scripted::{Step::*, normal, receiver};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -101,7 +18,7 @@ fn rcpts(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("r{i}@mx.test")).collect()
 }
 
-const GMAIL_4_7_28: &str = "421-4.7.28 Gmail has detected an unusual rate of unsolicited mail originating\n421-4.7.28 from your SPF domain. To protect our users from spam, mail sent from\n421 4.7.28 your domain has been temporarily rate limited.";
+use weir_receivers::model::GMAIL_4_7_28;
 
 #[tokio::test]
 async fn pipelined_rcpt_421_then_close_is_the_reply_for_it_and_every_later_command() {

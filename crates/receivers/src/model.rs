@@ -120,7 +120,8 @@ impl Answer {
     }
 }
 
-const GMAIL_4_7_28: &str = "421-4.7.28 Gmail has detected an unusual rate of unsolicited mail originating\r\n\
+/// Gmail's over-rate refusal, as it words it.
+pub const GMAIL_4_7_28: &str = "421-4.7.28 Gmail has detected an unusual rate of unsolicited mail originating\r\n\
 421-4.7.28 from your IP address. To protect our users from spam, mail sent from\r\n\
 421 4.7.28 your IP address has been temporarily rate limited.";
 const YAHOO_TSS04: &str = "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user complaints - 4.16.55.1";
