@@ -16,6 +16,9 @@ accepted, deferred and refused recipients:
     gmail-close@  the multi-line 421-4.7.28 Gmail sends, and the connection is closed, on the
                   first attempt; 250 afterwards
 
+A hot mailbox: with `hot=(n, seconds)`, `hot@…` takes at most n messages in any `seconds` and
+answers Gmail's multi-line `452-4.2.1` (that mailbox only) to the rest.
+
 Receiver-wide limits: `max_conns` (a connection beyond it gets `421 4.7.0 Too many concurrent
 connections` at the greeting and is closed) and `max_rcpts` (`452 4.5.3 Too many recipients`
 beyond that many RCPTs in one transaction).
@@ -45,8 +48,14 @@ GMAIL_4_7_28 = ("421-4.7.28 Gmail has detected an unusual rate of unsolicited ma
                 "421 4.7.28 your domain has been temporarily rate limited.")
 
 
+HOT_452 = ("452-4.2.1 The user you are trying to contact is receiving mail at a rate that\r\n"
+           "452 4.2.1 prevents additional messages from being delivered.")
+
+
 class FakeMX:
-    def __init__(self, max_conns=None, max_rcpts=None):
+    def __init__(self, max_conns=None, max_rcpts=None, hot=None):
+        self.hot = hot
+        self.hot_taken = []  # times the hot mailbox accepted a message
         self.messages = []  # (time, mail_from, [rcpts], data)
         self.wire = []  # each message's DATA as it came over the wire (dot-stuffed)
         self.attempts = {}  # rcpt -> [times]
@@ -77,6 +86,14 @@ class FakeMX:
                     if len(self.attempts[rcpt.lower()]) == 1 else "250 2.1.5 Ok")
         if local == "gmail-close":
             return GMAIL_4_7_28 if len(self.attempts[rcpt.lower()]) == 1 else "250 2.1.5 Ok"
+        if local == "hot" and self.hot:
+            n, window = self.hot
+            now = time.time()
+            self.hot_taken = [t for t in self.hot_taken if now - t < window]
+            if len(self.hot_taken) >= n:
+                return HOT_452
+            self.hot_taken.append(now)
+            return "250 2.1.5 Ok"
         if local == "flaky":
             return "451 4.3.0 Try again" if len(self.attempts[rcpt.lower()]) == 1 else "250 2.1.5 Ok"
         return REPLIES.get(local, "250 2.1.5 Ok")

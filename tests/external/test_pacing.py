@@ -278,3 +278,28 @@ def test_a_receiver_asking_for_an_immediate_retry_is_not_hammered():
             assert all(g >= 1.9 for g in gaps) and len(tries) <= 4, gaps
         finally:
             w.stop()
+
+
+def test_a_hot_mailbox_takes_its_messages_at_its_pace_with_few_refusals():
+    """A mailbox that takes two messages in any three seconds and answers the rest with Gmail's
+    multi-line 452-4.2.1 (that mailbox only): all twelve of its messages are delivered, with at
+    most two refusals per delivery, and the other mailboxes of the same receiver are not held
+    back behind it."""
+    mx = FakeMX(hot=(2, 3.0))
+    with tempfile.TemporaryDirectory() as tmp:
+        w = start(tmp, f'routes = {{ "fake.test" = "127.0.0.1:{mx.port}" }}\n')
+        try:
+            ses = sender(w, "--production", "--max-rate", "100").client()
+            for _ in range(12):
+                ses.send_email(Source="a@acme.test", Message=MSG, Destination={"ToAddresses": ["hot@fake.test"]})
+            for i in range(12):
+                ses.send_email(Source="a@acme.test", Message=MSG, Destination={"ToAddresses": [f"ok+{i}@fake.test"]})
+            hot = lambda: [m[0] for m in mx.messages if "hot@fake.test" in m[2]]
+            wait_for(lambda: len(hot()) == 12, timeout=120, what="the hot mailbox's twelve messages")
+            refusals = len(mx.attempts["hot@fake.test"]) - 12
+            assert refusals <= 2 * 12, f"{refusals} refusals for 12 deliveries"
+            others = [m[0] for m in mx.messages if any(r.startswith("ok+") for r in m[2])]
+            assert len(others) == 12
+            assert max(others) < max(hot()) - 5, "the other mailboxes waited behind the hot one"
+        finally:
+            w.stop()
