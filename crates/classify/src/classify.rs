@@ -78,6 +78,36 @@ impl Category {
             Category::PermanentOther => "permanent_other",
         }
     }
+
+    /// The lane was throttled, not the recipient: a refusal of the sending IP's rate or
+    /// connections, a lock-out or a block. Its recipients wait for the lane, not for their own
+    /// backoff.
+    pub fn throttles_lane(self) -> bool {
+        matches!(
+            self,
+            Category::RateLimited
+                | Category::YahooDeferral
+                | Category::UnusualRate
+                | Category::IpBlocked
+                | Category::TooManyConnections
+        )
+    }
+
+    /// SES's DeliveryDelay `delayType` for a deferral of this kind.
+    pub fn delay_type(self) -> &'static str {
+        match self {
+            Category::RateLimited
+            | Category::UnusualRate
+            | Category::YahooDeferral
+            | Category::IpBlocked
+            | Category::Greylisted
+            | Category::RecipientRateLimited => "RecipientServerError",
+            Category::MailboxFull => "MailboxFull",
+            Category::AuthOrTransport => "TransientCommunicationFailure",
+            Category::TooManyRecipients => "TooManyRequests",
+            _ => "General",
+        }
+    }
 }
 
 /// What a reply speaks for: the state it changes lives at that scope, and nothing wider is

@@ -227,15 +227,7 @@ impl Engine {
                         // lane may send again (its pause over, or a minute), not after the
                         // recipient backoff, which only lengthens the drain. Only with pacing on:
                         // a lane that does not slow down would just be refused again.
-                        (
-                            _,
-                            Category::RateLimited
-                            | Category::YahooDeferral
-                            | Category::UnusualRate
-                            | Category::IpBlocked
-                            | Category::TooManyConnections,
-                            Some(l),
-                        ) if self.cfg.pacing.adaptive => {
+                        (_, c, Some(l)) if c.throttles_lane() && self.cfg.pacing.adaptive => {
                             let wait = l.retry_after_throttle(Instant::now());
                             l.hold_until(Instant::now() + wait);
                             scheduled.map(|t| t.min(now + wait.as_millis() as i64))
@@ -249,7 +241,7 @@ impl Engine {
                     match next {
                         Some(t) => {
                             let (rcpt, subtype, status, diagnostic) =
-                                (o.rcpt.address.clone(), delay_type(d.category), status.clone(), diagnostic.clone());
+                                (o.rcpt.address.clone(), d.category.delay_type(), status.clone(), diagnostic.clone());
                             announce.push(Box::new(move |ev| {
                                 let f = Failure { kind: "", subtype, status: &status, diagnostic: &diagnostic };
                                 ev.delay(&mail, now, &rcpt, &f, t);
@@ -400,20 +392,5 @@ impl Engine {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(5));
         }
-    }
-}
-
-fn delay_type(c: Category) -> &'static str {
-    match c {
-        Category::RateLimited
-        | Category::UnusualRate
-        | Category::YahooDeferral
-        | Category::IpBlocked
-        | Category::Greylisted
-        | Category::RecipientRateLimited => "RecipientServerError",
-        Category::MailboxFull => "MailboxFull",
-        Category::AuthOrTransport => "TransientCommunicationFailure",
-        Category::TooManyRecipients => "TooManyRequests",
-        _ => "General",
     }
 }
