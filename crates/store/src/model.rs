@@ -4,6 +4,66 @@ pub use crate::dkim::DkimRecord;
 pub use crate::mail_from::MailFromRecord;
 pub use crate::resources::{Doc, Put};
 
+/// A kind stored as text: its names, every value, and its SQLite conversions, where an unknown
+/// stored name is an error, never a guess.
+macro_rules! stored_as_text {
+    ($t:ident, $what:literal, [$($v:ident => $name:literal),+ $(,)?]) => {
+        impl $t {
+            /// Every value.
+            pub const ALL: &'static [$t] = &[$($t::$v),+];
+
+            /// Its name (as stored, and as SES writes it).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($t::$v => $name,)+
+                }
+            }
+
+            /// The value a name names.
+            pub fn parse(s: &str) -> Option<$t> {
+                $t::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl rusqlite::types::FromSql for $t {
+            fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                let s = v.as_str()?;
+                $t::parse(s).ok_or_else(|| rusqlite::types::FromSqlError::Other(format!("unknown {} {s:?}", $what).into()))
+            }
+        }
+
+        impl rusqlite::types::ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(self.as_str().into())
+            }
+        }
+    };
+}
+
+stored_as_text!(Enforcement, "enforcement status", [Healthy => "HEALTHY", Probation => "PROBATION", Shutdown => "SHUTDOWN"]);
+stored_as_text!(RecipientState, "recipient state", [
+    Queued => "queued",
+    Held => "held",
+    Picked => "picked",
+    Sending => "sending",
+    Delivered => "delivered",
+    Bounced => "bounced",
+    Expired => "expired",
+    Suppressed => "suppressed",
+]);
+stored_as_text!(AttemptOutcome, "attempt outcome", [
+    Delivered => "delivered",
+    Deferred => "deferred",
+    Bounced => "bounced",
+    Expired => "expired",
+]);
+
 /// An account and its long-term credentials.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Account {
@@ -51,45 +111,6 @@ pub enum Enforcement {
     Probation,
     /// Sending paused until the operator lifts it.
     Shutdown,
-}
-
-impl Enforcement {
-    /// Every status.
-    pub const ALL: [Enforcement; 3] = [Enforcement::Healthy, Enforcement::Probation, Enforcement::Shutdown];
-
-    /// SES's name of it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Enforcement::Healthy => "HEALTHY",
-            Enforcement::Probation => "PROBATION",
-            Enforcement::Shutdown => "SHUTDOWN",
-        }
-    }
-
-    /// The status SES's name names.
-    pub fn parse(s: &str) -> Option<Enforcement> {
-        Enforcement::ALL.into_iter().find(|e| e.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for Enforcement {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl rusqlite::types::FromSql for Enforcement {
-    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
-        let s = v.as_str()?;
-        Enforcement::parse(s)
-            .ok_or_else(|| rusqlite::types::FromSqlError::Other(format!("unknown enforcement status {s:?}").into()))
-    }
-}
-
-impl rusqlite::types::ToSql for Enforcement {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        Ok(self.as_str().into())
-    }
 }
 
 impl RegionSettings {
@@ -226,53 +247,6 @@ pub enum RecipientState {
     Suppressed,
 }
 
-impl RecipientState {
-    /// Every state, in the order a recipient may go through them.
-    pub const ALL: [RecipientState; 8] = [
-        RecipientState::Queued,
-        RecipientState::Held,
-        RecipientState::Picked,
-        RecipientState::Sending,
-        RecipientState::Delivered,
-        RecipientState::Bounced,
-        RecipientState::Expired,
-        RecipientState::Suppressed,
-    ];
-
-    /// Stored value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RecipientState::Queued => "queued",
-            RecipientState::Held => "held",
-            RecipientState::Picked => "picked",
-            RecipientState::Sending => "sending",
-            RecipientState::Delivered => "delivered",
-            RecipientState::Bounced => "bounced",
-            RecipientState::Expired => "expired",
-            RecipientState::Suppressed => "suppressed",
-        }
-    }
-
-    /// The state a stored value names.
-    pub fn parse(s: &str) -> Option<RecipientState> {
-        RecipientState::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
-    /// No further attempt will be made.
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            RecipientState::Delivered | RecipientState::Bounced | RecipientState::Expired | RecipientState::Suppressed
-        )
-    }
-}
-
-impl std::fmt::Display for RecipientState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// Which mail goes first when a provider slows weir down: transactional mail (the default)
 /// before bulk (mail of a configuration set named as bulk).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -324,37 +298,6 @@ pub enum AttemptOutcome {
     Expired,
 }
 
-impl AttemptOutcome {
-    /// Every outcome.
-    pub const ALL: [AttemptOutcome; 4] =
-        [AttemptOutcome::Delivered, AttemptOutcome::Deferred, AttemptOutcome::Bounced, AttemptOutcome::Expired];
-
-    /// The outcome of an attempt that left its recipient in `state` (queued again: deferred).
-    pub fn of(state: RecipientState) -> AttemptOutcome {
-        match state {
-            RecipientState::Delivered => AttemptOutcome::Delivered,
-            RecipientState::Bounced => AttemptOutcome::Bounced,
-            RecipientState::Expired => AttemptOutcome::Expired,
-            _ => AttemptOutcome::Deferred,
-        }
-    }
-
-    /// Stored value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttemptOutcome::Delivered => "delivered",
-            AttemptOutcome::Deferred => "deferred",
-            AttemptOutcome::Bounced => "bounced",
-            AttemptOutcome::Expired => "expired",
-        }
-    }
-
-    /// The outcome a stored value names.
-    pub fn parse(s: &str) -> Option<AttemptOutcome> {
-        AttemptOutcome::ALL.into_iter().find(|o| o.as_str() == s)
-    }
-}
-
 /// An accepted message on its way into the spool, with the quota charge stored beside it.
 #[derive(Debug, Clone)]
 pub struct SpoolEntry {
@@ -403,17 +346,24 @@ pub struct SendDataPoint {
     pub rejects: i64,
 }
 
-/// A stored state value: unknown text is a conversion error, never a guess.
-impl rusqlite::types::FromSql for RecipientState {
-    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
-        let s = v.as_str()?;
-        RecipientState::parse(s)
-            .ok_or_else(|| rusqlite::types::FromSqlError::Other(format!("unknown recipient state {s:?}").into()))
+impl RecipientState {
+    /// No further attempt will be made.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RecipientState::Delivered | RecipientState::Bounced | RecipientState::Expired | RecipientState::Suppressed
+        )
     }
 }
 
-impl rusqlite::types::ToSql for RecipientState {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        Ok(self.as_str().into())
+impl AttemptOutcome {
+    /// The outcome of an attempt that left its recipient in `state` (queued again: deferred).
+    pub fn of(state: RecipientState) -> AttemptOutcome {
+        match state {
+            RecipientState::Delivered => AttemptOutcome::Delivered,
+            RecipientState::Bounced => AttemptOutcome::Bounced,
+            RecipientState::Expired => AttemptOutcome::Expired,
+            _ => AttemptOutcome::Deferred,
+        }
     }
 }

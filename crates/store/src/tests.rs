@@ -271,7 +271,7 @@ async fn a_postponed_recipient_waits_without_an_attempt_counted() {
 #[test]
 fn every_recipient_state_reads_back_as_stored_and_an_unknown_one_is_an_error() {
     let c = rusqlite::Connection::open_in_memory().expect("db");
-    for st in RecipientState::ALL {
+    for &st in RecipientState::ALL {
         let back: RecipientState = c.query_row("SELECT ?1", [st], |r| r.get(0)).expect("state");
         assert_eq!(back, st);
         assert_eq!(serde_json::to_value(st).expect("json"), serde_json::json!(st.as_str()));
@@ -308,7 +308,7 @@ fn priorities_and_enforcement_statuses_read_back_as_stored_and_unknown_ones_are_
         assert_eq!(c.query_row("SELECT ?1", [p], |r| r.get::<_, Priority>(0)).expect("priority"), p);
     }
     assert!(c.query_row("SELECT 7", [], |r| r.get::<_, Priority>(0)).is_err());
-    for e in Enforcement::ALL {
+    for &e in Enforcement::ALL {
         assert_eq!(c.query_row("SELECT ?1", [e], |r| r.get::<_, Enforcement>(0)).expect("status"), e);
         // SES's names, in the API, the events and between the nodes of a cluster alike.
         assert_eq!(serde_json::to_value(e).expect("json"), serde_json::json!(e.as_str()));
