@@ -50,3 +50,19 @@ def test_twelve_percent_bounces_pause_the_account_until_the_operator_lifts_it():
             assert v2.get_account()["EnforcementStatus"] == "HEALTHY"
         finally:
             w.stop()
+
+
+def test_an_unknown_enforcement_status_is_refused_and_changes_nothing(weir):
+    """The operator's enforcement value is parsed into SES's three statuses: a wrong case, an
+    unknown word, a number or a huge string is refused with the valid names, and the account
+    keeps its status."""
+    import subprocess
+    from conftest import WEIR
+    a = weir.account()
+    for bad in ["healthy", "PAUSED", "1", "S" * 100_000]:
+        r = subprocess.run([WEIR, "account", "quota", a.name, "--region", "us-east-1", "--enforcement", bad,
+                            "--data-dir", str(weir.data_dir)], capture_output=True, text=True)
+        assert r.returncode != 0, r.stdout
+        assert "HEALTHY" in r.stderr and "PROBATION" in r.stderr and "SHUTDOWN" in r.stderr, r.stderr[:300]
+    shown = weir.cli("account", "quota", a.name, "--region", "us-east-1")
+    assert "HEALTHY" in shown, shown
