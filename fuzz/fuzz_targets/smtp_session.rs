@@ -26,18 +26,18 @@ fn world() -> &'static World {
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(Store::open(dir.path(), StoreOptions { fsync: false, ..Default::default() }).expect("store"));
-        let cfg = ServiceConfig { default_region: RegionSettings::sandbox(), id_domain: "fuzz.test".into(), bulk_configuration_sets: vec![] };
+        let cfg = ServiceConfig::new(RegionSettings::sandbox(), "fuzz.test");
         let svc = Arc::new(Service::open(store, cfg, system_clock()).expect("service"));
         rt.block_on(async {
-            let a = svc.create_account("fuzz").await.expect("account");
-            svc.update_region_settings(a.id, "us-east-1", |s| {
+            let a = svc.directory().create_account("fuzz").await.expect("account");
+            svc.directory().update_region_settings(a.id, "us-east-1", |s| {
                 s.production = true;
                 s.max_24h = -1;
                 s.max_rate = -1.0;
             })
             .await
             .expect("settings");
-            svc.put_identity(a.id, "us-east-1", "a.test", IdentityKind::Domain, true).await.expect("identity");
+            svc.directory().put_identity(a.id, "us-east-1", "a.test", IdentityKind::Domain, true).await.expect("identity");
         });
         let (_tx, shutdown) = tokio::sync::watch::channel(false);
         std::mem::forget(_tx);

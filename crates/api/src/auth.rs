@@ -90,10 +90,10 @@ pub fn precheck(st: &AppState, headers: &HeaderMap, query: &str, flavor: Flavor)
     let borrowed: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let now = st.svc.now_ns() / 1_000_000_000;
     let check = weir_sigv4::check_headers(&borrowed, now, st.cfg.max_skew_secs, |k| {
-        st.svc.account_by_key(k).map(|a| a.secret.clone())
+        st.svc.directory().account_by_key(k).map(|a| a.secret.clone())
     })
     .map_err(|e| error_for(e, flavor))?;
-    if !st.svc.region_known(&check.auth.region) {
+    if !st.svc.directory().region_known(&check.auth.region) {
         return Err(unknown_region(&check.auth.region, flavor));
     }
     Ok(check.auth.access_key)
@@ -111,13 +111,18 @@ pub fn authenticate(st: &AppState, raw: &RawRequest, flavor: Flavor) -> Result<C
         body: &raw.body,
     };
     let now = st.svc.now_ns() / 1_000_000_000;
-    let verified =
-        weir_sigv4::verify(&parts, now, st.cfg.max_skew_secs, |k| st.svc.account_by_key(k).map(|a| a.secret.clone()))
-            .map_err(|e| error_for(e, flavor))?;
-    if !st.svc.region_known(&verified.region) {
+    let verified = weir_sigv4::verify(&parts, now, st.cfg.max_skew_secs, |k| {
+        st.svc.directory().account_by_key(k).map(|a| a.secret.clone())
+    })
+    .map_err(|e| error_for(e, flavor))?;
+    if !st.svc.directory().region_known(&verified.region) {
         return Err(unknown_region(&verified.region, flavor));
     }
-    let account = st.svc.account_by_key(&verified.access_key).ok_or_else(|| error_for(SigError::UnknownKey, flavor))?;
+    let account = st
+        .svc
+        .directory()
+        .account_by_key(&verified.access_key)
+        .ok_or_else(|| error_for(SigError::UnknownKey, flavor))?;
     Ok(Caller { account, region: verified.region })
 }
 

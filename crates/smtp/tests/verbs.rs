@@ -23,21 +23,18 @@ struct World {
 async fn world() -> World {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(Store::open(dir.path(), StoreOptions { fsync: false, ..Default::default() }).expect("store"));
-    let cfg = ServiceConfig {
-        default_region: RegionSettings::sandbox(),
-        id_domain: "smtp.test".into(),
-        bulk_configuration_sets: vec![],
-    };
+    let cfg = ServiceConfig::new(RegionSettings::sandbox(), "smtp.test");
     let svc = Arc::new(Service::open(store.clone(), cfg, system_clock()).expect("service"));
-    let a = svc.create_account("acme").await.expect("account");
-    svc.update_region_settings(a.id, "us-east-1", |s| {
-        s.production = true;
-        s.max_24h = -1;
-        s.max_rate = -1.0;
-    })
-    .await
-    .expect("settings");
-    svc.put_identity(a.id, "us-east-1", "a.test", IdentityKind::Domain, true).await.expect("identity");
+    let a = svc.directory().create_account("acme").await.expect("account");
+    svc.directory()
+        .update_region_settings(a.id, "us-east-1", |s| {
+            s.production = true;
+            s.max_24h = -1;
+            s.max_rate = -1.0;
+        })
+        .await
+        .expect("settings");
+    svc.directory().put_identity(a.id, "us-east-1", "a.test", IdentityKind::Domain, true).await.expect("identity");
     let (tx, shutdown) = tokio::sync::watch::channel(false);
     let smtp = SmtpConfig {
         allow_plaintext_auth: true,

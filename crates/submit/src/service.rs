@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use rand::Rng;
 use weir_mail::address::Mailbox;
 use weir_quota::{Limits, QuotaState};
@@ -17,30 +17,41 @@ use crate::region_upper;
 use crate::reputation;
 
 mod accept;
-mod accounts;
 mod cluster;
 mod contacts;
+mod core;
+mod directory;
 mod dkim;
 mod feedback;
-mod identities;
 mod mail_from;
 mod queue;
+mod quota_gate;
 mod resources;
 mod send;
 mod senders;
-mod suppression;
 mod tags;
 mod verification;
 pub use cluster::{ClusterConfig, ClusterStatus, FOLLOW_INTERVAL, Shared, stored_node_name};
+pub use contacts::Contacts;
 pub use contacts::{Contact, ContactList, ListManagement, MAX_CONTACT_LISTS, Topic, status_for as contact_status};
+pub use directory::Directory;
+pub use dkim::DkimKeys;
 pub use dkim::{DkimCheck, DkimView, DnsFinding, EASY_DKIM_TOKENS, status_after};
+pub use feedback::Feedback;
 pub use feedback::{COMPLAINTS_LOCAL_PART, FeedbackTarget};
+pub use mail_from::MailFromDomains;
 pub use mail_from::{MailFromCheck, MailFromView};
+pub use quota_gate::QuotaGate;
+pub use resources::Resources;
 pub use resources::{ConfigurationSet, EventDestination, StoredTemplate};
+pub use send::Sending;
 pub use send::{
     BulkEntry, Content, MAX_BULK_DESTINATIONS, Outgoing, TemplateSource, V1_MAX_MESSAGE, V2_MAX_MESSAGE, check_tags,
 };
+pub use senders::DeliveryPort;
+pub use tags::IdentitySettings;
 pub use tags::{IdentityAttributes, MAX_TAGS, Resource, parse_arn};
+pub use verification::Verification;
 pub use weir_model::DeliveryOptions;
 /// Tag rules shared by the API.
 pub mod tag_rules {
@@ -179,8 +190,8 @@ pub struct Submission {
     pub unsubscribed: Vec<String>,
 }
 
-/// Settings of the service not stored per account.
-#[derive(Debug, Clone)]
+/// Settings of the service not stored per account, fixed at start.
+#[derive(Clone)]
 pub struct ServiceConfig {
     /// Settings of a region no operator has touched.
     pub default_region: RegionSettings,
@@ -189,6 +200,49 @@ pub struct ServiceConfig {
     /// Configuration sets whose mail is bulk (delivered after transactional mail). A message is
     /// also bulk when it carries the tag `weir-class=bulk`.
     pub bulk_configuration_sets: Vec<String>,
+    /// The regions requests may be for.
+    pub regions: Vec<String>,
+    /// Where Send, Reject and the other SES events are recorded, if anywhere.
+    pub events: Option<Arc<weir_store::events::EventLog>>,
+    /// Cluster mode: quotas and catalog shared with the other nodes through Redis (run
+    /// [`Service::run_cluster`] to keep in step); None for the embedded single node.
+    pub cluster: Option<Arc<Shared>>,
+    /// Send mail with per-recipient return paths (tags keyed with the secret): at the default
+    /// domain if any, and at the MAIL FROM domains of identities that have one.
+    pub return_path: Option<(Option<String>, Vec<u8>)>,
+    /// Host name of the feedback listener, which MAIL FROM domains' MX records must name.
+    pub feedback_mx_host: Option<String>,
+    /// The feedback loops' networks (trusted to name a recipient without its return path).
+    pub feedback_loops: Vec<ipnet::IpNet>,
+    /// How many reports one address may send per minute.
+    pub feedback_reports_per_minute: u32,
+    /// SNS topic ARNs the operator mapped to HTTP endpoints, with the accounts that may use each.
+    pub event_topics: Vec<(String, Vec<String>)>,
+    /// Base URL and key of unsubscribe links.
+    pub unsubscribe_links: Option<(String, Vec<u8>)>,
+    /// Verification mail for email-address identities, if configured.
+    pub verification_mail: Option<VerificationMail>,
+}
+
+impl ServiceConfig {
+    /// A single node's settings with these defaults and nothing else configured.
+    pub fn new(default_region: RegionSettings, id_domain: &str) -> ServiceConfig {
+        ServiceConfig {
+            default_region,
+            id_domain: id_domain.to_string(),
+            bulk_configuration_sets: Vec::new(),
+            regions: crate::DEFAULT_REGIONS.iter().map(|r| r.to_string()).collect(),
+            events: None,
+            cluster: None,
+            return_path: None,
+            feedback_mx_host: None,
+            feedback_loops: Vec::new(),
+            feedback_reports_per_minute: 60,
+            event_topics: Vec::new(),
+            unsubscribe_links: None,
+            verification_mail: None,
+        }
+    }
 }
 
 /// `GetSendQuota` figures.
@@ -202,50 +256,21 @@ pub struct QuotaView {
     pub sent_last_24h: f64,
 }
 
-/// The service shared by every front door.
+/// The service shared by every front door: small services, each with its own state and lock,
+/// over one core (the store's handles, the clock, the event log, the replication discipline).
 pub struct Service {
-    /// The store, through its typed operations: the spool, the catalog, the quota and
-    /// statistics ledger, named documents.
-    spool: Spool,
-    accounts: Accounts,
-    ledger: Ledger,
-    documents: Documents,
-    catalog: RwLock<Catalog>,
-    quotas: Mutex<HashMap<RegionKey, Arc<Mutex<QuotaState>>>>,
-    config: ServiceConfig,
-    clock: Clock,
-    events: Option<Arc<weir_store::events::EventLog>>,
-    /// Quota refusals since start, by (account, region) and reason.
-    refusals: Mutex<HashMap<(RegionKey, &'static str), u64>>,
-    /// DKIM of domain identities, by (account, region) and domain.
-    dkim: RwLock<HashMap<(RegionKey, String), dkim::DkimEntry>>,
-    /// Default return-path domain (if any) and the key of return-path tags, when mail comes
-    /// back to weir.
-    return_path: Option<(Option<String>, Vec<u8>)>,
-    /// Host name of the feedback listener: MAIL FROM domains' MX must name it.
-    feedback_mx_host: Option<String>,
-    /// Custom MAIL FROM domains, by (account, region) and identity.
-    mail_from: RwLock<HashMap<(RegionKey, String), weir_store::model::MailFromRecord>>,
-    /// SNS topic ARNs the operator mapped to HTTP endpoints, with the accounts that may use each.
-    event_topics: Vec<(String, Vec<String>)>,
-    /// Base URL and key of unsubscribe links, once configured.
-    unsubscribe: std::sync::OnceLock<(String, Vec<u8>)>,
-    /// Identities' tags and default configuration sets, by (account, region) and identity.
-    identity_attributes: RwLock<HashMap<(RegionKey, String), IdentityAttributes>>,
-    /// Configuration sets, by (account, region) and name.
-    configuration_sets: RwLock<HashMap<(RegionKey, String), ConfigurationSet>>,
-    /// Verification mail for email-address identities, once configured.
-    verification: std::sync::OnceLock<Arc<VerificationMail>>,
-    /// Cluster mode: shared quotas and catalog.
-    cluster: std::sync::OnceLock<Arc<cluster::Shared>>,
-    /// Where templates are rendered.
-    renders: crate::render_pool::RenderPool,
-    /// Who may send feedback reports, and how many.
-    feedback_sources: feedback::FeedbackSources,
-    /// When each account may have its next verification message sent (Unix ms).
-    verification_next: Mutex<HashMap<i64, i64>>,
-    /// The regions requests may be for.
-    regions: Vec<String>,
+    core: Arc<core::Core>,
+    directory: Arc<Directory>,
+    quotas: Arc<QuotaGate>,
+    resources: Arc<Resources>,
+    identity_settings: Arc<IdentitySettings>,
+    contacts: Arc<Contacts>,
+    dkim: Arc<DkimKeys>,
+    mail_from: Arc<MailFromDomains>,
+    feedback: Feedback,
+    verification: Verification,
+    sending: Sending,
+    port: Arc<DeliveryPort>,
 }
 
 pub(crate) fn limits_of(s: &RegionSettings) -> Limits {
@@ -268,7 +293,7 @@ pub fn is_simulator(addr: &str) -> bool {
 }
 
 impl Service {
-    /// Load the catalog and quota counters from `store`.
+    /// Load the catalog, the documents and the quota counters from `store`.
     pub fn open(store: Arc<Store>, config: ServiceConfig, clock: Clock) -> Result<Service, StoreError> {
         let now_s = clock() / 1_000_000_000;
         let (accounts, ledger, documents) =
@@ -287,80 +312,137 @@ impl Service {
         for (id, region, s) in loaded.suppressed {
             catalog.suppression.entry((id, region)).or_default().insert(s.address.clone(), s);
         }
-        let mut dkim = HashMap::new();
-        for (id, region, d) in loaded.dkim {
-            dkim.insert(((id, region), d.identity.clone()), dkim::DkimEntry::new(d));
-        }
-        let mut mail_from = HashMap::new();
-        for (id, region, m) in loaded.mail_from {
-            mail_from.insert(((id, region), m.identity.clone()), m);
-        }
-        let configuration_sets = resources::load_configuration_sets(&documents)?;
-        let identity_attributes = tags::load(&documents)?;
-        let mut quotas = HashMap::new();
+        let mut states = HashMap::new();
         for (key, rec) in ledger.load_quotas(now_s)? {
-            quotas.insert(key, Arc::new(Mutex::new(QuotaState::restore(rec.seconds, rec.tat))));
+            states.insert(key, Arc::new(Mutex::new(QuotaState::restore(rec.seconds, rec.tat))));
         }
         ledger.prune_detached(now_s as i64);
-        Ok(Service {
+        let c = config;
+        let core = Arc::new(core::Core {
             spool: Spool::new(store.clone()),
             accounts,
             ledger,
             documents,
-            catalog: RwLock::new(catalog),
-            quotas: Mutex::new(quotas),
-            config,
             clock,
-            events: None,
-            refusals: Mutex::new(HashMap::new()),
-            dkim: RwLock::new(dkim),
-            return_path: None,
-            feedback_mx_host: None,
-            mail_from: RwLock::new(mail_from),
-            event_topics: Vec::new(),
-            unsubscribe: std::sync::OnceLock::new(),
-            configuration_sets: RwLock::new(configuration_sets),
-            identity_attributes: RwLock::new(identity_attributes),
-            verification: std::sync::OnceLock::new(),
-            cluster: std::sync::OnceLock::new(),
+            events: c.events,
+            cluster: c.cluster,
+        });
+        let directory = Arc::new(Directory::new(core.clone(), catalog, c.default_region, c.regions));
+        let quotas = Arc::new(QuotaGate::new(core.clone(), directory.clone(), states));
+        let resources = Arc::new(Resources::new(core.clone(), directory.clone(), c.event_topics)?);
+        let identity_settings = Arc::new(IdentitySettings::new(core.clone(), resources.clone())?);
+        let contacts = Arc::new(Contacts::new(core.clone(), directory.clone(), c.unsubscribe_links));
+        let dkim = Arc::new(DkimKeys::new(core.clone(), loaded.dkim));
+        let mail_from =
+            Arc::new(MailFromDomains::new(core.clone(), loaded.mail_from, c.return_path, c.feedback_mx_host));
+        let feedback = Feedback::new(
+            core.clone(),
+            directory.clone(),
+            mail_from.clone(),
+            c.feedback_loops,
+            c.feedback_reports_per_minute,
+        );
+        let verification = Verification::new(
+            core.clone(),
+            directory.clone(),
+            quotas.clone(),
+            c.verification_mail,
+            c.id_domain.clone(),
+        );
+        let sending = Sending {
+            core: core.clone(),
+            directory: directory.clone(),
+            quotas: quotas.clone(),
+            resources: resources.clone(),
+            identity_settings: identity_settings.clone(),
+            contacts: contacts.clone(),
+            mail_from: mail_from.clone(),
             renders: Default::default(),
-            feedback_sources: Default::default(),
-            verification_next: Mutex::new(HashMap::new()),
-            regions: crate::DEFAULT_REGIONS.iter().map(|r| r.to_string()).collect(),
+            id_domain: c.id_domain,
+            bulk_configuration_sets: c.bulk_configuration_sets,
+        };
+        let port = Arc::new(DeliveryPort {
+            core: core.clone(),
+            directory: directory.clone(),
+            quotas: quotas.clone(),
+            resources: resources.clone(),
+            dkim: dkim.clone(),
+            mail_from: mail_from.clone(),
+        });
+        Ok(Service {
+            core,
+            directory,
+            quotas,
+            resources,
+            identity_settings,
+            contacts,
+            dkim,
+            mail_from,
+            feedback,
+            verification,
+            sending,
+            port,
         })
     }
 
-    /// Answer for `regions` only (the default: [`crate::DEFAULT_REGIONS`]).
-    pub fn with_regions(mut self, regions: Vec<String>) -> Self {
-        self.regions = regions;
-        self
+    /// Accounts, region settings, identities, the suppression list.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
     }
 
-    /// Whether requests may be for `region`.
-    pub fn region_known(&self, region: &str) -> bool {
-        self.regions.iter().any(|r| r == region)
+    /// SES's quotas, the refusals and the sending statistics.
+    pub fn quotas(&self) -> &QuotaGate {
+        &self.quotas
     }
 
-    /// Record Send and Reject events in `events`.
-    pub fn with_events(mut self, events: Arc<weir_store::events::EventLog>) -> Self {
-        self.events = Some(events);
-        self
+    /// Templates, configuration sets and event destinations.
+    pub fn resources(&self) -> &Resources {
+        &self.resources
+    }
+
+    /// Identities' tags and default configuration sets.
+    pub fn identity_settings(&self) -> &IdentitySettings {
+        &self.identity_settings
+    }
+
+    /// Contact lists, contacts and unsubscribe links.
+    pub fn contacts(&self) -> &Contacts {
+        &self.contacts
+    }
+
+    /// Domains' DKIM keys.
+    pub fn dkim(&self) -> &DkimKeys {
+        &self.dkim
+    }
+
+    /// Identities' custom MAIL FROM domains and the return paths.
+    pub fn mail_from(&self) -> &MailFromDomains {
+        &self.mail_from
+    }
+
+    /// Mail that comes back: bounces and complaints.
+    pub fn feedback(&self) -> &Feedback {
+        &self.feedback
+    }
+
+    /// Verification mail of email-address identities.
+    pub fn verification(&self) -> &Verification {
+        &self.verification
+    }
+
+    /// Building, checking, admitting and spooling messages.
+    pub fn sending(&self) -> &Sending {
+        &self.sending
+    }
+
+    /// What the delivery engine needs of the accounts it sends for.
+    pub fn delivery_port(&self) -> Arc<DeliveryPort> {
+        self.port.clone()
     }
 
     /// The event log, if one is set.
     pub fn events(&self) -> Option<&Arc<weir_store::events::EventLog>> {
-        self.events.as_ref()
-    }
-
-    fn mail_info(&self, account: &Account, sub: &Submission, now_ms: i64) -> weir_store::events::MailInfo {
-        weir_store::events::MailInfo {
-            message_id: sub.message_id.clone(),
-            source: sub.source.addr.clone(),
-            timestamp_ms: now_ms,
-            account: account.name.clone(),
-            region: sub.region.clone(),
-            configuration_set: sub.configuration_set.clone(),
-        }
+        self.core.events.as_ref()
     }
 
     /// Judge every (account, region)'s bounce and complaint rates over the last `window_s`
@@ -368,15 +450,15 @@ impl Service {
     /// announced as an event. Returns how many changed.
     pub async fn enforce_reputation(&self, window_s: i64, t: &reputation::Thresholds) -> Result<usize, AdminError> {
         let now_s = self.now_ms() / 1000;
-        let rows = self.ledger.reputation_volumes(now_s - window_s)?;
+        let rows = self.core.ledger.reputation_volumes(now_s - window_s)?;
         // In a cluster, every node judges the sum of all nodes' volumes (the same verdict everywhere).
-        let Some(rows) = self.cluster_volumes(rows, now_s - window_s).await else {
+        let Some(rows) = self.quotas.cluster_volumes(rows, now_s - window_s).await else {
             return Ok(0);
         };
         // Per (account, region), only buckets that began after the operator last set the status.
         let mut volumes: std::collections::BTreeMap<(i64, String), (i64, i64, i64)> = Default::default();
         for (id, region, bucket, sent, bounces, complaints) in rows {
-            let reset_s = self.region_settings(id, &region).enforcement_reset_ms / 1000;
+            let reset_s = self.directory.region_settings(id, &region).enforcement_reset_ms / 1000;
             if bucket < reset_s {
                 continue;
             }
@@ -385,18 +467,18 @@ impl Service {
         }
         let mut changed = 0;
         for ((id, region), (sent, bounces, complaints)) in volumes {
-            let current = self.region_settings(id, &region).enforcement;
+            let current = self.directory.region_settings(id, &region).enforcement;
             let status = reputation::judge(current, sent, bounces, complaints, t);
             if status == current {
                 continue;
             }
-            self.update_region_settings(id, &region, |s| s.enforcement = status).await?;
-            let account = self.account_by_id(id).map(|a| a.name.clone()).unwrap_or_default();
+            self.directory.update_region_settings(id, &region, |s| s.enforcement = status).await?;
+            let account = self.directory.account_by_id(id).map(|a| a.name.clone()).unwrap_or_default();
             tracing::warn!(
                 %account, %region, from = %current, to = %status, recipients = sent, bounces, complaints,
                 "reputation enforcement status changed"
             );
-            if let Some(ev) = &self.events {
+            if let Some(ev) = &self.core.events {
                 ev.enforcement(&account, &region, current.as_str(), status.as_str(), (sent, bounces, complaints));
             }
             changed += 1;
@@ -406,95 +488,21 @@ impl Service {
 
     /// Current time, Unix nanoseconds.
     pub fn now_ns(&self) -> u64 {
-        (self.clock)()
+        self.core.now_ns()
     }
 
     /// Current time, Unix milliseconds.
     pub fn now_ms(&self) -> i64 {
-        (self.now_ns() / 1_000_000) as i64
+        self.core.now_ms()
     }
 
-    /// Domain used in Message-ID headers.
-    pub fn id_domain(&self) -> &str {
-        &self.config.id_domain
-    }
-
-    /// The account owning an access key.
-    pub fn account_by_key(&self, access_key_id: &str) -> Option<Arc<Account>> {
-        self.catalog.read().by_key.get(access_key_id).cloned()
-    }
-
-    /// An account by name.
-    pub fn account_by_name(&self, name: &str) -> Result<Arc<Account>, AdminError> {
-        self.catalog
-            .read()
-            .by_name
-            .get(name)
-            .cloned()
-            .ok_or_else(|| AdminError::NotFound(format!("no account named '{name}'")))
-    }
-
-    /// An account by row id.
-    pub fn account_by_id(&self, id: i64) -> Option<Arc<Account>> {
-        self.catalog.read().by_id.get(&id).cloned()
-    }
-
-    /// Regions an account has settings or identities in.
-    pub fn regions_of(&self, account_id: i64) -> Vec<String> {
-        let cat = self.catalog.read();
-        let mut v: Vec<String> = cat
-            .regions
-            .keys()
-            .chain(cat.identities.keys())
-            .filter(|(id, _)| *id == account_id)
-            .map(|(_, r)| r.clone())
-            .collect();
-        v.sort();
-        v.dedup();
-        v
-    }
-
-    /// Every account, by id.
-    pub fn accounts(&self) -> Vec<Arc<Account>> {
-        let mut v: Vec<_> = self.catalog.read().by_name.values().cloned().collect();
-        v.sort_by_key(|a| a.id);
-        v
-    }
-
-    /// Settings of (account, region), defaults if never set.
-    pub fn region_settings(&self, account_id: i64, region: &str) -> RegionSettings {
-        self.catalog
-            .read()
-            .regions
-            .get(&(account_id, region.to_string()))
-            .cloned()
-            .unwrap_or_else(|| self.config.default_region.clone())
-    }
-
-    fn quota_state(&self, key: &RegionKey) -> Arc<Mutex<QuotaState>> {
-        self.quotas.lock().entry(key.clone()).or_default().clone()
-    }
-
-    /// GetSendQuota for (account, region).
-    pub fn quota_view(&self, account_id: i64, region: &str) -> QuotaView {
-        let s = self.region_settings(account_id, region);
-        let sent = self.quota_state(&(account_id, region.to_string())).lock().sent_last_24h(self.now_ns());
-        QuotaView {
-            max_24h: if s.max_24h < 0 { -1.0 } else { s.max_24h as f64 },
-            max_rate: if s.max_rate <= 0.0 { -1.0 } else { s.max_rate },
-            sent_last_24h: sent as f64,
-        }
-    }
-
-    /// GetSendQuota for (account, region), counting every node's sends in a cluster.
-    pub async fn send_quota(&self, account_id: i64, region: &str) -> Result<QuotaView, SubmitError> {
-        let s = self.region_settings(account_id, region);
-        let sent = self.sent_last_24h(account_id, region).await?;
-        Ok(QuotaView {
-            max_24h: if s.max_24h < 0 { -1.0 } else { s.max_24h as f64 },
-            max_rate: if s.max_rate <= 0.0 { -1.0 } else { s.max_rate },
-            sent_last_24h: sent as f64,
-        })
+    /// Delete an identity, with its DKIM keys and its attributes; `NotFound` if absent.
+    pub async fn delete_identity(&self, account_id: i64, region: &str, identity: &str) -> Result<(), AdminError> {
+        let name = weir_mail::address::normalize(identity);
+        let existed = self.directory.delete_identity(account_id, region, &name).await?;
+        self.dkim.delete_dkim(account_id, region, &name).await?;
+        self.identity_settings.delete_identity_attributes(account_id, region, &name).await?;
+        if existed { Ok(()) } else { Err(AdminError::NotFound(format!("Identity {identity} does not exist."))) }
     }
 }
 

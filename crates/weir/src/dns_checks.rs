@@ -22,32 +22,36 @@ pub async fn run(
 ) {
     let fail_after_ms = (cfg.fail_after_seconds as i64).saturating_mul(1000);
     loop {
-        for (account_id, region, domain, records, pending) in svc.dkim_checks() {
+        for (account_id, region, domain, records, pending) in svc.dkim().dkim_checks() {
             let finding = check(&resolver, &domain, &records).await;
             let pending_published = match &pending {
                 Some(p) => check(&resolver, &domain, std::slice::from_ref(p)).await == DnsFinding::AllPublished,
                 None => false,
             };
-            match svc.record_dkim_check(account_id, &region, &domain, finding, pending_published, fail_after_ms).await {
+            match svc
+                .dkim()
+                .record_dkim_check(account_id, &region, &domain, finding, pending_published, fail_after_ms)
+                .await
+            {
                 Ok(Some(status)) => tracing::info!(%domain, %region, %status, ?finding, "DKIM status changed"),
                 Ok(None) => {}
                 Err(e) => tracing::error!(%domain, error = %e, "cannot record a DKIM check"),
             }
         }
-        for (account_id, region, domain, token, created_ms) in svc.verification_checks() {
+        for (account_id, region, domain, token, created_ms) in svc.directory().verification_checks() {
             let status = match resolver.txt(&format!("_amazonses.{domain}")).await {
                 Ok(txts) if txts.iter().any(|t| t.trim() == token) => VerificationStatus::Success,
                 Ok(_) if svc.now_ms() - created_ms >= fail_after_ms => VerificationStatus::Failed,
                 _ => continue,
             };
-            match svc.set_verification(account_id, &region, &domain, status).await {
+            match svc.directory().set_verification(account_id, &region, &domain, status).await {
                 Ok(true) => tracing::info!(%domain, %region, status = status.as_str(), "domain verification changed"),
                 Ok(false) => {}
                 Err(e) => tracing::error!(%domain, error = %e, "cannot record a domain verification"),
             }
         }
-        for (account_id, region, identity, domain) in svc.mail_from_checks() {
-            let Some(host) = svc.feedback_mx_host() else { break };
+        for (account_id, region, identity, domain) in svc.mail_from().mail_from_checks() {
+            let Some(host) = svc.mail_from().feedback_mx_host() else { break };
             let finding = match resolver.mx(&domain).await {
                 Ok(mx) if mx.iter().any(|(_, e)| e.trim_end_matches('.').eq_ignore_ascii_case(host)) => {
                     DnsFinding::AllPublished
@@ -58,7 +62,7 @@ pub async fn run(
                 ) => DnsFinding::Missing,
                 Err(_) => DnsFinding::Unavailable,
             };
-            match svc.record_mail_from_check(account_id, &region, &identity, finding, fail_after_ms).await {
+            match svc.mail_from().record_mail_from_check(account_id, &region, &identity, finding, fail_after_ms).await {
                 Ok(Some(status)) => tracing::info!(%identity, %domain, %status, "MAIL FROM domain status changed"),
                 Ok(None) => {}
                 Err(e) => tracing::error!(%domain, error = %e, "cannot record a MAIL FROM check"),

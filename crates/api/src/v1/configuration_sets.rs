@@ -29,7 +29,7 @@ const EVENT_TYPES: [(&str, &str); 8] = [
 pub(super) async fn create(cx: &Cx<'_>) -> Result<Response, ApiError> {
     let name = required(cx.p, "ConfigurationSet.Name", "configurationSet.name")?;
     let set = ConfigurationSet::new(name, cx.svc.now_ms());
-    cx.svc.create_configuration_set(cx.acct, cx.region, set).await.map_err(|e| match e {
+    cx.svc.resources().create_configuration_set(cx.acct, cx.region, set).await.map_err(|e| match e {
         AdminError::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, "InvalidConfigurationSet", m),
         other => err(other),
     })?;
@@ -39,6 +39,7 @@ pub(super) async fn create(cx: &Cx<'_>) -> Result<Response, ApiError> {
 fn get(cx: &Cx<'_>) -> Result<ConfigurationSet, ApiError> {
     let name = required(cx.p, "ConfigurationSetName", "configurationSetName")?;
     cx.svc
+        .resources()
         .configuration_set(cx.acct, cx.region, name)
         .ok_or_else(|| err(AdminError::NotFound(format!("Configuration set <{name}> does not exist."))))
 }
@@ -130,7 +131,7 @@ pub(super) fn list(cx: &Cx<'_>) -> Result<Response, ApiError> {
             .ok_or_else(|| ApiError::invalid(format!("Invalid MaxItems '{m}': must be between 1 and 1000.")))?,
     };
     let start = decode_token(cx.p.get("NextToken"))?;
-    let all = cx.svc.configuration_sets(cx.acct, cx.region);
+    let all = cx.svc.resources().configuration_sets(cx.acct, cx.region);
     let list: String =
         all.iter().skip(start).take(max).map(|s| format!("<member>{}</member>", el("Name", &s.name))).collect();
     let mut inner = if list.is_empty() {
@@ -146,7 +147,7 @@ pub(super) fn list(cx: &Cx<'_>) -> Result<Response, ApiError> {
 
 pub(super) async fn delete(cx: &Cx<'_>) -> Result<Response, ApiError> {
     let name = required(cx.p, "ConfigurationSetName", "configurationSetName")?;
-    cx.svc.delete_configuration_set(cx.acct, cx.region, name).await.map_err(err)?;
+    cx.svc.resources().delete_configuration_set(cx.acct, cx.region, name).await.map_err(err)?;
     Ok(xml::ok(cx.action, Some(""), cx.rid))
 }
 
@@ -201,7 +202,7 @@ fn decode_destination(cx: &Cx<'_>) -> Result<EventDestination, ApiError> {
 pub(super) async fn put_event_destination(cx: &Cx<'_>, update: bool) -> Result<Response, ApiError> {
     let set = required(cx.p, "ConfigurationSetName", "configurationSetName")?;
     let dest = decode_destination(cx)?;
-    let result = cx.svc.put_event_destination(cx.acct, cx.region, set, dest, update).await;
+    let result = cx.svc.resources().put_event_destination(cx.acct, cx.region, set, dest, update).await;
     result.map_err(|e| match e {
         AdminError::Conflict(m) => ApiError::new(StatusCode::BAD_REQUEST, "EventDestinationAlreadyExists", m),
         AdminError::Invalid(m) if m.starts_with("SNS topic") => {
@@ -218,7 +219,7 @@ pub(super) async fn put_event_destination(cx: &Cx<'_>, update: bool) -> Result<R
 pub(super) async fn delete_event_destination(cx: &Cx<'_>) -> Result<Response, ApiError> {
     let set = required(cx.p, "ConfigurationSetName", "configurationSetName")?;
     let name = required(cx.p, "EventDestinationName", "eventDestinationName")?;
-    cx.svc.delete_event_destination(cx.acct, cx.region, set, name).await.map_err(|e| match e {
+    cx.svc.resources().delete_event_destination(cx.acct, cx.region, set, name).await.map_err(|e| match e {
         AdminError::NotFound(m) if m.starts_with("Event destination") => {
             ApiError::new(StatusCode::BAD_REQUEST, "EventDestinationDoesNotExist", m)
         }
@@ -232,6 +233,7 @@ pub(super) async fn update_sending_enabled(cx: &Cx<'_>) -> Result<Response, ApiE
     let enabled = required(cx.p, "Enabled", "enabled")? == "true";
     let now = cx.svc.now_ms();
     cx.svc
+        .resources()
         .update_configuration_set(cx.acct, cx.region, set, |s| {
             if enabled && !s.sending_enabled {
                 s.last_fresh_start_ms = Some(now);
@@ -252,6 +254,7 @@ pub(super) async fn put_delivery_options(cx: &Cx<'_>) -> Result<Response, ApiErr
         Some(v) => return Err(ApiError::not_in_enum("deliveryOptions.tlsPolicy", v, &["Require", "Optional"])),
     };
     cx.svc
+        .resources()
         .update_configuration_set(cx.acct, cx.region, set, |s| {
             s.tls_policy = policy.to_string();
             Ok(())

@@ -124,7 +124,7 @@ async fn run(st: &AppState, caller: &Caller, p: &Params, action: &str, rid: &str
 
 async fn get_send_quota(cx: &Cx<'_>) -> Result<Response, ApiError> {
     let Cx { svc, acct, region, action, rid, .. } = *cx;
-    let q = svc.send_quota(acct, region).await.map_err(|e| ApiError::from_submit(e, Flavor::V1, ""))?;
+    let q = svc.quotas().send_quota(acct, region).await.map_err(|e| ApiError::from_submit(e, Flavor::V1, ""))?;
     let inner = format!(
         "<Max24HourSend>{}</Max24HourSend><MaxSendRate>{}</MaxSendRate><SentLast24Hours>{}</SentLast24Hours>",
         num(q.max_24h),
@@ -137,6 +137,7 @@ async fn get_send_quota(cx: &Cx<'_>) -> Result<Response, ApiError> {
 async fn get_send_statistics(cx: &Cx<'_>) -> Result<Response, ApiError> {
     let Cx { svc, acct, region, action, rid, .. } = *cx;
     let points = svc
+        .quotas()
         .send_statistics(acct, region)
         .await
         .map_err(|e| ApiError::from_admin(weir_submit::AdminError::Storage(e), Flavor::V1))?;
@@ -164,7 +165,7 @@ async fn get_send_statistics(cx: &Cx<'_>) -> Result<Response, ApiError> {
 
 async fn get_account_sending_enabled(cx: &Cx<'_>) -> Result<Response, ApiError> {
     let Cx { svc, acct, region, action, rid, .. } = *cx;
-    let s = svc.region_settings(acct, region);
+    let s = svc.directory().region_settings(acct, region);
     Ok(xml::ok(action, Some(&el("Enabled", if s.may_send() { "true" } else { "false" })), rid))
 }
 
@@ -177,7 +178,8 @@ async fn update_account_sending_enabled(cx: &Cx<'_>) -> Result<Response, ApiErro
             return Err(ApiError::invalid(format!("Invalid value for Enabled: '{other}' (use true or false).")));
         }
     };
-    svc.update_region_settings(acct, region, |s| s.sending_enabled = enabled)
+    svc.directory()
+        .update_region_settings(acct, region, |s| s.sending_enabled = enabled)
         .await
         .map_err(|e| ApiError::from_admin(e, Flavor::V1))?;
     Ok(xml::ok(action, None, rid))
@@ -188,11 +190,15 @@ async fn verify_email_identity(cx: &Cx<'_>) -> Result<Response, ApiError> {
     let addr = required(p, "EmailAddress", "emailAddress")?;
     validate_addr(addr).map_err(|e| ApiError::invalid(e.0))?;
     let id = svc
+        .directory()
         .put_identity(acct, region, addr, IdentityKind::EmailAddress, false)
         .await
         .map_err(|e| ApiError::from_admin(e, Flavor::V1))?;
     if id.status != VerificationStatus::Success {
-        svc.send_verification(acct, region, addr).await.map_err(|e| ApiError::from_submit(e, Flavor::V1, ""))?;
+        svc.verification()
+            .send_verification(acct, region, addr)
+            .await
+            .map_err(|e| ApiError::from_submit(e, Flavor::V1, ""))?;
     }
     Ok(xml::ok(action, (action == "VerifyEmailIdentity").then_some(""), rid))
 }
@@ -202,6 +208,7 @@ async fn verify_domain_identity(cx: &Cx<'_>) -> Result<Response, ApiError> {
     let domain = required(p, "Domain", "domain")?;
     check_domain(domain)?;
     let id = svc
+        .directory()
         .put_identity(acct, region, domain, IdentityKind::Domain, false)
         .await
         .map_err(|e| ApiError::from_admin(e, Flavor::V1))?;
@@ -227,6 +234,7 @@ async fn list_identities(cx: &Cx<'_>) -> Result<Response, ApiError> {
     };
     let start = decode_token(p.get("NextToken"))?;
     let all: Vec<String> = svc
+        .directory()
         .identities(acct, region)
         .into_iter()
         .filter(|i| kind.is_none_or(|k| i.kind == k))
@@ -242,7 +250,7 @@ async fn list_identities(cx: &Cx<'_>) -> Result<Response, ApiError> {
 
 async fn list_verified_email_addresses(cx: &Cx<'_>) -> Result<Response, ApiError> {
     let Cx { svc, acct, region, action, rid, .. } = *cx;
-    let ids = svc.identities(acct, region);
+    let ids = svc.directory().identities(acct, region);
     let verified = ids
         .iter()
         .filter(|i| i.kind == IdentityKind::EmailAddress && i.status == VerificationStatus::Success)
@@ -263,12 +271,14 @@ async fn verify_domain_dkim(cx: &Cx<'_>) -> Result<Response, ApiError> {
     let Cx { svc, acct, region, p, action, rid, .. } = *cx;
     let domain = required(p, "Domain", "domain")?;
     check_domain(domain)?;
-    if svc.identity(acct, region, domain).is_none() {
-        svc.put_identity(acct, region, domain, IdentityKind::Domain, false)
+    if svc.directory().identity(acct, region, domain).is_none() {
+        svc.directory()
+            .put_identity(acct, region, domain, IdentityKind::Domain, false)
             .await
             .map_err(|e| ApiError::from_admin(e, Flavor::V1))?;
     }
     let d = svc
+        .dkim()
         .start_easy_dkim(acct, region, domain, weir_mail::dkim::KeySpec::Rsa2048)
         .await
         .map_err(|e| ApiError::from_admin(e, Flavor::V1))?;
@@ -280,7 +290,7 @@ async fn get_identity_dkim_attributes(cx: &Cx<'_>) -> Result<Response, ApiError>
     let attrs = identity_attributes(svc, acct, region, p, "DkimAttributes", |i| {
         // An address shows its domain's DKIM (signing follows the From domain).
         let domain = i.identity.rsplit_once('@').map_or(i.identity.as_str(), |(_, d)| d);
-        let (enabled, status, tokens) = match svc.dkim(acct, region, domain) {
+        let (enabled, status, tokens) = match svc.dkim().dkim(acct, region, domain) {
             Some(d) => (d.enabled, v1_status(&d.status), members("DkimTokens", d.tokens.iter().map(String::as_str))),
             None => (false, "NotStarted", String::new()),
         };
@@ -302,7 +312,7 @@ async fn set_identity_dkim_enabled(cx: &Cx<'_>) -> Result<Response, ApiError> {
             "weir keeps DKIM per domain: enable or disable it on the domain of {ident}."
         )));
     }
-    svc.set_dkim_enabled(acct, region, ident, enabled).await.map_err(|e| ApiError::from_admin(e, Flavor::V1))?;
+    svc.dkim().set_dkim_enabled(acct, region, ident, enabled).await.map_err(|e| ApiError::from_admin(e, Flavor::V1))?;
     Ok(xml::ok(action, Some(""), rid))
 }
 
@@ -319,10 +329,11 @@ async fn set_identity_mail_from_domain(cx: &Cx<'_>) -> Result<Response, ApiError
             )));
         }
     };
-    if svc.identity(acct, region, ident).is_none() {
+    if svc.directory().identity(acct, region, ident).is_none() {
         return Err(ApiError::invalid(format!("Identity {ident} is invalid. Must be a verified domain or address.")));
     }
-    svc.set_mail_from(acct, region, ident, p.get("MailFromDomain"), behavior)
+    svc.mail_from()
+        .set_mail_from(acct, region, ident, p.get("MailFromDomain"), behavior)
         .await
         .map_err(|e| ApiError::from_admin(e, Flavor::V1))?;
     Ok(xml::ok(action, Some(""), rid))
@@ -331,7 +342,7 @@ async fn set_identity_mail_from_domain(cx: &Cx<'_>) -> Result<Response, ApiError
 async fn get_identity_mail_from_domain_attributes(cx: &Cx<'_>) -> Result<Response, ApiError> {
     let Cx { svc, acct, region, p, action, rid, .. } = *cx;
     let attrs = identity_attributes(svc, acct, region, p, "MailFromDomainAttributes", |i| {
-        let (domain, status, behavior) = match svc.mail_from(acct, region, &i.identity) {
+        let (domain, status, behavior) = match svc.mail_from().mail_from(acct, region, &i.identity) {
             Some(m) => (
                 m.domain,
                 v1_status(&m.status),
@@ -376,7 +387,7 @@ fn identity_attributes(
     }
     let mut inner = String::new();
     for w in &p.list("Identities") {
-        if let Some(i) = svc.identity(acct, region, w) {
+        if let Some(i) = svc.directory().identity(acct, region, w) {
             inner.push_str(&format!("<entry><key>{}</key><value>{}</value></entry>", xml::escape(w), value(&i)));
         }
     }

@@ -23,7 +23,8 @@ fn outgoing(cx: &Cx<'_>, content: Content) -> Outgoing {
 }
 
 async fn send(cx: &Cx<'_>, out: Outgoing) -> Result<Response, ApiError> {
-    let id = cx.svc.send(&cx.caller.account, out).await.map_err(|e| ApiError::from_submit(e, Flavor::V1, ""))?;
+    let id =
+        cx.svc.sending().send(&cx.caller.account, out).await.map_err(|e| ApiError::from_submit(e, Flavor::V1, ""))?;
     Ok(xml::ok(cx.action, Some(&el("MessageId", &id)), cx.rid))
 }
 
@@ -119,6 +120,7 @@ pub(super) async fn send_bulk_templated_email(cx: &Cx<'_>) -> Result<Response, A
         .collect();
     let results = cx
         .svc
+        .sending()
         .send_bulk(&cx.caller.account, out, entries)
         .await
         .map_err(|e| ApiError::from_submit(e, Flavor::V1, ""))?;

@@ -19,7 +19,7 @@ pub(super) async fn create_template(cx: &Cx<'_>, update: bool) -> Result<Respons
         text: p.get("Template.TextPart").map(str::to_string),
         html: p.get("Template.HtmlPart").map(str::to_string),
     };
-    cx.svc.put_template(cx.acct, cx.region, name, parts, update).await.map_err(|e| match e {
+    cx.svc.resources().put_template(cx.acct, cx.region, name, parts, update).await.map_err(|e| match e {
         weir_submit::AdminError::Invalid(m) if m.starts_with("Template ") => {
             ApiError::new(axum::http::StatusCode::BAD_REQUEST, "InvalidTemplate", m)
         }
@@ -30,7 +30,8 @@ pub(super) async fn create_template(cx: &Cx<'_>, update: bool) -> Result<Respons
 
 pub(super) fn get_template(cx: &Cx<'_>) -> Result<Response, ApiError> {
     let name = required(cx.p, "TemplateName", "templateName")?;
-    let t = cx.svc.template(cx.acct, cx.region, name).map_err(|e| ApiError::from_submit(e, Flavor::V1, ""))?;
+    let t =
+        cx.svc.resources().template(cx.acct, cx.region, name).map_err(|e| ApiError::from_submit(e, Flavor::V1, ""))?;
     let part = |tag: &str, v: &Option<String>| v.as_deref().map(|v| el(tag, v)).unwrap_or_default();
     let inner = format!(
         "<Template>{}{}{}{}</Template>",
@@ -52,7 +53,7 @@ pub(super) fn list_templates(cx: &Cx<'_>) -> Result<Response, ApiError> {
             .ok_or_else(|| ApiError::invalid(format!("Invalid MaxItems '{m}': must be between 1 and 100.")))?,
     };
     let start = decode_token(cx.p.get("NextToken"))?;
-    let all = cx.svc.template_names(cx.acct, cx.region).map_err(err)?;
+    let all = cx.svc.resources().template_names(cx.acct, cx.region).map_err(err)?;
     let members: String = all
         .iter()
         .skip(start)
@@ -75,7 +76,7 @@ pub(super) fn list_templates(cx: &Cx<'_>) -> Result<Response, ApiError> {
 pub(super) async fn delete_template(cx: &Cx<'_>) -> Result<Response, ApiError> {
     let name = required(cx.p, "TemplateName", "templateName")?;
     // SES answers success whether or not the template existed.
-    match cx.svc.delete_template(cx.acct, cx.region, name).await {
+    match cx.svc.resources().delete_template(cx.acct, cx.region, name).await {
         Ok(()) | Err(weir_submit::AdminError::NotFound(_)) => {}
         Err(e) => return Err(err(e)),
     }
@@ -88,6 +89,7 @@ pub(super) async fn test_render_template(cx: &Cx<'_>) -> Result<Response, ApiErr
     let data = required(p, "TemplateData", "templateData")?;
     let mime = cx
         .svc
+        .sending()
         .test_render(cx.acct, cx.region, name, data)
         .await
         .map_err(|e| ApiError::from_submit(e, Flavor::V1, ""))?;

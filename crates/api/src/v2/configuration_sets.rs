@@ -163,12 +163,12 @@ pub(super) async fn create(st: &AppState, caller: &Caller, raw: &RawRequest) -> 
         apply_suppression(&mut set, s.suppressed_reasons)?;
     }
     set.tags = o.tags.into_iter().map(|t| (t.key, t.value)).collect();
-    st.svc.create_configuration_set(caller.account.id, &caller.region, set).await.map_err(err)?;
+    st.svc.resources().create_configuration_set(caller.account.id, &caller.region, set).await.map_err(err)?;
     Ok(ok(json!({}), &raw.request_id))
 }
 
 fn find(st: &AppState, caller: &Caller, name: &str) -> Result<ConfigurationSet, ApiError> {
-    st.svc.configuration_set(caller.account.id, &caller.region, name).ok_or_else(|| {
+    st.svc.resources().configuration_set(caller.account.id, &caller.region, name).ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, "NotFoundException", format!("Configuration set <{name}> does not exist."))
     })
 }
@@ -207,13 +207,13 @@ pub(super) fn list(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<R
     let q = query_pairs(&raw.query);
     let size = page_size(&q, 1000)?;
     let start = next_token(&q)?;
-    let all = st.svc.configuration_sets(caller.account.id, &caller.region);
+    let all = st.svc.resources().configuration_sets(caller.account.id, &caller.region);
     let out = page(&all, start, size, "ConfigurationSets", |s| json!(s.name));
     Ok(ok(out, &raw.request_id))
 }
 
 pub(super) async fn delete(st: &AppState, caller: &Caller, raw: &RawRequest, name: &str) -> Result<Response, ApiError> {
-    st.svc.delete_configuration_set(caller.account.id, &caller.region, name).await.map_err(err)?;
+    st.svc.resources().delete_configuration_set(caller.account.id, &caller.region, name).await.map_err(err)?;
     Ok(ok(json!({}), &raw.request_id))
 }
 
@@ -272,6 +272,7 @@ pub(super) async fn put_options(
     let mut set = find(st, caller, name)?;
     change(&mut set)?;
     st.svc
+        .resources()
         .update_configuration_set(caller.account.id, &caller.region, name, move |s| {
             *s = set;
             Ok(())
@@ -336,7 +337,11 @@ pub(super) async fn create_destination(
     let i: In = parse(&raw.body)?;
     let name = i.event_destination_name.ok_or_else(|| ApiError::missing(&["eventDestinationName"]).for_v2())?;
     let dest = definition(&name, i.event_destination)?;
-    st.svc.put_event_destination(caller.account.id, &caller.region, set, dest, false).await.map_err(destination_err)?;
+    st.svc
+        .resources()
+        .put_event_destination(caller.account.id, &caller.region, set, dest, false)
+        .await
+        .map_err(destination_err)?;
     Ok(ok(json!({}), &raw.request_id))
 }
 
@@ -354,7 +359,11 @@ pub(super) async fn update_destination(
     }
     let i: In = parse(&raw.body)?;
     let dest = definition(name, i.event_destination)?;
-    st.svc.put_event_destination(caller.account.id, &caller.region, set, dest, true).await.map_err(destination_err)?;
+    st.svc
+        .resources()
+        .put_event_destination(caller.account.id, &caller.region, set, dest, true)
+        .await
+        .map_err(destination_err)?;
     Ok(ok(json!({}), &raw.request_id))
 }
 
@@ -386,6 +395,6 @@ pub(super) async fn delete_destination(
     set: &str,
     name: &str,
 ) -> Result<Response, ApiError> {
-    st.svc.delete_event_destination(caller.account.id, &caller.region, set, name).await.map_err(err)?;
+    st.svc.resources().delete_event_destination(caller.account.id, &caller.region, set, name).await.map_err(err)?;
     Ok(ok(json!({}), &raw.request_id))
 }

@@ -91,12 +91,13 @@ pub(super) async fn create_list(st: &AppState, caller: &Caller, raw: &RawRequest
         created_ms: 0,
         updated_ms: 0,
     };
-    st.svc.create_contact_list(caller.account.id, &caller.region, list).await.map_err(err)?;
+    st.svc.contacts().create_contact_list(caller.account.id, &caller.region, list).await.map_err(err)?;
     Ok(ok(json!({}), &raw.request_id))
 }
 
 fn find(st: &AppState, caller: &Caller, name: &str) -> Result<ContactList, ApiError> {
     st.svc
+        .contacts()
         .contact_list(caller.account.id, &caller.region, name)
         .map_err(err)?
         .ok_or_else(|| err(AdminError::NotFound(format!("List with name {name} does not exist."))))
@@ -121,7 +122,7 @@ pub(super) fn list_lists(st: &AppState, caller: &Caller, raw: &RawRequest) -> Re
     let q = query_pairs(&raw.query);
     let size = page_size(&q, 1000)?;
     let start = next_token(&q)?;
-    let all = st.svc.contact_lists(caller.account.id, &caller.region).map_err(err)?;
+    let all = st.svc.contacts().contact_lists(caller.account.id, &caller.region).map_err(err)?;
     let out = page(
         &all,
         start,
@@ -146,7 +147,11 @@ pub(super) async fn update_list(
     }
     let i: In = parse(&raw.body)?;
     let t = i.topics.map(topics).transpose()?;
-    st.svc.update_contact_list(caller.account.id, &caller.region, name, t, i.description).await.map_err(err)?;
+    st.svc
+        .contacts()
+        .update_contact_list(caller.account.id, &caller.region, name, t, i.description)
+        .await
+        .map_err(err)?;
     Ok(ok(json!({}), &raw.request_id))
 }
 
@@ -156,7 +161,7 @@ pub(super) async fn delete_list(
     raw: &RawRequest,
     name: &str,
 ) -> Result<Response, ApiError> {
-    st.svc.delete_contact_list(caller.account.id, &caller.region, name).await.map_err(err)?;
+    st.svc.contacts().delete_contact_list(caller.account.id, &caller.region, name).await.map_err(err)?;
     Ok(ok(json!({}), &raw.request_id))
 }
 
@@ -197,7 +202,11 @@ pub(super) async fn create_contact(
 ) -> Result<Response, ApiError> {
     let mut i: ContactIn = parse(&raw.body)?;
     let email = i.email_address.take().ok_or_else(|| ApiError::missing(&["emailAddress"]).for_v2())?;
-    st.svc.put_contact(caller.account.id, &caller.region, list, contact(email, i), false).await.map_err(err)?;
+    st.svc
+        .contacts()
+        .put_contact(caller.account.id, &caller.region, list, contact(email, i), false)
+        .await
+        .map_err(err)?;
     Ok(ok(json!({}), &raw.request_id))
 }
 
@@ -210,6 +219,7 @@ pub(super) async fn update_contact(
 ) -> Result<Response, ApiError> {
     let i: ContactIn = parse(&raw.body)?;
     st.svc
+        .contacts()
         .put_contact(caller.account.id, &caller.region, list, contact(email.to_string(), i), true)
         .await
         .map_err(err)?;
@@ -253,6 +263,7 @@ pub(super) fn get_contact(
     let l = find(st, caller, list)?;
     let c = st
         .svc
+        .contacts()
         .contact(caller.account.id, &caller.region, list, email)
         .map_err(err)?
         .ok_or_else(|| err(AdminError::NotFound(format!("Contact {email} does not exist in list {list}."))))?;
@@ -296,6 +307,7 @@ pub(super) fn list_contacts(
     let f = i.filter.unwrap_or_default();
     let all: Vec<Contact> = st
         .svc
+        .contacts()
         .contacts(caller.account.id, &caller.region, list)
         .map_err(err)?
         .into_iter()
@@ -330,6 +342,6 @@ pub(super) async fn delete_contact(
     email: &str,
 ) -> Result<Response, ApiError> {
     find(st, caller, list)?;
-    st.svc.delete_contact(caller.account.id, &caller.region, list, email).await.map_err(err)?;
+    st.svc.contacts().delete_contact(caller.account.id, &caller.region, list, email).await.map_err(err)?;
     Ok(ok(json!({}), &raw.request_id))
 }

@@ -198,6 +198,7 @@ pub(super) async fn send_email(st: &AppState, caller: &Caller, raw: &RawRequest)
     }
     let id = st
         .svc
+        .sending()
         .send(&caller.account, out)
         .await
         .map_err(|e| ApiError::from_submit(e, Flavor::V2, &st.cfg.v2_daily_quota_code))?;
@@ -289,6 +290,7 @@ pub(super) async fn send_bulk_email(st: &AppState, caller: &Caller, raw: &RawReq
     out.return_path = req.feedback_forwarding_email_address;
     let results = st
         .svc
+        .sending()
         .send_bulk(&caller.account, out, entries)
         .await
         .map_err(|e| ApiError::from_submit(e, Flavor::V2, &st.cfg.v2_daily_quota_code))?;

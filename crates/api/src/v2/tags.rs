@@ -91,11 +91,15 @@ pub(super) async fn put_identity_configuration_set(
         configuration_set_name: Option<String>,
     }
     let i: In = parse(&raw.body)?;
-    if st.svc.identity(caller.account.id, &caller.region, identity).is_none() {
+    if st.svc.directory().identity(caller.account.id, &caller.region, identity).is_none() {
         return Err(err(AdminError::NotFound(format!("Email identity {identity} does not exist."))));
     }
-    let mut attrs = st.svc.identity_attributes(caller.account.id, &caller.region, identity);
+    let mut attrs = st.svc.identity_settings().identity_attributes(caller.account.id, &caller.region, identity);
     attrs.configuration_set = i.configuration_set_name.filter(|s| !s.is_empty());
-    st.svc.set_identity_attributes(caller.account.id, &caller.region, identity, attrs).await.map_err(err)?;
+    st.svc
+        .identity_settings()
+        .set_identity_attributes(caller.account.id, &caller.region, identity, attrs)
+        .await
+        .map_err(err)?;
     Ok(ok(json!({}), &raw.request_id))
 }

@@ -36,20 +36,29 @@ pub(super) async fn create(st: &AppState, caller: &Caller, raw: &RawRequest) -> 
         return Err(ApiError::missing(&absent));
     }
     let (name, content) = (i.template_name.unwrap_or_default(), i.template_content.unwrap_or_default());
-    st.svc.put_template(caller.account.id, &caller.region, &name, content.into(), false).await.map_err(err)?;
+    st.svc
+        .resources()
+        .put_template(caller.account.id, &caller.region, &name, content.into(), false)
+        .await
+        .map_err(err)?;
     Ok(ok(json!({}), &raw.request_id))
 }
 
 pub(super) async fn update(st: &AppState, caller: &Caller, raw: &RawRequest, name: &str) -> Result<Response, ApiError> {
     let i: Put = parse(&raw.body)?;
     let content = i.template_content.ok_or_else(|| ApiError::missing(&["templateContent"]))?;
-    st.svc.put_template(caller.account.id, &caller.region, name, content.into(), true).await.map_err(err)?;
+    st.svc
+        .resources()
+        .put_template(caller.account.id, &caller.region, name, content.into(), true)
+        .await
+        .map_err(err)?;
     Ok(ok(json!({}), &raw.request_id))
 }
 
 pub(super) fn get(st: &AppState, caller: &Caller, raw: &RawRequest, name: &str) -> Result<Response, ApiError> {
     let t = st
         .svc
+        .resources()
         .template(caller.account.id, &caller.region, name)
         .map_err(|e| ApiError::from_submit(e, Flavor::V2, ""))?;
     let mut content = serde_json::Map::new();
@@ -65,7 +74,7 @@ pub(super) fn list(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<R
     let q = query_pairs(&raw.query);
     let size = page_size(&q, 100)?;
     let start = next_token(&q)?;
-    let all = st.svc.template_names(caller.account.id, &caller.region).map_err(err)?;
+    let all = st.svc.resources().template_names(caller.account.id, &caller.region).map_err(err)?;
     let out = page(
         &all,
         start,
@@ -77,7 +86,7 @@ pub(super) fn list(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<R
 }
 
 pub(super) async fn delete(st: &AppState, caller: &Caller, raw: &RawRequest, name: &str) -> Result<Response, ApiError> {
-    st.svc.delete_template(caller.account.id, &caller.region, name).await.map_err(|e| match e {
+    st.svc.resources().delete_template(caller.account.id, &caller.region, name).await.map_err(|e| match e {
         AdminError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "NotFoundException", m),
         other => err(other),
     })?;
@@ -97,6 +106,7 @@ pub(super) async fn render(st: &AppState, caller: &Caller, raw: &RawRequest, nam
     }
     let mime = st
         .svc
+        .sending()
         .test_render(caller.account.id, &caller.region, name, &data)
         .await
         .map_err(|e| ApiError::from_submit(e, Flavor::V2, ""))?;

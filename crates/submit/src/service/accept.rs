@@ -1,73 +1,30 @@
 //! Accepting a send: credentials, quotas, the sender's and recipients' checks, and the spool;
 //! and the statistics of what was sent.
 
-use std::sync::Arc;
-
 use weir_mail::address::Mailbox;
 use weir_quota::Refusal;
 use weir_store::model::*;
-use weir_store::{StoreError, ledger};
 
+use super::send::Sending;
 use super::*;
 
-impl Service {
-    // ---------------------------------------------------------------- statistics
-
-    /// GetSendStatistics data points: in a cluster, every node's (this node's alone, logged, while
-    /// Redis is away).
-    pub async fn send_statistics(&self, account_id: i64, region: &str) -> Result<Vec<SendDataPoint>, StoreError> {
-        let now_s = (self.now_ns() / 1_000_000_000) as i64;
-        if let Some(points) = self.cluster_statistics(account_id, region, now_s - ledger::STATS_RETENTION_SECS).await? {
-            return Ok(points);
-        }
-        self.ledger.send_statistics(account_id, region, now_s)
-    }
-
-    // ---------------------------------------------------------------- sending
-
-    /// The account whose SES SMTP credentials for `region` these are (constant-time compare).
-    pub fn smtp_login(&self, username: &str, password: &str, region: &str) -> Option<Arc<Account>> {
-        let account = self.account_by_key(username)?;
-        let expected = weir_sigv4::smtp_password(&account.secret, region);
-        weir_sigv4::constant_time_eq(expected.as_bytes(), password.as_bytes()).then_some(account)
-    }
-
-    /// Count a quota refusal and turn it into the error the front doors answer with.
-    pub(super) fn refused(&self, key: &RegionKey, r: Refusal) -> SubmitError {
-        let (reason, err) = match r {
-            Refusal::SendingPaused => ("sending_paused", SubmitError::SendingPaused),
-            Refusal::DailyQuotaExceeded { retry_after } => {
-                ("daily_quota", SubmitError::DailyQuotaExceeded { retry_after })
-            }
-            Refusal::MaxSendRateExceeded { retry_after } => {
-                ("max_send_rate", SubmitError::MaxSendRateExceeded { retry_after })
-            }
-        };
-        *self.refusals.lock().entry((key.clone(), reason)).or_default() += 1;
-        err
-    }
-
-    /// Quota refusals since start: (account id, region, reason, count).
-    pub fn quota_refusals(&self) -> Vec<(i64, String, &'static str, u64)> {
-        self.refusals.lock().iter().map(|((k, reason), n)| (k.0, k.1.clone(), *reason, *n)).collect()
-    }
-
+impl Sending {
     /// Could a one-recipient message from `source` be accepted now? Charges nothing; SMTP asks
     /// at MAIL FROM so that a client does not upload a body only to be refused.
     pub async fn precheck(&self, account: &Account, region: &str, source: &Mailbox) -> Result<(), SubmitError> {
         let key: RegionKey = (account.id, region.to_string());
-        let settings = self.region_settings(account.id, region);
+        let settings = self.directory.region_settings(account.id, region);
         if !settings.sending_enabled {
-            return Err(self.refused(&key, Refusal::SendingPaused));
+            return Err(self.quotas.refused(&key, Refusal::SendingPaused));
         }
-        if !self.catalog.read().is_verified(&key, &source.addr) {
+        if !self.directory.read().is_verified(&key, &source.addr) {
             return Err(SubmitError::MessageRejected(format!(
                 "Email address is not verified. The following identities failed the check in region {}: {}",
                 region_upper(region),
                 display(source)
             )));
         }
-        self.would_pass(&key, &limits_of(&settings), 1).await
+        self.quotas.would_pass(&key, &limits_of(&settings), 1).await
     }
 
     /// Admit and spool one message. Returns the MessageId once the message, its recipients and
@@ -80,13 +37,14 @@ impl Service {
             return Err(SubmitError::InvalidParameter("Recipient count exceeds 50.".into()));
         }
         if sub.configuration_set.is_none() {
-            sub.configuration_set = self.default_configuration_set(account.id, &sub.region, &sub.source.addr);
+            sub.configuration_set =
+                self.identity_settings.default_configuration_set(account.id, &sub.region, &sub.source.addr);
         }
         if let Some(name) = &sub.configuration_set {
-            self.require_configuration_set(account.id, &sub.region, name)?;
+            self.resources.require_configuration_set(account.id, &sub.region, name)?;
         }
         let key: RegionKey = (account.id, sub.region.clone());
-        let settings = self.region_settings(account.id, &sub.region);
+        let settings = self.directory.region_settings(account.id, &sub.region);
         if !settings.sending_enabled {
             return Err(SubmitError::SendingPaused);
         }
@@ -97,80 +55,30 @@ impl Service {
                 distinct.push(r.clone());
             }
         }
-        // The catalog is read in one go (its guard must not live across an await).
-        let checked: Result<Vec<(String, RecipientState)>, Vec<String>> = {
-            let cat = self.catalog.read();
-            let mut failed: Vec<String> = Vec::new();
-            if !cat.is_verified(&key, &sub.source.addr) {
-                failed.push(display(&sub.source));
-            }
-            for f in &sub.header_senders {
-                if !f.addr.eq_ignore_ascii_case(&sub.source.addr) && !cat.is_verified(&key, &f.addr) {
-                    failed.push(display(f));
-                }
-            }
-            if !settings.production {
-                for r in &distinct {
-                    if !is_simulator(r) && !cat.is_verified(&key, r) {
-                        failed.push(r.clone());
-                    }
-                }
-            }
-            if failed.is_empty() {
-                Ok(distinct
-                    .iter()
-                    .map(|r| {
-                        let st = if cat.is_suppressed(&key, r)
-                            || sub.unsubscribed.iter().any(|u| u.eq_ignore_ascii_case(r))
-                        {
-                            RecipientState::Suppressed
-                        } else {
-                            RecipientState::Queued
-                        };
-                        (r.clone(), st)
-                    })
-                    .collect())
-            } else {
-                Err(failed)
-            }
-        };
-        let states = match checked {
+        let states = match self.check_identities(&key, &sub, settings.production, &distinct) {
             Ok(states) => states,
-            Err(failed) => {
-                let (id, region, now) = (account.id, sub.region.clone(), self.now_ms());
-                // Recorded before the answer, so GetSendStatistics right after it counts it.
-                if let Err(e) = self.ledger.record_reject(id, region, now).await {
-                    tracing::error!(error = %e, "a rejection was not counted in the sending statistics");
-                }
-                let msg = format!(
-                    "Email address is not verified. The following identities failed the check in region {}: {}",
-                    region_upper(&sub.region),
-                    failed.join(", ")
-                );
-                if let Some(ev) = &self.events {
-                    ev.reject(&self.mail_info(account, &sub, now), &msg);
-                }
-                return Err(SubmitError::MessageRejected(msg));
-            }
+            Err(failed) => return Err(self.reject(account, &sub, &failed).await),
         };
-        self.check_mail_from(account.id, &sub.region, &sub.source.addr)?;
+        self.mail_from.check_mail_from(account.id, &sub.region, &sub.source.addr)?;
 
-        let charge = self.decide(&key, &limits_of(&settings), distinct.len() as u32, &sub.message_id).await?;
-        let now = self.now_ns();
+        let charge = self.quotas.decide(&key, &limits_of(&settings), distinct.len() as u32, &sub.message_id).await?;
+        let now = self.core.now_ns();
         let tags_json = serde_json::Value::Array(
             sub.tags.iter().map(|(n, v)| serde_json::json!({"Name": n, "Value": v})).collect(),
         )
         .to_string();
         let bulk = sub.tags.iter().any(|(k, v)| k == "weir-class" && v == "bulk")
-            || sub.configuration_set.as_ref().is_some_and(|c| self.config.bulk_configuration_sets.contains(c));
+            || sub.configuration_set.as_ref().is_some_and(|c| self.bulk_configuration_sets.contains(c));
         let priority = if bulk { Priority::Bulk } else { Priority::Transactional };
-        let info =
-            self.events.as_ref().map(|_| (self.mail_info(account, &sub, (now / 1_000_000) as i64), sub.tags.clone()));
+        let info = self
+            .core
+            .events
+            .as_ref()
+            .map(|_| (self.mail_info(account, &sub, (now / 1_000_000) as i64), sub.tags.clone()));
         let sub_size = sub.mime.len();
         let suppressed: Vec<String> =
             states.iter().filter(|(_, st)| *st == RecipientState::Suppressed).map(|(r, _)| r.clone()).collect();
         let unsubscribed_list = std::mem::take(&mut sub.unsubscribed);
-        let unsubscribed = |r: &str| unsubscribed_list.iter().any(|u| u.eq_ignore_ascii_case(r));
         let entry = SpoolEntry {
             id: sub.message_id.clone(),
             account_id: account.id,
@@ -187,33 +95,113 @@ impl Service {
             quota_tat: charge.tat_after,
             priority,
         };
-        match self.spool.enqueue(vec![entry]).await {
+        match self.core.spool.enqueue(vec![entry]).await {
             Ok(()) => {
-                if let (Some(ev), Some((mail, tags))) = (&self.events, info) {
-                    ev.send(&mail, &distinct, &tags);
-                    // As SES: accepted, not sent to addresses on the account's suppression
-                    // list, and a Bounce event says so.
-                    for rcpt in suppressed.iter().filter(|r| !unsubscribed(r)) {
-                        ev.bounce(&mail, mail.timestamp_ms, rcpt, &SUPPRESSED_BOUNCE);
-                    }
-                }
                 tracing::info!(
                     message_id = %sub.message_id, account = %account.name, region = %sub.region,
                     origin = %sub.origin, recipients = distinct.len(), size = sub_size, "accepted"
                 );
-                for rcpt in &suppressed {
-                    if unsubscribed(rcpt) {
-                        tracing::info!(message_id = %sub.message_id, recipient = %rcpt, "not sent: the contact unsubscribed");
-                    } else {
-                        tracing::info!(message_id = %sub.message_id, recipient = %rcpt, "not sent: the address is on the account's suppression list");
-                    }
-                }
+                self.announce_accepted(info.as_ref(), &sub.message_id, &distinct, &suppressed, &unsubscribed_list);
                 Ok(sub.message_id)
             }
             Err(e) => {
-                self.give_back(&key, &charge).await;
+                self.quotas.give_back(&key, &charge).await;
                 tracing::error!(error = %e, "spool write failed; refunded the quota charge");
                 Err(SubmitError::Storage(e))
+            }
+        }
+    }
+
+    fn mail_info(&self, account: &Account, sub: &Submission, now_ms: i64) -> weir_store::events::MailInfo {
+        weir_store::events::MailInfo {
+            message_id: sub.message_id.clone(),
+            source: sub.source.addr.clone(),
+            timestamp_ms: now_ms,
+            account: account.name.clone(),
+            region: sub.region.clone(),
+            configuration_set: sub.configuration_set.clone(),
+        }
+    }
+
+    /// Check the sender, the other header senders and (in the sandbox) the recipients against
+    /// the verified identities: each recipient's first state (suppressed or queued), or the
+    /// addresses that failed. The catalog is read in one go (its guard must not live across an
+    /// await).
+    fn check_identities(
+        &self,
+        key: &RegionKey,
+        sub: &Submission,
+        production: bool,
+        distinct: &[String],
+    ) -> Result<Vec<(String, RecipientState)>, Vec<String>> {
+        let cat = self.directory.read();
+        let mut failed: Vec<String> = Vec::new();
+        if !cat.is_verified(key, &sub.source.addr) {
+            failed.push(display(&sub.source));
+        }
+        for f in &sub.header_senders {
+            if !f.addr.eq_ignore_ascii_case(&sub.source.addr) && !cat.is_verified(key, &f.addr) {
+                failed.push(display(f));
+            }
+        }
+        if !production {
+            failed.extend(distinct.iter().filter(|r| !is_simulator(r) && !cat.is_verified(key, r)).cloned());
+        }
+        if !failed.is_empty() {
+            return Err(failed);
+        }
+        let unsubscribed = |r: &str| sub.unsubscribed.iter().any(|u| u.eq_ignore_ascii_case(r));
+        Ok(distinct
+            .iter()
+            .map(|r| {
+                let suppressed = cat.is_suppressed(key, r) || unsubscribed(r);
+                (r.clone(), if suppressed { RecipientState::Suppressed } else { RecipientState::Queued })
+            })
+            .collect())
+    }
+
+    /// Refuse a send whose identities failed the check: counted in the statistics and announced
+    /// as a Reject event before the answer.
+    async fn reject(&self, account: &Account, sub: &Submission, failed: &[String]) -> SubmitError {
+        let (id, region, now) = (account.id, sub.region.clone(), self.core.now_ms());
+        // Recorded before the answer, so GetSendStatistics right after it counts it.
+        if let Err(e) = self.core.ledger.record_reject(id, region, now).await {
+            tracing::error!(error = %e, "a rejection was not counted in the sending statistics");
+        }
+        let msg = format!(
+            "Email address is not verified. The following identities failed the check in region {}: {}",
+            region_upper(&sub.region),
+            failed.join(", ")
+        );
+        if let Some(ev) = &self.core.events {
+            ev.reject(&self.mail_info(account, sub, now), &msg);
+        }
+        SubmitError::MessageRejected(msg)
+    }
+
+    /// The Send event of an accepted message and, as SES does, a Bounce event for each recipient
+    /// on the account's suppression list (accepted, not sent); a log line for every recipient
+    /// not sent.
+    fn announce_accepted(
+        &self,
+        info: Option<&(weir_store::events::MailInfo, Vec<(String, String)>)>,
+        message_id: &str,
+        distinct: &[String],
+        suppressed: &[String],
+        unsubscribed: &[String],
+    ) {
+        let unsubscribed = |r: &str| unsubscribed.iter().any(|u| u.eq_ignore_ascii_case(r));
+        if let (Some(ev), Some((mail, tags))) = (&self.core.events, info) {
+            ev.send(mail, distinct, tags);
+            for rcpt in suppressed.iter().filter(|r| !unsubscribed(r)) {
+                ev.bounce(mail, mail.timestamp_ms, rcpt, &SUPPRESSED_BOUNCE);
+            }
+        }
+        for rcpt in suppressed {
+            if unsubscribed(rcpt) {
+                tracing::info!(%message_id, recipient = %rcpt, "not sent: the contact unsubscribed");
+            } else {
+                tracing::info!(%message_id, recipient = %rcpt, "not sent: the address is on the account's suppression list");
             }
         }
     }

@@ -16,9 +16,7 @@ use weir_store::model::{Account, Identity, RegionSettings, Suppressed};
 use weir_store::{Documents, StoreError, ledger};
 
 use super::{AdminError, Service, SubmitError};
-use crate::catalog::RegionKey;
 
-mod quotas;
 mod replica;
 
 /// How often a node looks at the epoch and at the catalog stream: the bound on how late a
@@ -26,7 +24,7 @@ mod replica;
 pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How long a refusal for want of Redis asks the client to wait.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
+pub(super) const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Settings of cluster mode.
 #[derive(Debug, Clone)]
@@ -45,25 +43,25 @@ pub struct ClusterConfig {
 
 /// What a node shares with the others.
 pub struct Shared {
-    quota: RedisQuota,
-    epoch: Epoch,
-    log: CatalogLog,
+    pub(super) quota: RedisQuota,
+    pub(super) epoch: Epoch,
+    pub(super) log: CatalogLog,
     /// The last catalog stream id applied here.
-    last: parking_lot::Mutex<String>,
+    pub(super) last: parking_lot::Mutex<String>,
     /// Nodes the operator said left for good, for the keeper to drop from its members.
-    to_forget: parking_lot::Mutex<Vec<String>>,
+    pub(super) to_forget: parking_lot::Mutex<Vec<String>>,
     /// Redis answered the last step of the keeper.
-    redis_up: std::sync::atomic::AtomicBool,
+    pub(super) redis_up: std::sync::atomic::AtomicBool,
     /// Every node known to have joined.
-    members: parking_lot::Mutex<Vec<String>>,
+    pub(super) members: parking_lot::Mutex<Vec<String>>,
     /// The stream id of this node's latest change of each thing (see [`Change::key`]): its
     /// older changes of that thing are not applied again from the stream (they would take the
     /// node back through an old value for a moment).
-    own_latest: parking_lot::Mutex<std::collections::HashMap<String, String>>,
+    pub(super) own_latest: parking_lot::Mutex<std::collections::HashMap<String, String>>,
     /// The catalog stream has been read to its end once (a new node knows the accounts).
-    caught_up: std::sync::atomic::AtomicBool,
+    pub(super) caught_up: std::sync::atomic::AtomicBool,
     /// Document changes made here and not yet in the stream (Redis was unreachable), in order.
-    outbox: tokio::sync::Mutex<std::collections::VecDeque<Change>>,
+    pub(super) outbox: tokio::sync::Mutex<std::collections::VecDeque<Change>>,
 }
 
 impl Shared {
@@ -134,40 +132,26 @@ pub(crate) enum Change {
     MailFrom { account_id: i64, region: String, identity: String, record: Option<weir_store::model::MailFromRecord> },
 }
 
-fn unavailable(e: &ClusterError) -> SubmitError {
+pub(super) fn unavailable(e: &ClusterError) -> SubmitError {
     // Once per send: the keeper logs the outage itself, once.
     tracing::debug!(error = %e, "shared quota store unavailable; send refused");
     SubmitError::Unavailable { retry_after: RETRY_AFTER }
 }
 
 impl Service {
-    /// Count a send refused for want of Redis (reason `unavailable` in the quota refusals).
-    fn refused_unavailable(&self, key: &RegionKey, e: SubmitError) -> SubmitError {
-        *self.refusals.lock().entry((key.clone(), "unavailable")).or_default() += 1;
-        e
-    }
-}
-
-impl Service {
-    /// Share quotas and catalog with the other nodes through `shared`; call [`Service::run_cluster`]
-    /// to keep them in step.
-    pub fn attach_cluster(&self, shared: Arc<Shared>) {
-        let _ = self.cluster.set(shared);
-    }
-
     /// Whether this node is part of a cluster.
     pub fn clustered(&self) -> bool {
-        self.cluster.get().is_some()
+        self.core.cluster.as_ref().is_some()
     }
 
     /// This node's name in the cluster, if any.
     pub fn cluster_node(&self) -> Option<&str> {
-        self.cluster.get().map(|c| c.epoch.node())
+        self.core.cluster.as_ref().map(|c| c.epoch.node())
     }
 
     /// What this node knows of the cluster; None in embedded mode.
     pub fn cluster_status(&self) -> Option<ClusterStatus> {
-        let c = self.cluster.get()?;
+        let c = self.core.cluster.as_ref()?;
         let relaxed = std::sync::atomic::Ordering::Relaxed;
         Some(ClusterStatus {
             node: c.epoch.node().to_string(),
@@ -183,16 +167,17 @@ impl Service {
     /// Whether the node is ready for sends (embedded: always; cluster: the shared counters are
     /// open and the catalog stream has been read to its end once).
     pub fn admitting(&self) -> bool {
-        self.cluster
-            .get()
+        self.core
+            .cluster
+            .as_ref()
             .is_none_or(|c| c.epoch.current().is_some() && c.caught_up.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Keep this node in step with the cluster until the process ends: the epoch gate (re-seeding
     /// an emptied Redis from this node's ledger) and the catalog changes of the other nodes.
     pub async fn run_cluster(self: Arc<Self>) {
-        let Some(shared) = self.cluster.get().cloned() else { return };
-        let mut members: Vec<String> = load_members(&self.documents);
+        let Some(shared) = self.core.cluster.as_ref().cloned() else { return };
+        let mut members: Vec<String> = load_members(&self.core.documents);
         let mut ticker = tokio::time::interval(FOLLOW_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut healthy = true;
@@ -204,7 +189,7 @@ impl Service {
             if !gone.is_empty() {
                 members.retain(|m| !gone.contains(m));
                 tracing::info!(nodes = ?gone, "forgot nodes that left the cluster");
-                if let Err(e) = save_members(&self.documents, members.clone()).await {
+                if let Err(e) = save_members(&self.core.documents, members.clone()).await {
                     tracing::error!(error = %e, "could not keep the cluster's members");
                 }
             }
@@ -232,7 +217,7 @@ impl Service {
                     }
                     if step.members != members {
                         members = step.members;
-                        if let Err(e) = save_members(&self.documents, members.clone()).await {
+                        if let Err(e) = save_members(&self.core.documents, members.clone()).await {
                             tracing::error!(error = %e, "could not keep the cluster's members");
                         }
                     }
@@ -252,12 +237,12 @@ impl Service {
             // the previous bucket every second.
             round += 1;
             if stats_published.is_none() || round % 10 == 0 {
-                let now_s = (self.now_ns() / 1_000_000_000) as i64;
+                let now_s = (self.core.now_ns() / 1_000_000_000) as i64;
                 let since = match stats_published {
                     Some(_) => now_s - 2 * ledger::STATS_BUCKET_SECS,
                     None => now_s - ledger::STATS_RETENTION_SECS,
                 };
-                match self.publish_statistics(&shared, since).await {
+                match self.quotas.publish_statistics(&shared, since).await {
                     Ok(()) => stats_published = Some(now_s),
                     Err(e) => tracing::debug!(error = %e, "statistics not shared this round"),
                 }
@@ -275,8 +260,8 @@ impl Service {
         if lost && let Err(e) = self.republish().await {
             tracing::error!(error = %e, "could not re-publish the catalog to the emptied redis");
         }
-        let now_s = self.now_ns() / 1_000_000_000;
-        match self.ledger.load_quotas(now_s) {
+        let now_s = self.core.now_ns() / 1_000_000_000;
+        match self.core.ledger.load_quotas(now_s) {
             Ok(rows) => rows
                 .into_iter()
                 .map(|((account_id, region), rec)| LedgerEntry {
@@ -294,45 +279,11 @@ impl Service {
     }
 
     async fn republish(&self) -> Result<(), ClusterError> {
-        let Some(shared) = self.cluster.get() else { return Ok(()) };
-        let changes: Vec<Change> = {
-            let cat = self.catalog.read();
-            let mut v: Vec<Change> = cat.by_id.values().map(|a| Change::Account { account: (**a).clone() }).collect();
-            v.extend(cat.regions.iter().map(|((id, r), s)| Change::Region {
-                account_id: *id,
-                region: r.clone(),
-                settings: s.clone(),
-            }));
-            for ((id, r), m) in &cat.identities {
-                v.extend(m.values().map(|i| Change::Identity {
-                    account_id: *id,
-                    region: r.clone(),
-                    identity: i.clone(),
-                }));
-            }
-            for ((id, r), m) in &cat.suppression {
-                v.extend(m.values().map(|s| Change::Suppressed {
-                    account_id: *id,
-                    region: r.clone(),
-                    entry: s.clone(),
-                }));
-            }
-            v
-        };
-        let mut changes = changes;
-        changes.extend(self.dkim.read().iter().map(|((k, domain), e)| Change::Dkim {
-            account_id: k.0,
-            region: k.1.clone(),
-            domain: domain.clone(),
-            record: Some(e.record.clone()),
-        }));
-        changes.extend(self.mail_from.read().iter().map(|((k, identity), m)| Change::MailFrom {
-            account_id: k.0,
-            region: k.1.clone(),
-            identity: identity.clone(),
-            record: Some(m.clone()),
-        }));
-        let docs = self.documents.list_accounts_docs().unwrap_or_default();
+        let Some(shared) = self.core.cluster.as_ref() else { return Ok(()) };
+        let mut changes = self.directory.changes();
+        changes.extend(self.dkim.changes());
+        changes.extend(self.mail_from.changes());
+        let docs = self.core.documents.list_accounts_docs().unwrap_or_default();
         let changes: Vec<Change> = changes
             .into_iter()
             .chain(docs.into_iter().map(|(account_id, region, kind, d)| Change::Doc {
@@ -344,7 +295,7 @@ impl Service {
                 created_ms: d.created_ms,
             }))
             .collect();
-        let floor = self.accounts.max_id().unwrap_or(0);
+        let floor = self.core.accounts.max_id().unwrap_or(0);
         shared.log.next_account_id(floor - 1).await?;
         for c in &changes {
             if let Change::Account { account } = c {
@@ -391,62 +342,10 @@ impl Service {
         }
     }
 
-    /// Make `change` here and, in a cluster, on every node. Published first: a change Redis did
-    /// not take is not made (but an address is always suppressed here: that only stops mail).
-    pub(crate) async fn commit(&self, change: Change) -> Result<(), AdminError> {
-        if let Some(shared) = self.cluster.get()
-            && let Err(e) = publish(shared, &change).await
-        {
-            if !matches!(change, Change::Suppressed { .. }) {
-                return Err(AdminError::Unavailable(format!("the cluster's shared store is unavailable: {e}")));
-            }
-            tracing::warn!(error = %e, "suppression applied on this node only: redis unavailable");
-        }
-        Ok(self.apply(change).await?)
-    }
-
-    /// After a document was written or deleted here: the other nodes get it through the stream,
-    /// in order, retried while Redis is unreachable (the change stands here meanwhile).
-    pub(crate) async fn share_doc(&self, account_id: i64, region: &str, kind: &str, name: &str) {
-        if !self.clustered() {
-            return;
-        }
-        let d = self.documents.get((account_id, region, kind), name);
-        let (doc, created_ms) = match d {
-            Ok(Some(d)) => (Some(d.doc), d.created_ms),
-            Ok(None) => (None, 0),
-            Err(e) => {
-                tracing::error!(error = %e, %kind, %name, "could not read a document to share it");
-                return;
-            }
-        };
-        let change = Change::Doc {
-            account_id,
-            region: region.to_string(),
-            kind: kind.to_string(),
-            name: name.to_string(),
-            doc,
-            created_ms,
-        };
-        self.share(change).await;
-    }
-
-    /// A change made here, for the other nodes: through the outbox, in order.
-    pub(crate) async fn share(&self, change: Change) {
-        let Some(shared) = self.cluster.get() else { return };
-        shared.outbox.lock().await.push_back(change);
-        flush(shared).await;
-    }
-
-    /// After every document of a kind was deleted here (see [`Service::share_doc`]).
-    pub(crate) async fn share_cleared(&self, account_id: i64, region: &str, kind: &str) {
-        self.share(Change::DocsCleared { account_id, region: region.to_string(), kind: kind.to_string() }).await;
-    }
-
     /// Forget node `node` (it left the cluster for good), on every node: an emptied Redis no
     /// longer waits for it to re-seed.
     pub async fn forget_node(&self, node: &str) -> Result<(), AdminError> {
-        let Some(shared) = self.cluster.get() else {
+        let Some(shared) = self.core.cluster.as_ref() else {
             return Err(AdminError::Invalid("this node is not in a cluster ([cluster] redis is not set)".into()));
         };
         if node == shared.epoch.node() {
@@ -457,25 +356,14 @@ impl Service {
         }
         let down = |e: ClusterError| AdminError::Unavailable(format!("the cluster's shared store is unavailable: {e}"));
         shared.epoch.forget(node).await.map_err(down)?;
-        self.commit(Change::NodeForgotten { node: node.to_string() }).await
-    }
-
-    /// A new account's row id: the store's own in embedded mode (None), the shared sequence's
-    /// in a cluster, with the name claimed cluster-wide.
-    pub(crate) async fn new_account_id(&self, name: &str) -> Result<Option<i64>, AdminError> {
-        let Some(shared) = self.cluster.get() else { return Ok(None) };
-        let down = |e: ClusterError| AdminError::Unavailable(format!("the cluster's shared store is unavailable: {e}"));
-        let floor = self.accounts.max_id()?;
-        let id = shared.log.next_account_id(floor).await.map_err(down)?;
-        if !shared.log.claim_account_name(name, id).await.map_err(down)? {
-            return Err(AdminError::Conflict(format!("account '{name}' already exists")));
-        }
-        Ok(Some(id))
+        let change = Change::NodeForgotten { node: node.to_string() };
+        self.core.publish_first(&change).await?;
+        Ok(self.apply(change).await?)
     }
 }
 
 fn shared_forget(svc: &Service, node: String) {
-    if let Some(shared) = svc.cluster.get() {
+    if let Some(shared) = svc.core.cluster.as_ref() {
         shared.members.lock().retain(|m| *m != node);
         shared.to_forget.lock().push(node);
     }
@@ -511,7 +399,11 @@ impl Change {
 }
 
 /// Put `value` under `key`, or remove `key` for None (a mirrored map following its record).
-fn set_or_remove<K: Eq + std::hash::Hash, V>(map: &mut std::collections::HashMap<K, V>, key: K, value: Option<V>) {
+pub(super) fn set_or_remove<K: Eq + std::hash::Hash, V>(
+    map: &mut std::collections::HashMap<K, V>,
+    key: K,
+    value: Option<V>,
+) {
     match value {
         Some(v) => {
             map.insert(key, v);
@@ -523,14 +415,14 @@ fn set_or_remove<K: Eq + std::hash::Hash, V>(map: &mut std::collections::HashMap
 }
 
 /// Append `change` to the stream, remembering it as this node's latest change of its thing.
-async fn publish(shared: &Shared, change: &Change) -> Result<String, ClusterError> {
+pub(super) async fn publish(shared: &Shared, change: &Change) -> Result<String, ClusterError> {
     let id = shared.log.publish(&to_json(change)).await?;
     shared.own_latest.lock().insert(change.key(), id.clone());
     Ok(id)
 }
 
 /// Publish what waits in the outbox, in order, up to the first failure.
-async fn flush(shared: &Shared) {
+pub(super) async fn flush(shared: &Shared) {
     let mut outbox = shared.outbox.lock().await;
     while let Some(change) = outbox.front() {
         match publish(shared, change).await {

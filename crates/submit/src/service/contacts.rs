@@ -5,7 +5,11 @@
 use serde::{Deserialize, Serialize};
 use weir_store::model::{Doc, Put};
 
-use super::{AdminError, Service, SubmitError};
+use std::sync::Arc;
+
+use super::core::Core;
+use super::directory::Directory;
+use super::{AdminError, SubmitError};
 
 const CONTACT_LIST: &str = "contact-list";
 
@@ -131,7 +135,19 @@ fn no_list(name: &str) -> AdminError {
     AdminError::NotFound(format!("List with name {name} does not exist."))
 }
 
-impl Service {
+/// Contact lists and their contacts (stored as documents), and unsubscribe links.
+pub struct Contacts {
+    core: Arc<Core>,
+    directory: Arc<Directory>,
+    /// Base URL and key of unsubscribe links.
+    unsubscribe: Option<(String, Vec<u8>)>,
+}
+
+impl Contacts {
+    pub(crate) fn new(core: Arc<Core>, directory: Arc<Directory>, unsubscribe: Option<(String, Vec<u8>)>) -> Self {
+        Contacts { core, directory, unsubscribe }
+    }
+
     /// Create a contact list (SES allows one per account and region).
     pub async fn create_contact_list(
         &self,
@@ -164,26 +180,27 @@ impl Service {
 
     async fn write_list(&self, account_id: i64, region: &str, list: ContactList, mode: Put) -> Result<(), AdminError> {
         let doc = serde_json::to_string(&list).map_err(|e| AdminError::Invalid(e.to_string()))?;
-        let (r, n, now) = (region.to_string(), list.name.clone(), self.now_ms());
+        let (r, n, now) = (region.to_string(), list.name.clone(), self.core.now_ms());
         let what = format!("List with name {}", list.name);
         let name = list.name.clone();
-        self.documents
+        self.core
+            .documents
             .put((account_id, &r, CONTACT_LIST), &n, doc, now, mode, &what)
             .await
             .map_err(AdminError::from_store)?;
-        self.share_doc(account_id, region, CONTACT_LIST, &name).await;
+        self.core.share_doc(account_id, region, CONTACT_LIST, &name).await;
         Ok(())
     }
 
     /// A contact list.
     pub fn contact_list(&self, account_id: i64, region: &str, name: &str) -> Result<Option<ContactList>, AdminError> {
-        let d = self.documents.get((account_id, region, CONTACT_LIST), name)?;
+        let d = self.core.documents.get((account_id, region, CONTACT_LIST), name)?;
         Ok(d.as_ref().and_then(list_of))
     }
 
     /// Every contact list, by name.
     pub fn contact_lists(&self, account_id: i64, region: &str) -> Result<Vec<ContactList>, AdminError> {
-        let all = self.documents.list((account_id, region, CONTACT_LIST))?;
+        let all = self.core.documents.list((account_id, region, CONTACT_LIST))?;
         Ok(all.iter().filter_map(list_of).collect())
     }
 
@@ -208,7 +225,7 @@ impl Service {
     }
 
     /// Replace a list's tags.
-    pub(super) async fn set_contact_list_tags(
+    pub(crate) async fn set_contact_list_tags(
         &self,
         account_id: i64,
         region: &str,
@@ -223,12 +240,13 @@ impl Service {
     /// Delete a list and its contacts.
     pub async fn delete_contact_list(&self, account_id: i64, region: &str, name: &str) -> Result<(), AdminError> {
         let what = format!("List with name {name}");
-        self.documents
+        self.core
+            .documents
             .delete_with_kind((account_id, region, CONTACT_LIST), name, &what, &contacts_kind(name))
             .await
             .map_err(AdminError::from_store)?;
-        self.share_doc(account_id, region, CONTACT_LIST, name).await;
-        self.share_cleared(account_id, region, &contacts_kind(name)).await;
+        self.core.share_doc(account_id, region, CONTACT_LIST, name).await;
+        self.core.share_cleared(account_id, region, &contacts_kind(name)).await;
         Ok(())
     }
 
@@ -256,15 +274,16 @@ impl Service {
             return Err(AdminError::Invalid("AttributesData must be valid JSON.".into()));
         }
         let doc = serde_json::to_string(&contact).map_err(|e| AdminError::Invalid(e.to_string()))?;
-        let (r, kind, now) = (region.to_string(), contacts_kind(list), self.now_ms());
+        let (r, kind, now) = (region.to_string(), contacts_kind(list), self.core.now_ms());
         let what = format!("Contact {}", contact.email);
         let mode = if update { Put::Update } else { Put::Create };
         let (k, email) = (kind.clone(), contact.email.clone());
-        self.documents
+        self.core
+            .documents
             .put((account_id, &r, &kind), &contact.email, doc, now, mode, &what)
             .await
             .map_err(AdminError::from_store)?;
-        self.share_doc(account_id, region, &k, &email).await;
+        self.core.share_doc(account_id, region, &k, &email).await;
         Ok(())
     }
 
@@ -277,14 +296,14 @@ impl Service {
         email: &str,
     ) -> Result<Option<Contact>, AdminError> {
         let kind = contacts_kind(list);
-        let d = self.documents.get((account_id, region, &kind), &email.to_ascii_lowercase())?;
+        let d = self.core.documents.get((account_id, region, &kind), &email.to_ascii_lowercase())?;
         Ok(d.as_ref().and_then(contact_of))
     }
 
     /// Every contact of a list, by address.
     pub fn contacts(&self, account_id: i64, region: &str, list: &str) -> Result<Vec<Contact>, AdminError> {
         let kind = contacts_kind(list);
-        let all = self.documents.list((account_id, region, &kind))?;
+        let all = self.core.documents.list((account_id, region, &kind))?;
         Ok(all.iter().filter_map(contact_of).collect())
     }
 
@@ -299,14 +318,14 @@ impl Service {
         let (r, kind, e) = (region.to_string(), contacts_kind(list), email.to_ascii_lowercase());
         let what = format!("Contact {e}");
         let (k, address) = (kind.clone(), e.clone());
-        self.documents.delete((account_id, &r, &kind), &e, &what).await.map_err(AdminError::from_store)?;
-        self.share_doc(account_id, region, &k, &address).await;
+        self.core.documents.delete((account_id, &r, &kind), &e, &what).await.map_err(AdminError::from_store)?;
+        self.core.share_doc(account_id, region, &k, &address).await;
         Ok(())
     }
 
     /// For a send with list management: the list must exist (and the topic in it); returns the
     /// recipients that unsubscribed.
-    pub(super) fn unsubscribed(
+    pub(crate) fn unsubscribed(
         &self,
         account_id: i64,
         region: &str,
@@ -340,11 +359,6 @@ impl Service {
         Ok(out)
     }
 
-    /// Set the base URL and key of unsubscribe links.
-    pub fn set_unsubscribe_links(&self, base_url: String, secret: Vec<u8>) {
-        let _ = self.unsubscribe.set((base_url, secret));
-    }
-
     /// The one-click unsubscribe URL of `recipient` of message `message_id` (sent with list
     /// management and, maybe, a configuration set, whose destinations get the Subscription event).
     pub fn unsubscribe_url(
@@ -356,7 +370,7 @@ impl Service {
         message_id: &str,
         configuration_set: Option<&str>,
     ) -> String {
-        let (base, secret) = self.unsubscribe.get().cloned().unwrap_or_default();
+        let (base, secret) = self.unsubscribe.clone().unwrap_or_default();
         let payload = serde_json::json!([
             account_id,
             region,
@@ -380,7 +394,7 @@ impl Service {
     pub async fn unsubscribe(&self, token: &str, source: &str) -> Result<Option<(String, String)>, AdminError> {
         use base64::Engine as _;
         let Some(sealed) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).ok() else { return Ok(None) };
-        let secret = self.unsubscribe.get().map(|(_, s)| s.clone()).unwrap_or_default();
+        let secret = self.unsubscribe.as_ref().map(|(_, s)| s.clone()).unwrap_or_default();
         let Ok(payload) = token_sealer(&secret).open(TOKEN_AAD, &sealed) else { return Ok(None) };
         type Payload = (i64, String, String, Option<String>, String, String, Option<String>);
         let Ok((account_id, region, list, topic, email, message_id, configuration_set)) =
@@ -414,9 +428,9 @@ impl Service {
             None => c.unsubscribe_all = true,
         }
         self.put_contact(account_id, &region, &list, c.clone(), old.is_some()).await?;
-        let account = self.account_by_id(account_id).map(|a| a.name.clone()).unwrap_or_default();
+        let account = self.directory.account_by_id(account_id).map(|a| a.name.clone()).unwrap_or_default();
         tracing::info!(%account, %region, %list, contact = %email, topic = ?topic, "unsubscribed");
-        if let Some(ev) = &self.events {
+        if let Some(ev) = &self.core.events {
             let prefs = |c: Option<&Contact>| {
                 serde_json::json!({
                     "unsubscribeAll": c.is_some_and(|c| c.unsubscribe_all),
@@ -426,7 +440,7 @@ impl Service {
                     })).collect::<Vec<_>>(),
                 })
             };
-            let now = self.now_ms();
+            let now = self.core.now_ms();
             let mail = weir_store::events::MailInfo {
                 message_id,
                 source: String::new(),

@@ -7,7 +7,13 @@ use std::sync::Arc;
 use weir_mail::dkim::{KeyPair, KeySpec, Signer};
 use weir_store::model::DkimRecord;
 
-use super::{AdminError, Service};
+use std::collections::HashMap;
+
+use parking_lot::RwLock;
+
+use super::AdminError;
+use super::cluster::{Change, set_or_remove};
+use super::core::Core;
 use crate::catalog::RegionKey;
 
 /// How many tokens (selectors, keys) Easy DKIM gives a domain, as SES does.
@@ -114,35 +120,72 @@ fn token() -> String {
     (0..32).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect()
 }
 
-impl Service {
+/// The DKIM keys of every domain, by (account, region) and domain (one lock).
+pub struct DkimKeys {
+    core: Arc<Core>,
+    keys: RwLock<HashMap<(RegionKey, String), DkimEntry>>,
+}
+
+impl DkimKeys {
+    pub(crate) fn new(core: Arc<Core>, records: Vec<(i64, String, DkimRecord)>) -> Self {
+        let keys = records
+            .into_iter()
+            .map(|(id, region, d)| (((id, region), d.identity.clone()), DkimEntry::new(d)))
+            .collect();
+        DkimKeys { core, keys: RwLock::new(keys) }
+    }
+
+    /// Store another node's DKIM change here, then mirror it in memory.
+    pub(crate) async fn apply(
+        &self,
+        account_id: i64,
+        region: String,
+        domain: String,
+        record: Option<DkimRecord>,
+    ) -> Result<(), weir_store::StoreError> {
+        match record.clone() {
+            Some(rec) => self.core.accounts.put_dkim(account_id, region.clone(), rec).await?,
+            None => self.core.accounts.delete_dkim(account_id, region.clone(), domain.clone()).await?,
+        }
+        set_or_remove(&mut self.keys.write(), ((account_id, region), domain), record.map(DkimEntry::new));
+        Ok(())
+    }
+
+    /// Every domain's DKIM as changes, to publish again to an emptied Redis.
+    pub(crate) fn changes(&self) -> Vec<Change> {
+        let keys = self.keys.read();
+        keys.iter()
+            .map(|((k, domain), e)| Change::Dkim {
+                account_id: k.0,
+                region: k.1.clone(),
+                domain: domain.clone(),
+                record: Some(e.record.clone()),
+            })
+            .collect()
+    }
+
     fn dkim_key(account_id: i64, region: &str, domain: &str) -> (RegionKey, String) {
         ((account_id, region.to_string()), domain.to_ascii_lowercase())
     }
 
     /// Whether any domain has DKIM (the delivery path skips looking otherwise).
     pub fn dkim_in_use(&self) -> bool {
-        !self.dkim.read().is_empty()
+        !self.keys.read().is_empty()
     }
 
     /// A domain's DKIM, if it has any.
     pub fn dkim(&self, account_id: i64, region: &str, domain: &str) -> Option<DkimView> {
-        self.dkim.read().get(&Self::dkim_key(account_id, region, domain)).map(DkimEntry::view)
+        self.keys.read().get(&Self::dkim_key(account_id, region, domain)).map(DkimEntry::view)
     }
 
     async fn save_dkim(&self, account_id: i64, region: &str, record: DkimRecord) -> Result<DkimView, AdminError> {
-        self.accounts.put_dkim(account_id, region.to_string(), record.clone()).await?;
+        self.core.accounts.put_dkim(account_id, region.to_string(), record.clone()).await?;
         let shared = record.clone();
         let entry = DkimEntry::new(record);
         let view = entry.view();
-        self.dkim.write().insert(Self::dkim_key(account_id, region, &entry.record.identity), entry);
+        self.keys.write().insert(Self::dkim_key(account_id, region, &entry.record.identity), entry);
         let domain = shared.identity.clone();
-        self.share(super::cluster::Change::Dkim {
-            account_id,
-            region: region.to_string(),
-            domain,
-            record: Some(shared),
-        })
-        .await;
+        self.core.share(Change::Dkim { account_id, region: region.to_string(), domain, record: Some(shared) }).await;
         Ok(view)
     }
 
@@ -176,7 +219,7 @@ impl Service {
             keys,
             key_spec: spec.as_str().into(),
             next_key_spec: spec.as_str().into(),
-            generated_ms: self.now_ms(),
+            generated_ms: self.core.now_ms(),
             last_success_ms: 0,
             pending: None,
         };
@@ -187,7 +230,7 @@ impl Service {
     /// (pending) until DNS shows its record, then signs, and the oldest key is dropped.
     pub async fn rotate_dkim(&self, account_id: i64, region: &str, domain: &str) -> Result<DkimView, AdminError> {
         let Some(mut record) =
-            self.dkim.read().get(&Self::dkim_key(account_id, region, domain)).map(|e| e.record.clone())
+            self.keys.read().get(&Self::dkim_key(account_id, region, domain)).map(|e| e.record.clone())
         else {
             return Err(AdminError::NotFound(format!("{domain} has no DKIM keys to rotate")));
         };
@@ -217,7 +260,7 @@ impl Service {
         let key = KeyPair::from_base64(private_key_b64).map_err(|e| AdminError::Invalid(e.to_string()))?;
         // A domain already signing with the customer's key keeps signing with it until DNS shows
         // the new selector's record: the new key waits as the pending one.
-        let current = self.dkim.read().get(&Self::dkim_key(account_id, region, domain)).cloned();
+        let current = self.keys.read().get(&Self::dkim_key(account_id, region, domain)).cloned();
         if let Some(e) = current.filter(|e| e.signs() && e.record.origin == "EXTERNAL") {
             let mut record = e.record;
             record.pending = Some((selector.to_string(), key.private_der));
@@ -231,7 +274,7 @@ impl Service {
             keys: vec![(selector.to_string(), key.private_der)],
             key_spec: key.spec.as_str().into(),
             next_key_spec: key.spec.as_str().into(),
-            generated_ms: self.now_ms(),
+            generated_ms: self.core.now_ms(),
             last_success_ms: 0,
             pending: None,
         };
@@ -247,7 +290,7 @@ impl Service {
         enabled: bool,
     ) -> Result<DkimView, AdminError> {
         let Some(mut record) =
-            self.dkim.read().get(&Self::dkim_key(account_id, region, domain)).map(|e| e.record.clone())
+            self.keys.read().get(&Self::dkim_key(account_id, region, domain)).map(|e| e.record.clone())
         else {
             return Err(AdminError::Invalid(format!("Domain {domain} is not verified for DKIM signing.")));
         };
@@ -257,16 +300,16 @@ impl Service {
 
     /// Forget a domain's DKIM (its identity was deleted).
     pub(crate) async fn delete_dkim(&self, account_id: i64, region: &str, domain: &str) -> Result<(), AdminError> {
-        self.accounts.delete_dkim(account_id, region.to_string(), domain.to_ascii_lowercase()).await?;
-        self.dkim.write().remove(&Self::dkim_key(account_id, region, domain));
+        self.core.accounts.delete_dkim(account_id, region.to_string(), domain.to_ascii_lowercase()).await?;
+        self.keys.write().remove(&Self::dkim_key(account_id, region, domain));
         let domain = domain.to_ascii_lowercase();
-        self.share(super::cluster::Change::Dkim { account_id, region: region.to_string(), domain, record: None }).await;
+        self.core.share(Change::Dkim { account_id, region: region.to_string(), domain, record: None }).await;
         Ok(())
     }
 
     /// The TXT records a domain's DKIM needs: (name, value).
     pub fn dkim_dns_records(&self, account_id: i64, region: &str, domain: &str) -> Vec<(String, String)> {
-        let map = self.dkim.read();
+        let map = self.keys.read();
         let Some(e) = map.get(&Self::dkim_key(account_id, region, domain)) else { return vec![] };
         e.record
             .keys
@@ -281,7 +324,7 @@ impl Service {
 
     /// Every domain's records for the DNS check.
     pub fn dkim_checks(&self) -> Vec<DkimCheck> {
-        self.dkim
+        self.keys
             .read()
             .iter()
             .map(|(((account_id, region), domain), e)| {
@@ -306,12 +349,12 @@ impl Service {
         fail_after_ms: i64,
     ) -> Result<Option<String>, AdminError> {
         let Some(mut record) =
-            self.dkim.read().get(&Self::dkim_key(account_id, region, domain)).map(|e| e.record.clone())
+            self.keys.read().get(&Self::dkim_key(account_id, region, domain)).map(|e| e.record.clone())
         else {
             return Ok(None);
         };
         let (status, last) =
-            status_after(finding, record.generated_ms, record.last_success_ms, self.now_ms(), fail_after_ms);
+            status_after(finding, record.generated_ms, record.last_success_ms, self.core.now_ms(), fail_after_ms);
         // DNS shows the next key: it signs from now on (Easy DKIM keeps three keys; a customer's
         // key replaces the old one).
         if pending_published && let Some(next) = record.pending.take() {
@@ -320,7 +363,7 @@ impl Service {
             }
             record.keys.insert(0, next);
             record.keys.truncate(if record.origin == "AWS_SES" { EASY_DKIM_TOKENS } else { 1 });
-            record.generated_ms = self.now_ms();
+            record.generated_ms = self.core.now_ms();
             record.status = status.into();
             record.last_success_ms = last;
             self.save_dkim(account_id, region, record).await?;
@@ -330,7 +373,7 @@ impl Service {
         // The last success moves on every good check; it is only written when the status
         // changes or it is the first, so that checks do not rewrite every row each time.
         if !changed && (record.last_success_ms != 0 || last == 0) {
-            if let Some(e) = self.dkim.write().get_mut(&Self::dkim_key(account_id, region, domain)) {
+            if let Some(e) = self.keys.write().get_mut(&Self::dkim_key(account_id, region, domain)) {
                 e.record.last_success_ms = last;
             }
             return Ok(None);
@@ -344,7 +387,7 @@ impl Service {
     /// The signer for mail from `from_domain` (or its closest parent domain with DKIM) in
     /// (account, region), when that domain's DKIM signs.
     pub fn dkim_signer(&self, account_id: i64, region: &str, from_domain: &str) -> Option<Arc<Signer>> {
-        let map = self.dkim.read();
+        let map = self.keys.read();
         let key = (account_id, region.to_string());
         let mut domain = from_domain.to_ascii_lowercase();
         loop {

@@ -9,7 +9,12 @@ use weir_mail::feedback::{Report, parse_report, parse_return_path};
 use weir_store::events::{Failure, MailInfo};
 use weir_store::spool::{self, QueueFilter};
 
-use super::{AdminError, Service};
+use std::sync::Arc;
+
+use super::AdminError;
+use super::core::Core;
+use super::directory::Directory;
+use super::mail_from::MailFromDomains;
 
 /// Local part of the address feedback loops send complaint reports to, at every return-path
 /// domain (register `fbl@<domain>` with the mailbox providers' feedback loops).
@@ -44,12 +49,6 @@ pub(crate) struct FeedbackSources {
     buckets: Mutex<HashMap<IpAddr, (f64, i64)>>,
 }
 
-impl Default for FeedbackSources {
-    fn default() -> Self {
-        FeedbackSources { loops: vec![], per_minute: 60.0, buckets: Mutex::new(HashMap::new()) }
-    }
-}
-
 /// A recipient a report is about, and how it was named.
 struct About {
     message_id: String,
@@ -58,25 +57,34 @@ struct About {
     rcpt_hint: Option<String>,
 }
 
-impl Service {
-    /// Send mail with per-recipient return paths (tags keyed with `secret`): at
-    /// `default_domain`, and at the MAIL FROM domains of identities that have one.
-    pub fn with_return_path(mut self, default_domain: Option<String>, secret: Vec<u8>) -> Self {
-        self.return_path = Some((default_domain, secret));
-        self
-    }
+/// Mail coming back: who may send reports, what an address at the feedback listener stands
+/// for, and what a report does.
+pub struct Feedback {
+    core: Arc<Core>,
+    directory: Arc<Directory>,
+    mail_from: Arc<MailFromDomains>,
+    sources: FeedbackSources,
+}
 
-    /// The feedback loops' networks, and how many reports one address may send per minute.
-    pub fn with_feedback_sources(mut self, loops: Vec<ipnet::IpNet>, per_minute: u32) -> Self {
-        self.feedback_sources =
+impl Feedback {
+    /// Reports from `loops` (the feedback loops' networks) may name a recipient without its
+    /// return path; one address may send `per_minute` reports a minute.
+    pub(crate) fn new(
+        core: Arc<Core>,
+        directory: Arc<Directory>,
+        mail_from: Arc<MailFromDomains>,
+        loops: Vec<ipnet::IpNet>,
+        per_minute: u32,
+    ) -> Self {
+        let sources =
             FeedbackSources { loops, per_minute: f64::from(per_minute.max(1)), buckets: Mutex::new(HashMap::new()) };
-        self
+        Feedback { core, directory, mail_from, sources }
     }
 
     /// Whether `peer` may send one more report now (a token bucket per address, a minute deep).
     pub fn feedback_admit(&self, peer: IpAddr) -> bool {
-        let now = self.now_ms();
-        let src = &self.feedback_sources;
+        let now = self.core.now_ms();
+        let src = &self.sources;
         let mut buckets = src.buckets.lock();
         if buckets.len() > 10_000 {
             // Forget addresses whose bucket has filled again.
@@ -96,8 +104,8 @@ impl Service {
     /// recipient), or the complaints address (`fbl@` a return-path domain) that feedback loops
     /// send ARF reports to; `None` for any other address, which the listener refuses.
     pub fn feedback_target(&self, address: &str) -> Option<FeedbackTarget> {
-        let (_, secret) = self.return_path.as_ref()?;
-        let domains = self.return_path_domains();
+        let secret = self.mail_from.return_path_secret()?;
+        let domains = self.mail_from.return_path_domains();
         if let Some((local, domain)) = address.rsplit_once('@')
             && local.eq_ignore_ascii_case(COMPLAINTS_LOCAL_PART)
             && domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
@@ -118,14 +126,14 @@ impl Service {
                     about.push(About { message_id: m.clone(), idx: Some(*i), rcpt_hint: None })
                 }
                 (FeedbackTarget::Complaints, Report::Complaint { original, .. }) => {
-                    let secret = self.return_path.as_ref().map(|(_, s)| s.as_slice()).unwrap_or_default();
+                    let secret = self.mail_from.return_path_secret().unwrap_or_default();
                     let by_path = original
                         .return_path
                         .as_deref()
-                        .and_then(|rp| parse_return_path(rp, &self.return_path_domains(), secret));
+                        .and_then(|rp| parse_return_path(rp, &self.mail_from.return_path_domains(), secret));
                     if let Some((m, i)) = by_path {
                         about.push(About { message_id: m, idx: Some(i), rcpt_hint: None });
-                    } else if self.feedback_sources.loops.iter().any(|n| n.contains(&peer)) {
+                    } else if self.sources.loops.iter().any(|n| n.contains(&peer)) {
                         if let Some(m) = original.message_id.clone().filter(|m| weir_mail::message_id::is_message_id(m))
                         {
                             about.push(About { message_id: m, idx: None, rcpt_hint: original.rcpt_to.clone() });
@@ -155,12 +163,12 @@ impl Service {
             tracing::info!(%peer, "feedback: a message that is neither a DSN nor an ARF report, ignored");
             return Ok(0);
         };
-        let now = self.now_ms();
+        let now = self.core.now_ms();
         let mut made = 0;
         for about in self.report_subjects(targets, &report, peer) {
             let message_id = about.message_id;
             let filter = QueueFilter { message_id: Some(message_id.clone()), ..Default::default() };
-            let rows = self.queue_rows(&filter, 100)?;
+            let rows = self.core.spool.rows(&filter, now, 100)?;
             let Some(first) = rows.first() else {
                 tracing::info!(%message_id, "feedback for a message no longer in the spool, ignored");
                 continue;
@@ -175,7 +183,7 @@ impl Service {
                 tracing::info!(%message_id, "feedback names no recipient of its message, ignored");
                 continue;
             };
-            let account = self.account_by_name(&first.account)?;
+            let account = self.directory.account_by_name(&first.account)?;
             let mail = MailInfo {
                 message_id: message_id.clone(),
                 source: first.mail_from.clone(),
@@ -184,7 +192,7 @@ impl Service {
                 region: first.region.clone(),
                 configuration_set: first.configuration_set.clone(),
             };
-            let reasons = self.region_settings(account.id, &first.region).suppressed_reasons;
+            let reasons = self.directory.region_settings(account.id, &first.region).suppressed_reasons;
             let (kind, status) = match &report {
                 // The return path names the recipient: whatever recipient the DSN itself names,
                 // it speaks for this one, once.
@@ -195,7 +203,7 @@ impl Service {
                 Report::Complaint { .. } => (spool::Report::Complaint, None),
             };
             let about = (message_id.clone(), row.idx);
-            let new = self.spool.record_report(about, kind, account.id, row.region.clone(), now).await?;
+            let new = self.core.spool.record_report(about, kind, account.id, row.region.clone(), now).await?;
             if !new {
                 tracing::info!(%message_id, recipient = %row.address, ?kind, "feedback: a repeat, or about a recipient that was not delivered; ignored");
                 continue;
@@ -204,7 +212,7 @@ impl Service {
                 (Report::Dsn(_), Some(d)) => {
                     let permanent = d.status.starts_with('5');
                     let diagnostic = d.diagnostic.clone().unwrap_or_else(|| format!("smtp; {}", d.status));
-                    if let Some(ev) = &self.events {
+                    if let Some(ev) = &self.core.events {
                         let kind = if permanent { "Permanent" } else { "Transient" };
                         let f = Failure {
                             kind,
@@ -218,7 +226,7 @@ impl Service {
                     permanent.then_some("BOUNCE")
                 }
                 (Report::Complaint { feedback_type, .. }, _) => {
-                    if let Some(ev) = &self.events {
+                    if let Some(ev) = &self.core.events {
                         ev.complaint(&mail, now, &row.address);
                     }
                     tracing::info!(%message_id, recipient = %row.address, %feedback_type, "complaint reported");
@@ -227,7 +235,9 @@ impl Service {
                 (Report::Dsn(_), None) => None,
             };
             if let Some(reason) = reason.filter(|r| reasons.iter().any(|x| x == r)) {
-                self.put_suppressed(account.id, &row.region, &row.address, reason, Some(message_id.clone())).await?;
+                self.directory
+                    .put_suppressed(account.id, &row.region, &row.address, reason, Some(message_id.clone()))
+                    .await?;
             }
             made += 1;
         }

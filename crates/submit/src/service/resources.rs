@@ -5,7 +5,15 @@ use serde::{Deserialize, Serialize};
 use weir_model::DeliveryOptions;
 use weir_store::model::{Doc, Put};
 
-use super::{AdminError, Service, SubmitError};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use super::core::Core;
+use super::directory::Directory;
+use super::{AdminError, SubmitError};
+use crate::catalog::RegionKey;
 use crate::template::{Compiled, TemplateParts};
 
 const TEMPLATE: &str = "template";
@@ -111,7 +119,35 @@ fn storage(e: weir_store::StoreError) -> SubmitError {
     SubmitError::Storage(e)
 }
 
-impl Service {
+/// Templates, configuration sets and their event destinations; configuration sets mirrored in
+/// memory (one lock).
+pub struct Resources {
+    core: Arc<Core>,
+    directory: Arc<Directory>,
+    sets: RwLock<HashMap<(RegionKey, String), ConfigurationSet>>,
+    /// SNS topic ARNs the operator mapped to HTTP endpoints, with the accounts that may use each.
+    event_topics: Vec<(String, Vec<String>)>,
+}
+
+impl Resources {
+    pub(crate) fn new(
+        core: Arc<Core>,
+        directory: Arc<Directory>,
+        event_topics: Vec<(String, Vec<String>)>,
+    ) -> Result<Self, weir_store::StoreError> {
+        let sets = RwLock::new(load_configuration_sets(&core.documents)?);
+        Ok(Resources { core, directory, sets, event_topics })
+    }
+
+    /// The in-memory copy of a configuration set follows its document (another node's change).
+    pub(crate) fn mirror(&self, account_id: i64, region: &str, name: &str, set: Option<ConfigurationSet>) {
+        super::cluster::set_or_remove(
+            &mut self.sets.write(),
+            ((account_id, region.to_string()), name.to_string()),
+            set,
+        );
+    }
+
     /// Store a new template (`update`: replace an existing one). The parts must compile.
     pub async fn put_template(
         &self,
@@ -124,14 +160,15 @@ impl Service {
         check_name("template", name)?;
         Compiled::new(&parts).map_err(|e| AdminError::Invalid(format!("Template {name} is not valid: {e}")))?;
         let doc = serde_json::to_string(&parts).map_err(|e| AdminError::Invalid(e.to_string()))?;
-        let (r, n, now) = (region.to_string(), name.to_string(), self.now_ms());
+        let (r, n, now) = (region.to_string(), name.to_string(), self.core.now_ms());
         let mode = if update { Put::Update } else { Put::CreateWithin(MAX_TEMPLATES) };
         let what = format!("Template {name}");
-        self.documents
+        self.core
+            .documents
             .put((account_id, &r, TEMPLATE), &n, doc, now, mode, &what)
             .await
             .map_err(AdminError::from_store)?;
-        self.share_doc(account_id, region, TEMPLATE, name).await;
+        self.core.share_doc(account_id, region, TEMPLATE, name).await;
         Ok(())
     }
 
@@ -149,20 +186,20 @@ impl Service {
         region: &str,
         name: &str,
     ) -> Result<Option<StoredTemplate>, SubmitError> {
-        let doc = self.documents.get((account_id, region, TEMPLATE), name).map_err(storage)?;
+        let doc = self.core.documents.get((account_id, region, TEMPLATE), name).map_err(storage)?;
         Ok(doc.and_then(|d| template_of(&d)))
     }
 
     /// Every template's name and creation time (Unix ms), by name; the bodies are not read.
     pub fn template_names(&self, account_id: i64, region: &str) -> Result<Vec<(String, i64)>, AdminError> {
-        Ok(self.documents.names((account_id, region, TEMPLATE))?)
+        Ok(self.core.documents.names((account_id, region, TEMPLATE))?)
     }
 
     /// Delete a template.
     pub async fn delete_template(&self, account_id: i64, region: &str, name: &str) -> Result<(), AdminError> {
         let (r, n, what) = (region.to_string(), name.to_string(), format!("Template {name}"));
-        self.documents.delete((account_id, &r, TEMPLATE), &n, &what).await.map_err(AdminError::from_store)?;
-        self.share_doc(account_id, region, TEMPLATE, name).await;
+        self.core.documents.delete((account_id, &r, TEMPLATE), &n, &what).await.map_err(AdminError::from_store)?;
+        self.core.share_doc(account_id, region, TEMPLATE, name).await;
         Ok(())
     }
 
@@ -199,27 +236,28 @@ impl Service {
         mode: Put,
     ) -> Result<(), AdminError> {
         let doc = serde_json::to_string(&set).map_err(|e| AdminError::Invalid(e.to_string()))?;
-        let (r, n, now) = (region.to_string(), set.name.clone(), self.now_ms());
+        let (r, n, now) = (region.to_string(), set.name.clone(), self.core.now_ms());
         let what = format!("Configuration set <{}>", set.name);
-        self.documents
+        self.core
+            .documents
             .put((account_id, &r, CONFIGURATION_SET), &n, doc, now, mode, &what)
             .await
             .map_err(AdminError::from_store)?;
         let name = set.name.clone();
-        self.configuration_sets.write().insert(((account_id, region.to_string()), set.name.clone()), set);
-        self.share_doc(account_id, region, CONFIGURATION_SET, &name).await;
+        self.sets.write().insert(((account_id, region.to_string()), set.name.clone()), set);
+        self.core.share_doc(account_id, region, CONFIGURATION_SET, &name).await;
         Ok(())
     }
 
     /// A configuration set, if it exists.
     pub fn configuration_set(&self, account_id: i64, region: &str, name: &str) -> Option<ConfigurationSet> {
-        self.configuration_sets.read().get(&((account_id, region.to_string()), name.to_string())).cloned()
+        self.sets.read().get(&((account_id, region.to_string()), name.to_string())).cloned()
     }
 
     /// Every configuration set of an account in a region, by name.
     pub fn configuration_sets(&self, account_id: i64, region: &str) -> Vec<ConfigurationSet> {
         let mut v: Vec<ConfigurationSet> = self
-            .configuration_sets
+            .sets
             .read()
             .iter()
             .filter(|((k, _), _)| k.0 == account_id && k.1 == region)
@@ -232,17 +270,14 @@ impl Service {
     /// Delete a configuration set.
     pub async fn delete_configuration_set(&self, account_id: i64, region: &str, name: &str) -> Result<(), AdminError> {
         let (r, n, what) = (region.to_string(), name.to_string(), format!("Configuration set <{name}>"));
-        self.documents.delete((account_id, &r, CONFIGURATION_SET), &n, &what).await.map_err(AdminError::from_store)?;
-        self.configuration_sets.write().remove(&((account_id, region.to_string()), name.to_string()));
-        self.share_doc(account_id, region, CONFIGURATION_SET, name).await;
+        self.core
+            .documents
+            .delete((account_id, &r, CONFIGURATION_SET), &n, &what)
+            .await
+            .map_err(AdminError::from_store)?;
+        self.sets.write().remove(&((account_id, region.to_string()), name.to_string()));
+        self.core.share_doc(account_id, region, CONFIGURATION_SET, name).await;
         Ok(())
-    }
-
-    /// The SNS topics event destinations may name, each an HTTP endpoint the operator declared,
-    /// with the accounts that may use it (`*`: any).
-    pub fn with_event_topics(mut self, topics: Vec<(String, Vec<String>)>) -> Self {
-        self.event_topics = topics;
-        self
     }
 
     /// Whether `account` may publish to topic `arn`.
@@ -253,10 +288,10 @@ impl Service {
     /// The topics of the enabled destinations of `set` that take `event_type` (SES v2's
     /// spelling, `DELIVERY`…).
     pub fn event_topics_for(&self, account: &str, region: &str, set: &str, event_type: &str) -> Vec<String> {
-        let Ok(acct) = self.account_by_name(account) else {
+        let Ok(acct) = self.directory.account_by_name(account) else {
             return vec![];
         };
-        let sets = self.configuration_sets.read();
+        let sets = self.sets.read();
         let Some(s) = sets.get(&((acct.id, region.to_string()), set.to_string())) else {
             return vec![];
         };
@@ -279,7 +314,7 @@ impl Service {
                  [[events.topics]]); {kind} is not supported."
             )));
         };
-        let account = self.account_by_id(account_id).map(|a| a.name.clone()).unwrap_or_default();
+        let account = self.directory.account_by_id(account_id).map(|a| a.name.clone()).unwrap_or_default();
         if !self.topic_allowed(arn, &account) {
             // Whether the topic exists for another account is not said.
             return Err(AdminError::Invalid(format!(
@@ -349,7 +384,7 @@ impl Service {
     /// What a message's configuration set asks of its delivery (the defaults without a set).
     pub fn delivery_options(&self, account_id: i64, region: &str, set: Option<&str>) -> DeliveryOptions {
         let Some(name) = set else { return DeliveryOptions::default() };
-        let sets = self.configuration_sets.read();
+        let sets = self.sets.read();
         let Some(s) = sets.get(&((account_id, region.to_string()), name.to_string())) else {
             return DeliveryOptions::default();
         };
@@ -361,13 +396,13 @@ impl Service {
     }
 
     /// The set a message names must exist and allow sending.
-    pub(super) fn require_configuration_set(
+    pub(crate) fn require_configuration_set(
         &self,
         account_id: i64,
         region: &str,
         name: &str,
     ) -> Result<(), SubmitError> {
-        let sets = self.configuration_sets.read();
+        let sets = self.sets.read();
         match sets.get(&((account_id, region.to_string()), name.to_string())) {
             None => Err(SubmitError::ConfigurationSetDoesNotExist(name.to_string())),
             Some(s) if !s.sending_enabled => Err(SubmitError::ConfigurationSetSendingPaused(name.to_string())),

@@ -7,8 +7,17 @@ use weir_mail::message_id::new_message_id;
 use weir_mail::raw::prepare;
 use weir_store::model::Account;
 
-use super::{ListManagement, MAX_RECIPIENTS, Service, Submission, SubmitError};
 use std::sync::Arc;
+
+use super::contacts::Contacts;
+use super::core::Core;
+use super::directory::Directory;
+use super::mail_from::MailFromDomains;
+use super::quota_gate::QuotaGate;
+use super::resources::Resources;
+use super::tags::IdentitySettings;
+use super::{ListManagement, MAX_RECIPIENTS, Submission, SubmitError};
+use crate::render_pool::RenderPool;
 
 use crate::template::{Budget, Compiled, RenderError, Rendered, TemplateParts, merge, parse_data, request_budget};
 
@@ -191,7 +200,30 @@ enum Built {
     },
 }
 
-impl Service {
+/// Sending: messages built from each kind of content, checked, admitted by the quota gate and
+/// spooled.
+pub struct Sending {
+    pub(super) core: Arc<Core>,
+    pub(super) directory: Arc<Directory>,
+    pub(super) quotas: Arc<QuotaGate>,
+    pub(super) resources: Arc<Resources>,
+    pub(super) identity_settings: Arc<IdentitySettings>,
+    pub(super) contacts: Arc<Contacts>,
+    pub(super) mail_from: Arc<MailFromDomains>,
+    /// Where templates are rendered.
+    pub(super) renders: RenderPool,
+    /// Domain for Message-ID headers.
+    pub(super) id_domain: String,
+    /// Configuration sets whose mail is bulk.
+    pub(super) bulk_configuration_sets: Vec<String>,
+}
+
+impl Sending {
+    /// Domain used in Message-ID headers.
+    pub fn id_domain(&self) -> &str {
+        &self.id_domain
+    }
+
     /// Build, check and admit one message; returns its MessageId once it is durable.
     pub async fn send(&self, account: &Account, out: Outgoing) -> Result<String, SubmitError> {
         let template = match &out.content {
@@ -224,7 +256,7 @@ impl Service {
         let template = self.compile_template(account.id, &out.region, template)?;
         let default = parse_data(data).map_err(|e| SubmitError::InvalidParameter(e.to_string()))?;
         if let Some(set) = &out.configuration_set {
-            self.require_configuration_set(account.id, &out.region, set)?;
+            self.resources.require_configuration_set(account.id, &out.region, set)?;
         }
         // Every destination spends from one budget: a request's rendering is bounded as a whole.
         let mut budget = request_budget();
@@ -267,7 +299,7 @@ impl Service {
             e @ RenderError::OutputTooLarge(_) => SubmitError::InvalidRenderingParameter(e.to_string()),
             RenderError::InvalidTemplate(m) => SubmitError::InvalidTemplate(name.to_string(), m),
         })?;
-        let now_ms = self.now_ms();
+        let now_ms = self.core.now_ms();
         let id = new_message_id(now_ms as u64);
         let mime = compose(&Simple {
             from: None,
@@ -293,7 +325,7 @@ impl Service {
         source: &TemplateSource,
     ) -> Result<(String, Arc<Compiled>), SubmitError> {
         let (name, parts) = match source {
-            TemplateSource::Named(name) => (name.clone(), self.template(account_id, region, name)?),
+            TemplateSource::Named(name) => (name.clone(), self.resources.template(account_id, region, name)?),
             TemplateSource::Inline(parts) => (String::new(), parts.clone()),
         };
         let compiled = Compiled::new(&parts).map_err(|e| SubmitError::InvalidTemplate(name.clone(), e.to_string()))?;
@@ -327,7 +359,7 @@ impl Service {
         data: Option<serde_json::Value>,
         budget: &mut Budget,
     ) -> Result<Built, SubmitError> {
-        let now_ms = self.now_ms();
+        let now_ms = self.core.now_ms();
         let id = new_message_id(now_ms as u64);
         if let Content::Raw(bytes) = &out.content {
             return self.build_raw(account_id, &out, bytes, id, now_ms).map(Built::Message);
@@ -490,8 +522,15 @@ impl Service {
                 recipients.len()
             )));
         };
-        let unsubscribed = self.unsubscribed(account_id, &out.region, lm, recipients)?;
-        let url = self.unsubscribe_url(account_id, &out.region, lm, rcpt, message_id, out.configuration_set.as_deref());
+        let unsubscribed = self.contacts.unsubscribed(account_id, &out.region, lm, recipients)?;
+        let url = self.contacts.unsubscribe_url(
+            account_id,
+            &out.region,
+            lm,
+            rcpt,
+            message_id,
+            out.configuration_set.as_deref(),
+        );
         Ok(Some((url, unsubscribed)))
     }
 
@@ -502,14 +541,14 @@ impl Service {
                 // The call is refused only for what would refuse any send from this source.
                 self.precheck(account, &region, &source).await?;
                 if let Some(set) = &configuration_set {
-                    self.require_configuration_set(account.id, &region, set)?;
+                    self.resources.require_configuration_set(account.id, &region, set)?;
                 }
                 tracing::info!(message_id = %message_id, account = %account.name, template = %template, error = %error, "not sent: the template could not be rendered");
-                if let Some(ev) = &self.events {
+                if let Some(ev) = &self.core.events {
                     let mail = weir_store::events::MailInfo {
                         message_id: message_id.clone(),
                         source: source.addr,
-                        timestamp_ms: self.now_ms(),
+                        timestamp_ms: self.core.now_ms(),
                         account: account.name.clone(),
                         region,
                         configuration_set,

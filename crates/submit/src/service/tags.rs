@@ -4,6 +4,13 @@
 use serde::{Deserialize, Serialize};
 use weir_store::model::Put;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use super::core::Core;
+use super::resources::Resources;
 use super::{AdminError, Service};
 use crate::catalog::RegionKey;
 
@@ -85,10 +92,28 @@ fn merge(tags: &mut Vec<(String, String)>, add: Vec<(String, String)>) {
     }
 }
 
-impl Service {
+/// Identities' tags and default configuration sets, by (account, region) and identity (one lock).
+pub struct IdentitySettings {
+    core: Arc<Core>,
+    resources: Arc<Resources>,
+    attrs: RwLock<HashMap<(RegionKey, String), IdentityAttributes>>,
+}
+
+impl IdentitySettings {
+    pub(crate) fn new(core: Arc<Core>, resources: Arc<Resources>) -> Result<Self, weir_store::StoreError> {
+        let attrs = RwLock::new(load(&core.documents)?);
+        Ok(IdentitySettings { core, resources, attrs })
+    }
+
+    /// The in-memory copy follows its document (another node's change).
+    pub(crate) fn mirror(&self, account_id: i64, region: &str, identity: &str, attrs: Option<IdentityAttributes>) {
+        let key = ((account_id, region.to_string()), identity.to_string());
+        super::cluster::set_or_remove(&mut self.attrs.write(), key, attrs);
+    }
+
     /// An identity's tags and default configuration set.
     pub fn identity_attributes(&self, account_id: i64, region: &str, identity: &str) -> IdentityAttributes {
-        self.identity_attributes
+        self.attrs
             .read()
             .get(&((account_id, region.to_string()), identity.to_ascii_lowercase()))
             .cloned()
@@ -105,45 +130,47 @@ impl Service {
     ) -> Result<(), AdminError> {
         check_tags(&attrs.tags)?;
         if let Some(set) = &attrs.configuration_set
-            && self.configuration_set(account_id, region, set).is_none()
+            && self.resources.configuration_set(account_id, region, set).is_none()
         {
             return Err(AdminError::NotFound(format!("Configuration set <{set}> does not exist.")));
         }
         let name = identity.to_ascii_lowercase();
         let doc = serde_json::to_string(&attrs).map_err(|e| AdminError::Invalid(e.to_string()))?;
-        let (r, n, now) = (region.to_string(), name.clone(), self.now_ms());
-        self.documents
+        let (r, n, now) = (region.to_string(), name.clone(), self.core.now_ms());
+        self.core
+            .documents
             .put((account_id, &r, IDENTITY_ATTRIBUTES), &n, doc, now, Put::Upsert, "")
             .await
             .map_err(AdminError::from_store)?;
-        self.identity_attributes.write().insert(((account_id, region.to_string()), name.clone()), attrs);
-        self.share_doc(account_id, region, IDENTITY_ATTRIBUTES, &name).await;
+        self.attrs.write().insert(((account_id, region.to_string()), name.clone()), attrs);
+        self.core.share_doc(account_id, region, IDENTITY_ATTRIBUTES, &name).await;
         Ok(())
     }
 
     /// Forget an identity's attributes (the identity was deleted).
-    pub(super) async fn delete_identity_attributes(
+    pub(crate) async fn delete_identity_attributes(
         &self,
         account_id: i64,
         region: &str,
         identity: &str,
     ) -> Result<(), AdminError> {
         let name = identity.to_ascii_lowercase();
-        if self.identity_attributes.write().remove(&((account_id, region.to_string()), name.clone())).is_none() {
+        if self.attrs.write().remove(&((account_id, region.to_string()), name.clone())).is_none() {
             return Ok(());
         }
-        self.documents
+        self.core
+            .documents
             .replace((account_id, region, IDENTITY_ATTRIBUTES), &name, None, 0)
             .await
             .map_err(AdminError::from_store)?;
-        self.share_doc(account_id, region, IDENTITY_ATTRIBUTES, &name).await;
+        self.core.share_doc(account_id, region, IDENTITY_ATTRIBUTES, &name).await;
         Ok(())
     }
 
     /// The default configuration set for mail from `source`: its address identity's, else its
     /// domain's.
-    pub(super) fn default_configuration_set(&self, account_id: i64, region: &str, source: &str) -> Option<String> {
-        let attrs = self.identity_attributes.read();
+    pub(crate) fn default_configuration_set(&self, account_id: i64, region: &str, source: &str) -> Option<String> {
+        let attrs = self.attrs.read();
         // The common case, no identity with attributes, costs one read lock.
         if attrs.is_empty() {
             return None;
@@ -156,19 +183,21 @@ impl Service {
             .flatten()
             .find_map(|i| attrs.get(&(key.clone(), i)).and_then(|a| a.configuration_set.clone()))
     }
+}
 
+impl Service {
     /// The tags of a resource.
     pub fn resource_tags(&self, account_id: i64, region: &str, arn: &str) -> Result<Vec<(String, String)>, AdminError> {
         match parse_arn(arn, region)? {
             Resource::Identity(i) => {
-                self.identity(account_id, region, &i).ok_or_else(|| not_found(arn))?;
-                Ok(self.identity_attributes(account_id, region, &i).tags)
+                self.directory.identity(account_id, region, &i).ok_or_else(|| not_found(arn))?;
+                Ok(self.identity_settings.identity_attributes(account_id, region, &i).tags)
             }
             Resource::ConfigurationSet(n) => {
-                Ok(self.configuration_set(account_id, region, &n).ok_or_else(|| not_found(arn))?.tags)
+                Ok(self.resources.configuration_set(account_id, region, &n).ok_or_else(|| not_found(arn))?.tags)
             }
             Resource::ContactList(n) => {
-                Ok(self.contact_list(account_id, region, &n)?.ok_or_else(|| not_found(arn))?.tags)
+                Ok(self.contacts.contact_list(account_id, region, &n)?.ok_or_else(|| not_found(arn))?.tags)
             }
         }
     }
@@ -183,27 +212,29 @@ impl Service {
     ) -> Result<(), AdminError> {
         match parse_arn(arn, region)? {
             Resource::Identity(i) => {
-                self.identity(account_id, region, &i).ok_or_else(|| not_found(arn))?;
-                let mut a = self.identity_attributes(account_id, region, &i);
+                self.directory.identity(account_id, region, &i).ok_or_else(|| not_found(arn))?;
+                let mut a = self.identity_settings.identity_attributes(account_id, region, &i);
                 f(&mut a.tags);
-                self.set_identity_attributes(account_id, region, &i, a).await
+                self.identity_settings.set_identity_attributes(account_id, region, &i, a).await
             }
             Resource::ConfigurationSet(n) => {
-                let mut tags = self.configuration_set(account_id, region, &n).ok_or_else(|| not_found(arn))?.tags;
+                let mut tags =
+                    self.resources.configuration_set(account_id, region, &n).ok_or_else(|| not_found(arn))?.tags;
                 f(&mut tags);
                 check_tags(&tags)?;
-                self.update_configuration_set(account_id, region, &n, |s| {
-                    s.tags = tags;
-                    Ok(())
-                })
-                .await
-                .map(|_| ())
+                self.resources
+                    .update_configuration_set(account_id, region, &n, |s| {
+                        s.tags = tags;
+                        Ok(())
+                    })
+                    .await
+                    .map(|_| ())
             }
             Resource::ContactList(n) => {
-                let mut tags = self.contact_list(account_id, region, &n)?.ok_or_else(|| not_found(arn))?.tags;
+                let mut tags = self.contacts.contact_list(account_id, region, &n)?.ok_or_else(|| not_found(arn))?.tags;
                 f(&mut tags);
                 check_tags(&tags)?;
-                self.set_contact_list_tags(account_id, region, &n, tags).await
+                self.contacts.set_contact_list_tags(account_id, region, &n, tags).await
             }
         }
     }
@@ -237,7 +268,7 @@ fn not_found(arn: &str) -> AdminError {
 }
 
 /// Load every identity's attributes (at start).
-pub(super) fn load(
+fn load(
     documents: &weir_store::Documents,
 ) -> Result<std::collections::HashMap<(RegionKey, String), IdentityAttributes>, weir_store::StoreError> {
     let mut out = std::collections::HashMap::new();

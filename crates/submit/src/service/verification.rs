@@ -8,7 +8,14 @@ use weir_mail::feedback::{keyed_tag, tags_equal};
 use weir_mail::message_id::new_message_id;
 use weir_store::model::{IdentityKind, Priority, RecipientState, SpoolEntry, VerificationStatus};
 
-use super::{AdminError, Service, SubmitError};
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
+
+use super::core::Core;
+use super::directory::Directory;
+use super::quota_gate::QuotaGate;
+use super::{AdminError, SubmitError};
 
 /// Verification messages one account may have sent: one per this many milliseconds.
 const VERIFICATION_INTERVAL_MS: i64 = 1000;
@@ -41,20 +48,38 @@ fn query_escape(s: &str) -> String {
         .collect()
 }
 
-impl Service {
-    /// Send verification mail for email-address identities from now on.
-    pub fn set_verification_mail(&self, v: VerificationMail) {
-        let _ = self.verification.set(Arc::new(v));
+/// Verification mail for email-address identities, when configured.
+pub struct Verification {
+    core: Arc<Core>,
+    directory: Arc<Directory>,
+    quotas: Arc<QuotaGate>,
+    mail: Option<Arc<VerificationMail>>,
+    /// Domain for Message-ID headers.
+    id_domain: String,
+    /// When each account may have its next verification message sent (Unix ms).
+    next: Mutex<HashMap<i64, i64>>,
+}
+
+impl Verification {
+    pub(crate) fn new(
+        core: Arc<Core>,
+        directory: Arc<Directory>,
+        quotas: Arc<QuotaGate>,
+        mail: Option<VerificationMail>,
+        id_domain: String,
+    ) -> Self {
+        let mail = mail.map(Arc::new);
+        Verification { core, directory, quotas, mail, id_domain, next: Mutex::new(HashMap::new()) }
     }
 
     /// Spool the verification message for `address` (a no-op when verification mail is not
     /// configured). One per second per account, as SES allows, and charged to the account's
     /// quota like any message: verification mail goes to addresses no one has vouched for.
     pub async fn send_verification(&self, account_id: i64, region: &str, address: &str) -> Result<bool, SubmitError> {
-        let Some(v) = self.verification.get().cloned() else { return Ok(false) };
-        let now = self.now_ms();
+        let Some(v) = self.mail.clone() else { return Ok(false) };
+        let now = self.core.now_ms();
         {
-            let mut next = self.verification_next.lock();
+            let mut next = self.next.lock();
             let at = next.entry(account_id).or_insert(0);
             if now < *at {
                 return Err(SubmitError::MaxSendRateExceeded {
@@ -72,11 +97,11 @@ impl Service {
         );
         let id = new_message_id(now as u64);
         let key = (account_id, region.to_string());
-        let settings = self.region_settings(account_id, region);
+        let settings = self.directory.region_settings(account_id, region);
         if !settings.sending_enabled {
             return Err(SubmitError::SendingPaused);
         }
-        let charge = self.decide(&key, &super::limits_of(&settings), 1, &id).await?;
+        let charge = self.quotas.decide(&key, &super::limits_of(&settings), 1, &id).await?;
         let date = chrono::DateTime::from_timestamp_millis(now).unwrap_or_default().to_rfc2822();
         let body = format!(
             "From: {from}\r\nTo: {address}\r\nSubject: Email Address Verification Request in region {reg}\r\n\
@@ -88,7 +113,7 @@ impl Service {
              {link}\r\n\r\nIf you did not request it, ignore this message: the address stays unverified.\r\n",
             from = v.from,
             reg = region_upper(region),
-            domain = self.config.id_domain,
+            domain = self.id_domain,
         );
         let entry = SpoolEntry {
             id,
@@ -106,8 +131,8 @@ impl Service {
             quota_tat: charge.tat_after,
             priority: Priority::Transactional,
         };
-        if let Err(e) = self.spool.enqueue(vec![entry]).await {
-            self.give_back(&key, &charge).await;
+        if let Err(e) = self.core.spool.enqueue(vec![entry]).await {
+            self.quotas.give_back(&key, &charge).await;
             return Err(SubmitError::Storage(e));
         }
         Ok(true)
@@ -121,14 +146,14 @@ impl Service {
         address: &str,
         tag: &str,
     ) -> Result<bool, AdminError> {
-        let Some(v) = self.verification.get().cloned() else { return Ok(false) };
+        let Some(v) = self.mail.clone() else { return Ok(false) };
         let expected = link_tag(&v.secret, account_id, region, address);
         if !tags_equal(tag, &expected) {
             return Ok(false);
         }
-        match self.identity(account_id, region, address) {
+        match self.directory.identity(account_id, region, address) {
             Some(i) if i.kind == IdentityKind::EmailAddress => {
-                self.set_verification(account_id, region, &i.identity, VerificationStatus::Success).await?;
+                self.directory.set_verification(account_id, region, &i.identity, VerificationStatus::Success).await?;
                 Ok(true)
             }
             _ => Ok(false),

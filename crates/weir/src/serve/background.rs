@@ -77,11 +77,11 @@ pub(super) fn metrics_text(
             })
             .unwrap_or_default();
         let mut quotas = Vec::new();
-        let refusals = svc.quota_refusals();
-        for a in svc.accounts() {
-            for region in svc.regions_of(a.id) {
-                let q = svc.quota_view(a.id, &region);
-                let enforcement = match svc.region_settings(a.id, &region).enforcement {
+        let refusals = svc.quotas().quota_refusals();
+        for a in svc.directory().accounts() {
+            for region in svc.directory().regions_of(a.id) {
+                let q = svc.quotas().quota_view(a.id, &region);
+                let enforcement = match svc.directory().region_settings(a.id, &region).enforcement {
                     weir_store::model::Enforcement::Shutdown => 2,
                     weir_store::model::Enforcement::Probation => 1,
                     _ => 0,

@@ -1,19 +1,97 @@
-//! Cluster mode's shared counters: quota decisions in Redis (each node keeping a copy of its own
-//! charges), statistics summed over the nodes, and the cluster-wide pace of a lane.
+//! The quota gate: SES's quotas (a rolling 24-hour count and a send rate per account and
+//! region), decided by this node's counters, or in a cluster by the counters every node shares in
+//! Redis (each node keeping a copy of its own charges); the refusals it counted; the sending
+//! statistics; and the cluster-wide pace of a lane.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use weir_cluster::ClusterError;
-use weir_quota::{Charge, Limits, Refusal};
-use weir_store::StoreError;
+use weir_quota::{Charge, Limits, QuotaState, Refusal};
 use weir_store::model::SendDataPoint;
+use weir_store::{StoreError, ledger};
 
-use super::*;
+use super::cluster::{RETRY_AFTER, Shared, unavailable};
+use super::core::Core;
+use super::directory::Directory;
+use super::{QuotaView, SubmitError};
+use crate::catalog::RegionKey;
 
-impl Service {
+/// Decides and charges sends against SES's quotas.
+pub struct QuotaGate {
+    core: Arc<Core>,
+    directory: Arc<Directory>,
+    states: Mutex<HashMap<RegionKey, Arc<Mutex<QuotaState>>>>,
+    /// Quota refusals since start, by (account, region) and reason.
+    refusals: Mutex<HashMap<(RegionKey, &'static str), u64>>,
+}
+
+impl QuotaGate {
+    pub(crate) fn new(
+        core: Arc<Core>,
+        directory: Arc<Directory>,
+        states: HashMap<RegionKey, Arc<Mutex<QuotaState>>>,
+    ) -> Self {
+        QuotaGate { core, directory, states: Mutex::new(states), refusals: Mutex::new(HashMap::new()) }
+    }
+
+    fn quota_state(&self, key: &RegionKey) -> Arc<Mutex<QuotaState>> {
+        self.states.lock().entry(key.clone()).or_default().clone()
+    }
+
+    /// GetSendQuota for (account, region), from this node's counters.
+    pub fn quota_view(&self, account_id: i64, region: &str) -> QuotaView {
+        let sent = self.quota_state(&(account_id, region.to_string())).lock().sent_last_24h(self.core.now_ns());
+        view(&self.directory.region_settings(account_id, region), sent)
+    }
+
+    /// GetSendQuota for (account, region), counting every node's sends in a cluster.
+    pub async fn send_quota(&self, account_id: i64, region: &str) -> Result<QuotaView, SubmitError> {
+        let sent = self.sent_last_24h(account_id, region).await?;
+        Ok(view(&self.directory.region_settings(account_id, region), sent))
+    }
+
+    /// GetSendStatistics data points: in a cluster, every node's (this node's alone, logged, while
+    /// Redis is away).
+    pub async fn send_statistics(&self, account_id: i64, region: &str) -> Result<Vec<SendDataPoint>, StoreError> {
+        let now_s = (self.core.now_ns() / 1_000_000_000) as i64;
+        if let Some(points) = self.cluster_statistics(account_id, region, now_s - ledger::STATS_RETENTION_SECS).await? {
+            return Ok(points);
+        }
+        self.core.ledger.send_statistics(account_id, region, now_s)
+    }
+
+    /// Count a quota refusal and turn it into the error the front doors answer with.
+    pub(crate) fn refused(&self, key: &RegionKey, r: Refusal) -> SubmitError {
+        let (reason, err) = match r {
+            Refusal::SendingPaused => ("sending_paused", SubmitError::SendingPaused),
+            Refusal::DailyQuotaExceeded { retry_after } => {
+                ("daily_quota", SubmitError::DailyQuotaExceeded { retry_after })
+            }
+            Refusal::MaxSendRateExceeded { retry_after } => {
+                ("max_send_rate", SubmitError::MaxSendRateExceeded { retry_after })
+            }
+        };
+        *self.refusals.lock().entry((key.clone(), reason)).or_default() += 1;
+        err
+    }
+
+    /// Count a send refused for want of Redis (reason `unavailable` in the quota refusals).
+    fn refused_unavailable(&self, key: &RegionKey, e: SubmitError) -> SubmitError {
+        *self.refusals.lock().entry((key.clone(), "unavailable")).or_default() += 1;
+        e
+    }
+
+    /// Quota refusals since start: (account id, region, reason, count).
+    pub fn quota_refusals(&self) -> Vec<(i64, String, &'static str, u64)> {
+        self.refusals.lock().iter().map(|((k, reason), n)| (k.0, k.1.clone(), *reason, *n)).collect()
+    }
+
     /// Decide `n` recipients for `key` (and charge them if accepted): the local counters, or the
     /// shared ones in a cluster (this node keeping a copy of its own charges).
-    pub(in crate::service) async fn decide(
+    pub(crate) async fn decide(
         &self,
         key: &RegionKey,
         limits: &Limits,
@@ -21,14 +99,14 @@ impl Service {
         message_id: &str,
     ) -> Result<Charge, SubmitError> {
         let local = self.quota_state(key);
-        let Some(shared) = self.cluster.get() else {
-            return local.lock().admit(limits, self.now_ns(), n).map_err(|r| self.refused(key, r));
+        let Some(shared) = self.core.cluster.as_ref() else {
+            return local.lock().admit(limits, self.core.now_ns(), n).map_err(|r| self.refused(key, r));
         };
         let Some(epoch) = shared.epoch.current() else {
             return Err(self.refused_unavailable(key, SubmitError::Unavailable { retry_after: RETRY_AFTER }));
         };
         // This node's own charges in the window: the shared counters must hold at least those.
-        let expect = local.lock().sent_last_24h(self.now_ns()) > 0;
+        let expect = local.lock().sent_last_24h(self.core.now_ns()) > 0;
         let mut answer = shared.quota.admit(&epoch, key.0, &key.1, limits, n, Some(message_id), None, expect).await;
         if matches!(answer, Err(ClusterError::Timeout(_))) {
             // The script may have run: the message id makes the retry return its first answer
@@ -50,7 +128,7 @@ impl Service {
 
     /// After the script refused to decide: stop deciding in this epoch; if counters were lost,
     /// end the epoch so that every node re-seeds it from its ledger.
-    pub(super) async fn on_counter_error(&self, shared: &Shared, epoch: &str, key: &RegionKey, e: &ClusterError) {
+    pub(crate) async fn on_counter_error(&self, shared: &Shared, epoch: &str, key: &RegionKey, e: &ClusterError) {
         match e {
             ClusterError::NotSeeded => shared.epoch.close(),
             ClusterError::Lost => {
@@ -64,19 +142,14 @@ impl Service {
     }
 
     /// Would `n` recipients pass for `key` now? Charges nothing.
-    pub(in crate::service) async fn would_pass(
-        &self,
-        key: &RegionKey,
-        limits: &Limits,
-        n: u32,
-    ) -> Result<(), SubmitError> {
-        let Some(shared) = self.cluster.get() else {
-            return self.quota_state(key).lock().check(limits, self.now_ns(), n).map_err(|r| self.refused(key, r));
+    pub(crate) async fn would_pass(&self, key: &RegionKey, limits: &Limits, n: u32) -> Result<(), SubmitError> {
+        let Some(shared) = self.core.cluster.as_ref() else {
+            return self.quota_state(key).lock().check(limits, self.core.now_ns(), n).map_err(|r| self.refused(key, r));
         };
         let Some(epoch) = shared.epoch.current() else {
             return Err(self.refused_unavailable(key, SubmitError::Unavailable { retry_after: RETRY_AFTER }));
         };
-        let expect = self.quota_state(key).lock().sent_last_24h(self.now_ns()) > 0;
+        let expect = self.quota_state(key).lock().sent_last_24h(self.core.now_ns()) > 0;
         match shared.quota.check(&epoch, key.0, &key.1, limits, n, None, expect).await {
             Ok(r) => r.map_err(|r: Refusal| self.refused(key, r)),
             Err(e) => {
@@ -88,14 +161,10 @@ impl Service {
 
     /// Every node's reputation volumes since `since` (this node's `own` published first); `own`
     /// itself in embedded mode; None while Redis is away (no verdict on a part of the sending).
-    pub(in crate::service) async fn cluster_volumes(
-        &self,
-        own: Vec<ledger::Volume>,
-        since: i64,
-    ) -> Option<Vec<ledger::Volume>> {
-        let Some(shared) = self.cluster.get() else { return Some(own) };
+    pub(crate) async fn cluster_volumes(&self, own: Vec<ledger::Volume>, since: i64) -> Option<Vec<ledger::Volume>> {
+        let Some(shared) = self.core.cluster.as_ref() else { return Some(own) };
         let all = async {
-            let mine = self.ledger.stats_rows(since)?;
+            let mine = self.core.ledger.stats_rows(since)?;
             let redis = shared.quota.redis();
             let node = shared.epoch.node();
             let mut out = Vec::new();
@@ -116,15 +185,16 @@ impl Service {
 
     /// Cluster mode: GetSendStatistics of every node (None in embedded mode, or while Redis is
     /// away: the caller answers with this node's).
-    pub(in crate::service) async fn cluster_statistics(
+    pub(crate) async fn cluster_statistics(
         &self,
         account_id: i64,
         region: &str,
         since: i64,
     ) -> Result<Option<Vec<SendDataPoint>>, StoreError> {
-        let Some(shared) = self.cluster.get() else { return Ok(None) };
+        let Some(shared) = self.core.cluster.as_ref() else { return Ok(None) };
         // This node's own buckets of this (account, region), fresher than what it published.
         let mine: Vec<ledger::StatsRow> = self
+            .core
             .ledger
             .send_statistics(account_id, region, since + ledger::STATS_RETENTION_SECS)?
             .into_iter()
@@ -153,8 +223,8 @@ impl Service {
     }
 
     /// Publish this node's statistics buckets since `since` for the other nodes.
-    pub(super) async fn publish_statistics(&self, shared: &Shared, since: i64) -> Result<(), ClusterError> {
-        let rows = match self.ledger.stats_rows(since) {
+    pub(crate) async fn publish_statistics(&self, shared: &Shared, since: i64) -> Result<(), ClusterError> {
+        let rows = match self.core.ledger.stats_rows(since) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "could not read this node's statistics to share them");
@@ -169,7 +239,7 @@ impl Service {
     /// node, one second of burst); the time to wait if none is left. Zero in embedded mode, and
     /// while Redis is away (delivery does not stop for Redis; each node's own pacing holds).
     pub async fn shared_lane_wait(&self, lane: &str, per_minute: u32) -> Duration {
-        let Some(shared) = self.cluster.get() else { return Duration::ZERO };
+        let Some(shared) = self.core.cluster.as_ref() else { return Duration::ZERO };
         let Some(epoch) = shared.epoch.current() else { return Duration::ZERO };
         let limits = Limits {
             max_24h: None,
@@ -190,9 +260,9 @@ impl Service {
     }
 
     /// Give back a charge whose message was not spooled.
-    pub(in crate::service) async fn give_back(&self, key: &RegionKey, charge: &Charge) {
+    pub(crate) async fn give_back(&self, key: &RegionKey, charge: &Charge) {
         self.quota_state(key).lock().refund(charge);
-        if let Some(shared) = self.cluster.get()
+        if let Some(shared) = self.core.cluster.as_ref()
             && let Some(epoch) = shared.epoch.current()
             && let Err(e) = shared.quota.refund(&epoch, key.0, &key.1, charge).await
         {
@@ -204,13 +274,13 @@ impl Service {
     /// `SentLast24Hours` of (account, region): every node's in a cluster.
     pub async fn sent_last_24h(&self, account_id: i64, region: &str) -> Result<u64, SubmitError> {
         let key: RegionKey = (account_id, region.to_string());
-        let Some(shared) = self.cluster.get() else {
-            return Ok(self.quota_state(&key).lock().sent_last_24h(self.now_ns()));
+        let Some(shared) = self.core.cluster.as_ref() else {
+            return Ok(self.quota_state(&key).lock().sent_last_24h(self.core.now_ns()));
         };
         let Some(epoch) = shared.epoch.current() else {
             return Err(SubmitError::Unavailable { retry_after: RETRY_AFTER });
         };
-        let expect = self.quota_state(&key).lock().sent_last_24h(self.now_ns()) > 0;
+        let expect = self.quota_state(&key).lock().sent_last_24h(self.core.now_ns()) > 0;
         match shared.quota.sent_last_24h(&epoch, account_id, region, expect).await {
             Ok(n) => Ok(n),
             Err(e) => {
@@ -218,5 +288,13 @@ impl Service {
                 Err(unavailable(&e))
             }
         }
+    }
+}
+
+fn view(s: &weir_store::model::RegionSettings, sent: u64) -> QuotaView {
+    QuotaView {
+        max_24h: if s.max_24h < 0 { -1.0 } else { s.max_24h as f64 },
+        max_rate: if s.max_rate <= 0.0 { -1.0 } else { s.max_rate },
+        sent_last_24h: sent as f64,
     }
 }
