@@ -136,7 +136,7 @@ async fn verify_link(st: &AppState, query: &str) -> Response {
     else {
         return page(StatusCode::BAD_REQUEST, "This verification link is incomplete.");
     };
-    match st.svc.confirm_verification(a, r, i, t).await {
+    match st.svc.verification().confirm_verification(a, r, i, t).await {
         Ok(true) => page(StatusCode::OK, &format!("Congratulations! {i} is now verified for sending in {r}.")),
         Ok(false) => page(StatusCode::FORBIDDEN, "This verification link is not valid."),
         Err(e) => {
@@ -171,7 +171,7 @@ async fn unsubscribe_link(st: &AppState, method: &axum::http::Method, token: &st
     } else {
         "UnsubscribeLink"
     };
-    match st.svc.unsubscribe(token, source).await {
+    match st.svc.contacts().unsubscribe(token, source).await {
         Ok(Some((email, _))) => page(StatusCode::OK, format!("<p>{} is unsubscribed.</p>", esc(&email))),
         Ok(None) => page(StatusCode::NOT_FOUND, "<p>This unsubscribe link is not valid.</p>".into()),
         Err(e) => {
@@ -206,30 +206,8 @@ async fn answer(st: AppState, req: Request<Body>) -> Response {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or("").to_string();
-    let request_id = uuid::Uuid::new_v4().to_string();
-    if path == "/health" {
-        return (StatusCode::OK, "ok\n").into_response();
-    }
-    if path == "/dashboard" {
-        // The page holds no data: its script asks the admin API, with the token the operator
-        // gives it (kept in the tab's session storage, or in the URL fragment, never sent).
-        return (
-            StatusCode::OK,
-            page_headers(
-                "default-src 'self'; script-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'; \
-                 base-uri 'none'; form-action 'self'",
-            ),
-            include_str!("dashboard.html"),
-        )
-            .into_response();
-    }
-    if path == "/dashboard.js" {
-        return (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")],
-            include_str!("dashboard.js"),
-        )
-            .into_response();
+    if let Some(page) = fixed_page(&st, &parts.headers, &path) {
+        return page;
     }
     if path == "/verify" {
         return verify_link(&st, &query).await;
@@ -244,19 +222,57 @@ async fn answer(st: AppState, req: Request<Body>) -> Response {
         };
         return unsubscribe_link(&st, &parts.method, token, &bytes).await;
     }
-    if path == "/metrics" {
-        // Scraped with the admin token (Prometheus: `authorization: {credentials: …}`).
-        if let Err(e) = admin::authorize(&st, &parts.headers) {
-            return admin::fail(e.status, e.message);
-        }
-        let text = st.metrics_text.as_ref().map(|f| f()).unwrap_or_default();
-        return (
+    operation(st, parts, path, query, body).await
+}
+
+/// The pages that are no operation: health, the dashboard and its script, the metrics.
+fn fixed_page(st: &AppState, headers: &HeaderMap, path: &str) -> Option<Response> {
+    Some(match path {
+        "/health" => (StatusCode::OK, "ok\n").into_response(),
+        // The page holds no data: its script asks the admin API, with the token the operator
+        // gives it (kept in the tab's session storage, or in the URL fragment, never sent).
+        "/dashboard" => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-            text,
+            page_headers(
+                "default-src 'self'; script-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'; \
+                 base-uri 'none'; form-action 'self'",
+            ),
+            include_str!("dashboard.html"),
         )
-            .into_response();
-    }
+            .into_response(),
+        "/dashboard.js" => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")],
+            include_str!("dashboard.js"),
+        )
+            .into_response(),
+        "/metrics" => {
+            // Scraped with the admin token (Prometheus: `authorization: {credentials: …}`).
+            if let Err(e) = admin::authorize(st, headers) {
+                return Some(admin::fail(e.status, e.message));
+            }
+            let text = st.metrics_text.as_ref().map(|f| f()).unwrap_or_default();
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                text,
+            )
+                .into_response()
+        }
+        _ => return None,
+    })
+}
+
+/// An SES or admin operation: who asks is checked on the headers, then the body is read under
+/// its limits, then the request is authenticated and handled.
+async fn operation(
+    st: AppState,
+    parts: axum::http::request::Parts,
+    path: String,
+    query: String,
+    body: Body,
+) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
     let target = if path.starts_with("/admin/") {
         Target::Admin
     } else if let Some(flavor) = flavor_of(&parts.method, &path) {
