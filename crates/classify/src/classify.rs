@@ -93,6 +93,35 @@ impl Category {
         )
     }
 
+    /// The receiver takes fewer recipients per transaction: the recipient is offered again in
+    /// the next transaction on the same connection, not deferred.
+    pub fn retry_in_next_transaction(self) -> bool {
+        self == Category::TooManyRecipients
+    }
+
+    /// What an operator changes for deferrals of this kind (the usual remedies), if anything.
+    pub fn remedy(self) -> Option<&'static str> {
+        Some(match self {
+            Category::UnusualRate => {
+                "Gmail 4.7.28: pause this provider for at least 10 minutes, resume on one connection, then lower the rate"
+            }
+            Category::RateLimited | Category::YahooDeferral | Category::ApiThrottle => {
+                "lower the rate and concurrency for this provider; recover stepwise, not in one jump"
+            }
+            Category::TooManyConnections => "lower the number of concurrent connections to this provider",
+            Category::RecipientRateLimited => "space out mail to the same recipients (a per-recipient limit)",
+            Category::AuthOrTransport => {
+                "fix authentication or transport: SPF, DKIM, DMARC alignment, TLS, reverse DNS"
+            }
+            Category::Reputation => {
+                "slow down and look at list quality and complaints: the provider distrusts the source"
+            }
+            Category::InvalidRecipient => "clean the list: remove addresses that do not exist",
+            Category::TooManyRecipients => "send fewer recipients per transaction",
+            _ => return None,
+        })
+    }
+
     /// SES's DeliveryDelay `delayType` for a deferral of this kind.
     pub fn delay_type(self) -> &'static str {
         match self {

@@ -8,12 +8,14 @@ use weir_store::model::Priority;
 
 use serde_json::{Value, json};
 use tokio::time::Instant;
-use weir_classify::classify::{Category, Scope, classify};
+use weir_classify::classify::{Scope, classify};
+use weir_classify::provider::Provider;
 use weir_classify::reply::Reply;
 use weir_store::spool::DueRecipient;
 
-use crate::client::{Client, Stage, Timeouts};
-use crate::engine::{Engine, Job};
+use crate::client::{Client, Stage, Timeouts, Transaction};
+use crate::engine::Engine;
+use crate::lane::Job;
 use crate::lane::Lane;
 use crate::outcome::{RcptOutcome, synth, untried};
 use crate::route::{Route, Target};
@@ -99,104 +101,34 @@ impl Engine {
                 left = true;
                 break;
             }
-            let bulk_ok = lane.allowance(Instant::now()).bulk_allowed;
-            let job = {
-                let mut q = lane.queue.lock();
-                // While the lane is paused or in an incident, bulk work waits in the queue.
-                let pos = if bulk_ok {
-                    Some(0)
-                } else {
-                    q.iter().position(|j| j.rcpts.iter().all(|r| r.priority == Priority::Transactional))
-                };
-                pos.and_then(|i| q.remove(i))
-            };
-            let Some(mut job) = job else { break };
-            // A sending domain whose authentication this receiver refused: its mail waits.
-            let from = job.rcpts[0].mail_from.rsplit_once('@').map_or("", |(_, d)| d).to_ascii_lowercase();
-            if let Some(until) = lane.domain_held(Instant::now(), &from) {
-                let wait = until.saturating_duration_since(Instant::now());
-                self.postpone(job.rcpts, wait, "the receiver refuses the sending domain's authentication; waiting")
-                    .await;
-                continue;
-            }
-            // Mailboxes that asked for fewer messages: theirs wait for their turn, unsent.
-            job = match self.mailbox_turns(&lane, job).await {
-                Some(job) => job,
-                None => continue,
-            };
-            if job.rcpts.is_empty() {
-                continue;
-            }
-            let wait = lane.reserve(Instant::now());
-            if wait > Duration::from_secs(20) {
-                // A long pause: do not hold an idle connection open through it.
-                if let Some((c, _)) = conn.take() {
-                    c.quit().await;
-                    lane.set_established(false);
-                }
-            }
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
-                // A lock-out may have begun meanwhile, allowing one connection: the others give
-                // their work back rather than knock all at once when the wait ends.
-                if lane.leave_if_surplus(Instant::now()) {
-                    lane.queue.lock().push_front(job);
+            let Some(job) = next_job(&lane) else { break };
+            let job = match self.ready(&lane, job, &mut conn).await {
+                Ready::Go(job) => job,
+                Ready::Skip => continue,
+                Ready::Leave => {
                     left = true;
                     break;
                 }
-            }
-            if lane.limits.cluster_messages_per_minute > 0 {
-                // The lane's share across every node, on top of this node's own pacing.
-                loop {
-                    let w = self.senders.shared_lane_wait(&lane.key, lane.limits.cluster_messages_per_minute).await;
-                    if w.is_zero() {
-                        break;
-                    }
-                    tokio::time::sleep(w).await;
-                }
-            }
+            };
             // Durably `sending` from here until the result is recorded: what a crash leaves in
             // that state is exactly what may have been delivered twice.
             let ids: Vec<(String, i64)> = job.rcpts.iter().map(|r| (r.message_id.clone(), r.idx)).collect();
-            let now_ms = self.senders.now_ms();
-            if let Err(e) = self.spool.mark_sending(ids, now_ms).await {
+            if let Err(e) = self.spool.mark_sending(ids, self.senders.now_ms()).await {
                 tracing::error!(error = %e, "cannot mark recipients as being sent; they go back to the queue when storage recovers");
                 self.unpick(job.rcpts).await;
                 continue;
             }
-            let reuse = conn
-                .as_ref()
-                .is_some_and(|(_, t)| sent < lane.limits.messages_per_connection && job.route.targets.contains(t));
-            if !reuse {
-                if let Some((c, _)) = conn.take() {
-                    c.quit().await;
-                    lane.set_established(false);
-                }
-                sent = 0;
-            }
-            // A reused session resets in the first transaction's pipelined batch.
-            let reused = reuse && conn.is_some();
-            if conn.is_none() {
-                let gate = lane.reconnect_wait(Instant::now());
-                if !gate.is_zero() {
-                    tokio::time::sleep(gate).await;
-                }
-                match self.open(&lane, &job.route).await {
-                    Ok(c) => {
-                        lane.set_established(true);
-                        conn = Some(c);
+            let (job, reused) = match self.session_for(&lane, job, &mut conn, &mut sent).await {
+                Ok(found) => found,
+                Err(leave) => {
+                    if leave {
+                        *lane.connections.lock() -= 1;
+                        left = true;
+                        break;
                     }
-                    Err((stage, reply)) => {
-                        if self.connection_refused(&lane, job, stage, reply).await {
-                            let mut conns = lane.connections.lock();
-                            *conns -= 1;
-                            left = true;
-                            break;
-                        }
-                        continue;
-                    }
+                    continue;
                 }
-            }
+            };
             let Some((client, target)) = conn.as_mut() else { continue };
             let mta = format!("{}:{}", target.host, target.port);
             let (outcomes, untried, closed, locked) = self.transactions(&lane, client, &mta, job.rcpts, reused).await;
@@ -205,36 +137,9 @@ impl Engine {
                 conn = None;
                 lane.set_established(false);
             }
-            if let Some(reply) = locked {
-                // MAIL FROM deferred: nothing was offered for these recipients. The lane learns
-                // the reply once; they wait, no attempt counted (and, while the lane is paused,
-                // everything queued behind them).
-                let category = classify(&reply, lane.provider).category;
-                let changes = lane.on_reply(Instant::now(), category, &reply.to_string());
-                self.lane_changes(&lane, changes);
-                let mut rcpts = untried;
-                if lane.allowance(Instant::now()).paused_until.is_some() {
-                    for j in lane.queue.lock().drain(..) {
-                        rcpts.extend(j.rcpts);
-                    }
-                }
-                self.set_aside(&lane, rcpts, &reply).await;
-                if !outcomes.is_empty() {
-                    self.finish(&lane.key, lane.provider, outcomes).await;
-                }
-                continue;
-            }
-            if !untried.is_empty() {
-                // Recipients the closed session never reached go back to the lane, first in line.
-                lane.queue.lock().push_front(Job {
-                    rcpts: untried,
-                    domain: job.domain.clone(),
-                    route: job.route.clone(),
-                });
-            }
-            sent += 1;
-            if !outcomes.is_empty() {
-                self.finish(&lane.key, lane.provider, outcomes).await;
+            let Job { domain, route, .. } = job;
+            if self.settle(&lane, Job { rcpts: untried, domain, route }, outcomes, locked).await {
+                sent += 1;
             }
         }
         if let Some((c, _)) = conn {
@@ -254,6 +159,125 @@ impl Engine {
             let changes = lane.drained(Instant::now());
             self.lane_changes(&lane, changes);
         }
+    }
+
+    /// Whether `job` may be sent now, after waiting for the lane's pace (and, in a cluster, the
+    /// lane's shared cap). A domain held at this receiver, or mailboxes waiting for their turns,
+    /// set its recipients aside; a lock-out begun during the wait sends this connection away.
+    async fn ready(&self, lane: &Arc<Lane>, job: Job, conn: &mut Option<(Client, Target)>) -> Ready {
+        // A sending domain whose authentication this receiver refused: its mail waits.
+        let from = job.rcpts[0].mail_from.rsplit_once('@').map_or("", |(_, d)| d).to_ascii_lowercase();
+        if let Some(until) = lane.domain_held(Instant::now(), &from) {
+            let wait = until.saturating_duration_since(Instant::now());
+            let at = self.senders.now_ms() + wait.as_millis() as i64;
+            let why = "the receiver refuses the sending domain's authentication; waiting";
+            self.postpone_until(job.rcpts, at, why).await;
+            return Ready::Skip;
+        }
+        // Mailboxes that asked for fewer messages: theirs wait for their turn, unsent.
+        let Some(job) = self.mailbox_turns(lane, job).await.filter(|j| !j.rcpts.is_empty()) else {
+            return Ready::Skip;
+        };
+        let wait = lane.reserve(Instant::now());
+        if wait > Duration::from_secs(20) {
+            // A long pause: do not hold an idle connection open through it.
+            if let Some((c, _)) = conn.take() {
+                c.quit().await;
+                lane.set_established(false);
+            }
+        }
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+            // A lock-out may have begun meanwhile, allowing one connection: the others give
+            // their work back rather than knock all at once when the wait ends.
+            if lane.leave_if_surplus(Instant::now()) {
+                lane.queue.lock().push_front(job);
+                return Ready::Leave;
+            }
+        }
+        if lane.limits.cluster_messages_per_minute > 0 {
+            // The lane's share across every node, on top of this node's own pacing.
+            loop {
+                let w = self.senders.shared_lane_wait(&lane.key, lane.limits.cluster_messages_per_minute).await;
+                if w.is_zero() {
+                    break;
+                }
+                tokio::time::sleep(w).await;
+            }
+        }
+        Ready::Go(job)
+    }
+
+    /// The session that carries `job`: the open one if it goes to one of the job's hosts and has
+    /// room, else a new one. Whether it is reused (it resets in the first transaction's
+    /// pipelined batch); Err when the receiver refused the connection (the job was handled),
+    /// true if this connection task should end.
+    async fn session_for(
+        &self,
+        lane: &Arc<Lane>,
+        job: Job,
+        conn: &mut Option<(Client, Target)>,
+        sent: &mut usize,
+    ) -> Result<(Job, bool), bool> {
+        let reuse = conn
+            .as_ref()
+            .is_some_and(|(_, t)| *sent < lane.limits.messages_per_connection && job.route.targets.contains(t));
+        if !reuse {
+            if let Some((c, _)) = conn.take() {
+                c.quit().await;
+                lane.set_established(false);
+            }
+            *sent = 0;
+        }
+        if conn.is_some() {
+            return Ok((job, reuse));
+        }
+        let gate = lane.reconnect_wait(Instant::now());
+        if !gate.is_zero() {
+            tokio::time::sleep(gate).await;
+        }
+        match self.open(lane, &job.route).await {
+            Ok(c) => {
+                lane.set_established(true);
+                *conn = Some(c);
+                Ok((job, false))
+            }
+            Err((stage, reply)) => Err(self.connection_refused(lane, job, stage, reply).await),
+        }
+    }
+
+    /// After a session's transactions: recipients it never reached (`untried`) go back to the
+    /// lane, first in line, or, when MAIL FROM was deferred (`locked`), wait with no attempt
+    /// counted; the outcomes are recorded. Whether a message was sent on the session.
+    async fn settle(&self, lane: &Arc<Lane>, untried: Job, outcomes: Vec<RcptOutcome>, locked: Option<Reply>) -> bool {
+        let sent = match locked {
+            Some(reply) => {
+                // MAIL FROM deferred: nothing was offered for these recipients. The lane learns
+                // the reply once; they wait, no attempt counted (and, while the lane is paused,
+                // everything queued behind them).
+                let category = classify(&reply, lane.provider).category;
+                let changes = lane.on_reply(Instant::now(), category, &reply.to_string());
+                self.lane_changes(lane, changes);
+                let mut rcpts = untried.rcpts;
+                if lane.allowance(Instant::now()).paused_until.is_some() {
+                    for j in lane.queue.lock().drain(..) {
+                        rcpts.extend(j.rcpts);
+                    }
+                }
+                self.set_aside(lane, rcpts, &reply).await;
+                false
+            }
+            None => {
+                if !untried.rcpts.is_empty() {
+                    lane.queue.lock().push_front(untried);
+                }
+                true
+            }
+        };
+        if !outcomes.is_empty() {
+            self.finish(&lane.key, lane.provider, outcomes).await;
+        }
+        sent
     }
 
     /// Recipients whose mailbox asked for fewer messages and whose turn has not come wait for
@@ -328,13 +352,6 @@ impl Engine {
         tracing::info!(lane = %lane.key, reply = %text, recipients = waiting.len(), wait_seconds = wait.as_secs(),
             "the receiver refused before any recipient was offered; they wait without an attempt counted");
         self.postpone_until(waiting, at, &text).await;
-    }
-
-    /// Put recipients back in the queue for `wait` without an attempt counted (they were not
-    /// offered).
-    async fn postpone(&self, rcpts: Vec<DueRecipient>, wait: Duration, reason: &str) {
-        let at = self.senders.now_ms() + wait.as_millis() as i64;
-        self.postpone_until(rcpts, at, reason).await;
     }
 
     /// Put recipients back in the queue until `at_ms` with `reason` as their last reply, no
@@ -469,17 +486,7 @@ impl Engine {
             // A configuration set with TLS policy REQUIRE: nothing in clear text. Deferred (and
             // in the end bounced) without a word to the receiver, which said nothing about rate.
             if !tls && self.options(&chunk[0]).require_tls {
-                let set = chunk[0].configuration_set.clone().unwrap_or_default();
-                let reply = synth(
-                    450,
-                    (4, 7, 10),
-                    format!("TLS is required by configuration set {set}, and {mta} did not offer STARTTLS"),
-                );
-                let mut refused = untried(chunk, &reply, true);
-                for o in &mut refused {
-                    o.mta = mta.to_string();
-                }
-                outcomes.extend(refused);
+                outcomes.extend(tls_refused(&chunk, mta));
                 continue;
             }
             let addrs: Vec<String> = chunk.iter().map(|r| r.address.clone()).collect();
@@ -502,34 +509,12 @@ impl Engine {
                 back.extend(pending);
                 return (outcomes, back, true, Some(txn.mail));
             }
-            let mut again = Vec::new();
-            let n = chunk.len();
-            for (rcpt, rr) in chunk.into_iter().zip(txn.rcpts) {
-                // 452 4.5.3: this server takes fewer recipients per transaction; the rest go in
-                // the next one on this connection.
-                if !txn.closed && weir_classify::classify::category(&rr, lane.provider).0 == Category::TooManyRecipients
-                {
-                    again.push((rcpt, rr));
-                    continue;
-                }
-                let reply = if rr.is_positive() { txn.data.clone().unwrap_or(rr) } else { rr };
-                outcomes.push(RcptOutcome { rcpt, reply, mta: mta.to_string(), tls, refused_connection: false });
-            }
-            let taken = n - again.len();
-            if taken == 0 {
-                // Not one recipient taken: defer them rather than loop.
-                outcomes.extend(again.into_iter().map(|(rcpt, reply)| RcptOutcome {
-                    rcpt,
-                    reply,
-                    mta: mta.to_string(),
-                    tls,
-                    refused_connection: false,
-                }));
-            } else if !again.is_empty() {
+            let again = sort_replies(chunk, &txn, lane.provider, mta, tls, &mut outcomes);
+            if let Some(taken) = again.as_ref().map(|(_, taken)| *taken) {
                 per_txn = taken;
-                for (rcpt, _) in again.into_iter().rev() {
-                    pending.push_front(rcpt);
-                }
+            }
+            for rcpt in again.into_iter().flat_map(|(a, _)| a).rev() {
+                pending.push_front(rcpt);
             }
             if txn.closed {
                 return (outcomes, pending.into(), true, None);
@@ -543,4 +528,70 @@ impl Engine {
 /// server wrote is the server speaking, not a dead host.
 fn did_not_answer((stage, reply): &(Stage, Reply)) -> bool {
     matches!(stage, Stage::Connect | Stage::Greeting) && matches!(reply.enhanced, Some((4, 4, 1 | 2)))
+}
+
+/// Whether a job may be sent now.
+enum Ready {
+    Go(Job),
+    /// Its recipients were set aside; take the next job.
+    Skip,
+    /// This connection task ends (a lock-out began: fewer connections).
+    Leave,
+}
+
+/// The next job of the lane's queue; while the lane is paused or in an incident, bulk work
+/// waits in the queue.
+fn next_job(lane: &Lane) -> Option<Job> {
+    let bulk_ok = lane.allowance(Instant::now()).bulk_allowed;
+    let mut q = lane.queue.lock();
+    let pos = if bulk_ok {
+        Some(0)
+    } else {
+        q.iter().position(|j| j.rcpts.iter().all(|r| r.priority == Priority::Transactional))
+    };
+    pos.and_then(|i| q.remove(i))
+}
+
+/// The recipients' replies of one transaction, as outcomes; except those a 452 4.5.3 asks to
+/// offer in the next transaction on this connection (this server takes fewer recipients per
+/// transaction), returned with how many it took. If it took none, they are deferred rather than
+/// offered again in a loop.
+fn sort_replies(
+    chunk: Vec<DueRecipient>,
+    txn: &Transaction,
+    provider: Provider,
+    mta: &str,
+    tls: bool,
+    outcomes: &mut Vec<RcptOutcome>,
+) -> Option<(Vec<DueRecipient>, usize)> {
+    let outcome = |rcpt, reply| RcptOutcome { rcpt, reply, mta: mta.to_string(), tls, refused_connection: false };
+    let mut again = Vec::new();
+    let n = chunk.len();
+    for (rcpt, rr) in chunk.into_iter().zip(txn.rcpts.iter().cloned()) {
+        if !txn.closed && weir_classify::classify::category(&rr, provider).0.retry_in_next_transaction() {
+            again.push((rcpt, rr));
+            continue;
+        }
+        let reply = if rr.is_positive() { txn.data.clone().unwrap_or(rr) } else { rr };
+        outcomes.push(outcome(rcpt, reply));
+    }
+    let taken = n - again.len();
+    if taken == 0 {
+        outcomes.extend(again.into_iter().map(|(rcpt, reply)| outcome(rcpt, reply)));
+        return None;
+    }
+    (!again.is_empty()).then(|| (again.into_iter().map(|(r, _)| r).collect(), taken))
+}
+
+/// The recipients of a transaction that needs TLS the receiver did not offer: deferred, as
+/// from no server (the lane is not told).
+fn tls_refused(chunk: &[DueRecipient], mta: &str) -> Vec<RcptOutcome> {
+    let set = chunk[0].configuration_set.clone().unwrap_or_default();
+    let reply =
+        synth(450, (4, 7, 10), format!("TLS is required by configuration set {set}, and {mta} did not offer STARTTLS"));
+    let mut refused = untried(chunk.to_vec(), &reply, true);
+    for o in &mut refused {
+        o.mta = mta.to_string();
+    }
+    refused
 }

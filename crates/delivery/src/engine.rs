@@ -26,11 +26,10 @@ use weir_model::Senders;
 use weir_store::Spool;
 use weir_store::events::EventLog;
 use weir_store::model::AttemptOutcome;
-use weir_store::spool::DueRecipient;
 
 use crate::client::{Connector, TcpConnector};
 use crate::lane::{Lane, LaneLimits};
-use crate::route::{Route, Router};
+use crate::route::Router;
 
 /// Settings of the delivery engine.
 #[derive(Debug, Clone)]
@@ -79,16 +78,6 @@ impl Default for DeliveryConfig {
             pacing: weir_pacing::controller::PacingConfig::default(),
         }
     }
-}
-
-/// Work for one connection: recipients of one message in one domain.
-pub struct Job {
-    /// The recipients.
-    pub rcpts: Vec<DueRecipient>,
-    /// Their domain.
-    pub domain: String,
-    /// Where they go.
-    pub route: Route,
 }
 
 /// Counters of one lane: first-deferral rate and final delivery rate as separate figures.

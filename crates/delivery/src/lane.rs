@@ -15,6 +15,19 @@ use weir_classify::classify::Category;
 use weir_classify::provider::Provider;
 use weir_pacing::Millis;
 use weir_pacing::controller::{Allowance, Controller, PacingConfig, TimelineEntry};
+use weir_store::spool::DueRecipient;
+
+use crate::route::Route;
+
+/// Work for one connection: recipients of one message in one domain.
+pub struct Job {
+    /// The recipients.
+    pub rcpts: Vec<DueRecipient>,
+    /// Their domain.
+    pub domain: String,
+    /// Where they go.
+    pub route: Route,
+}
 
 /// "Unlimited" messages per minute for a lane without a configured rate.
 const UNLIMITED_PER_MIN: f64 = 600_000.0;
@@ -96,7 +109,7 @@ pub struct Lane {
     /// Its limits.
     pub limits: LaneLimits,
     /// Work waiting for a connection.
-    pub queue: Mutex<VecDeque<crate::engine::Job>>,
+    pub queue: Mutex<VecDeque<Job>>,
     /// Connection tasks running now (connecting, idle or in a transaction).
     pub connections: Mutex<usize>,
     /// Of those, sessions the receiver accepted (greeted and answered EHLO) and still open.

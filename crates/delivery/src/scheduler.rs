@@ -11,7 +11,8 @@ use weir_classify::provider::Provider;
 use weir_classify::reply::Reply;
 use weir_store::spool::DueRecipient;
 
-use crate::engine::{Engine, Job};
+use crate::engine::Engine;
+use crate::lane::Job;
 use crate::lane::{Lane, LaneLimits};
 use crate::outcome::{synth, untried};
 use crate::route::Route;

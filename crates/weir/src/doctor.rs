@@ -219,25 +219,6 @@ fn band(rate: f64) -> &'static str {
     }
 }
 
-/// What to change for a class of deferrals (the usual remedies).
-fn remedy(c: Category) -> Option<&'static str> {
-    Some(match c {
-        Category::UnusualRate => {
-            "Gmail 4.7.28: pause this provider for at least 10 minutes, resume on one connection, then lower the rate"
-        }
-        Category::RateLimited | Category::YahooDeferral | Category::ApiThrottle => {
-            "lower the rate and concurrency for this provider; recover stepwise, not in one jump"
-        }
-        Category::TooManyConnections => "lower the number of concurrent connections to this provider",
-        Category::RecipientRateLimited => "space out mail to the same recipients (a per-recipient limit)",
-        Category::AuthOrTransport => "fix authentication or transport: SPF, DKIM, DMARC alignment, TLS, reverse DNS",
-        Category::Reputation => "slow down and look at list quality and complaints: the provider distrusts the source",
-        Category::InvalidRecipient => "clean the list: remove addresses that do not exist",
-        Category::TooManyRecipients => "send fewer recipients per transaction",
-        _ => return None,
-    })
-}
-
 fn pct(n: u64, d: u64) -> f64 {
     if d == 0 { 0.0 } else { n as f64 / d as f64 }
 }
@@ -260,7 +241,7 @@ fn findings(d: &Doctor) -> Vec<Finding<'_>> {
             let mut classes: Vec<_> = r.classes.iter().map(|(c, (n, e))| (c.as_str(), *n, e.as_slice())).collect();
             classes.sort_by_key(|c| std::cmp::Reverse(c.1));
             let mut remedies: Vec<&'static str> = Vec::new();
-            for m in r.categories.values().filter_map(|c| remedy(*c)) {
+            for m in r.categories.values().filter_map(|c| Category::remedy(*c)) {
                 if !remedies.contains(&m) {
                     remedies.push(m);
                 }

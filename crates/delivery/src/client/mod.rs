@@ -8,12 +8,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use weir_classify::reply::Reply;
+
+mod tls;
+mod wire;
+pub use tls::opportunistic_tls;
+use wire::complete_reply;
+pub use wire::dot_stuff;
 
 /// Client failures that are not SMTP replies.
 #[derive(Debug, thiserror::Error)]
@@ -210,53 +215,6 @@ pub struct Client {
     pub caps: Caps,
     /// Whether STARTTLS succeeded.
     pub tls: bool,
-}
-
-/// Accepts any certificate: opportunistic TLS toward MX hosts (RFC 7435). Whether the
-/// certificate was valid is not what decides delivery here.
-#[derive(Debug)]
-struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// A TLS client configuration for opportunistic STARTTLS.
-pub fn opportunistic_tls() -> Arc<ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map(|b| b.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAny(provider))).with_no_client_auth());
-    // The ring provider supports the default protocol versions; this cannot fail.
-    Arc::new(config.expect("ring supports TLS 1.2 and 1.3"))
 }
 
 fn io_err(e: io::Error) -> ClientError {
@@ -552,63 +510,5 @@ impl Client {
             let _ = self.read_reply("QUIT").await;
         }
         let _ = self.stream.shutdown().await;
-    }
-}
-
-/// Index just past a complete reply in `buf`, if there is one.
-fn complete_reply(buf: &[u8]) -> Option<usize> {
-    let mut start = 0;
-    while let Some(nl) = buf[start..].iter().position(|b| *b == b'\n') {
-        let line = &buf[start..start + nl + 1];
-        start += nl + 1;
-        if line.len() < 4 || line[3] != b'-' {
-            return Some(start);
-        }
-    }
-    None
-}
-
-/// Dot-stuff a message and append the terminating dot. Line ends are made CRLF first, so that
-/// no bare CR or LF leaves weir even from a message spooled before that rule (RFC 5321 §2.3.8).
-pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
-    let normalized;
-    let message = if weir_mail::crlf::is_canonical(message) {
-        message
-    } else {
-        normalized = weir_mail::crlf::normalize(message);
-        &normalized[..]
-    };
-    let mut out = Vec::with_capacity(message.len() + 64);
-    let mut at_line_start = true;
-    for &b in message {
-        if at_line_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        at_line_start = b == b'\n';
-    }
-    if !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replies_and_dots() {
-        assert_eq!(complete_reply(b"250-a\r\n250-b\r\n"), None);
-        assert_eq!(complete_reply(b"250-a\r\n250 b\r\nextra"), Some(14));
-        assert_eq!(complete_reply(b"220\r\n"), Some(5));
-        assert_eq!(dot_stuff(b"a\r\n.b\r\n..c"), b"a\r\n..b\r\n...c\r\n.\r\n".to_vec());
-    }
-
-    #[test]
-    fn bare_cr_cannot_end_the_data_early() {
-        assert_eq!(dot_stuff(b"a\r.\rMAIL FROM:<x@y>"), b"a\r\n..\r\nMAIL FROM:<x@y>\r\n.\r\n".to_vec());
-        assert_eq!(dot_stuff(b"a\r.\nb\n.\r\n"), b"a\r\n..\r\nb\r\n..\r\n.\r\n".to_vec());
     }
 }
