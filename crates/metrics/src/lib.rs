@@ -17,7 +17,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 /// Labels of an SES event count.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -225,168 +225,171 @@ impl Default for Metrics {
     }
 }
 
+/// Register `metric` under `name` with its `help` text, and keep a handle to it.
+fn reg<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Metrics {
     /// Every family, registered.
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("weir");
-        let events = Family::<EventLabels, Counter>::default();
-        registry.register(
-            "ses_events",
-            "SES events by type (Send, Delivery, Bounce, Complaint, Reject, DeliveryDelay), account and region",
-            events.clone(),
-        );
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests answered, by API, status and SES error code (quota refusals: Throttling, …)",
-            requests.clone(),
-        );
-        let latency = Family::<ApiLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.000_25, 2.0, 14))
-        });
-        registry.register("http_request_duration_seconds", "Time to answer an HTTP request", latency.clone());
-        let spool_recipients = Family::<SpoolLabels, Gauge>::default();
-        registry.register(
-            "spool_recipients",
-            "Recipients waiting in the spool, by state and lane",
-            spool_recipients.clone(),
-        );
-        let spool_oldest = Family::default();
-        registry.register(
-            "spool_oldest_age_seconds",
-            "Age of the oldest waiting message, by state and lane",
-            Family::clone(&spool_oldest),
-        );
-        let lane_connections = Family::<LaneLabels, Gauge>::default();
-        registry.register("lane_connections_allowed", "Connections a lane may use now", lane_connections.clone());
-        let lane_rate = Family::default();
-        registry.register(
-            "lane_safe_rate_per_minute",
-            "Messages per minute a lane sends at now",
-            Family::clone(&lane_rate),
-        );
-        let lane_paused = Family::<LaneLabels, Gauge>::default();
-        registry.register("lane_paused", "1 while a lane is paused (4.7.28, Retry-After)", lane_paused.clone());
-        let lane_first_deferral = Family::default();
-        registry.register(
-            "lane_first_deferral_ratio",
-            "First attempts deferred / first attempts, since the spool was created",
-            Family::clone(&lane_first_deferral),
-        );
-        let lane_final_delivery = Family::default();
-        registry.register(
-            "lane_final_delivery_ratio",
-            "Recipients delivered / recipients finished, since the spool was created",
-            Family::clone(&lane_final_delivery),
-        );
-        let lane_first_attempts = Family::<LaneLabels, Counter>::default();
-        registry.register(
-            "lane_first_attempts",
-            "First delivery attempts made (kept in the spool: survives restarts)",
-            lane_first_attempts.clone(),
-        );
-        let lane_first_deferrals = Family::<LaneLabels, Counter>::default();
-        registry.register(
-            "lane_first_attempt_deferrals",
-            "First delivery attempts deferred (kept in the spool: survives restarts)",
-            lane_first_deferrals.clone(),
-        );
-        let attempts = Family::<AttemptLabels, Counter>::default();
-        registry.register(
-            "delivery_attempts",
-            "Delivery attempts by lane, outcome and reply class (kept in the spool: survives restarts)",
-            attempts.clone(),
-        );
-        let webhook_backlog = Gauge::default();
-        registry.register("webhook_backlog_events", "Webhook events waiting to be posted", webhook_backlog.clone());
-        let smtp_sessions = Family::<ListenerLabels, Counter>::default();
-        registry.register("smtp_sessions", "SMTP submission sessions accepted, by listener", smtp_sessions.clone());
-        let smtp_auth_failures = Counter::default();
-        registry.register("smtp_auth_failures", "SMTP AUTH attempts refused", smtp_auth_failures.clone());
-        let quota_sent = Family::default();
-        registry.register(
-            "quota_sent_last_24h_recipients",
-            "Recipients accepted in the last 24 hours, by account and region",
-            Family::clone(&quota_sent),
-        );
-        let quota_max_24h = Family::default();
-        registry.register(
-            "quota_max_24h_recipients",
-            "Max24HourSend by account and region (-1 unlimited)",
-            Family::clone(&quota_max_24h),
-        );
-        let quota_max_rate = Family::default();
-        registry.register(
-            "quota_max_send_rate_per_second",
-            "MaxSendRate by account and region (-1 unlimited)",
-            Family::clone(&quota_max_rate),
-        );
-        let enforcement = Family::<AccountLabels, Gauge>::default();
-        registry.register(
-            "reputation_enforcement",
-            "Enforcement status: 0 HEALTHY, 1 PROBATION, 2 SHUTDOWN",
-            enforcement.clone(),
-        );
-        let refusals = Family::<RefusalLabels, Counter>::default();
-        registry.register(
-            "quota_refusals",
-            "Sends refused by the quota, by account, region and reason (daily_quota, max_send_rate, sending_paused, unavailable: cluster mode without Redis)",
-            refusals.clone(),
-        );
-        let cluster_redis_up = Family::<NodeLabels, Gauge>::default();
-        registry.register(
-            "cluster_redis_up",
-            "Cluster mode: 1 while Redis answers this node",
-            cluster_redis_up.clone(),
-        );
-        let cluster_open = Family::<NodeLabels, Gauge>::default();
-        registry.register(
-            "cluster_admitting",
-            "Cluster mode: 1 while this node decides sends (the shared counters are open in its epoch)",
-            cluster_open.clone(),
-        );
-        let cluster_outbox = Family::<NodeLabels, Gauge>::default();
-        registry.register(
-            "cluster_outbox_changes",
-            "Cluster mode: catalog changes made on this node waiting for Redis to be shared",
-            cluster_outbox.clone(),
-        );
-        let lane_changes = Family::<LaneChangeLabels, Counter>::default();
-        registry.register(
-            "lane_changes",
-            "Lane timeline changes (pauses, slow-downs, fewer connections, steps up, incidents)",
-            lane_changes.clone(),
-        );
-        let webhooks = Family::<OutcomeLabels, Gauge>::default();
-        registry.register("webhook_events", "Webhook events by outcome, since start", webhooks.clone());
+        let mut r = Registry::with_prefix("weir");
         Metrics {
-            registry,
-            lane_changes,
-            webhooks,
-            quota_sent,
-            quota_max_24h,
-            quota_max_rate,
-            enforcement,
-            refusals,
-            cluster_redis_up,
-            cluster_open,
-            cluster_outbox,
-            smtp_sessions,
-            smtp_auth_failures,
-            events,
-            requests,
-            latency,
-            spool_recipients,
-            spool_oldest,
-            lane_connections,
-            lane_rate,
-            lane_paused,
-            lane_first_deferral,
-            lane_final_delivery,
-            lane_first_attempts,
-            lane_first_deferrals,
-            attempts,
-            webhook_backlog,
+            lane_changes: reg(
+                &mut r,
+                "lane_changes",
+                "Lane timeline changes (pauses, slow-downs, fewer connections, steps up, incidents)",
+                Family::<LaneChangeLabels, Counter>::default(),
+            ),
+            webhooks: reg(
+                &mut r,
+                "webhook_events",
+                "Webhook events by outcome, since start",
+                Family::<OutcomeLabels, Gauge>::default(),
+            ),
+            quota_sent: reg(
+                &mut r,
+                "quota_sent_last_24h_recipients",
+                "Recipients accepted in the last 24 hours, by account and region",
+                Family::default(),
+            ),
+            quota_max_24h: reg(
+                &mut r,
+                "quota_max_24h_recipients",
+                "Max24HourSend by account and region (-1 unlimited)",
+                Family::default(),
+            ),
+            quota_max_rate: reg(
+                &mut r,
+                "quota_max_send_rate_per_second",
+                "MaxSendRate by account and region (-1 unlimited)",
+                Family::default(),
+            ),
+            enforcement: reg(
+                &mut r,
+                "reputation_enforcement",
+                "Enforcement status: 0 HEALTHY, 1 PROBATION, 2 SHUTDOWN",
+                Family::<AccountLabels, Gauge>::default(),
+            ),
+            refusals: reg(
+                &mut r,
+                "quota_refusals",
+                "Sends refused by the quota, by account, region and reason (daily_quota, max_send_rate, sending_paused, unavailable: cluster mode without Redis)",
+                Family::<RefusalLabels, Counter>::default(),
+            ),
+            cluster_redis_up: reg(
+                &mut r,
+                "cluster_redis_up",
+                "Cluster mode: 1 while Redis answers this node",
+                Family::<NodeLabels, Gauge>::default(),
+            ),
+            cluster_open: reg(
+                &mut r,
+                "cluster_admitting",
+                "Cluster mode: 1 while this node decides sends (the shared counters are open in its epoch)",
+                Family::<NodeLabels, Gauge>::default(),
+            ),
+            cluster_outbox: reg(
+                &mut r,
+                "cluster_outbox_changes",
+                "Cluster mode: catalog changes made on this node waiting for Redis to be shared",
+                Family::<NodeLabels, Gauge>::default(),
+            ),
+            smtp_sessions: reg(
+                &mut r,
+                "smtp_sessions",
+                "SMTP submission sessions accepted, by listener",
+                Family::<ListenerLabels, Counter>::default(),
+            ),
+            smtp_auth_failures: reg(&mut r, "smtp_auth_failures", "SMTP AUTH attempts refused", Counter::default()),
+            events: reg(
+                &mut r,
+                "ses_events",
+                "SES events by type (Send, Delivery, Bounce, Complaint, Reject, DeliveryDelay), account and region",
+                Family::<EventLabels, Counter>::default(),
+            ),
+            requests: reg(
+                &mut r,
+                "http_requests",
+                "HTTP requests answered, by API, status and SES error code (quota refusals: Throttling, …)",
+                Family::<RequestLabels, Counter>::default(),
+            ),
+            latency: reg(
+                &mut r,
+                "http_request_duration_seconds",
+                "Time to answer an HTTP request",
+                Family::<ApiLabels, Histogram>::new_with_constructor(|| {
+                    Histogram::new(exponential_buckets(0.000_25, 2.0, 14))
+                }),
+            ),
+            spool_recipients: reg(
+                &mut r,
+                "spool_recipients",
+                "Recipients waiting in the spool, by state and lane",
+                Family::<SpoolLabels, Gauge>::default(),
+            ),
+            spool_oldest: reg(
+                &mut r,
+                "spool_oldest_age_seconds",
+                "Age of the oldest waiting message, by state and lane",
+                Family::default(),
+            ),
+            lane_connections: reg(
+                &mut r,
+                "lane_connections_allowed",
+                "Connections a lane may use now",
+                Family::<LaneLabels, Gauge>::default(),
+            ),
+            lane_rate: reg(
+                &mut r,
+                "lane_safe_rate_per_minute",
+                "Messages per minute a lane sends at now",
+                Family::default(),
+            ),
+            lane_paused: reg(
+                &mut r,
+                "lane_paused",
+                "1 while a lane is paused (4.7.28, Retry-After)",
+                Family::<LaneLabels, Gauge>::default(),
+            ),
+            lane_first_deferral: reg(
+                &mut r,
+                "lane_first_deferral_ratio",
+                "First attempts deferred / first attempts, since the spool was created",
+                Family::default(),
+            ),
+            lane_final_delivery: reg(
+                &mut r,
+                "lane_final_delivery_ratio",
+                "Recipients delivered / recipients finished, since the spool was created",
+                Family::default(),
+            ),
+            lane_first_attempts: reg(
+                &mut r,
+                "lane_first_attempts",
+                "First delivery attempts made (kept in the spool: survives restarts)",
+                Family::<LaneLabels, Counter>::default(),
+            ),
+            lane_first_deferrals: reg(
+                &mut r,
+                "lane_first_attempt_deferrals",
+                "First delivery attempts deferred (kept in the spool: survives restarts)",
+                Family::<LaneLabels, Counter>::default(),
+            ),
+            attempts: reg(
+                &mut r,
+                "delivery_attempts",
+                "Delivery attempts by lane, outcome and reply class (kept in the spool: survives restarts)",
+                Family::<AttemptLabels, Counter>::default(),
+            ),
+            webhook_backlog: reg(
+                &mut r,
+                "webhook_backlog_events",
+                "Webhook events waiting to be posted",
+                Gauge::default(),
+            ),
+            registry: r,
         }
     }
 

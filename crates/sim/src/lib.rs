@@ -340,14 +340,98 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> 
     let base_ns: u64 = 1_767_225_600 * 1_000_000_000;
     let clock: weir_submit::Clock = Arc::new(move || base_ns + origin.elapsed().as_nanos() as u64);
     let unlimited = RegionSettings { max_24h: -1, max_rate: -1.0, production: true, ..RegionSettings::sandbox() };
-    let svc = Arc::new(Service::open(
-        store.clone(),
-        ServiceConfig { default_region: unlimited, id_domain: "weir.sim".into(), bulk_configuration_sets: vec![] },
-        clock,
-    )?);
-    let account = svc.create_account("sim").await.map_err(|e| SimError::Other(e.to_string()))?;
+    let svc = Arc::new(Service::open(store.clone(), ServiceConfig::new(unlimited, "weir.sim"), clock)?);
+    let account = svc.directory().create_account("sim").await.map_err(|e| SimError::Other(e.to_string()))?;
     let domain = format!("{}.sim", p.name);
     let now_ms = svc.now_ms();
+    fill_spool(s, p, &spool, account.id, &domain, now_ms).await?;
+
+    let receiver = Receiver::new(p.receiver.clone());
+    let mx = mx_host(p.receiver.style, &p.name);
+    let provider = weir_classify::provider::of_host(&mx);
+    let (limits, pacing, schedule) = sender_settings(s, sender);
+    let cfg = DeliveryConfig {
+        helo_name: "weir.sim".into(),
+        max_in_flight: 2000,
+        poll_interval: Duration::from_millis(200),
+        schedule,
+        connect_timeout: Duration::from_secs(30),
+        greeting_timeout: Duration::from_secs(300),
+        dead_host_for: Duration::from_secs(300),
+        greylist_retry: Duration::from_secs(s.greylist_retry_seconds),
+        command_timeout: Duration::from_secs(120),
+        starttls: false,
+        lanes: HashMap::from([(provider.as_str().to_string(), limits)]),
+        pacing,
+    };
+    let events = Arc::new(weir_store::events::EventLog::open(dir.path())?);
+    let (connector, port): (Arc<dyn Connector>, u16) = match mode {
+        Mode::Virtual => (Arc::new(MemConnector(receiver.clone())), 25),
+        Mode::Loopback => (Arc::new(TcpConnector), receiver.clone().listen("127.0.0.1:0").await?.port()),
+    };
+    let router = Router::new(HashMap::new(), None, Arc::new(SimResolver(mx)), port);
+    let engine =
+        Arc::new(Engine::new(svc.delivery_port(), spool.clone(), cfg, router, events)?.with_connector(connector));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(engine.clone().run(stopped));
+
+    let (drained, at_settled, delivered_every_10s) = watch(s, &engine, &spool, origin).await?;
+    let _ = stop.send(true);
+    let _ = running.await;
+    let (lane_key, end) = lane_stats(&engine);
+    let settled = at_settled.unwrap_or_else(|| end.clone());
+    let first_after = end.first_attempts - settled.first_attempts;
+    let deferred_after = end.first_attempt_deferrals - settled.first_attempt_deferrals;
+    let (first, first_deferred, delivered) = (end.first_attempts, end.first_attempt_deferrals, end.delivered);
+    let valid = (0..p.messages).filter(|n| !chance(s.seed, *n, p.invalid_fraction)).count() as f64;
+    let start_ms = (base_ns / 1_000_000) as i64;
+    let minutes_to = |ms: Option<i64>| ms.map_or(0.0, |m| (m - start_ms).max(0) as f64 / 60_000.0);
+    let drain_minutes = spool.last_change_ms()?;
+    let drain_minutes = if drained { minutes_to(drain_minutes) } else { s.max_hours * 60.0 };
+    let best = best_minutes(p, s.seed);
+    let counters = receiver.counters();
+    let attempts = spool.attempts_by_address()?;
+    let attempts_without_offer: u64 =
+        attempts.iter().map(|(a, n)| (*n - i64::from(receiver.offers(a))).max(0) as u64).sum();
+    let grey_settled = end.first_attempt_greylisted - settled.first_attempt_greylisted;
+    Ok(LaneReport {
+        provider: p.name.clone(),
+        sender: sender.name().into(),
+        drain_minutes,
+        best_minutes: best,
+        drain_ratio: if best > 0.0 { drain_minutes / best } else { 0.0 },
+        first_deferral_rate_settled: if first_after == 0 {
+            0.0
+        } else {
+            deferred_after.saturating_sub(grey_settled) as f64 / first_after as f64
+        },
+        attempts_without_offer,
+        hot_messages: hot_messages(p, s.seed),
+        mailbox_refusals: counters.per_recipient_refusals,
+        first_attempts_greylisted_settled: grey_settled,
+        delivered_every_10s,
+        first_deferral_rate: if first == 0 { 0.0 } else { first_deferred as f64 / first as f64 },
+        final_delivery_rate: if valid == 0.0 { 1.0 } else { delivered as f64 / valid },
+        max_connections_used: counters.peak_connections,
+        connections_refused: counters.connection_refusals,
+        attempts: delivered + end.bounced + end.deferrals,
+        deferrals: end.deferrals,
+        transactional_drain_minutes: minutes_to(spool.last_delivery_ms(Priority::Transactional)?),
+        drained,
+        timeline: if sender == Sender::Weir { engine.lane_timeline(&lane_key) } else { Vec::new() },
+    })
+}
+
+/// The scenario's messages for provider `p`, spooled in batches: some to invalid mailboxes, some
+/// to one hot mailbox, the rest spread over the distinct recipients.
+async fn fill_spool(
+    s: &Scenario,
+    p: &ProviderRun,
+    spool: &Spool,
+    account_id: i64,
+    domain: &str,
+    now_ms: i64,
+) -> Result<(), SimError> {
     let mut i = 0u64;
     while i < p.messages {
         let end = (i + 10_000).min(p.messages);
@@ -365,7 +449,7 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> 
                 let transactional = chance(s.seed.wrapping_add(1), n, p.transactional_fraction);
                 SpoolEntry {
                     id: format!("sim-{n:010}"),
-                    account_id: account.id,
+                    account_id,
                     region: "us-east-1".into(),
                     created_ms: now_ms,
                     mail_from: "sender@weir.sim".into(),
@@ -388,9 +472,11 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> 
         i = end;
     }
 
-    let receiver = Receiver::new(p.receiver.clone());
-    let mx = mx_host(p.receiver.style, &p.name);
-    let provider = weir_classify::provider::of_host(&mx);
+    Ok(())
+}
+
+/// The lane limits, pacing and retry schedule each sender runs with.
+fn sender_settings(s: &Scenario, sender: Sender) -> (LaneLimits, PacingConfig, Schedule) {
     let w = &s.weir;
     let (limits, pacing, schedule) = match sender {
         Sender::Weir => (
@@ -439,30 +525,21 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> 
         Some(first) => Schedule { first: Duration::from_secs(first), max: Duration::from_secs(first * 4), ..schedule },
         None => schedule,
     };
-    let cfg = DeliveryConfig {
-        helo_name: "weir.sim".into(),
-        max_in_flight: 2000,
-        poll_interval: Duration::from_millis(200),
-        schedule,
-        connect_timeout: Duration::from_secs(30),
-        greeting_timeout: Duration::from_secs(300),
-        dead_host_for: Duration::from_secs(300),
-        greylist_retry: Duration::from_secs(s.greylist_retry_seconds),
-        command_timeout: Duration::from_secs(120),
-        starttls: false,
-        lanes: HashMap::from([(provider.as_str().to_string(), limits)]),
-        pacing,
+    let schedule = match s.retry_first_seconds {
+        Some(first) => Schedule { first: Duration::from_secs(first), max: Duration::from_secs(first * 4), ..schedule },
+        None => schedule,
     };
-    let events = Arc::new(weir_store::events::EventLog::open(dir.path())?);
-    let (connector, port): (Arc<dyn Connector>, u16) = match mode {
-        Mode::Virtual => (Arc::new(MemConnector(receiver.clone())), 25),
-        Mode::Loopback => (Arc::new(TcpConnector), receiver.clone().listen("127.0.0.1:0").await?.port()),
-    };
-    let router = Router::new(HashMap::new(), None, Arc::new(SimResolver(mx)), port);
-    let engine = Arc::new(Engine::new(svc.clone(), spool.clone(), cfg, router, events)?.with_connector(connector));
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(engine.clone().run(stopped));
+    (limits, pacing, schedule)
+}
 
+/// Watch the lane until the spool drains or the scenario's time is up: whether it drained, the
+/// lane's figures once settled, and the deliveries counted every ten seconds.
+async fn watch(
+    s: &Scenario,
+    engine: &Arc<Engine>,
+    spool: &Spool,
+    origin: Instant,
+) -> Result<(bool, Option<LaneStats>, Vec<u64>), SimError> {
     let limit = Duration::from_secs_f64(s.max_hours * 3600.0);
     let mut at_settled: Option<LaneStats> = None;
     let mut delivered_every_10s = Vec::new();
@@ -470,10 +547,10 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> 
         tokio::time::sleep(Duration::from_secs(1)).await;
         let t = origin.elapsed();
         if t.as_secs().is_multiple_of(10) && delivered_every_10s.len() < 10_000 {
-            delivered_every_10s.push(lane_stats(&engine).1.delivered);
+            delivered_every_10s.push(lane_stats(engine).1.delivered);
         }
         if at_settled.is_none() && t >= Duration::from_secs(s.settle_seconds) {
-            at_settled = Some(lane_stats(&engine).1);
+            at_settled = Some(lane_stats(engine).1);
         }
         if !spool.any_unfinished()? {
             break true;
@@ -482,48 +559,5 @@ async fn simulate(s: &Scenario, p: &ProviderRun, sender: Sender, mode: Mode) -> 
             break false;
         }
     };
-    let _ = stop.send(true);
-    let _ = running.await;
-    let (lane_key, end) = lane_stats(&engine);
-    let settled = at_settled.unwrap_or_else(|| end.clone());
-    let first_after = end.first_attempts - settled.first_attempts;
-    let deferred_after = end.first_attempt_deferrals - settled.first_attempt_deferrals;
-    let (first, first_deferred, delivered) = (end.first_attempts, end.first_attempt_deferrals, end.delivered);
-    let valid = (0..p.messages).filter(|n| !chance(s.seed, *n, p.invalid_fraction)).count() as f64;
-    let start_ms = (base_ns / 1_000_000) as i64;
-    let minutes_to = |ms: Option<i64>| ms.map_or(0.0, |m| (m - start_ms).max(0) as f64 / 60_000.0);
-    let drain_minutes = spool.last_change_ms()?;
-    let drain_minutes = if drained { minutes_to(drain_minutes) } else { s.max_hours * 60.0 };
-    let best = best_minutes(p, s.seed);
-    let counters = receiver.counters();
-    let attempts = spool.attempts_by_address()?;
-    let attempts_without_offer: u64 =
-        attempts.iter().map(|(a, n)| (*n - i64::from(receiver.offers(a))).max(0) as u64).sum();
-    let grey_settled = end.first_attempt_greylisted - settled.first_attempt_greylisted;
-    Ok(LaneReport {
-        provider: p.name.clone(),
-        sender: sender.name().into(),
-        drain_minutes,
-        best_minutes: best,
-        drain_ratio: if best > 0.0 { drain_minutes / best } else { 0.0 },
-        first_deferral_rate_settled: if first_after == 0 {
-            0.0
-        } else {
-            deferred_after.saturating_sub(grey_settled) as f64 / first_after as f64
-        },
-        attempts_without_offer,
-        hot_messages: hot_messages(p, s.seed),
-        mailbox_refusals: counters.per_recipient_refusals,
-        first_attempts_greylisted_settled: grey_settled,
-        delivered_every_10s,
-        first_deferral_rate: if first == 0 { 0.0 } else { first_deferred as f64 / first as f64 },
-        final_delivery_rate: if valid == 0.0 { 1.0 } else { delivered as f64 / valid },
-        max_connections_used: counters.peak_connections,
-        connections_refused: counters.connection_refusals,
-        attempts: delivered + end.bounced + end.deferrals,
-        deferrals: end.deferrals,
-        transactional_drain_minutes: minutes_to(spool.last_delivery_ms(Priority::Transactional)?),
-        drained,
-        timeline: if sender == Sender::Weir { engine.lane_timeline(&lane_key) } else { Vec::new() },
-    })
+    Ok((drained, at_settled, delivered_every_10s))
 }
