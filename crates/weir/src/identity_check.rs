@@ -7,7 +7,7 @@ use anyhow::bail;
 use serde_json::Value;
 use weir_delivery::route::{HickoryResolver, Resolver};
 
-use crate::admin::{Client, seg};
+use crate::admin_client::{Client, seg};
 
 /// What DNS shows for one wanted record.
 async fn verdict(resolver: &HickoryResolver, r: &Value) -> Result<String, String> {

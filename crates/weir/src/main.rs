@@ -7,6 +7,7 @@
 //! - `admin`: the operator commands, which talk to the running server's admin API.
 
 mod admin;
+mod admin_client;
 mod config;
 mod data_dir;
 mod dns_checks;
