@@ -6,6 +6,7 @@
 //! - [`Acceptor`]: an accept loop that survives running out of descriptors (backs off, and says
 //!   so once in a while instead of on every attempt).
 //! - [`raise_nofile_limit`]: the soft descriptor limit raised to the hard one at start.
+//! - [`stream::MaybeTls`]: a connection before and after STARTTLS, server or client side.
 
 use std::collections::HashMap;
 use std::io;
@@ -17,6 +18,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
+
+pub mod stream;
 
 /// Caps on concurrent connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
