@@ -11,9 +11,7 @@ use axum::http::{HeaderMap, Method};
 use libfuzzer_sys::fuzz_target;
 use weir_api::auth::Caller;
 use weir_api::{ApiConfig, AppState, RawRequest};
-use weir_store::model::{Account, IdentityKind, RegionSettings};
-use weir_store::{Store, StoreOptions};
-use weir_submit::{Service, ServiceConfig, system_clock};
+use weir_store::model::Account;
 
 struct World {
     rt: tokio::runtime::Runtime,
@@ -27,21 +25,8 @@ fn world() -> &'static World {
     W.get_or_init(|| {
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(Store::open(dir.path(), StoreOptions { fsync: false, ..Default::default() }).expect("store"));
-        let cfg = ServiceConfig::new(RegionSettings::sandbox(), "fuzz.test");
-        let svc = Arc::new(Service::open(store, cfg, system_clock()).expect("service"));
-        let account = rt.block_on(async {
-            let a = svc.directory().create_account("fuzz").await.expect("account");
-            svc.directory().update_region_settings(a.id, "us-east-1", |s| {
-                s.production = true;
-                s.max_24h = -1;
-                s.max_rate = -1.0;
-            })
-            .await
-            .expect("settings");
-            svc.directory().put_identity(a.id, "us-east-1", "a.test", IdentityKind::Domain, true).await.expect("identity");
-            a
-        });
+        let (svc, _) = weir_testkit::service::open(dir.path(), "fuzz.test");
+        let account = Arc::new(rt.block_on(weir_testkit::service::sender(&svc, "fuzz", "a.test", true)));
         let st = AppState {
             svc,
             cfg: Arc::new(ApiConfig {

@@ -10,9 +10,6 @@ use std::time::Duration;
 use libfuzzer_sys::fuzz_target;
 use weir_smtp::session::Session;
 use weir_smtp::{SmtpConfig, SmtpContext};
-use weir_store::model::{IdentityKind, RegionSettings};
-use weir_store::{Store, StoreOptions};
-use weir_submit::{Service, ServiceConfig, system_clock};
 
 struct World {
     rt: tokio::runtime::Runtime,
@@ -25,20 +22,8 @@ fn world() -> &'static World {
     W.get_or_init(|| {
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(Store::open(dir.path(), StoreOptions { fsync: false, ..Default::default() }).expect("store"));
-        let cfg = ServiceConfig::new(RegionSettings::sandbox(), "fuzz.test");
-        let svc = Arc::new(Service::open(store, cfg, system_clock()).expect("service"));
-        rt.block_on(async {
-            let a = svc.directory().create_account("fuzz").await.expect("account");
-            svc.directory().update_region_settings(a.id, "us-east-1", |s| {
-                s.production = true;
-                s.max_24h = -1;
-                s.max_rate = -1.0;
-            })
-            .await
-            .expect("settings");
-            svc.directory().put_identity(a.id, "us-east-1", "a.test", IdentityKind::Domain, true).await.expect("identity");
-        });
+        let (svc, _) = weir_testkit::service::open(dir.path(), "fuzz.test");
+        rt.block_on(weir_testkit::service::sender(&svc, "fuzz", "a.test", true));
         let (_tx, shutdown) = tokio::sync::watch::channel(false);
         std::mem::forget(_tx);
         let smtp = SmtpConfig {

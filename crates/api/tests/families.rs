@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use weir_api::{ApiConfig, AppState};
-use weir_store::model::{IdentityKind, RegionSettings};
-use weir_store::{Store, StoreOptions};
-use weir_submit::{Service, ServiceConfig, system_clock};
+use weir_submit::Service;
 use weir_testkit::{Keys, Reply, v1, v2};
 
 const REGION: &str = "us-east-1";
@@ -32,20 +30,8 @@ impl Door {
     fn open(production: bool) -> Door {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path(), StoreOptions { fsync: false, ..Default::default() }).unwrap());
-        let svc = Arc::new(
-            Service::open(store, ServiceConfig::new(RegionSettings::sandbox(), "api.test"), system_clock()).unwrap(),
-        );
-        let account = rt.block_on(async {
-            let a = svc.directory().create_account("acme").await.unwrap();
-            svc.directory().put_identity(a.id, REGION, "acme.test", IdentityKind::Domain, true).await.unwrap();
-            let unlimited_rate = |s: &mut RegionSettings| {
-                s.max_rate = -1.0;
-                s.production = production;
-            };
-            svc.directory().update_region_settings(a.id, REGION, unlimited_rate).await.unwrap();
-            a
-        });
+        let (svc, _) = weir_testkit::service::open(dir.path(), "api.test");
+        let account = rt.block_on(weir_testkit::service::sender(&svc, "acme", "acme.test", production));
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let state = AppState {

@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use weir_smtp::session::Session;
 use weir_smtp::{SmtpConfig, SmtpContext};
-use weir_store::model::{IdentityKind, RegionSettings};
-use weir_store::{Spool, Store, StoreOptions};
-use weir_submit::{Service, ServiceConfig, system_clock};
+use weir_store::Spool;
 
 struct World {
     ctx: SmtpContext,
@@ -22,19 +20,8 @@ struct World {
 /// plaintext AUTH allowed.
 async fn world() -> World {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(Store::open(dir.path(), StoreOptions { fsync: false, ..Default::default() }).expect("store"));
-    let cfg = ServiceConfig::new(RegionSettings::sandbox(), "smtp.test");
-    let svc = Arc::new(Service::open(store.clone(), cfg, system_clock()).expect("service"));
-    let a = svc.directory().create_account("acme").await.expect("account");
-    svc.directory()
-        .update_region_settings(a.id, "us-east-1", |s| {
-            s.production = true;
-            s.max_24h = -1;
-            s.max_rate = -1.0;
-        })
-        .await
-        .expect("settings");
-    svc.directory().put_identity(a.id, "us-east-1", "a.test", IdentityKind::Domain, true).await.expect("identity");
+    let (svc, store) = weir_testkit::service::open(dir.path(), "smtp.test");
+    weir_testkit::service::sender(&svc, "acme", "a.test", true).await;
     let (tx, shutdown) = tokio::sync::watch::channel(false);
     let smtp = SmtpConfig {
         allow_plaintext_auth: true,
