@@ -237,7 +237,7 @@ impl Engine {
             .options(r)
             .suppressed_reasons
             .unwrap_or_else(|| self.senders.suppressed_reasons(r.account_id, &r.region));
-        reasons.iter().any(|r| r == "BOUNCE")
+        reasons.contains(&weir_model::SuppressionReason::Bounce)
     }
 
     /// When a deferred recipient is tried again; None once its retry window is over.

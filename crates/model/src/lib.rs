@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use weir_mail::dkim::Signer;
+pub use weir_store::model::SuppressionReason;
 
 /// What a configuration set asks of delivery (the defaults: none of it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -23,7 +24,7 @@ pub struct DeliveryOptions {
     pub max_delivery_ms: Option<i64>,
     /// Suppression options: the reasons that add addresses to the account's suppression list,
     /// instead of the account's own setting.
-    pub suppressed_reasons: Option<Vec<String>>,
+    pub suppressed_reasons: Option<Vec<SuppressionReason>>,
 }
 
 /// A boxed future, for the port's asynchronous operations.
@@ -38,7 +39,7 @@ pub trait Senders: Send + Sync + 'static {
     /// The options of a message's configuration set.
     fn delivery_options(&self, account_id: i64, region: &str, configuration_set: Option<&str>) -> DeliveryOptions;
     /// The reasons that add addresses to the account's suppression list in `region`.
-    fn suppressed_reasons(&self, account_id: i64, region: &str) -> Vec<String>;
+    fn suppressed_reasons(&self, account_id: i64, region: &str) -> Vec<SuppressionReason>;
     /// Whether any identity signs with DKIM (else no message needs looking at).
     fn dkim_in_use(&self) -> bool;
     /// The signer of mail from `from_domain`, if its identity signs.

@@ -3,31 +3,7 @@
 use rusqlite::{Connection, params};
 
 use crate::Result;
-
-/// A domain's DKIM settings and signing keys.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct DkimRecord {
-    /// The domain, lower-cased.
-    pub identity: String,
-    /// `SigningEnabled`.
-    pub enabled: bool,
-    /// `AWS_SES` (keys weir generated, Easy DKIM) or `EXTERNAL` (BYODKIM).
-    pub origin: String,
-    /// SES's `DkimStatus`: `PENDING`, `SUCCESS`, `FAILED`, `TEMPORARY_FAILURE`, `NOT_STARTED`.
-    pub status: String,
-    /// Selectors (SES's tokens), each with its private key (DER); the first signs.
-    pub keys: Vec<(String, Vec<u8>)>,
-    /// Length of the keys in use (`RSA_2048_BIT`, …).
-    pub key_spec: String,
-    /// Length of the next keys generated.
-    pub next_key_spec: String,
-    /// When the keys were generated or supplied, Unix milliseconds.
-    pub generated_ms: i64,
-    /// When DNS last showed every record, Unix milliseconds (0: never).
-    pub last_success_ms: i64,
-    /// The next key (selector, DER), waiting for its record to appear in DNS before it signs.
-    pub pending: Option<(String, Vec<u8>)>,
-}
+use crate::model::DkimRecord;
 
 /// Add or replace a domain's DKIM row.
 pub fn upsert(c: &Connection, account_id: i64, region: &str, d: &DkimRecord) -> Result<()> {

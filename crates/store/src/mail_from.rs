@@ -3,23 +3,7 @@
 use rusqlite::{Connection, params};
 
 use crate::Result;
-
-/// An identity's MAIL FROM domain.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct MailFromRecord {
-    /// The identity (address or domain), lower-cased.
-    pub identity: String,
-    /// The MAIL FROM domain, a subdomain of the identity's domain.
-    pub domain: String,
-    /// SES's `BehaviorOnMxFailure`: `USE_DEFAULT_VALUE` or `REJECT_MESSAGE`.
-    pub behavior: String,
-    /// `PENDING`, `SUCCESS`, `FAILED`, `TEMPORARY_FAILURE`.
-    pub status: String,
-    /// When it was set, Unix milliseconds.
-    pub set_ms: i64,
-    /// When DNS last showed the MX record, Unix milliseconds (0: never).
-    pub last_success_ms: i64,
-}
+use crate::model::MailFromRecord;
 
 /// Add or replace an identity's MAIL FROM domain.
 pub fn upsert(c: &Connection, account_id: i64, region: &str, m: &MailFromRecord) -> Result<()> {

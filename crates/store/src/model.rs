@@ -1,7 +1,5 @@
 //! Rows as Rust types.
 
-pub use crate::dkim::DkimRecord;
-pub use crate::mail_from::MailFromRecord;
 pub use crate::resources::{Doc, Put};
 
 /// A kind stored as text: its names, every value, and its SQLite conversions, where an unknown
@@ -47,6 +45,16 @@ macro_rules! stored_as_text {
 }
 
 stored_as_text!(Enforcement, "enforcement status", [Healthy => "HEALTHY", Probation => "PROBATION", Shutdown => "SHUTDOWN"]);
+stored_as_text!(SuppressionReason, "suppression reason", [Bounce => "BOUNCE", Complaint => "COMPLAINT"]);
+stored_as_text!(DnsStatus, "DNS check status", [
+    Pending => "PENDING",
+    Success => "SUCCESS",
+    Failed => "FAILED",
+    TemporaryFailure => "TEMPORARY_FAILURE",
+    NotStarted => "NOT_STARTED",
+]);
+stored_as_text!(DkimOrigin, "DKIM origin", [AwsSes => "AWS_SES", External => "EXTERNAL"]);
+stored_as_text!(MailFromBehavior, "MAIL FROM behaviour", [UseDefaultValue => "USE_DEFAULT_VALUE", RejectMessage => "REJECT_MESSAGE"]);
 stored_as_text!(RecipientState, "recipient state", [
     Queued => "queued",
     Held => "held",
@@ -93,12 +101,61 @@ pub struct RegionSettings {
     /// UpdateAccountSendingEnabled / PutAccountSendingAttributes.
     pub sending_enabled: bool,
     /// Reasons that add addresses to the suppression list automatically.
-    pub suppressed_reasons: Vec<String>,
+    pub suppressed_reasons: Vec<SuppressionReason>,
     /// Reputation enforcement, as SES reports it.
     pub enforcement: Enforcement,
     /// When the operator last set the enforcement status (Unix ms): sending before it no
     /// longer counts toward the rates.
     pub enforcement_reset_ms: i64,
+}
+
+/// Why an address is on an account's suppression list (SES's `SuppressionListReason`), and the
+/// reasons an account or configuration set suppresses for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum SuppressionReason {
+    /// A hard bounce.
+    Bounce,
+    /// A complaint.
+    Complaint,
+}
+
+/// What DNS last showed for a domain's records, as SES names it (`DkimStatus`,
+/// `MailFromDomainStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DnsStatus {
+    /// Not seen yet.
+    Pending,
+    /// Every record published.
+    Success,
+    /// Missing for too long.
+    Failed,
+    /// Missing after a success, or DNS did not answer.
+    TemporaryFailure,
+    /// Never started (no DKIM for the domain).
+    NotStarted,
+}
+
+/// Where a domain's DKIM keys come from (SES's `DkimSigningAttributesOrigin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DkimOrigin {
+    /// Keys weir generated (Easy DKIM).
+    AwsSes,
+    /// The customer's key (BYODKIM).
+    External,
+}
+
+/// What a send from an identity does while its MAIL FROM domain's MX is not in DNS (SES's
+/// `BehaviorOnMxFailure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum MailFromBehavior {
+    /// Mail leaves with the default return path.
+    UseDefaultValue,
+    /// Mail is refused.
+    RejectMessage,
 }
 
 /// Reputation enforcement of an (account, region), as SES reports it.
@@ -127,7 +184,7 @@ impl RegionSettings {
             burst_seconds: 1.0,
             production: false,
             sending_enabled: true,
-            suppressed_reasons: vec!["BOUNCE".into(), "COMPLAINT".into()],
+            suppressed_reasons: SuppressionReason::ALL.to_vec(),
             enforcement: Enforcement::Healthy,
             enforcement_reset_ms: 0,
         }
@@ -215,7 +272,7 @@ pub struct Suppressed {
     /// The address, lower-cased.
     pub address: String,
     /// `BOUNCE` or `COMPLAINT`.
-    pub reason: String,
+    pub reason: SuppressionReason,
     /// Last update, Unix milliseconds.
     pub updated_ms: i64,
     /// Message that caused it, if any.
@@ -366,4 +423,46 @@ impl AttemptOutcome {
             _ => AttemptOutcome::Deferred,
         }
     }
+}
+
+/// A domain's DKIM settings and signing keys.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DkimRecord {
+    /// The domain, lower-cased.
+    pub identity: String,
+    /// `SigningEnabled`.
+    pub enabled: bool,
+    /// `AWS_SES` (keys weir generated, Easy DKIM) or `EXTERNAL` (BYODKIM).
+    pub origin: DkimOrigin,
+    /// SES's `DkimStatus`: `PENDING`, `SUCCESS`, `FAILED`, `TEMPORARY_FAILURE`, `NOT_STARTED`.
+    pub status: DnsStatus,
+    /// Selectors (SES's tokens), each with its private key (DER); the first signs.
+    pub keys: Vec<(String, Vec<u8>)>,
+    /// Length of the keys in use (`RSA_2048_BIT`, …).
+    pub key_spec: String,
+    /// Length of the next keys generated.
+    pub next_key_spec: String,
+    /// When the keys were generated or supplied, Unix milliseconds.
+    pub generated_ms: i64,
+    /// When DNS last showed every record, Unix milliseconds (0: never).
+    pub last_success_ms: i64,
+    /// The next key (selector, DER), waiting for its record to appear in DNS before it signs.
+    pub pending: Option<(String, Vec<u8>)>,
+}
+
+/// An identity's MAIL FROM domain.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MailFromRecord {
+    /// The identity (address or domain), lower-cased.
+    pub identity: String,
+    /// The MAIL FROM domain, a subdomain of the identity's domain.
+    pub domain: String,
+    /// SES's `BehaviorOnMxFailure`: `USE_DEFAULT_VALUE` or `REJECT_MESSAGE`.
+    pub behavior: MailFromBehavior,
+    /// `PENDING`, `SUCCESS`, `FAILED`, `TEMPORARY_FAILURE`.
+    pub status: DnsStatus,
+    /// When it was set, Unix milliseconds.
+    pub set_ms: i64,
+    /// When DNS last showed the MX record, Unix milliseconds (0: never).
+    pub last_success_ms: i64,
 }

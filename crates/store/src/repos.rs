@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use crate::dkim::DkimRecord;
-use crate::mail_from::MailFromRecord;
+use crate::model::DkimRecord;
+use crate::model::MailFromRecord;
 use crate::model::{Account, Identity, RegionSettings, SendDataPoint, Suppressed};
 use crate::ops::{self, QuotaRecord, StatsRow, Volume};
 use crate::resources::{self, Doc, Put};

@@ -315,3 +315,52 @@ fn priorities_and_enforcement_statuses_read_back_as_stored_and_unknown_ones_are_
     }
     assert!(c.query_row("SELECT 'PAUSED'", [], |r| r.get::<_, Enforcement>(0)).is_err());
 }
+
+#[tokio::test]
+async fn suppression_reasons_read_back_as_stored_and_an_unknown_one_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("store");
+    let a = store.write(|c| ops::insert_account(c, "acme", "AKIA1", "s", 0)).await.expect("account");
+    let settings =
+        RegionSettings { suppressed_reasons: vec![SuppressionReason::Complaint], ..RegionSettings::sandbox() };
+    let s2 = settings.clone();
+    store.write(move |c| ops::upsert_region(c, a.id, "us-east-1", &s2)).await.expect("region");
+    let entry =
+        Suppressed { address: "x@y.test".into(), reason: SuppressionReason::Bounce, updated_ms: 1, message_id: None };
+    let e2 = entry.clone();
+    store.write(move |c| ops::put_suppressed(c, a.id, "us-east-1", &e2)).await.expect("suppressed");
+    assert_eq!(store.read(ops::list_regions).expect("regions")[0].2, settings);
+    assert_eq!(store.read(ops::list_suppressed).expect("list")[0].2, entry);
+    // SES's names between the nodes of a cluster too.
+    assert_eq!(serde_json::to_value(&entry).expect("json")["reason"], "BOUNCE");
+    store
+        .write(|c| {
+            c.execute("UPDATE account_regions SET suppressed_reasons = 'BOUNCE,bounced'", [])?;
+            Ok(())
+        })
+        .await
+        .expect("update");
+    let e = store.read(ops::list_regions).expect_err("an unknown reason is refused");
+    assert!(e.to_string().contains("unknown suppression reason \"bounced\""), "{e}");
+}
+
+#[test]
+fn dns_statuses_dkim_origins_and_mail_from_behaviours_read_back_as_stored_and_unknown_ones_are_errors() {
+    let c = rusqlite::Connection::open_in_memory().expect("db");
+    for &s in DnsStatus::ALL {
+        assert_eq!(c.query_row("SELECT ?1", [s], |r| r.get::<_, DnsStatus>(0)).expect("status"), s);
+        // SES's names, in the API and between the nodes of a cluster alike.
+        assert_eq!(serde_json::to_value(s).expect("json"), serde_json::json!(s.as_str()));
+    }
+    for &o in DkimOrigin::ALL {
+        assert_eq!(c.query_row("SELECT ?1", [o], |r| r.get::<_, DkimOrigin>(0)).expect("origin"), o);
+        assert_eq!(serde_json::to_value(o).expect("json"), serde_json::json!(o.as_str()));
+    }
+    for &b in MailFromBehavior::ALL {
+        assert_eq!(c.query_row("SELECT ?1", [b], |r| r.get::<_, MailFromBehavior>(0)).expect("behaviour"), b);
+        assert_eq!(serde_json::to_value(b).expect("json"), serde_json::json!(b.as_str()));
+    }
+    assert!(c.query_row("SELECT 'pending'", [], |r| r.get::<_, DnsStatus>(0)).is_err());
+    assert!(c.query_row("SELECT 'AWS'", [], |r| r.get::<_, DkimOrigin>(0)).is_err());
+    assert!(c.query_row("SELECT 'REJECT'", [], |r| r.get::<_, MailFromBehavior>(0)).is_err());
+}

@@ -3,7 +3,7 @@
 use axum::response::Response;
 use base64::Engine as _;
 use weir_mail::address::validate_addr;
-use weir_store::model::{IdentityKind, VerificationStatus};
+use weir_store::model::{DnsStatus, IdentityKind, MailFromBehavior, VerificationStatus};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Flavor};
@@ -320,8 +320,8 @@ async fn set_identity_mail_from_domain(cx: &Cx<'_>) -> Result<Response, ApiError
     let Cx { svc, acct, region, p, action, rid, .. } = *cx;
     let ident = required(p, "Identity", "identity")?;
     let behavior = match p.get("BehaviorOnMXFailure") {
-        None | Some("") | Some("UseDefaultValue") => "USE_DEFAULT_VALUE",
-        Some("RejectMessage") => "REJECT_MESSAGE",
+        None | Some("") | Some("UseDefaultValue") => MailFromBehavior::UseDefaultValue,
+        Some("RejectMessage") => MailFromBehavior::RejectMessage,
         Some(v) => {
             return Err(ApiError::invalid(format!(
                 "1 validation error detected: Value '{v}' at 'behaviorOnMXFailure' failed to satisfy \
@@ -346,7 +346,7 @@ async fn get_identity_mail_from_domain_attributes(cx: &Cx<'_>) -> Result<Respons
             Some(m) => (
                 m.domain,
                 v1_status(&m.status),
-                if m.behavior == "REJECT_MESSAGE" { "RejectMessage" } else { "UseDefaultValue" },
+                if m.behavior == MailFromBehavior::RejectMessage { "RejectMessage" } else { "UseDefaultValue" },
             ),
             None => (String::new(), "Pending", "UseDefaultValue"),
         };
@@ -395,13 +395,14 @@ fn identity_attributes(
 }
 
 /// SES v1's spelling of a DKIM or MAIL FROM status.
-fn v1_status(s: &str) -> &'static str {
+/// SES v1's spelling of a DNS check status.
+fn v1_status(s: &DnsStatus) -> &'static str {
     match s {
-        "SUCCESS" => "Success",
-        "FAILED" => "Failed",
-        "TEMPORARY_FAILURE" => "TemporaryFailure",
-        "NOT_STARTED" => "NotStarted",
-        _ => "Pending",
+        DnsStatus::Success => "Success",
+        DnsStatus::Failed => "Failed",
+        DnsStatus::TemporaryFailure => "TemporaryFailure",
+        DnsStatus::NotStarted => "NotStarted",
+        DnsStatus::Pending => "Pending",
     }
 }
 

@@ -61,9 +61,7 @@ pub(super) async fn put_account_suppression_attributes(
     }
     let i: In = parse(&raw.body)?;
     let reasons = i.suppressed_reasons.ok_or_else(|| ApiError::missing(&["suppressedReasons"]))?;
-    for r in &reasons {
-        super::suppression::check_reason(r)?;
-    }
+    let reasons: Vec<_> = reasons.iter().map(|r| super::suppression::reason_of(r)).collect::<Result<_, _>>()?;
     st.svc
         .directory()
         .update_region_settings(caller.account.id, &caller.region, |s| s.suppressed_reasons = reasons)

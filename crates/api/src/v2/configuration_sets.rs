@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use weir_store::model::SuppressionReason;
 use weir_submit::{AdminError, ConfigurationSet, EventDestination};
 
 use super::{bad, next_token, ok, page, page_size, parse, query_pairs};
@@ -119,12 +120,13 @@ fn apply_delivery(s: &mut ConfigurationSet, d: Delivery) -> Result<(), ApiError>
 }
 
 fn apply_suppression(s: &mut ConfigurationSet, reasons: Option<Vec<String>>) -> Result<(), ApiError> {
-    for r in reasons.iter().flatten() {
-        if r != "BOUNCE" && r != "COMPLAINT" {
-            return Err(ApiError::not_in_enum("suppressedReasons.member", r, &["BOUNCE", "COMPLAINT"]).for_v2());
-        }
-    }
-    s.suppressed_reasons = reasons;
+    let parse = |r: &String| {
+        SuppressionReason::parse(r).ok_or_else(|| {
+            let all: Vec<&str> = SuppressionReason::ALL.iter().map(|r| r.as_str()).collect();
+            ApiError::not_in_enum("suppressedReasons.member", r, &all).for_v2()
+        })
+    };
+    s.suppressed_reasons = reasons.map(|rs| rs.iter().map(parse).collect::<Result<_, _>>()).transpose()?;
     Ok(())
 }
 

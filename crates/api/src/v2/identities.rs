@@ -5,7 +5,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use weir_mail::address::validate_addr;
-use weir_store::model::{Identity, IdentityKind, VerificationStatus};
+use weir_store::model::{DkimOrigin, Identity, IdentityKind, MailFromBehavior, VerificationStatus};
 
 use super::*;
 use crate::auth::Caller;
@@ -54,7 +54,7 @@ fn dkim_json(st: &AppState, caller: &Caller, identity: &str) -> Value {
             if d.key_spec.starts_with("RSA_") {
                 v["CurrentSigningKeyLength"] = json!(d.key_spec);
             }
-            if d.next_key_spec.starts_with("RSA_") && d.origin == "AWS_SES" {
+            if d.next_key_spec.starts_with("RSA_") && d.origin == DkimOrigin::AwsSes {
                 v["NextSigningKeyLength"] = json!(d.next_key_spec);
             }
             v
@@ -256,14 +256,13 @@ pub(super) async fn put_email_identity_mail_from_attributes(
     let id = label(id);
     let i: In = parse(&raw.body)?;
     let behavior = match i.behavior_on_mx_failure.as_deref() {
-        None | Some("USE_DEFAULT_VALUE") => "USE_DEFAULT_VALUE",
-        Some("REJECT_MESSAGE") => "REJECT_MESSAGE",
-        Some(v) => {
-            return Err(bad(format!(
+        None => MailFromBehavior::UseDefaultValue,
+        Some(v) => MailFromBehavior::parse(v).ok_or_else(|| {
+            bad(format!(
                 "1 validation error detected: Value '{v}' at 'behaviorOnMxFailure' failed to satisfy \
                  constraint: Member must satisfy enum value set: [REJECT_MESSAGE, USE_DEFAULT_VALUE]"
-            )));
-        }
+            ))
+        })?,
     };
     known_identity(st, caller, &id)?;
     st.svc

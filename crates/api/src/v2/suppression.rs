@@ -7,16 +7,16 @@ use serde_json::json;
 use weir_mail::address::validate_addr;
 
 use super::*;
+use weir_store::model::SuppressionReason;
+
 use crate::auth::Caller;
 use crate::error::{ApiError, Flavor};
 use crate::{AppState, RawRequest};
 
-pub(super) fn check_reason(r: &str) -> Result<(), ApiError> {
-    if r == "BOUNCE" || r == "COMPLAINT" {
-        Ok(())
-    } else {
-        Err(bad(format!("Invalid suppression reason '{r}': must be BOUNCE or COMPLAINT.")))
-    }
+/// A suppression reason as SES spells it (`BOUNCE`, `COMPLAINT`).
+pub(super) fn reason_of(r: &str) -> Result<SuppressionReason, ApiError> {
+    SuppressionReason::parse(r)
+        .ok_or_else(|| bad(format!("Invalid suppression reason '{r}': must be BOUNCE or COMPLAINT.")))
 }
 
 pub(super) async fn put_suppressed_destination(
@@ -44,10 +44,10 @@ pub(super) async fn put_suppressed_destination(
     }
     let (addr, reason) = (i.email_address.unwrap_or_default(), i.reason.unwrap_or_default());
     validate_addr(&addr).map_err(|e| bad(format!("Invalid email address {addr}: {}", e.0)))?;
-    check_reason(&reason)?;
+    let reason = reason_of(&reason)?;
     st.svc
         .directory()
-        .put_suppressed(caller.account.id, &caller.region, &addr, &reason, None)
+        .put_suppressed(caller.account.id, &caller.region, &addr, reason, None)
         .await
         .map_err(|e| ApiError::from_admin(e, Flavor::V2))?;
     Ok(ok(json!({}), rid))
@@ -107,10 +107,8 @@ fn parse_time(v: &str) -> Result<i64, ApiError> {
 
 pub(super) fn list_suppressed(st: &AppState, caller: &Caller, raw: &RawRequest) -> Result<Response, ApiError> {
     let q = query_pairs(&raw.query);
-    let reasons: Vec<&str> = q.iter().filter(|(k, _)| k == "Reason").map(|(_, v)| v.as_str()).collect();
-    for r in &reasons {
-        check_reason(r)?;
-    }
+    let reasons: Vec<SuppressionReason> =
+        q.iter().filter(|(k, _)| k == "Reason").map(|(_, v)| reason_of(v)).collect::<Result<_, _>>()?;
     let start_ms = q.iter().find(|(k, _)| k == "StartDate").map(|(_, v)| parse_time(v)).transpose()?;
     let end_ms = q.iter().find(|(k, _)| k == "EndDate").map(|(_, v)| parse_time(v)).transpose()?;
     let size = page_size(&q, 1000)?;
@@ -120,7 +118,7 @@ pub(super) fn list_suppressed(st: &AppState, caller: &Caller, raw: &RawRequest) 
         .directory()
         .suppression_list(caller.account.id, &caller.region)
         .into_iter()
-        .filter(|s| reasons.is_empty() || reasons.contains(&s.reason.as_str()))
+        .filter(|s| reasons.is_empty() || reasons.contains(&s.reason))
         .filter(|s| start_ms.is_none_or(|t| s.updated_ms >= t) && end_ms.is_none_or(|t| s.updated_ms <= t))
         .collect();
     let out = page(

@@ -74,7 +74,7 @@ pub fn upsert_region(c: &Connection, account_id: i64, region: &str, s: &RegionSe
             s.burst_seconds,
             s.production,
             s.sending_enabled,
-            s.suppressed_reasons.join(","),
+            s.suppressed_reasons.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(","),
             s.enforcement,
             s.enforcement_reset_ms
         ],
@@ -98,7 +98,7 @@ pub fn list_regions(c: &Connection) -> Result<Vec<(i64, String, RegionSettings)>
                 burst_seconds: r.get(4)?,
                 production: r.get(5)?,
                 sending_enabled: r.get(6)?,
-                suppressed_reasons: reasons.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+                suppressed_reasons: parse_reasons(&reasons)?,
                 enforcement: r.get(8)?,
                 enforcement_reset_ms: r.get(9)?,
             },
@@ -179,4 +179,17 @@ pub fn list_suppressed(c: &Connection) -> Result<Vec<(i64, String, Suppressed)>>
         ))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The suppression reasons stored as `BOUNCE,COMPLAINT`; an unknown word is an error, not a guess.
+fn parse_reasons(text: &str) -> rusqlite::Result<Vec<SuppressionReason>> {
+    text.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            SuppressionReason::parse(s).ok_or_else(|| {
+                let e = format!("unknown suppression reason {s:?}");
+                rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, e.into())
+            })
+        })
+        .collect()
 }

@@ -266,15 +266,10 @@ impl Directory {
         account_id: i64,
         region: &str,
         address: &str,
-        reason: &str,
+        reason: SuppressionReason,
         message_id: Option<String>,
     ) -> Result<Suppressed, AdminError> {
-        let s = Suppressed {
-            address: normalize(address),
-            reason: reason.to_string(),
-            updated_ms: self.core.now_ms(),
-            message_id,
-        };
+        let s = Suppressed { address: normalize(address), reason, updated_ms: self.core.now_ms(), message_id };
         self.commit(Change::Suppressed { account_id, region: region.to_string(), entry: s.clone() }).await?;
         Ok(s)
     }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use weir_mail::dkim::{KeyPair, KeySpec, Signer};
-use weir_store::model::DkimRecord;
+use weir_store::model::{DkimOrigin, DkimRecord, DnsStatus};
 
 use std::collections::HashMap;
 
@@ -25,9 +25,9 @@ pub struct DkimView {
     /// `SigningEnabled`.
     pub enabled: bool,
     /// `AWS_SES` or `EXTERNAL`.
-    pub origin: String,
+    pub origin: DkimOrigin,
     /// SES's `DkimStatus`.
-    pub status: String,
+    pub status: DnsStatus,
     /// The selectors (SES's tokens).
     pub tokens: Vec<String>,
     /// `CurrentSigningKeyLength`.
@@ -65,16 +65,17 @@ pub fn status_after(
     last_success_ms: i64,
     now_ms: i64,
     fail_after_ms: i64,
-) -> (&'static str, i64) {
+) -> (DnsStatus, i64) {
     match finding {
-        DnsFinding::AllPublished => ("SUCCESS", now_ms),
-        DnsFinding::Unavailable => ("TEMPORARY_FAILURE", last_success_ms),
+        DnsFinding::AllPublished => (DnsStatus::Success, now_ms),
+        DnsFinding::Unavailable => (DnsStatus::TemporaryFailure, last_success_ms),
         DnsFinding::Missing if last_success_ms == 0 => {
-            (if now_ms - generated_ms < fail_after_ms { "PENDING" } else { "FAILED" }, 0)
+            (if now_ms - generated_ms < fail_after_ms { DnsStatus::Pending } else { DnsStatus::Failed }, 0)
         }
-        DnsFinding::Missing => {
-            (if now_ms - last_success_ms < fail_after_ms { "TEMPORARY_FAILURE" } else { "FAILED" }, last_success_ms)
-        }
+        DnsFinding::Missing => (
+            if now_ms - last_success_ms < fail_after_ms { DnsStatus::TemporaryFailure } else { DnsStatus::Failed },
+            last_success_ms,
+        ),
     }
 }
 
@@ -98,8 +99,8 @@ impl DkimEntry {
         let r = &self.record;
         DkimView {
             enabled: r.enabled,
-            origin: r.origin.clone(),
-            status: r.status.clone(),
+            origin: r.origin,
+            status: r.status,
             tokens: r.keys.iter().map(|(s, _)| s.clone()).collect(),
             key_spec: r.key_spec.clone(),
             next_key_spec: r.next_key_spec.clone(),
@@ -110,7 +111,7 @@ impl DkimEntry {
 
     /// Signing happens once DNS has shown the records (and not after they were gone too long).
     fn signs(&self) -> bool {
-        self.record.enabled && self.record.last_success_ms > 0 && self.record.status != "FAILED"
+        self.record.enabled && self.record.last_success_ms > 0 && self.record.status != DnsStatus::Failed
     }
 }
 
@@ -199,7 +200,7 @@ impl DkimKeys {
         domain: &str,
         spec: KeySpec,
     ) -> Result<DkimView, AdminError> {
-        if let Some(v) = self.dkim(account_id, region, domain).filter(|v| v.origin == "AWS_SES") {
+        if let Some(v) = self.dkim(account_id, region, domain).filter(|v| v.origin == DkimOrigin::AwsSes) {
             return Ok(v);
         }
         // Key generation is CPU work (RSA: tens of milliseconds each): off the async workers.
@@ -214,8 +215,8 @@ impl DkimKeys {
         let record = DkimRecord {
             identity: domain.to_ascii_lowercase(),
             enabled: true,
-            origin: "AWS_SES".into(),
-            status: "PENDING".into(),
+            origin: DkimOrigin::AwsSes,
+            status: DnsStatus::Pending,
             keys,
             key_spec: spec.as_str().into(),
             next_key_spec: spec.as_str().into(),
@@ -234,7 +235,7 @@ impl DkimKeys {
         else {
             return Err(AdminError::NotFound(format!("{domain} has no DKIM keys to rotate")));
         };
-        if record.origin != "AWS_SES" {
+        if record.origin != DkimOrigin::AwsSes {
             return Err(AdminError::Invalid(format!(
                 "{domain} signs with the customer's key (EXTERNAL): rotate it with PutEmailIdentityDkimSigningAttributes"
             )));
@@ -261,7 +262,7 @@ impl DkimKeys {
         // A domain already signing with the customer's key keeps signing with it until DNS shows
         // the new selector's record: the new key waits as the pending one.
         let current = self.keys.read().get(&Self::dkim_key(account_id, region, domain)).cloned();
-        if let Some(e) = current.filter(|e| e.signs() && e.record.origin == "EXTERNAL") {
+        if let Some(e) = current.filter(|e| e.signs() && e.record.origin == DkimOrigin::External) {
             let mut record = e.record;
             record.pending = Some((selector.to_string(), key.private_der));
             return self.save_dkim(account_id, region, record).await;
@@ -269,8 +270,8 @@ impl DkimKeys {
         let record = DkimRecord {
             identity: domain.to_ascii_lowercase(),
             enabled: true,
-            origin: "EXTERNAL".into(),
-            status: "PENDING".into(),
+            origin: DkimOrigin::External,
+            status: DnsStatus::Pending,
             keys: vec![(selector.to_string(), key.private_der)],
             key_spec: key.spec.as_str().into(),
             next_key_spec: key.spec.as_str().into(),
@@ -362,9 +363,9 @@ impl DkimKeys {
                 record.key_spec = k.spec.as_str().into();
             }
             record.keys.insert(0, next);
-            record.keys.truncate(if record.origin == "AWS_SES" { EASY_DKIM_TOKENS } else { 1 });
+            record.keys.truncate(if record.origin == DkimOrigin::AwsSes { EASY_DKIM_TOKENS } else { 1 });
             record.generated_ms = self.core.now_ms();
-            record.status = status.into();
+            record.status = status;
             record.last_success_ms = last;
             self.save_dkim(account_id, region, record).await?;
             return Ok(Some(format!("{status} (now signing with the new key)")));
@@ -378,7 +379,7 @@ impl DkimKeys {
             }
             return Ok(None);
         }
-        record.status = status.into();
+        record.status = status;
         record.last_success_ms = last;
         self.save_dkim(account_id, region, record).await?;
         Ok(changed.then(|| status.to_string()))
@@ -410,15 +411,15 @@ mod tests {
 
     #[test]
     fn published_records_succeed_and_missing_ones_stay_pending_then_fail() {
-        assert_eq!(status_after(DnsFinding::AllPublished, 0, 0, 5, 3 * DAY), ("SUCCESS", 5));
-        assert_eq!(status_after(DnsFinding::Missing, 0, 0, DAY, 3 * DAY), ("PENDING", 0));
-        assert_eq!(status_after(DnsFinding::Missing, 0, 0, 3 * DAY, 3 * DAY), ("FAILED", 0));
+        assert_eq!(status_after(DnsFinding::AllPublished, 0, 0, 5, 3 * DAY), (DnsStatus::Success, 5));
+        assert_eq!(status_after(DnsFinding::Missing, 0, 0, DAY, 3 * DAY), (DnsStatus::Pending, 0));
+        assert_eq!(status_after(DnsFinding::Missing, 0, 0, 3 * DAY, 3 * DAY), (DnsStatus::Failed, 0));
     }
 
     #[test]
     fn records_removed_after_success_are_a_temporary_failure_then_a_failure() {
-        assert_eq!(status_after(DnsFinding::Missing, 0, DAY, 2 * DAY, 3 * DAY), ("TEMPORARY_FAILURE", DAY));
-        assert_eq!(status_after(DnsFinding::Missing, 0, DAY, 4 * DAY, 3 * DAY), ("FAILED", DAY));
-        assert_eq!(status_after(DnsFinding::Unavailable, 0, DAY, 2 * DAY, 3 * DAY), ("TEMPORARY_FAILURE", DAY));
+        assert_eq!(status_after(DnsFinding::Missing, 0, DAY, 2 * DAY, 3 * DAY), (DnsStatus::TemporaryFailure, DAY));
+        assert_eq!(status_after(DnsFinding::Missing, 0, DAY, 4 * DAY, 3 * DAY), (DnsStatus::Failed, DAY));
+        assert_eq!(status_after(DnsFinding::Unavailable, 0, DAY, 2 * DAY, 3 * DAY), (DnsStatus::TemporaryFailure, DAY));
     }
 }

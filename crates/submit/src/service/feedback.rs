@@ -15,6 +15,7 @@ use super::AdminError;
 use super::core::Core;
 use super::directory::Directory;
 use super::mail_from::MailFromDomains;
+use weir_store::model::SuppressionReason;
 
 /// Local part of the address feedback loops send complaint reports to, at every return-path
 /// domain (register `fbl@<domain>` with the mailbox providers' feedback loops).
@@ -223,18 +224,18 @@ impl Feedback {
                         ev.bounce(&mail, now, &row.address, &f);
                     }
                     tracing::info!(%message_id, recipient = %row.address, status = %d.status, "bounce reported after delivery");
-                    permanent.then_some("BOUNCE")
+                    permanent.then_some(SuppressionReason::Bounce)
                 }
                 (Report::Complaint { feedback_type, .. }, _) => {
                     if let Some(ev) = &self.core.events {
                         ev.complaint(&mail, now, &row.address);
                     }
                     tracing::info!(%message_id, recipient = %row.address, %feedback_type, "complaint reported");
-                    Some("COMPLAINT")
+                    Some(SuppressionReason::Complaint)
                 }
                 (Report::Dsn(_), None) => None,
             };
-            if let Some(reason) = reason.filter(|r| reasons.iter().any(|x| x == r)) {
+            if let Some(reason) = reason.filter(|r| reasons.contains(r)) {
                 self.directory
                     .put_suppressed(account.id, &row.region, &row.address, reason, Some(message_id.clone()))
                     .await?;

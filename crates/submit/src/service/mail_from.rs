@@ -3,7 +3,7 @@
 //! at that domain; when it does not, mail uses the default return path (`USE_DEFAULT_VALUE`) or
 //! is refused (`REJECT_MESSAGE`).
 
-use weir_store::model::MailFromRecord;
+use weir_store::model::{DnsStatus, MailFromBehavior, MailFromRecord};
 
 use super::dkim::{DnsFinding, status_after};
 use std::collections::HashMap;
@@ -22,9 +22,9 @@ pub struct MailFromView {
     /// The domain.
     pub domain: String,
     /// `USE_DEFAULT_VALUE` or `REJECT_MESSAGE`.
-    pub behavior: String,
+    pub behavior: MailFromBehavior,
     /// `PENDING`, `SUCCESS`, `FAILED`, `TEMPORARY_FAILURE`.
-    pub status: String,
+    pub status: DnsStatus,
 }
 
 /// One MAIL FROM domain to check: (account id, region, identity, domain).
@@ -102,7 +102,7 @@ impl MailFromDomains {
         region: &str,
         identity: &str,
         domain: Option<&str>,
-        behavior: &str,
+        behavior: MailFromBehavior,
     ) -> Result<Option<MailFromView>, AdminError> {
         let ident = identity.to_ascii_lowercase();
         let Some(domain) = domain.filter(|d| !d.is_empty()).map(str::to_ascii_lowercase) else {
@@ -121,8 +121,8 @@ impl MailFromDomains {
         let record = MailFromRecord {
             identity: ident.clone(),
             domain,
-            behavior: behavior.to_string(),
-            status: "PENDING".into(),
+            behavior,
+            status: DnsStatus::Pending,
             set_ms: self.core.now_ms(),
             last_success_ms: 0,
         };
@@ -164,7 +164,7 @@ impl MailFromDomains {
             }
             return Ok(None);
         }
-        record.status = status.into();
+        record.status = status;
         record.last_success_ms = last;
         self.core.accounts.put_mail_from(account_id, region.to_string(), record.clone()).await?;
         self.domains.write().insert(key, record.clone());
@@ -201,9 +201,12 @@ impl MailFromDomains {
             return Ok(());
         }
         match self.mail_from_for(account_id, region, source) {
-            Some(m) if m.behavior == "REJECT_MESSAGE" && m.status != "SUCCESS" => Err(SubmitError::MessageRejected(
-                format!("The MAIL FROM domain {} of {source} is not verified (MX record not found).", m.domain),
-            )),
+            Some(m) if m.behavior == MailFromBehavior::RejectMessage && m.status != DnsStatus::Success => {
+                Err(SubmitError::MessageRejected(format!(
+                    "The MAIL FROM domain {} of {source} is not verified (MX record not found).",
+                    m.domain
+                )))
+            }
             _ => Ok(()),
         }
     }
@@ -216,7 +219,7 @@ impl MailFromDomains {
         let custom = if self.domains.read().is_empty() {
             None
         } else {
-            self.mail_from_for(account_id, region, source).filter(|m| m.status == "SUCCESS").map(|m| m.domain)
+            self.mail_from_for(account_id, region, source).filter(|m| m.status == DnsStatus::Success).map(|m| m.domain)
         };
         custom.or_else(|| default.clone())
     }
@@ -247,5 +250,5 @@ impl MailFromDomains {
 }
 
 fn view(m: &MailFromRecord) -> MailFromView {
-    MailFromView { domain: m.domain.clone(), behavior: m.behavior.clone(), status: m.status.clone() }
+    MailFromView { domain: m.domain.clone(), behavior: m.behavior, status: m.status }
 }

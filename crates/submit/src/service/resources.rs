@@ -69,7 +69,7 @@ pub struct ConfigurationSet {
     pub max_delivery_seconds: Option<i64>,
     /// Suppression options: the reasons (`BOUNCE`, `COMPLAINT`) for which the account-level list
     /// applies; `None` means the account's setting.
-    pub suppressed_reasons: Option<Vec<String>>,
+    pub suppressed_reasons: Option<Vec<weir_store::model::SuppressionReason>>,
     /// Tracking options.
     pub custom_redirect_domain: Option<String>,
     /// Tracking options: `REQUIRE`, `OPTIONAL` or `REQUIRE_OPEN_ONLY`.

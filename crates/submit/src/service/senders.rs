@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use weir_model::{BoxFuture, DeliveryOptions, Senders, Signer};
+use weir_model::{BoxFuture, DeliveryOptions, Senders, Signer, SuppressionReason};
 
 use super::core::Core;
 use super::directory::Directory;
@@ -36,7 +36,7 @@ impl Senders for DeliveryPort {
         self.resources.delivery_options(account_id, region, configuration_set)
     }
 
-    fn suppressed_reasons(&self, account_id: i64, region: &str) -> Vec<String> {
+    fn suppressed_reasons(&self, account_id: i64, region: &str) -> Vec<SuppressionReason> {
         self.directory.region_settings(account_id, region).suppressed_reasons
     }
 
@@ -80,7 +80,7 @@ impl Senders for DeliveryPort {
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             self.directory
-                .put_suppressed(account_id, region, address, "BOUNCE", Some(message_id.to_string()))
+                .put_suppressed(account_id, region, address, SuppressionReason::Bounce, Some(message_id.to_string()))
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string())

@@ -154,7 +154,11 @@ async fn suppressed_recipients_are_accepted_but_not_queued() {
     let f = fixture();
     let a = f.svc.directory().create_account("acme").await.expect("account");
     f.svc.directory().put_identity(a.id, "us-east-1", "acme.test", IdentityKind::Domain, true).await.expect("identity");
-    f.svc.directory().put_suppressed(a.id, "us-east-1", "Bad@acme.test", "BOUNCE", None).await.expect("suppress");
+    f.svc
+        .directory()
+        .put_suppressed(a.id, "us-east-1", "Bad@acme.test", SuppressionReason::Bounce, None)
+        .await
+        .expect("suppress");
     f.svc.sending().submit(&a, sub("a@acme.test", &["bad@acme.test"])).await.expect("accepted");
     let list = weir_store::Spool::new(f.store.clone()).list().expect("list");
     assert_eq!(list[0].recipients, vec![("bad@acme.test".to_string(), RecipientState::Suppressed)]);
